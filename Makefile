@@ -1,0 +1,41 @@
+# Two commands are the whole set-up on a fresh machine: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU wheel of torch 2.13.0 lies on the dev machines; installing it first keeps pip from
+# resolving a multi-GB CUDA build. On a GPU host: make TORCH_SPEC='torch==2.13.0' (CUDA index).
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-fast bench postgres clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q '$(TORCH_SPEC)'
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# PostgreSQL runs on 127.0.0.1:5432 with trust auth on the dev machines; start it if it is down.
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start 2>/dev/null || \
+	  echo "PostgreSQL on 127.0.0.1:5432 is not reachable; integration tests need it" >&2
+
+demo: venv
+	$(VENV)/bin/grin demo --json .grin/demo.json
+
+# The whole suite, slow tests included (CI runs this).
+test: venv postgres
+	$(PY) -m pytest -m '' $(PYTEST_ARGS)
+
+# The quick loop: everything not marked slow.
+test-fast: venv postgres
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(VENV)/bin/grin bench tofu --json .grin/bench/tofu.json --plot docs/img/tofu_bench.png
+
+clean:
+	rm -rf $(VENV) .pytest_cache
