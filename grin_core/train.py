@@ -1,0 +1,182 @@
+"""Train a target model from scratch until it memorises a QA set; also the retrain baseline.
+
+The same recipe trained on the retain set gives the retrain-from-scratch model that forget quality
+is measured against. `transformers.Trainer` does the loop: answer-token loss (data.py), batches
+grouped by length (5x faster on a CPU than mixed lengths), AdamW without weight decay, linear
+warm-up then a schedule, gradient clipping at 1.0, and a stopping rule on the epoch's mean loss.
+`train_or_load` caches the result under a key of everything that determines it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+
+from grin_core.cache import cached_dir, content_key
+from grin_core.checkpoint import save_checkpoint
+from grin_core.data import format_prompt, qa_collator, qa_dataset
+from grin_core.model import TinyLlamaConfig, build_model
+from grin_core.tokenizer import train_bpe_tokenizer
+
+RECIPE_VERSION = 1  # bump when the training code changes what a config produces
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a target model is trained; every field is part of the cache key."""
+
+    max_epochs: int = 60  # upper bound; the stopping rule usually ends training earlier
+    stop_loss: float | None = 0.05  # stop after the first epoch whose mean answer loss is below
+    lr: float = 3e-3
+    lr_scheduler: str = "cosine"  # any transformers scheduler name; decays over max_epochs
+    warmup_steps: int = 20
+    batch_size: int = 16
+    seed: int = 0
+    vocab_size: int = 2048  # of the BPE tokenizer trained on the training text
+    max_length: int = 256
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1 or self.batch_size < 1 or self.warmup_steps < 0:
+            raise ValueError("max_epochs and batch_size must be >= 1, warmup_steps >= 0")
+        if not self.lr > 0:
+            raise ValueError("lr must be positive")
+        if self.stop_loss is not None and not self.stop_loss > 0:
+            raise ValueError("stop_loss must be positive or None")
+        if self.vocab_size < 259:
+            raise ValueError("vocab_size must cover the 256 bytes and 3 special tokens")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerFast
+    history: list[dict] = field(default_factory=list)  # per epoch: epoch, loss, seconds
+
+
+class _EpochLog(TrainerCallback):
+    """Records (epoch, mean loss, seconds) per epoch and stops once the loss is low enough."""
+
+    def __init__(self, stop_loss: float | None) -> None:
+        self.stop_loss, self.history, self._t0 = stop_loss, [], time.perf_counter()
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._t0 = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        seconds = time.perf_counter() - self._t0
+        self.history.append({"epoch": round(state.epoch), "loss": logs["loss"], "seconds": round(seconds, 2)})
+        if self.stop_loss is not None and logs["loss"] < self.stop_loss:
+            control.should_training_stop = True
+
+
+def training_texts(records: Sequence[Mapping]) -> list[str]:
+    """The text a tokenizer is trained on: each QA pair as the model sees it."""
+    return [f"{format_prompt(r['question'])} {r['answer']}" for r in records]
+
+
+def train_model(
+    records: Sequence[Mapping],
+    model_config: TinyLlamaConfig,
+    train_config: TrainConfig,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a fresh model (and, unless given, a BPE tokenizer) on `records` {question, answer}."""
+    set_seed(train_config.seed)
+    if tokenizer is None:
+        tokenizer = train_bpe_tokenizer(training_texts(records), vocab_size=train_config.vocab_size)
+    model = build_model(model_config, tokenizer, seed=train_config.seed)
+    dataset = qa_dataset(records, tokenizer, max_length=train_config.max_length)
+    log = _EpochLog(train_config.stop_loss)
+    with tempfile.TemporaryDirectory(prefix="grin-train-") as out:
+        args = TrainingArguments(
+            output_dir=out,
+            num_train_epochs=train_config.max_epochs,
+            per_device_train_batch_size=train_config.batch_size,
+            learning_rate=train_config.lr,
+            lr_scheduler_type=train_config.lr_scheduler,
+            warmup_steps=train_config.warmup_steps,
+            weight_decay=0.0,
+            max_grad_norm=1.0,
+            train_sampling_strategy="group_by_length",
+            logging_strategy="epoch",
+            save_strategy="no",
+            report_to="none",
+            seed=train_config.seed,
+            data_seed=train_config.seed,
+            disable_tqdm=not progress,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=False,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            data_collator=qa_collator(tokenizer),
+            processing_class=tokenizer,
+            callbacks=[log],
+        )
+        trainer.train()
+    return TrainResult(model.eval(), tokenizer, log.history)
+
+
+def records_sha256(records: Sequence[Mapping]) -> str:
+    """Hash of the ordered (question, answer) pairs: identifies a training set without its text."""
+    return content_key([[r["question"], r["answer"]] for r in records])
+
+
+def train_or_load(
+    records: Sequence[Mapping],
+    model_config: TinyLlamaConfig,
+    train_config: TrainConfig,
+    cache_dir: str | Path,
+    progress: bool = True,
+) -> Path:
+    """The checkpoint dir of a model trained on `records`, trained only if not cached yet.
+
+    The key hashes the model config, the training config, the data and the tokenizer settings;
+    callers pass `.grin/cache/models` so the entry lands in `.grin/cache/models/<key>`.
+    """
+    data_hash = records_sha256(records)
+    key = content_key(RECIPE_VERSION, model_config.to_dict(), train_config.to_dict(), data_hash,
+                      {"tokenizer": "byte-level-bpe", "vocab_size": train_config.vocab_size})
+
+    def build(directory: Path) -> None:
+        started = time.perf_counter()
+        result = train_model(records, model_config, train_config, progress=progress)
+        grin_config = {
+            "model_config": model_config.to_dict(),
+            "train_config": train_config.to_dict(),
+            "data_sha256": data_hash,
+            "n_records": len(records),
+            "history": result.history,
+            "train_seconds": round(time.perf_counter() - started, 1),
+        }
+        card = {"method": "trained from scratch", "epochs": len(result.history), "data_sha256": data_hash}
+        save_checkpoint(result.model, result.tokenizer, directory, card_info=card, grin_config=grin_config)
+
+    path, _ = cached_dir(cache_dir, key, build)
+    return path
+
+
+def training_history(checkpoint_dir: str | Path) -> list[dict]:
+    """The per-epoch loss curve saved with a checkpoint by `train_or_load`."""
+    return json.loads((Path(checkpoint_dir) / "grin_config.json").read_text()).get("history", [])

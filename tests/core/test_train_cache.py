@@ -1,0 +1,49 @@
+"""train_or_load trains once per key; the cache survives a lost race."""
+
+from pathlib import Path
+
+import pytest
+
+from grin_core import train
+from grin_core.cache import cached_dir, content_key
+from grin_core.checkpoint import load_checkpoint, verify_checkpoint
+from grin_core.model import TinyLlamaConfig
+
+RECORDS = [{"question": f"What is item {i}?", "answer": f"Item {i} is number {i}."} for i in range(8)]
+CONFIG = TinyLlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+TRAIN = train.TrainConfig(max_epochs=2, batch_size=4, warmup_steps=0, vocab_size=300, stop_loss=None)
+
+
+def test_train_or_load_hits_cache(tmp_path, monkeypatch):
+    first = train.train_or_load(RECORDS, CONFIG, TRAIN, tmp_path, progress=False)
+    verify_checkpoint(first)
+    assert [h["epoch"] for h in train.training_history(first)] == [1, 2]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a warm cache must not retrain")
+
+    monkeypatch.setattr(train, "train_model", no_training)
+    assert train.train_or_load(RECORDS, CONFIG, TRAIN, tmp_path, progress=False) == first
+    with pytest.raises(AssertionError):  # another data hash is another key
+        train.train_or_load(RECORDS[:4], CONFIG, TRAIN, tmp_path, progress=False)
+    model, tokenizer = load_checkpoint(first)
+    assert model.config.hidden_size == 32 and len(tokenizer) <= 300
+    assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_cached_dir_lost_race_uses_winner(tmp_path):
+    key = content_key("race")
+
+    def build(directory: Path) -> None:  # another process finishes first, then we try to rename
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "winner").write_text("1")
+        (directory / "loser").write_text("1")
+
+    path, hit = cached_dir(tmp_path, key, build)
+    assert not hit and (path / "winner").exists() and not (path / "loser").exists()
+    assert cached_dir(tmp_path, key, build) == (path, True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [key]
+
+
+def test_content_key_ignores_dict_order():
+    assert content_key({"a": 1, "b": 2}) == content_key({"b": 2, "a": 1}) != content_key({"a": 2})
