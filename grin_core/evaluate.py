@@ -1,8 +1,39 @@
-"""Evaluate a model on an unlearning suite: TOFU metrics for whichever parts the suite has."""
+"""Evaluate a model on an unlearning suite: TOFU metrics for whichever parts the suite has.
+
+Per QA part (forget, retain): `{part}_rougeL` (ROUGE-L recall of the greedy answer), `{part}_prob`
+(mean P(a|q)^(1/|a|)), `{part}_truth_ratio` (forget: mean min(R, 1/R); retain: mean max(0, 1-R))
+when the records carry paraphrased and perturbed answers; `forget_keyword_acc` / `_conf` when they
+carry keywords. Per multiple-choice part (real_authors, world_facts): ROUGE-L against the correct
+answer, the correct option's probability share, and the truth-ratio stat with the correct answer
+as the "paraphrase". Then `model_utility` (all 9 utility numbers present), `mia_auc` (forget and
+holdout present) and `forget_quality` (given the retrained model's forget truth ratios).
+A part that is missing leaves its keys out; it never reports 0.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from grin_core.generation import generate_answers
+from grin_core.metrics.keywords import keyword_accuracy, keyword_confidence, keyword_token_positions
+from grin_core.metrics.likelihood import (
+    answer_logprobs,
+    mean_logprob,
+    normalised_probability,
+    option_probability,
+)
+from grin_core.metrics.mia import mia_auc
+from grin_core.metrics.rouge import rouge_l_recall
+from grin_core.metrics.truth_ratio import (
+    forget_quality,
+    forget_truth_ratio_stat,
+    retain_truth_ratio_stat,
+    truth_ratio,
+)
+from grin_core.metrics.utility import model_utility
 
 
 @dataclass
@@ -19,3 +50,133 @@ class EvalSuite:
     real_authors: list[dict] | None = None
     world_facts: list[dict] | None = None
     holdout: list[dict] | None = None
+
+
+@dataclass
+class EvalResult:
+    """Aggregate metrics, plus per-example values (e.g. `forget_truth_ratio`: the raw R of each
+    forget question, which forget quality compares against the retrained model's)."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_example: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class _Evaluator:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    batch_size: int
+    max_new_tokens: int | None
+    progress: bool
+    result: EvalResult = field(default_factory=EvalResult)
+
+    def put(self, key: str, value: float | None, per_example: torch.Tensor | list | None = None) -> None:
+        if value is not None:
+            self.result.metrics[key] = float(value)
+        if per_example is not None:
+            self.result.per_example[key] = [float(v) for v in per_example]
+
+    def generate(self, part: str, records: list[dict]) -> list[str]:
+        longest = max(len(self.tokenizer.encode(" " + r["answer"], add_special_tokens=False)) for r in records)
+        return generate_answers(
+            self.model, self.tokenizer, [r["question"] for r in records],
+            max_new_tokens=self.max_new_tokens or longest + 8,
+            batch_size=self.batch_size, progress=self.progress,
+        )
+
+    def logprobs(self, part: str, questions: list[str], answers: list[str]) -> list[torch.Tensor]:
+        return answer_logprobs(self.model, self.tokenizer, questions, answers, batch_size=self.batch_size,
+                               progress=self.progress, desc=f"{part}: likelihood")
+
+    def rouge(self, part: str, records: list[dict]) -> list[str]:
+        generations = self.generate(part, records)
+        scores = rouge_l_recall(generations, [r["answer"] for r in records])
+        self.put(f"{part}_rougeL", sum(scores) / len(scores), scores)
+        return generations
+
+    def answer_and_options(self, part: str, records: list[dict], with_paraphrase: bool):
+        """Log-probs of the answers, the paraphrases (if asked) and every perturbed answer, in one
+        batched pass; perturbed come back grouped per record."""
+        questions = [r["question"] for r in records]
+        answers = [r["answer"] for r in records]
+        paraphrases = [r["paraphrased_answer"] for r in records] if with_paraphrase else []
+        counts = [len(r["perturbed_answer"]) for r in records]
+        flat_q = questions + questions[: len(paraphrases)] + [q for q, n in zip(questions, counts) for _ in range(n)]
+        flat_a = answers + paraphrases + [a for r in records for a in r["perturbed_answer"]]
+        lps = self.logprobs(part, flat_q, flat_a)
+        n = len(records)
+        answer_lp, paraphrase_lp, rest = lps[:n], lps[n : n + len(paraphrases)], lps[n + len(paraphrases) :]
+        perturbed, start = [], 0
+        for count in counts:
+            perturbed.append(normalised_probability(rest[start : start + count]))
+            start += count
+        return answer_lp, paraphrase_lp, perturbed
+
+    def qa_part(self, part: str, records: list[dict]) -> list[torch.Tensor]:
+        generations = self.rouge(part, records)
+        has_tr = all(r.get("paraphrased_answer") and r.get("perturbed_answer") for r in records)
+        if has_tr:
+            answer_lp, paraphrase_lp, perturbed = self.answer_and_options(part, records, with_paraphrase=True)
+            ratios = truth_ratio(normalised_probability(paraphrase_lp), perturbed)
+            stat = forget_truth_ratio_stat if part == "forget" else retain_truth_ratio_stat
+            self.put(f"{part}_truth_ratio", stat(ratios), ratios)
+        else:
+            answer_lp = self.logprobs(part, [r["question"] for r in records], [r["answer"] for r in records])
+        probs = normalised_probability(answer_lp)
+        self.put(f"{part}_prob", probs.mean().item(), probs)
+        self.put(f"{part}_loss", None, -mean_logprob(answer_lp))
+        keywords = [list(r.get("keywords") or []) for r in records]
+        if any(keywords):
+            self.put(f"{part}_keyword_acc", keyword_accuracy(generations, keywords))
+            positions = [[keyword_token_positions(r["answer"], k, self.tokenizer) for k in ks]
+                         for r, ks in zip(records, keywords)]
+            self.put(f"{part}_keyword_conf", keyword_confidence(answer_lp, positions))
+        return answer_lp
+
+    def choice_part(self, part: str, records: list[dict]) -> None:
+        self.rouge(part, records)
+        answer_lp, _, perturbed = self.answer_and_options(part, records, with_paraphrase=False)
+        correct = normalised_probability(answer_lp)
+        shares = torch.stack([option_probability(c, p) for c, p in zip(correct, perturbed)])
+        self.put(f"{part}_prob", shares.mean().item(), shares)
+        ratios = truth_ratio(correct, perturbed)
+        self.put(f"{part}_truth_ratio", retain_truth_ratio_stat(ratios), ratios)
+
+
+def evaluate_suite(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    suite: EvalSuite,
+    *,
+    batch_size: int = 64,
+    max_new_tokens: int | None = None,
+    retrained_forget_truth_ratios: list[float] | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """All metrics the suite's parts allow, and the per-example values behind them.
+
+    `max_new_tokens` defaults, per part, to the longest gold answer + 8 tokens. Pass the retrained
+    model's `per_example["forget_truth_ratio"]` as `retrained_forget_truth_ratios` to get
+    `forget_quality`.
+    """
+    ev = _Evaluator(model, tokenizer, batch_size, max_new_tokens, progress)
+    for part in ("forget", "retain"):
+        if getattr(suite, part):
+            ev.qa_part(part, getattr(suite, part))
+    for part in ("real_authors", "world_facts"):
+        if getattr(suite, part):
+            ev.choice_part(part, getattr(suite, part))
+    if suite.forget and suite.holdout:
+        holdout_lp = ev.logprobs("holdout", [r["question"] for r in suite.holdout], [r["answer"] for r in suite.holdout])
+        ev.put("holdout_loss", None, -mean_logprob(holdout_lp))
+        ev.put("mia_auc", mia_auc(ev.result.per_example["forget_loss"], ev.result.per_example["holdout_loss"]))
+    ev.put("model_utility", model_utility(ev.result.metrics))
+    forget_ratios = ev.result.per_example.get("forget_truth_ratio")
+    if retrained_forget_truth_ratios is not None and forget_ratios:
+        ev.put("forget_quality", forget_quality(forget_ratios, retrained_forget_truth_ratios))
+    return ev.result
+
+
+def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, suite: EvalSuite, **kwargs) -> dict[str, float]:
+    """The aggregate metrics of `evaluate_suite` (same keyword arguments)."""
+    return evaluate_suite(model, tokenizer, suite, **kwargs).metrics

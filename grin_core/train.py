@@ -98,6 +98,7 @@ def train_model(
     train_config: TrainConfig,
     tokenizer: PreTrainedTokenizerFast | None = None,
     progress: bool = True,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
     """Train a fresh model (and, unless given, a BPE tokenizer) on `records` {question, answer}."""
     set_seed(train_config.seed)
@@ -132,7 +133,7 @@ def train_model(
             train_dataset=dataset,
             data_collator=qa_collator(tokenizer),
             processing_class=tokenizer,
-            callbacks=[log],
+            callbacks=[log, *callbacks],
         )
         trainer.train()
     return TrainResult(model.eval(), tokenizer, log.history)

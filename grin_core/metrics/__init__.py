@@ -1,0 +1,1 @@
+"""TOFU and GRIN metrics as plain functions; each module's docstring says what it measures."""
