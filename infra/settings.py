@@ -1,0 +1,117 @@
+"""The service's one configuration object, read from `GRIN_*` environment variables.
+
+It is validated once at start so that a production process with an embedded database, a
+local object store or an S3 store without credentials refuses to run instead of quietly
+writing deletion evidence where nobody else can see it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from infra.gate import GatePolicy
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _default_tofu_dir() -> Path | None:
+    """The TOFU copy beside the checkout, or None to take `locuslab/TOFU` from the hub."""
+    candidate = REPO_ROOT.parent / "shared" / "data" / "tofu"
+    return candidate if candidate.is_dir() else None
+
+
+class Settings(BaseSettings):
+    """Everything a grin process needs to know about where its state lives."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIN_", env_nested_delimiter="__", frozen=True)
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    state_dir: Path = Path(".grin")
+    database_url: str = Field("", description="Default: sqlite:///<state_dir>/grin.db")
+    storage_url: str = Field(
+        "", description="file:///abs/dir or s3://bucket/prefix; default <state_dir>/objects"
+    )
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    tofu_dir: Path | None = Field(default_factory=_default_tofu_dir)
+    lease_seconds: int = Field(
+        900, gt=0, description="How long a claim holds a ticket without a heartbeat."
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="Claims per ticket before an infrastructure failure is final."
+    )
+    batch_cron: str = "0 2 * * *"
+    gate: GatePolicy = GatePolicy()
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        # Resolved once, so a later chdir (a worker, a test) cannot move the database or the store.
+        return value.expanduser().resolve()
+
+    @field_validator("batch_cron")
+    @classmethod
+    def _five_field_cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(
+                f"batch_cron must have 5 fields (minute hour day month weekday), got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_and_safety(self) -> Settings:
+        # Derived defaults depend on state_dir, so they are filled in after it is known.
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.state_dir / 'grin.db'}")
+        if not self.storage_url:
+            object.__setattr__(self, "storage_url", (self.state_dir / "objects").as_uri())
+        try:
+            make_url(self.database_url)
+        except ArgumentError as exc:
+            raise ValueError(f"database_url is not a database URL: {exc}") from None
+        storage = urlsplit(self.storage_url)
+        if storage.scheme not in ("file", "s3"):
+            raise ValueError(
+                f"storage_url must be file:///abs/dir or s3://bucket/prefix, got {self.storage_url!r}"
+            )
+        if storage.scheme == "s3" and not storage.netloc:
+            raise ValueError(f"storage_url {self.storage_url!r} names no bucket")
+        if storage.scheme == "file" and (storage.netloc or not storage.path.startswith("/")):
+            raise ValueError(f"storage_url {self.storage_url!r} must be an absolute file:/// URL")
+        if self.env not in ("dev", "test"):
+            self._refuse_unsafe(storage.scheme)
+        return self
+
+    def _refuse_unsafe(self, storage_scheme: str) -> None:
+        if make_url(self.database_url).get_backend_name() == "sqlite":
+            raise ValueError(
+                f"env={self.env} refuses a SQLite database: set GRIN_DATABASE_URL to PostgreSQL"
+            )
+        if storage_scheme == "file":
+            raise ValueError(
+                f"env={self.env} refuses a local object store: set GRIN_STORAGE_URL to s3://…"
+            )
+        if not (self.s3_access_key_id and self.s3_secret_access_key):
+            raise ValueError(
+                f"env={self.env} with an S3 store needs GRIN_S3_ACCESS_KEY_ID and GRIN_S3_SECRET_ACCESS_KEY"
+            )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()
