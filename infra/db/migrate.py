@@ -1,0 +1,38 @@
+"""Run the Alembic migrations that ship inside the installed `migrations` package, from any cwd."""
+
+from __future__ import annotations
+
+import importlib
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, pool
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic config for `database_url` with no alembic.ini needed."""
+    config = Config()
+    # The package's directory, found through the import system, works for wheels and editable installs.
+    config.set_main_option("script_location", importlib.import_module("migrations").__path__[0])
+    # ConfigParser interpolates '%', which URL-encoded passwords contain.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def current_revision(database_url: str) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    engine = create_engine(database_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
