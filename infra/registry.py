@@ -1,0 +1,220 @@
+"""The model registry: named models, their lineage of versions, movable aliases, gate overrides.
+
+A reference is `name` (its `production` alias, or its newest version when it has none),
+`name@alias` or `name@N` for version N.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from infra import audit
+from infra.db.models import ModelAlias, ModelVersion, RegisteredModel, Ticket
+from infra.errors import InvalidRequestError, TicketNotFoundError, UnknownModelError, one_line
+from infra.gate import GatePolicy
+
+PRODUCTION = "production"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ALIAS_PATTERN = re.compile(
+    r"^[A-Za-z][A-Za-z0-9._-]{0,99}$"
+)  # a leading letter keeps it apart from versions
+
+
+def register_model(
+    name: str,
+    *,
+    session: Session,
+    description: str | None = None,
+    gate_policy: Mapping[str, Any] | None = None,
+) -> RegisteredModel:
+    """Create a model line; `gate_policy` holds only the fields that differ from the service defaults."""
+    if not NAME_PATTERN.match(name):
+        raise InvalidRequestError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
+    if session.scalar(select(RegisteredModel.id).where(RegisteredModel.name == name)) is not None:
+        raise InvalidRequestError(f"model {name!r} is already registered")
+    overrides = _checked_overrides(gate_policy)
+    model = RegisteredModel(name=name, description=description, gate_policy=overrides)
+    session.add(model)
+    session.flush()
+    audit.append(
+        "model.registered",
+        {"model": name, "model_id": model.id, "gate_policy": overrides},
+        session=session,
+    )
+    return model
+
+
+def get_model(name: str, *, session: Session) -> RegisteredModel:
+    model = session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
+    if model is None:
+        raise UnknownModelError(f"unknown model {name!r}")
+    return model
+
+
+def list_models(*, session: Session) -> list[RegisteredModel]:
+    query = (
+        select(RegisteredModel)
+        .options(selectinload(RegisteredModel.versions), selectinload(RegisteredModel.aliases))
+        .order_by(RegisteredModel.name)
+    )
+    return list(session.scalars(query))
+
+
+def add_version(
+    model_name: str,
+    *,
+    session: Session,
+    checkpoint_uri: str,
+    checkpoint_sha256: str,
+    parent: ModelVersion | None = None,
+    training_manifest_uri: str | None = None,
+    mask_uri: str | None = None,
+    mask_sha256: str | None = None,
+    hparams: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    gate: Mapping[str, Any] | None = None,
+    ticket_ids: Iterable[int] = (),
+) -> ModelVersion:
+    """Record a new checkpoint as the next version, and mark the tickets it answers.
+
+    The manifest is inherited from the parent when not given: unlearning does not change what
+    the retain set should be sampled from.
+    """
+    model = get_model(model_name, session=session)
+    if parent is not None and parent.model_id != model.id:
+        raise InvalidRequestError(f"parent version {parent.id} belongs to another model")
+    tickets = list(session.scalars(select(Ticket).where(Ticket.id.in_(list(ticket_ids)))))
+    missing = set(ticket_ids) - {t.id for t in tickets}
+    if missing:
+        raise TicketNotFoundError(f"no tickets {sorted(missing)}")
+    number = (
+        session.scalar(
+            select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
+        )
+        or 0
+    ) + 1
+    version = ModelVersion(
+        model=model,
+        version=number,
+        parent=parent,
+        checkpoint_uri=checkpoint_uri,
+        checkpoint_sha256=checkpoint_sha256,
+        training_manifest_uri=training_manifest_uri
+        or (parent.training_manifest_uri if parent else None),
+        mask_uri=mask_uri,
+        mask_sha256=mask_sha256,
+        hparams=dict(hparams or {}),
+        metrics=dict(metrics or {}),
+        gate=dict(gate or {}),
+        tickets=tickets,
+    )
+    session.add(version)
+    session.flush()
+    for ticket in tickets:
+        ticket.result_version_id = version.id
+    audit.append(
+        "model.version_added",
+        {
+            "model": model.name,
+            "version": number,
+            "version_id": version.id,
+            "parent_version_id": parent.id if parent else None,
+            "checkpoint_uri": checkpoint_uri,
+            "checkpoint_sha256": checkpoint_sha256,
+            "training_manifest_uri": version.training_manifest_uri,
+            "mask_uri": mask_uri,
+            "mask_sha256": mask_sha256,
+            "hparams": version.hparams,
+            "metrics": version.metrics,
+            "gate": version.gate,
+            "ticket_ids": sorted(t.id for t in tickets),
+        },
+        session=session,
+    )
+    return version
+
+
+def set_alias(
+    model_name: str, alias: str, version: int, *, session: Session, actor: str = "system"
+) -> ModelAlias:
+    """Point `alias` at version number `version` of the model (creating the alias if new)."""
+    if not ALIAS_PATTERN.match(alias):
+        raise InvalidRequestError(f"alias {alias!r} must match {ALIAS_PATTERN.pattern}")
+    model = get_model(model_name, session=session)
+    target = _version(model, version, session=session)
+    row = session.get(ModelAlias, (model.id, alias))
+    previous = row.version.version if row else None
+    if row is None:
+        row = ModelAlias(model_id=model.id, alias=alias, version_id=target.id)
+        session.add(row)
+    else:
+        row.version_id = target.id
+    session.flush()
+    audit.append(
+        "model.alias_moved",
+        {
+            "model": model.name,
+            "alias": alias,
+            "from_version": previous,
+            "to_version": version,
+            "actor": actor,
+        },
+        session=session,
+    )
+    return row
+
+
+def resolve(ref: str, *, session: Session) -> ModelVersion:
+    """The version a reference names; UnknownModelError for any name, alias or version not held."""
+    name, _, selector = ref.partition("@")
+    model = get_model(name, session=session)
+    if selector.isdigit():
+        return _version(model, int(selector), session=session)
+    alias = selector or PRODUCTION
+    row = session.get(ModelAlias, (model.id, alias))
+    if row is not None:
+        return row.version
+    if selector:
+        raise UnknownModelError(f"model {name!r} has no alias {alias!r}")
+    newest = session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.model_id == model.id)
+        .order_by(ModelVersion.version.desc())
+        .limit(1)
+    )
+    if newest is None:
+        raise UnknownModelError(f"model {name!r} has no versions yet")
+    return newest
+
+
+def gate_policy(model_name: str, *, session: Session, defaults: GatePolicy) -> GatePolicy:
+    """The service defaults with the model's overrides laid over them."""
+    overrides = get_model(model_name, session=session).gate_policy or {}
+    return GatePolicy.model_validate({**defaults.model_dump(), **overrides})
+
+
+def _version(model: RegisteredModel, number: int, *, session: Session) -> ModelVersion:
+    row = session.scalar(
+        select(ModelVersion).where(
+            ModelVersion.model_id == model.id, ModelVersion.version == number
+        )
+    )
+    if row is None:
+        raise UnknownModelError(f"model {model.name!r} has no version {number}")
+    return row
+
+
+def _checked_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not overrides:
+        return None
+    try:
+        GatePolicy.model_validate(dict(overrides))
+    except ValidationError as exc:
+        raise InvalidRequestError(f"gate policy overrides: {one_line(exc)}") from None
+    return dict(overrides)

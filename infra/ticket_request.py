@@ -1,0 +1,81 @@
+"""What a deletion request must contain, checked before anything about it is stored."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from infra.audit import canonical_json, sha256_hex
+from infra.db.models import Method
+
+MODEL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(@[A-Za-z0-9][A-Za-z0-9._-]{0,99})?$"
+
+URI = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class HparamOverrides(BaseModel):
+    """Per-ticket overrides of the unlearning hyper-parameters; any other key is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    p_percent: float | None = Field(
+        None, gt=0.0, le=100.0, description="Percentage of weights selected by GRI."
+    )
+    sigma2: float | None = Field(
+        None, ge=0.0, description="Variance of the noise added to selected weights."
+    )
+    epochs: int | None = Field(None, ge=1, le=10_000)
+    learning_rate: float | None = Field(None, gt=0.0, le=1.0)
+    beta: float | None = Field(None, gt=0.0, description="NPO temperature.")
+    alpha: float | None = Field(None, ge=0.0, description="Weight of the retain-set term.")
+    seed: int | None = Field(None, ge=0)
+
+
+class TicketRequest(BaseModel):
+    """A deletion request as filed by compliance staff (CLI, JSON file or the run form)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)
+    ]
+    model: Annotated[str, StringConstraints(strip_whitespace=True, pattern=MODEL_REF_PATTERN)] = (
+        Field(
+            description="A registered model: `name` (its production version), `name@alias` or `name@version`."
+        )
+    )
+    forget_uris: list[URI] = Field(
+        min_length=1, description="Objects holding the QA records to forget."
+    )
+    retain_uris: list[URI] | None = Field(
+        None,
+        min_length=1,
+        description="Retain records; default: sampled from the model's training manifest.",
+    )
+    keywords_uri: URI | None = None
+    method: Method = Method.npo
+    hparams: HparamOverrides = HparamOverrides()
+    requested_by: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    ]
+    legal_basis: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
+    ]
+    due_date: date | None = None
+    idempotency_key: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
+
+    @property
+    def model_name(self) -> str:
+        return self.model.split("@", 1)[0]
+
+    def hparam_overrides(self) -> dict[str, Any]:
+        return self.hparams.model_dump(exclude_none=True)
+
+    def sha256(self) -> str:
+        """Fingerprint of the request's content; the idempotency key is how it is named, not what it asks."""
+        return sha256_hex(canonical_json(self.model_dump(mode="json", exclude={"idempotency_key"})))
