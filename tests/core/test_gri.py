@@ -8,7 +8,13 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.modeling_outputs import CausalLMOutput
 
 from grin_core.data import IGNORE_INDEX, qa_collator
-from grin_core.gri import decoder_layers, eligible_parameters, gradient_magnitude, gri_ratio, gri_scores
+from grin_core.gri import (
+    decoder_layers,
+    eligible_parameters,
+    gradient_magnitude,
+    gri_ratio,
+    gri_scores,
+)
 
 V, H = 6, 4
 X = IGNORE_INDEX

@@ -108,8 +108,8 @@ def test_tampered_mask_file_is_refused(tmp_path):
     mask = select_top_p({"w": torch.arange(1000.0)}, 0.7)  # 7 of 1000: stored as indices
     path = tmp_path / "mask.safetensors"
     mask.save(path)
-    from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
 
     with safe_open(str(path), framework="numpy") as f:
         metadata = f.metadata()
@@ -133,7 +133,7 @@ def test_parameter_site_llama_and_gpt2_names():
 
 
 def test_stats_by_layer_module_and_kind():
-    t = lambda n, k: torch.tensor([True] * k + [False] * (n - k))  # noqa: E731
+    t = lambda n, k: torch.tensor([True] * k + [False] * (n - k))
     mask = Mask({
         "model.layers.0.self_attn.q_proj.weight": t(10, 1),
         "model.layers.0.mlp.gate_proj.weight": t(10, 3),

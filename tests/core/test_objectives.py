@@ -64,7 +64,7 @@ def test_npo_loss_equals_formula_on_fixed_logprobs():
     theta = torch.tensor([-10.0, -3.0, -50.0])
     ref = torch.tensor([-12.0, -3.0, -20.0])
     beta = 0.1
-    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    sig = lambda x: 1 / (1 + math.exp(-x))
     expected = -(2 / beta) * sum(math.log(sig(-beta * (t - r))) for t, r in zip(theta.tolist(), ref.tolist())) / 3
     assert npo_loss(theta, ref, beta).item() == pytest.approx(expected, rel=1e-6)
     # at theta == ref the loss is (2/beta) log 2, and it falls as the forget likelihood falls
