@@ -1,0 +1,110 @@
+"""`grin model`: the model registry."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from flows.commands._output import emit_json, emit_table, reports_errors
+
+if TYPE_CHECKING:
+    from infra.db.models import RegisteredModel
+
+app = typer.Typer(help="Register models and list the registry.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def model_summary(model: RegisteredModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "description": model.description,
+        "versions": [v.version for v in model.versions],
+        "aliases": {a.alias: a.version.version for a in model.aliases},
+        "gate_policy": model.gate_policy,
+        "created_at": model.created_at.isoformat(),
+    }
+
+
+@app.command()
+@reports_errors
+def register(
+    name: Annotated[str, typer.Argument(help="Model name: letters, digits, '.', '_' or '-'.")],
+    description: Annotated[str | None, typer.Option(help="What the model is.")] = None,
+    gate_policy: Annotated[
+        str | None,
+        typer.Option(help="JSON object of gate policy overrides, e.g. '{\"max_rounds\": 2}'."),
+    ] = None,
+    checkpoint_uri: Annotated[
+        str | None, typer.Option(help="Register this checkpoint as version 1.")
+    ] = None,
+    checkpoint_sha256: Annotated[
+        str | None, typer.Option(help="sha256 of the checkpoint's weights.")
+    ] = None,
+    training_manifest_uri: Annotated[
+        str | None, typer.Option(help="The QA records version 1 was trained on (retain sampling).")
+    ] = None,
+    alias: Annotated[str, typer.Option(help="Alias to point at version 1.")] = "production",
+    as_json: JsonFlag = False,
+) -> None:
+    """Register model NAME, optionally with its first checkpoint."""
+    from flows.commands._session import transaction
+    from infra import registry
+    from infra.errors import InvalidRequestError
+
+    try:
+        overrides = json.loads(gate_policy) if gate_policy else None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"--gate-policy is not JSON: {exc}") from None
+    if overrides is not None and not isinstance(overrides, dict):
+        raise InvalidRequestError("--gate-policy must be a JSON object")
+    if bool(checkpoint_uri) != bool(checkpoint_sha256):
+        raise InvalidRequestError("--checkpoint-uri and --checkpoint-sha256 go together")
+    with transaction() as session:
+        model = registry.register_model(
+            name, session=session, description=description, gate_policy=overrides
+        )
+        if checkpoint_uri and checkpoint_sha256:
+            version = registry.add_version(
+                name,
+                session=session,
+                checkpoint_uri=checkpoint_uri,
+                checkpoint_sha256=checkpoint_sha256,
+                training_manifest_uri=training_manifest_uri,
+            )
+            registry.set_alias(name, alias, version.version, session=session)
+        session.refresh(model)
+        summary = model_summary(model)
+    if as_json:
+        emit_json(summary)
+    else:
+        typer.echo(f"registered model {name} (versions: {summary['versions'] or 'none'})")
+
+
+@app.command("list")
+@reports_errors
+def list_models(as_json: JsonFlag = False) -> None:
+    """List registered models, their versions and aliases."""
+    from flows.commands._session import transaction
+    from infra import registry
+
+    with transaction() as session:
+        summaries = [model_summary(m) for m in registry.list_models(session=session)]
+    if as_json:
+        emit_json(summaries)
+        return
+    rows = [
+        (
+            s["name"],
+            ", ".join(map(str, s["versions"])),
+            ", ".join(f"{a}→{v}" for a, v in s["aliases"].items()),
+            json.dumps(s["gate_policy"]) if s["gate_policy"] else "",
+            s["description"],
+        )
+        for s in summaries
+    ]
+    emit_table(
+        "Registered models", ["name", "versions", "aliases", "gate overrides", "description"], rows
+    )

@@ -1,0 +1,240 @@
+"""`grin ticket`: file deletion requests and follow them.
+
+The subject of a ticket is personal data: `show` prints it to the person who asks, `list`
+never does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from flows.commands._output import emit_json, emit_table, fail, reports_errors
+
+if TYPE_CHECKING:
+    from infra.db.models import Ticket
+
+app = typer.Typer(help="File deletion requests and follow their progress.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+STATUSES = "queued, claimed, assembling, scoring, unlearning, evaluating, registered, completed, rejected, needs_review, failed"
+
+
+def ticket_summary(ticket: Ticket) -> dict[str, Any]:
+    """What a ticket shows without its subject."""
+    return {
+        "ticket_id": ticket.id,
+        "status": ticket.status.value,
+        "model_ref": ticket.model_ref,
+        "method": ticket.method.value,
+        "attempts": ticket.attempts,
+        "requested_by": ticket.requested_by,
+        "due_date": ticket.due_date.isoformat() if ticket.due_date else None,
+        "created_at": ticket.created_at.isoformat(),
+        "updated_at": ticket.updated_at.isoformat(),
+        "error_reason": ticket.error_reason,
+        "result_version_id": ticket.result_version_id,
+    }
+
+
+def _read_request_file(path: str) -> dict[str, Any]:
+    from infra.errors import InvalidRequestError
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        data = json.loads(text)
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot read --request {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"--request {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"--request {path} must hold a JSON object")
+    return data
+
+
+def _hparams(pairs: list[str]) -> dict[str, Any]:
+    from infra.errors import InvalidRequestError
+
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InvalidRequestError(f"--hparam {pair!r} must be KEY=VALUE")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw  # left to the request model to accept or refuse
+    return values
+
+
+@app.command("file")
+@reports_errors
+def file_ticket(
+    request: Annotated[
+        str | None,
+        typer.Option(
+            "--request", help="JSON file holding the request ('-' for stdin); flags override it."
+        ),
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Whom the request is about (stored, never logged).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="NAME, NAME@ALIAS or NAME@VERSION.")] = None,
+    forget: Annotated[
+        list[str] | None, typer.Option(help="URI of forget-set records (repeat for several).")
+    ] = None,
+    retain: Annotated[
+        list[str] | None, typer.Option(help="URI of retain-set records (repeat); default: sampled.")
+    ] = None,
+    keywords: Annotated[
+        str | None, typer.Option(help="URI of key phrases for keyword accuracy.")
+    ] = None,
+    method: Annotated[str | None, typer.Option(help="npo (default), graddiff or po.")] = None,
+    hparam: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE override: p_percent, sigma2, epochs, learning_rate, beta, alpha, seed."
+        ),
+    ] = None,
+    requested_by: Annotated[str | None, typer.Option(help="Who files the request.")] = None,
+    legal_basis: Annotated[str | None, typer.Option(help="Why, e.g. 'GDPR Art. 17'.")] = None,
+    due_date: Annotated[str | None, typer.Option(help="Deadline, YYYY-MM-DD.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Filing twice with the same key files once.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """File a deletion request: checked against the registry and the stores, then queued."""
+    from flows.commands._session import transaction
+    from infra import intake
+    from infra.settings import get_settings
+
+    data = _read_request_file(request) if request else {}
+    flags = {
+        "subject": subject,
+        "model": model,
+        "forget_uris": forget or None,
+        "retain_uris": retain or None,
+        "keywords_uri": keywords,
+        "method": method,
+        "hparams": _hparams(hparam) if hparam else None,
+        "requested_by": requested_by,
+        "legal_basis": legal_basis,
+        "due_date": due_date,
+        "idempotency_key": idempotency_key,
+    }
+    data.update({key: value for key, value in flags.items() if value is not None})
+    parsed = intake.parse_request(data)
+    settings = get_settings()
+    with transaction() as session:
+        ticket = intake.file_request(parsed, session=session, settings=settings)
+        result = {**ticket_summary(ticket), "request_sha256": ticket.request_sha256}
+    if as_json:
+        emit_json(result)
+    else:
+        typer.echo(f"ticket {result['ticket_id']} {result['status']} for {result['model_ref']}")
+
+
+@app.command("list")
+@reports_errors
+def list_tickets(
+    status: Annotated[str | None, typer.Option(help=f"Only this status: {STATUSES}.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model name.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tickets, newest first (subjects are not shown; see `grin ticket show`)."""
+    from flows.commands._session import transaction
+    from infra import queue
+    from infra.db.models import TicketStatus
+
+    if status is not None and status not in TicketStatus.__members__:
+        raise fail(f"unknown status {status!r}; one of: {STATUSES}")
+    with transaction() as session:
+        tickets = queue.list_tickets(
+            session=session,
+            status=TicketStatus(status) if status else None,
+            model_name=model,
+            limit=limit,
+        )
+        summaries = [ticket_summary(t) for t in tickets]
+    if as_json:
+        emit_json(summaries)
+        return
+    columns = [
+        "id",
+        "status",
+        "model",
+        "method",
+        "attempts",
+        "requested by",
+        "due",
+        "created",
+        "reason",
+    ]
+    rows = [
+        (s["ticket_id"], s["status"], s["model_ref"], s["method"], s["attempts"], s["requested_by"],
+         s["due_date"], s["created_at"][:19], s["error_reason"])
+        for s in summaries
+    ]  # fmt: skip
+    emit_table("Tickets", columns, rows)
+
+
+@app.command()
+@reports_errors
+def show(
+    ticket_id: Annotated[int, typer.Argument(help="Ticket id.")], as_json: JsonFlag = False
+) -> None:
+    """Show one ticket in full, subject included, with its audit history."""
+    from flows.commands._session import transaction
+    from infra import audit, queue
+
+    with transaction() as session:
+        ticket = queue.get_ticket(ticket_id, session=session)
+        detail = {
+            **ticket_summary(ticket),
+            "subject": ticket.subject,
+            "model_name": ticket.model_name,
+            "forget_uris": ticket.forget_uris,
+            "retain_uris": ticket.retain_uris,
+            "keywords_uri": ticket.keywords_uri,
+            "hparams": ticket.hparams,
+            "legal_basis": ticket.legal_basis,
+            "idempotency_key": ticket.idempotency_key,
+            "request_sha256": ticket.request_sha256,
+            "lease_owner": ticket.lease_owner,
+            "lease_expires_at": ticket.lease_expires_at.isoformat()
+            if ticket.lease_expires_at
+            else None,
+            "flow_run_id": ticket.flow_run_id,
+            "history": [
+                {
+                    "audit_id": r.id,
+                    "at": r.created_at.isoformat(),
+                    "kind": r.kind,
+                    "from": r.payload.get("from"),
+                    "to": r.payload.get("to"),
+                    "reason": r.payload.get("reason"),
+                    "actor": r.payload.get("actor"),
+                }
+                for r in audit.records(session=session, ticket_id=ticket_id)
+            ],
+        }
+    if as_json:
+        emit_json(detail)
+        return
+    fields = [(key, value) for key, value in detail.items() if key != "history"]
+    emit_table(
+        f"Ticket {ticket_id}",
+        ["field", "value"],
+        [(k, json.dumps(v) if isinstance(v, list | dict) else v) for k, v in fields],
+    )
+    history = [
+        (h["audit_id"], h["at"][:19], h["kind"], h["from"], h["to"], h["reason"], h["actor"])
+        for h in detail["history"]
+    ]
+    emit_table("History", ["audit id", "at", "kind", "from", "to", "reason", "actor"], history)
