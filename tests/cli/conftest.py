@@ -1,0 +1,96 @@
+"""Run `grin` in-process (typer's CliRunner) against the settings of a test."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from click.testing import Result
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from flows.cli import app
+from infra.db.models import Ticket
+from infra.db.session import make_engine, make_sessionmaker
+from infra.settings import Settings, get_settings
+from infra.storage import open_store
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The GRIN_* variables that make a grin process use `settings`."""
+    env = {
+        "GRIN_ENV": settings.env,
+        "GRIN_STATE_DIR": str(settings.state_dir),
+        "GRIN_DATABASE_URL": settings.database_url,
+        "GRIN_STORAGE_URL": settings.storage_url,
+    }
+    if settings.s3_endpoint_url:
+        env["GRIN_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if settings.s3_access_key_id and settings.s3_secret_access_key:
+        env["GRIN_S3_ACCESS_KEY_ID"] = settings.s3_access_key_id
+        env["GRIN_S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
+    return env
+
+
+@dataclass
+class Grin:
+    settings: Settings
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(app, list(args), env=settings_env(self.settings), input=input)
+        finally:
+            get_settings.cache_clear()
+
+    def json(self, *args: str) -> Any:
+        result = self(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def tickets(self) -> int:
+        engine = make_engine(self.settings.database_url)
+        with make_sessionmaker(engine).begin() as session:
+            count = session.scalar(select(func.count()).select_from(Ticket))
+        engine.dispose()
+        return count
+
+    def objects(self) -> list[str]:
+        return open_store(self.settings).list()
+
+
+@pytest.fixture(autouse=True)
+def _no_grin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("GRIN_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def grin_for() -> Callable[[Settings], Grin]:
+    return Grin
+
+
+@pytest.fixture
+def grin(settings: Settings) -> Grin:
+    """grin on the embedded defaults (SQLite + local store) of this test."""
+    return Grin(settings)
+
+
+@pytest.fixture
+def tofu(grin: Grin) -> Grin:
+    """`grin` with model tofu registered (version 1 under `production`) and a forget file stored."""
+    grin.json(
+        "model",
+        "register",
+        "tofu",
+        "--checkpoint-uri",
+        "s3://m/tofu/v1",
+        "--checkpoint-sha256",
+        "a" * 64,
+    )
+    open_store(grin.settings).put_bytes("intake/jane.json", b'[{"question": "q", "answer": "a"}]')
+    return grin
