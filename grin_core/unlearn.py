@@ -1,0 +1,372 @@
+"""GRIN unlearning: score -> select top p% -> noise -> masked NPO / GradDiff / PO fine-tuning.
+
+`UnlearnConfig` holds every hyper-parameter (validated, with help text); `UnlearnTrainer` is a
+`transformers.Trainer` that overrides only what differs: the loss on paired forget/retain
+batches, `train` scoped to the mask (masked_update.py) and logging of the loss parts.
+`score_and_select` and `unlearn` are the entry points a pipeline calls, as one stage or two.
+
+Data. The train dataset is the forget set (so epochs count forget passes, as in OpenUnlearning's
+ForgetRetainDataset), batched by length; the collator pairs each forget batch with a retain batch
+drawn from a seeded, length-grouped stream over the retain set. NPO's reference log-probs are
+computed once, before noise, and stored as a column of the forget set: no second model in memory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PrinterCallback,
+    SchedulerType,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_pt_utils import get_length_grouped_indices
+
+from grin_core.data import qa_collator, qa_dataset
+from grin_core.gri import MODEL_COLUMNS, autocast, batches, gri_scores
+from grin_core.mask import Mask, select_top_p
+from grin_core.masked_update import UPDATES, masked_update, trainable_elements
+from grin_core.noise import inject_noise
+from grin_core.objectives import (
+    METHODS,
+    answer_nll,
+    graddiff_objective,
+    npo_objective,
+    po_objective,
+    sequence_logprob,
+)
+from grin_core.refusals import refusal_records
+from grin_core.state_bytes import StateBytes, StateMeter
+
+REF_COLUMN = "ref_logp"
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    """Hyper-parameters of one unlearning run; `to_dict()` goes into the audit record."""
+
+    method: str = field(default="npo", metadata={"help": "Objective: 'npo' (default), 'graddiff' or 'po'."})
+    alpha: float = field(default=1.0, metadata={"help": "Weight of the retain-set NLL term."})
+    beta: float = field(default=0.1, metadata={"help": "NPO inverse temperature."})
+    learning_rate: float = field(default=1e-2, metadata={
+        "help": "AdamW learning rate. 1e-2 suits a 0.5-1% mask; full-parameter runs need ~1e-3 or less."})
+    epochs: int = field(default=8, metadata={"help": "Passes over the forget set."})
+    batch_size: int = field(default=8, metadata={"help": "Forget examples per step; the retain batch has as many."})
+    seed: int = field(default=0, metadata={"help": "Seeds training, retain sampling and the noise."})
+    p_percent: float = field(default=0.5, metadata={
+        "help": "Share of eligible weights selected, in percent (paper: 0.2-0.8)."})
+    sigma2: float = field(default=1e-3, metadata={"help": "Variance of the noise added to selected weights; 0 = none."})
+    eps: float = field(default=1e-8, metadata={"help": "GRI denominator stabiliser: |G_f| / (|G_r| + eps)."})
+    eligible_modules: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "Linear layers to score, by attribute name (e.g. ('gate_proj', 'up_proj')); None = every "
+                "linear layer inside the decoder layers."})
+    update: str = field(default="sparse", metadata={
+        "help": "'sparse': optimise only the selected entries (state scales with p); 'dense': whole "
+                "tensors with a gradient mask."})
+    full_parameter: bool = field(default=False, metadata={
+        "help": "Baseline: train every parameter (plain NPO/GradDiff/PO); no scoring, mask or noise."})
+    lr_scheduler: str = field(default="constant", metadata={"help": "transformers scheduler name."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    scoring_batch_size: int = field(default=16, metadata={"help": "Batch size of the GRI and reference passes."})
+    max_length: int = field(default=256, metadata={"help": "Token limit per QA example."})
+    mixed_precision: bool = field(default=True, metadata={"help": "bf16 autocast on GPUs that support it."})
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.method in METHODS, f"method must be one of {METHODS}"),
+            (self.update in UPDATES, f"update must be one of {UPDATES}"),
+            (self.alpha >= 0, "alpha must be >= 0"),
+            (self.beta > 0, "beta must be > 0"),
+            (self.learning_rate > 0, "learning_rate must be > 0"),
+            (self.epochs >= 1 and self.batch_size >= 1 and self.scoring_batch_size >= 1,
+             "epochs and batch sizes must be >= 1"),
+            (0 < self.p_percent <= 100, "p_percent must be in (0, 100]"),
+            (self.sigma2 >= 0, "sigma2 must be >= 0"),
+            (self.eps > 0, "eps must be > 0"),
+            (self.warmup_steps >= 0 and self.max_grad_norm > 0, "warmup_steps >= 0 and max_grad_norm > 0"),
+            (self.max_length >= 8, "max_length must be >= 8"),
+            (self.lr_scheduler in {s.value for s in SchedulerType}, f"unknown lr_scheduler {self.lr_scheduler!r}"),
+            (self.eligible_modules is None or (len(self.eligible_modules) > 0 and
+                                               all(isinstance(m, str) for m in self.eligible_modules)),
+             "eligible_modules must be None or a non-empty tuple of names"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if self.eligible_modules is not None:
+            object.__setattr__(self, "eligible_modules", tuple(self.eligible_modules))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+    def training_arguments(self, output_dir: str, progress: bool = False) -> TrainingArguments:
+        bf16 = self.mixed_precision and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return TrainingArguments(
+            output_dir=output_dir,
+            num_train_epochs=self.epochs,
+            per_device_train_batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            lr_scheduler_type=self.lr_scheduler,
+            warmup_steps=self.warmup_steps,
+            weight_decay=0.0,  # decay would move unselected entries of masked tensors (FINDINGS)
+            max_grad_norm=self.max_grad_norm,
+            train_sampling_strategy="group_by_length",
+            remove_unused_columns=False,  # keeps `length` and the reference log-probs
+            logging_strategy="epoch",
+            save_strategy="no",
+            report_to="none",
+            seed=self.seed,
+            data_seed=self.seed,
+            bf16=bf16,
+            disable_tqdm=not progress,
+            dataloader_num_workers=0,  # the collator's retain stream is stateful
+            dataloader_pin_memory=False,
+        )
+
+
+class ForgetRetainCollator:
+    """Pads a forget batch and appends a retain batch (`retain_*` keys) from a seeded stream.
+
+    The stream is the retain set in length-grouped random order, reshuffled whenever it runs
+    out, so retain batches pad little and every retain example is used equally often.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, retain: Dataset, batch_size: int, seed: int) -> None:
+        self.pad = qa_collator(tokenizer)
+        self.retain = retain.select_columns(MODEL_COLUMNS)
+        self.lengths = list(retain["length"])
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.queue: list[int] = []
+
+    def retain_indices(self) -> list[int]:
+        while len(self.queue) < self.batch_size:
+            self.queue += get_length_grouped_indices(self.lengths, self.batch_size, generator=self.generator)
+        taken, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size :]
+        return taken
+
+    def __call__(self, features: list[Mapping]) -> dict[str, torch.Tensor]:
+        batch = dict(self.pad([{k: f[k] for k in MODEL_COLUMNS} for f in features]))
+        if REF_COLUMN in features[0]:
+            batch[REF_COLUMN] = torch.tensor([f[REF_COLUMN] for f in features], dtype=torch.float32)
+        retain = self.pad([self.retain[i] for i in self.retain_indices()])
+        batch.update({f"retain_{k}": v for k, v in retain.items()})
+        return batch
+
+
+class UnlearnTrainer(Trainer):
+    """A Trainer whose loss is the configured unlearning objective on forget+retain batches.
+
+    `mask=None` trains every parameter (the full-parameter baseline); otherwise only the mask's
+    weights change (`masked_update`). Peak training state is in `self.state_meter.peak`.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        config: UnlearnConfig,
+        forget_dataset: Dataset,
+        retain_dataset: Dataset,
+        tokenizer: PreTrainedTokenizerBase,
+        mask: Mask | None = None,
+        args: TrainingArguments | None = None,
+        callbacks: Sequence[TrainerCallback] = (),
+        progress: bool = False,
+    ) -> None:
+        if config.method == "npo" and REF_COLUMN not in forget_dataset.column_names:
+            raise ValueError(f"NPO needs reference log-probs in the forget set's {REF_COLUMN!r} column")
+        self.config, self.mask = config, mask
+        self.state_meter = StateMeter(
+            reference=[torch.tensor(forget_dataset[REF_COLUMN])] if config.method == "npo" else ())
+        self._parts: dict[str, list[float]] = defaultdict(list)
+        self._scratch = None
+        if args is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="grin-unlearn-")
+            args = config.training_arguments(self._scratch.name, progress)
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=forget_dataset,
+            data_collator=ForgetRetainCollator(tokenizer, retain_dataset, config.batch_size, config.seed),
+            processing_class=tokenizer,
+            callbacks=[self.state_meter, *callbacks],
+        )
+        self.loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
+        if not progress:
+            self.remove_callback(PrinterCallback)  # callers report progress through `callbacks`
+
+    def train(self, *args, **kwargs):
+        with masked_update(self.model, self.mask, self.config.update) as kept:
+            self.state_meter.mask = kept
+            self.trainable_elements = trainable_elements(self.model)
+            return super().train(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        config = self.config
+        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        retain_nll = torch.zeros((), device=logits.device)
+        if config.alpha > 0:
+            retain_logits = model(input_ids=inputs["retain_input_ids"],
+                                  attention_mask=inputs["retain_attention_mask"]).logits
+            retain_nll = answer_nll(retain_logits, inputs["retain_labels"])
+        if config.method == "npo":
+            logp = sequence_logprob(logits, inputs["labels"])
+            loss = npo_objective(logp, inputs[REF_COLUMN], retain_nll, config.beta, config.alpha)
+            self._parts["forget_logp"].append(logp.mean().item())
+        elif config.method == "graddiff":
+            forget_nll = answer_nll(logits, inputs["labels"])
+            loss = graddiff_objective(forget_nll, retain_nll, config.alpha)
+            self._parts["forget_nll"].append(forget_nll.item())
+        else:
+            refusal_nll = answer_nll(logits, inputs["labels"])
+            loss = po_objective(refusal_nll, retain_nll, config.alpha)
+            self._parts["refusal_nll"].append(refusal_nll.item())
+        self._parts["retain_nll"].append(retain_nll.item())
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds the mean loss parts since the last log (forget_logp / retain_nll, ...)."""
+        if "loss" in logs:
+            logs = {**logs, **{k: float(np.mean(v)) for k, v in self._parts.items() if v}}
+            self._parts.clear()
+        super().log(logs, start_time)
+
+
+@torch.no_grad()
+def reference_logprobs(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 16
+) -> list[float]:
+    """Summed answer log-likelihood of every example of `dataset` (in its order), eval mode."""
+    order = np.argsort(dataset["length"], kind="stable")
+    out = np.zeros(len(dataset), dtype=np.float64)
+    was_training = model.training
+    model.eval()
+    values = []
+    for batch in batches(dataset.select(order), tokenizer, batch_size):
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        with autocast(model.device):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        values.append(sequence_logprob(logits, batch["labels"]).cpu())
+    model.train(was_training)
+    out[order] = torch.cat(values).double().numpy()
+    return out.tolist()
+
+
+def score_and_select(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    forget_records: Sequence[Mapping[str, str]],
+    retain_records: Sequence[Mapping[str, str]],
+    config: UnlearnConfig,
+    progress: bool = False,
+) -> Mask:
+    """GRI scores of the eligible weights, then the global top-p% mask (the scoring stage)."""
+    scores = gri_scores(
+        model, tokenizer, forget_records, retain_records, modules=config.eligible_modules,
+        eps=config.eps, batch_size=config.scoring_batch_size, max_length=config.max_length, progress=progress,
+    )
+    return select_top_p(scores, config.p_percent)
+
+
+@dataclass
+class UnlearnResult:
+    """What a run did: the model (unlearned in place), its mask and what it cost.
+
+    timings: seconds of scoring, reference, noise, training. trainable_params: weights that could
+    change (k, or every parameter in full mode); optimized_elements: elements the optimizer held.
+    """
+
+    model: PreTrainedModel
+    config: UnlearnConfig
+    mask: Mask | None
+    mask_stats: dict | None
+    timings: dict[str, float]
+    trainable_params: int
+    optimized_elements: int
+    state_bytes: StateBytes
+    history: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """JSON-ready numbers (no model, no mask tensors) for artifacts and audit records."""
+        return {
+            "config": self.config.to_dict(),
+            "timings": self.timings,
+            "trainable_params": self.trainable_params,
+            "optimized_elements": self.optimized_elements,
+            "state_bytes": self.state_bytes.to_dict(),
+            "mask_sha256": self.mask.content_sha256() if self.mask is not None else None,
+            "mask_stats": self.mask_stats,
+            "history": self.history,
+        }
+
+
+def unlearn(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    forget_records: Sequence[Mapping[str, str]],
+    retain_records: Sequence[Mapping[str, str]],
+    config: UnlearnConfig,
+    mask: Mask | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+    progress: bool = False,
+) -> UnlearnResult:
+    """Unlearn `forget_records` from `model` in place, keeping `retain_records`.
+
+    GRIN: score and select (unless `mask` is given), compute NPO's reference log-probs, add noise
+    to the selected weights, then train them alone. `config.full_parameter`: train everything,
+    no mask or noise. Records are {question, answer} mappings; their text is never logged.
+    """
+    set_seed(config.seed)
+    timings: dict[str, float] = {}
+    if config.full_parameter:
+        mask = None
+    elif mask is None:
+        started = time.perf_counter()
+        mask = score_and_select(model, tokenizer, forget_records, retain_records, config, progress)
+        timings["scoring_s"] = time.perf_counter() - started
+    if config.method == "po":
+        forget_records = refusal_records(forget_records)
+    forget = qa_dataset(forget_records, tokenizer, config.max_length)
+    retain = qa_dataset(retain_records, tokenizer, config.max_length)
+    if config.method == "npo":
+        started = time.perf_counter()
+        forget = forget.add_column(REF_COLUMN, reference_logprobs(model, tokenizer, forget, config.scoring_batch_size))
+        timings["reference_s"] = time.perf_counter() - started
+    if mask is not None and config.sigma2 > 0:
+        started = time.perf_counter()
+        inject_noise(model, mask, config.sigma2, config.seed)
+        timings["noise_s"] = time.perf_counter() - started
+    trainer = UnlearnTrainer(model, config, forget, retain, tokenizer, mask=mask, callbacks=callbacks,
+                             progress=progress)
+    started = time.perf_counter()
+    trainer.train()
+    timings["training_s"] = time.perf_counter() - started
+    model.eval()
+    return UnlearnResult(
+        model=model,
+        config=config,
+        mask=mask,
+        mask_stats=mask.stats() if mask is not None else None,
+        timings={k: round(v, 3) for k, v in timings.items()},
+        trainable_params=mask.k if mask is not None else sum(p.numel() for p in model.parameters()),
+        optimized_elements=trainer.trainable_elements,
+        state_bytes=trainer.state_meter.peak,
+        history=[entry for entry in trainer.state.log_history if "loss" in entry],
+    )
