@@ -171,6 +171,22 @@ def claim(
     return ticket
 
 
+def claim_ticket(
+    ticket_id: int,
+    owner: str,
+    lease_seconds: int,
+    *,
+    session: Session,
+    now: datetime | None = None,
+) -> Ticket | None:
+    """Take one ticket by id (a flow started for it), or None if it is not queued or another claim holds it."""
+    query = select(Ticket).where(Ticket.id == ticket_id, Ticket.status == S.queued)
+    ticket = session.scalars(query.with_for_update(skip_locked=True)).first()
+    if ticket is not None:
+        _take(ticket, owner, lease_seconds, session=session, now=now)
+    return ticket
+
+
 def claim_batch(
     model_name: str,
     max_tickets: int,
