@@ -74,6 +74,7 @@ def add_version(
     checkpoint_sha256: str,
     parent: ModelVersion | None = None,
     training_manifest_uri: str | None = None,
+    eval_suite_uri: str | None = None,
     mask_uri: str | None = None,
     mask_sha256: str | None = None,
     hparams: Mapping[str, Any] | None = None,
@@ -83,8 +84,8 @@ def add_version(
 ) -> ModelVersion:
     """Record a new checkpoint as the next version, and mark the tickets it answers.
 
-    The manifest is inherited from the parent when not given: unlearning does not change what
-    the retain set should be sampled from.
+    The training manifest and the evaluation suite are inherited from the parent when not given:
+    unlearning changes neither what the retain set is sampled from nor what the gate measures.
     """
     model = get_model(model_name, session=session)
     if parent is not None and parent.model_id != model.id:
@@ -107,6 +108,7 @@ def add_version(
         checkpoint_sha256=checkpoint_sha256,
         training_manifest_uri=training_manifest_uri
         or (parent.training_manifest_uri if parent else None),
+        eval_suite_uri=eval_suite_uri or (parent.eval_suite_uri if parent else None),
         mask_uri=mask_uri,
         mask_sha256=mask_sha256,
         hparams=dict(hparams or {}),
@@ -128,6 +130,7 @@ def add_version(
             "checkpoint_uri": checkpoint_uri,
             "checkpoint_sha256": checkpoint_sha256,
             "training_manifest_uri": version.training_manifest_uri,
+            "eval_suite_uri": version.eval_suite_uri,
             "mask_uri": mask_uri,
             "mask_sha256": mask_sha256,
             "hparams": version.hparams,

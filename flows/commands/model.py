@@ -46,6 +46,9 @@ def register(
     training_manifest_uri: Annotated[
         str | None, typer.Option(help="The QA records version 1 was trained on (retain sampling).")
     ] = None,
+    eval_suite_uri: Annotated[
+        str | None, typer.Option(help="The evaluation QA sets the gate measures version 1 on.")
+    ] = None,
     alias: Annotated[str, typer.Option(help="Alias to point at version 1.")] = "production",
     as_json: JsonFlag = False,
 ) -> None:
@@ -73,6 +76,7 @@ def register(
                 checkpoint_uri=checkpoint_uri,
                 checkpoint_sha256=checkpoint_sha256,
                 training_manifest_uri=training_manifest_uri,
+                eval_suite_uri=eval_suite_uri,
             )
             registry.set_alias(name, alias, version.version, session=session)
         session.refresh(model)

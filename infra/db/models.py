@@ -142,6 +142,9 @@ class ModelVersion(Base):
     checkpoint_uri: Mapped[str] = mapped_column(Text)
     checkpoint_sha256: Mapped[str] = mapped_column(String(64))
     training_manifest_uri: Mapped[str | None] = mapped_column(Text)  # QA records it was trained on
+    eval_suite_uri: Mapped[str | None] = mapped_column(
+        Text
+    )  # QA sets its gate metrics are measured on
     mask_uri: Mapped[str | None] = mapped_column(Text)
     mask_sha256: Mapped[str | None] = mapped_column(String(64))
     hparams: Mapped[dict[str, Any]] = mapped_column(default=dict)
