@@ -33,7 +33,12 @@ def seed(url: str, tickets: int) -> None:
     try:
         with make_sessionmaker(engine).begin() as session:
             registry.register_model(MODEL, session=session)
-            registry.add_version(MODEL, session=session, checkpoint_uri="file:///bench/v1", checkpoint_sha256="0" * 64)
+            registry.add_version(
+                MODEL,
+                session=session,
+                checkpoint_uri="file:///bench/v1",
+                checkpoint_sha256="0" * 64,
+            )
             for n in range(tickets):
                 request = TicketRequest(
                     subject=f"benchmark subject {n}",
@@ -63,7 +68,13 @@ def _claimer(url: str, owner: str, ready: Any, results: Any) -> None:
                 claimed.append(ticket.id)
     except Exception as exc:  # noqa: BLE001  (reported, so one failing claimer cannot hang the run)
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    report = {"owner": owner, "claimed": claimed, "started": started, "finished": time.monotonic(), "error": error}
+    report = {
+        "owner": owner,
+        "claimed": claimed,
+        "started": started,
+        "finished": time.monotonic(),
+        "error": error,
+    }
     results.put(report)
     engine.dispose()
 
@@ -74,7 +85,8 @@ def run(url: str, *, tickets: int = 200, workers: int = 8) -> dict[str, Any]:
     context = mp.get_context("fork")
     ready, results = context.Barrier(workers + 1), context.Queue()
     processes = [
-        context.Process(target=_claimer, args=(url, f"claimer-{n}", ready, results)) for n in range(workers)
+        context.Process(target=_claimer, args=(url, f"claimer-{n}", ready, results))
+        for n in range(workers)
     ]
     for process in processes:
         process.start()
@@ -92,7 +104,9 @@ def run(url: str, *, tickets: int = 200, workers: int = 8) -> dict[str, Any]:
                 select(func.count()).select_from(Ticket).where(Ticket.status == TicketStatus.queued)
             )
             claim_records = session.scalar(
-                select(func.count()).select_from(AuditRecord).where(AuditRecord.payload["to"].as_string() == "claimed")
+                select(func.count())
+                .select_from(AuditRecord)
+                .where(AuditRecord.payload["to"].as_string() == "claimed")
             )
             chain = audit.verify(session=session)
     finally:
@@ -116,11 +130,15 @@ def run(url: str, *, tickets: int = 200, workers: int = 8) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL, help="a PostgreSQL superuser URL")
-    parser.add_argument("--json", dest="json_path", help="also write the result as JSON to this file")
+    parser.add_argument(
+        "--json", dest="json_path", help="also write the result as JSON to this file"
+    )
     args = parser.parse_args()
 
     from infra.db.migrate import upgrade

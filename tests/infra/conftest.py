@@ -37,6 +37,7 @@ def model(db: sessionmaker[Session]) -> str:
             checkpoint_uri="s3://models/tofu/v1",
             checkpoint_sha256="a" * 64,
             training_manifest_uri="s3://models/tofu/v1/manifest.json",
+            eval_suite_uri="s3://models/tofu/v1/eval_suite.json",
         )
         registry.set_alias("tofu", "production", 1, session=session)
     return "tofu"

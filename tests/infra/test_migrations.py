@@ -10,6 +10,7 @@ from infra.db import models  # noqa: F401  (tables on the metadata)
 from infra.db.base import Base
 from infra.db.migrate import current_revision, downgrade, upgrade
 
+HEAD = "0002"
 TABLES = {
     "tickets",
     "registered_models",
@@ -28,6 +29,14 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
+def _columns(url: str, table: str) -> set[str]:
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        return {column["name"] for column in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
 def _pg_triggers(url: str) -> set[str]:
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
@@ -40,7 +49,7 @@ def _pg_triggers(url: str) -> set[str]:
 
 
 def test_upgrade_creates_exactly_the_models_tables_and_downgrade_removes_them(db_url: str) -> None:
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == HEAD
     assert _tables(db_url) == TABLES
     engine = create_engine(db_url, poolclass=pool.NullPool)
     with engine.connect() as connection:
@@ -49,6 +58,10 @@ def test_upgrade_creates_exactly_the_models_tables_and_downgrade_removes_them(db
     assert drift == [], f"models and migrations disagree: {drift}"
     if db_url.startswith("postgresql"):
         assert {"audit_records_append_only", "audit_records_no_truncate"} <= _pg_triggers(db_url)
+
+    downgrade(db_url, "0001")  # one step back: on SQLite a batch-mode table rebuild
+    assert "eval_suite_uri" not in _columns(db_url, "model_versions")
+    assert "checkpoint_sha256" in _columns(db_url, "model_versions")
 
     downgrade(db_url, "base")
     assert current_revision(db_url) is None
@@ -64,4 +77,4 @@ def test_url_with_a_percent_sign_reaches_alembic(tmp_path: Path) -> None:
     # ConfigParser would read '%2F' as interpolation syntax if the URL were passed raw.
     url = f"sqlite:///{tmp_path / 'odd%2Fname.db'}"
     upgrade(url)
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == HEAD

@@ -112,6 +112,23 @@ def test_claim_filters_by_model_and_claim_batch_takes_one_models_tickets(
         assert queue.claim_batch("tofu", 10, "batch-3", 60, session=session) == []
 
 
+def test_claim_ticket_takes_one_named_ticket_only_while_it_is_queued(
+    db: Factory, model: str, make_request: Callable[..., TicketRequest]
+) -> None:
+    first, second = _file(db, make_request()), _file(db, make_request())
+    with db.begin() as session:
+        ticket = queue.claim_ticket(second, "flow-run-2", 60, session=session)
+        assert (ticket.id, ticket.status, ticket.lease_owner, ticket.attempts) == (
+            second,
+            S.claimed,
+            "flow-run-2",
+            1,
+        )
+        assert queue.claim_ticket(second, "flow-run-3", 60, session=session) is None
+        assert queue.claim_ticket(999, "flow-run-3", 60, session=session) is None
+        assert queue.get_ticket(first, session=session).status == S.queued
+
+
 def test_happy_path_and_retry_ladder_each_write_one_audit_record(
     db: Factory, model: str, make_request: Callable[..., TicketRequest]
 ) -> None:

@@ -36,6 +36,9 @@ def test_versions_form_a_lineage_and_record_the_tickets_they_answer(
         )
         assert (child.version, child.parent.version) == (2, 1)
         assert child.training_manifest_uri == parent.training_manifest_uri  # inherited
+        assert (
+            child.eval_suite_uri == parent.eval_suite_uri == "s3://models/tofu/v1/eval_suite.json"
+        )
         assert [t.id for t in child.tickets] == tickets
         assert {queue.get_ticket(t, session=session).result_version_id for t in tickets} == {
             child.id
