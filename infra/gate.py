@@ -1,4 +1,4 @@
-"""The evaluation gate's policy: thresholds a candidate checkpoint must meet to be registered.
+"""The evaluation gate: its policy, its decision on a candidate, and the retry ladder.
 
 Ratios compare the candidate with its parent version, so a policy stays meaningful across
 models whose absolute scores differ. The retry ladder fields bound how far a failed attempt
@@ -6,6 +6,9 @@ may be strengthened before a ticket goes to human review.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,3 +72,89 @@ class GatePolicy(BaseModel):
     max_epochs: int = Field(
         40, ge=1, le=10_000, description="The ladder never trains more epochs than this."
     )
+
+    def escalate(self, p_percent: float, epochs: int) -> tuple[float, int] | None:
+        """The next rung of the retry ladder, or None when the policy's limits are reached."""
+        stronger = (
+            min(p_percent * self.ladder_p_factor, self.max_p_percent),
+            min(math.ceil(epochs * self.ladder_epochs_factor), self.max_epochs),
+        )
+        return stronger if stronger != (p_percent, epochs) else None
+
+
+class GateCheck(BaseModel):
+    """One threshold compared with one metric; `limit` is the bound the value had to meet."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    metric: str
+    value: float | None
+    limit: float | None
+    passed: bool
+    detail: str
+
+
+class GateDecision(BaseModel):
+    """The gate's verdict on a candidate, with the checks behind it and one human-readable reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    passed: bool
+    reason: str
+    checks: list[GateCheck]
+
+
+def _upper(name: str, metric: str, value: float | None, limit: float | None, label: str) -> GateCheck:
+    if value is None or limit is None:
+        return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=False,
+                         detail=f"{label} was not measured")
+    ok = value <= limit
+    return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=ok,
+                     detail=f"{label} {value:.3f} {'≤' if ok else '>'} {limit:.3f}")
+
+
+def _lower(name: str, metric: str, value: float | None, limit: float | None, label: str) -> GateCheck:
+    if value is None or limit is None:
+        return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=False,
+                         detail=f"{label} was not measured")
+    ok = value >= limit
+    return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=ok,
+                     detail=f"{label} {value:.3f} {'≥' if ok else '<'} {limit:.3f}")
+
+
+def decide(policy: GatePolicy, before: Mapping[str, float], after: Mapping[str, float]) -> GateDecision:
+    """Forget metrics must fall below absolute and parent-relative bounds; retain and utility must hold.
+
+    `before` are the parent version's metrics on the same suite, `after` the candidate's. Keyword
+    and utility checks apply when the suite measures them (a ticket without key phrases has no
+    keyword accuracy); forget and retain ROUGE-L are always required.
+    """
+    checks = [
+        _upper("forget_rougeL_abs", "forget_rougeL", after.get("forget_rougeL"), policy.forget_rougeL_max,
+               "forget ROUGE-L"),
+        _upper("forget_rougeL_rel", "forget_rougeL", after.get("forget_rougeL"),
+               _times(policy.forget_rougeL_max_ratio, before.get("forget_rougeL")), "forget ROUGE-L vs parent"),
+        _lower("retain_rougeL_rel", "retain_rougeL", after.get("retain_rougeL"),
+               _times(policy.retain_rougeL_min_ratio, before.get("retain_rougeL")), "retain ROUGE-L vs parent"),
+    ]
+    if "forget_keyword_acc" in before or "forget_keyword_acc" in after:
+        checks += [
+            _upper("forget_keyword_acc_abs", "forget_keyword_acc", after.get("forget_keyword_acc"),
+                   policy.forget_keyword_acc_max, "forget keyword accuracy"),
+            _upper("forget_keyword_acc_rel", "forget_keyword_acc", after.get("forget_keyword_acc"),
+                   _times(policy.forget_keyword_acc_max_ratio, before.get("forget_keyword_acc")),
+                   "forget keyword accuracy vs parent"),
+        ]
+    if "model_utility" in before or "model_utility" in after:
+        checks.append(_lower("model_utility_rel", "model_utility", after.get("model_utility"),
+                             _times(policy.model_utility_min_ratio, before.get("model_utility")),
+                             "model utility vs parent"))
+    failed = [c for c in checks if not c.passed]
+    reason = ("passed: " + "; ".join(c.detail for c in checks) if not failed
+              else "failed: " + "; ".join(c.detail for c in failed))
+    return GateDecision(passed=not failed, reason=reason, checks=checks)
+
+
+def _times(ratio: float, value: float | None) -> float | None:
+    return None if value is None else ratio * value

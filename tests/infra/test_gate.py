@@ -1,0 +1,51 @@
+import pytest
+
+from infra.gate import GatePolicy, decide
+
+PARENT = {"forget_rougeL": 0.9, "retain_rougeL": 0.9, "forget_keyword_acc": 0.8, "model_utility": 0.5}
+
+
+def test_a_candidate_that_forgets_and_keeps_utility_passes_with_every_check_named():
+    after = {"forget_rougeL": 0.2, "retain_rougeL": 0.85, "forget_keyword_acc": 0.1, "model_utility": 0.48}
+    decision = decide(GatePolicy(), PARENT, after)
+    assert decision.passed
+    assert {c.name for c in decision.checks} == {
+        "forget_rougeL_abs", "forget_rougeL_rel", "retain_rougeL_rel",
+        "forget_keyword_acc_abs", "forget_keyword_acc_rel", "model_utility_rel",
+    }
+    assert decision.reason.startswith("passed: forget ROUGE-L 0.200 ≤ 0.400")
+
+
+@pytest.mark.parametrize(
+    ("change", "failing"),
+    [
+        ({"forget_rougeL": 0.5}, {"forget_rougeL_abs", "forget_rougeL_rel"}),  # 0.5 > 0.4 and > 0.45
+        ({"retain_rougeL": 0.7}, {"retain_rougeL_rel"}),  # 0.7 < 0.9 * 0.9
+        ({"forget_keyword_acc": 0.35}, {"forget_keyword_acc_abs"}),  # > 0.3 but < 0.5 * 0.8
+        ({"model_utility": 0.4}, {"model_utility_rel"}),  # < 0.9 * 0.5
+    ],
+)
+def test_each_threshold_fails_on_its_own(change, failing):
+    after = {"forget_rougeL": 0.2, "retain_rougeL": 0.85, "forget_keyword_acc": 0.1, "model_utility": 0.48, **change}
+    decision = decide(GatePolicy(), PARENT, after)
+    assert not decision.passed
+    assert {c.name for c in decision.checks if not c.passed} == failing
+    assert decision.reason.startswith("failed: ")
+
+
+def test_relative_bound_is_tighter_than_absolute_for_a_weakly_memorised_parent():
+    decision = decide(GatePolicy(), {"forget_rougeL": 0.5, "retain_rougeL": 0.9}, {"forget_rougeL": 0.3, "retain_rougeL": 0.9})
+    assert not decision.passed and "forget ROUGE-L vs parent 0.300 > 0.250" in decision.reason
+
+
+def test_unmeasured_required_metric_fails_and_optional_ones_are_skipped():
+    decision = decide(GatePolicy(), {"retain_rougeL": 0.9}, {"retain_rougeL": 0.9})
+    assert not decision.passed and "forget ROUGE-L was not measured" in decision.reason
+    assert all("keyword" not in c.name and "utility" not in c.name for c in decision.checks)
+
+
+def test_ladder_escalates_p_and_epochs_within_limits_then_stops():
+    policy = GatePolicy(ladder_p_factor=2.0, ladder_epochs_factor=1.5, max_p_percent=3.0, max_epochs=15)
+    assert policy.escalate(1.0, 8) == (2.0, 12)
+    assert policy.escalate(2.0, 12) == (3.0, 15)
+    assert policy.escalate(3.0, 15) is None
