@@ -215,7 +215,7 @@ def _take(
 def heartbeat(
     ticket_id: int, owner: str, lease_seconds: int, *, session: Session, now: datetime | None = None
 ) -> Ticket:
-    """Extend the lease; LeaseLostError if `owner` no longer holds it."""
+    """Extend the lease; LeaseLostError if `owner` no longer holds it. Not audited: no status changes."""
     ticket = _held(ticket_id, owner, session=session)
     ticket.lease_expires_at = (now or utcnow()) + timedelta(seconds=lease_seconds)
     return ticket

@@ -106,10 +106,6 @@ class Settings(BaseSettings):
                 f"env={self.env} with an S3 store needs GRIN_S3_ACCESS_KEY_ID and GRIN_S3_SECRET_ACCESS_KEY"
             )
 
-    @property
-    def is_sqlite(self) -> bool:
-        return make_url(self.database_url).get_backend_name() == "sqlite"
-
 
 @lru_cache
 def get_settings() -> Settings:

@@ -226,6 +226,8 @@ class LocalStore(ObjectStore):
         return ObjectInfo(self.uri(key), key, path.stat().st_size, sha256)
 
     def list(self, prefix: str = "") -> list[str]:
+        if ".." in prefix.split("/"):
+            raise InvalidRequestError(f"prefix {prefix!r} must stay inside the store")
         base = self.root / prefix.rpartition("/")[0]
         keys = []
         for directory, subdirs, names in os.walk(base):

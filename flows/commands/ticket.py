@@ -127,6 +127,11 @@ def file_ticket(
         "due_date": due_date,
         "idempotency_key": idempotency_key,
     }
+    if flags["hparams"] and isinstance(data.get("hparams"), dict):
+        flags["hparams"] = {
+            **data["hparams"],
+            **flags["hparams"],
+        }  # each --hparam overrides one key
     data.update({key: value for key, value in flags.items() if value is not None})
     parsed = intake.parse_request(data)
     settings = get_settings()
