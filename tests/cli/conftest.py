@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,9 +63,8 @@ class Grin:
 
 
 @pytest.fixture(autouse=True)
-def _no_grin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [n for n in os.environ if n.startswith("GRIN_")]:
-        monkeypatch.delenv(name)
+def _isolated(clean_grin_environment: None) -> None:
+    """The tests say which settings they use; a developer's GRIN_* variables must not leak in."""
 
 
 @pytest.fixture

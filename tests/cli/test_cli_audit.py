@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import create_engine, pool
-
 from infra.settings import Settings
 from tests.cli.conftest import Grin
+from tests.fixtures.services import edit_audit_records
 
 
 def _file_one(grin: Grin) -> int:
@@ -14,14 +13,6 @@ def _file_one(grin: Grin) -> int:
         "ticket", "file", "--subject", "Jane Doe", "--model", "tofu", "--forget", uri,
         "--requested-by", "alice", "--legal-basis", "GDPR Art. 17",
     )["ticket_id"]  # fmt: skip
-
-
-def _edit(url: str, *statements: str) -> None:
-    engine = create_engine(url, poolclass=pool.NullPool)
-    with engine.begin() as connection:
-        for statement in statements:
-            connection.exec_driver_sql(statement)
-    engine.dispose()
 
 
 def test_verify_passes_on_an_untouched_chain(tofu: Grin) -> None:
@@ -36,7 +27,7 @@ def test_verify_passes_on_an_untouched_chain(tofu: Grin) -> None:
 
 def test_verify_reports_an_edited_record_on_sqlite(tofu: Grin) -> None:
     _file_one(tofu)
-    _edit(
+    edit_audit_records(
         tofu.settings.database_url,
         'UPDATE audit_records SET payload = \'{"to": "completed"}\' WHERE id = 4',
     )
@@ -53,12 +44,7 @@ def test_verify_reports_an_edited_record_on_postgres(
     grin = grin_for(make_settings(database_url=fresh_pg_url))
     grin.json("model", "register", "tofu")
     grin.json("model", "register", "llama")
-    _edit(
-        fresh_pg_url,
-        "ALTER TABLE audit_records DISABLE TRIGGER audit_records_append_only",
-        "UPDATE audit_records SET kind = 'model.deleted' WHERE id = 2",
-        "ALTER TABLE audit_records ENABLE TRIGGER audit_records_append_only",
-    )
+    edit_audit_records(fresh_pg_url, "UPDATE audit_records SET kind = 'model.deleted' WHERE id = 2")
     result = grin("audit", "verify", "--json")
     assert result.exit_code == 1
     assert '"broken_id": 2' in result.stdout

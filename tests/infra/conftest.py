@@ -59,9 +59,5 @@ def make_request() -> Callable[..., TicketRequest]:
 
 
 @pytest.fixture(autouse=True)
-def _no_grin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tests say what settings they use; a developer's GRIN_* variables must not leak in."""
-    import os
-
-    for name in [n for n in os.environ if n.startswith("GRIN_")]:
-        monkeypatch.delenv(name)
+def _isolated(clean_grin_environment: None) -> None:
+    """The tests say which settings they use; a developer's GRIN_* variables must not leak in."""

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from infra import audit, queue
 from infra.db.models import AuditRecord, TicketStatus
 from infra.ticket_request import TicketRequest
+from tests.fixtures.services import edit_audit_records
 
 Factory = sessionmaker[Session]
 
@@ -31,15 +32,6 @@ def chain(db: Factory, model: str, make_request: Callable[..., TicketRequest]) -
             session=session,
         )
     return db
-
-
-def _superuser_sql(db: Factory, *statements: str) -> None:
-    """Run SQL outside the service's sessions (as PostgreSQL's superuser in the tests, or on the SQLite file)."""
-    engine = create_engine(db.kw["bind"].url, poolclass=pool.NullPool)
-    with engine.begin() as connection:
-        for statement in statements:
-            connection.exec_driver_sql(statement)
-    engine.dispose()
 
 
 def test_hash_is_sha256_of_canonical_json_of_the_stored_fields(chain: Factory) -> None:
@@ -77,24 +69,18 @@ def test_hash_is_sha256_of_canonical_json_of_the_stored_fields(chain: Factory) -
     ],
 )
 def test_verify_names_the_first_record_that_does_not_hold(
-    chain: Factory, tamper: str, broken: int, reason: str
+    chain: Factory, db_url: str, tamper: str, broken: int, reason: str
 ) -> None:
-    statements = [tamper.format(h="f" * 64)]
-    if chain.kw["bind"].dialect.name == "postgresql":
-        # Only a superuser can lift the append-only trigger.
-        statements = [
-            "ALTER TABLE audit_records DISABLE TRIGGER audit_records_append_only",
-            *statements,
-            "ALTER TABLE audit_records ENABLE TRIGGER audit_records_append_only",
-        ]
-    _superuser_sql(chain, *statements)
+    edit_audit_records(db_url, tamper.format(h="f" * 64))
     with chain.begin() as session:
         check = audit.verify(session=session)
     assert (check.ok, check.broken_id) == (False, broken)
     assert check.reason.startswith(reason)
 
 
-def test_a_rewritten_record_with_a_recomputed_hash_breaks_the_next_link(chain: Factory) -> None:
+def test_a_rewritten_record_with_a_recomputed_hash_breaks_the_next_link(
+    chain: Factory, db_url: str
+) -> None:
     with chain.begin() as session:
         record = session.get(AuditRecord, 3)
         forged_payload = {**record.payload, "reason": "forged"}
@@ -106,18 +92,11 @@ def test_a_rewritten_record_with_a_recomputed_hash_breaks_the_next_link(chain: F
             payload=forged_payload,
             prev_hash=record.prev_hash,
         )
-    dialect = chain.kw["bind"].dialect.name
     payload_sql = json.dumps(forged_payload).replace("'", "''")
-    statements = [
-        f"UPDATE audit_records SET payload = '{payload_sql}', hash = '{forged_hash}' WHERE id = 3"
-    ]
-    if dialect == "postgresql":
-        statements = [
-            "ALTER TABLE audit_records DISABLE TRIGGER audit_records_append_only",
-            *statements,
-            "ALTER TABLE audit_records ENABLE TRIGGER audit_records_append_only",
-        ]
-    _superuser_sql(chain, *statements)
+    edit_audit_records(
+        db_url,
+        f"UPDATE audit_records SET payload = '{payload_sql}', hash = '{forged_hash}' WHERE id = 3",
+    )
     with chain.begin() as session:
         check = audit.verify(session=session)
     assert (check.ok, check.broken_id) == (False, 4)

@@ -332,3 +332,38 @@ def test_release_returns_the_ticket_without_spending_an_attempt(
 def test_unknown_ticket(db: Factory) -> None:
     with pytest.raises(TicketNotFoundError, match="no ticket 999"), db.begin() as session:
         queue.transition(999, S.claimed, session=session)
+
+
+def test_a_race_on_one_idempotency_key_still_files_once(
+    fresh_pg_url: str, make_request: Callable[..., TicketRequest]
+) -> None:
+    """Two processes file the same key at once: the loser waits on the unique index, then gets the winner's ticket."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from infra import registry
+    from infra.db.session import make_engine, make_sessionmaker
+
+    engine = make_engine(fresh_pg_url)
+    db = make_sessionmaker(engine)
+    with db.begin() as session:
+        registry.register_model("tofu", session=session)
+        registry.add_version(
+            "tofu", session=session, checkpoint_uri="s3://m/v1", checkpoint_sha256="a" * 64
+        )
+    request = make_request(idempotency_key="race-1")
+
+    def file_again() -> int:
+        with db.begin() as second:
+            return queue.file_ticket(request, session=second).id
+
+    # On leaving the block `first` commits, then the pool waits: the loser's insert fails, and it
+    # reads the winner's ticket.
+    with ThreadPoolExecutor(1) as pool, db.begin() as first:
+        winner = queue.file_ticket(request, session=first).id  # inserted, not yet committed
+        loser = pool.submit(file_again)
+        time.sleep(0.5)
+        assert not loser.done()  # blocked on the uncommitted duplicate key
+    assert loser.result(timeout=30) == winner
+    assert _count(db, Ticket) == 1
+    engine.dispose()
