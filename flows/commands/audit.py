@@ -7,11 +7,9 @@ from typing import Annotated
 
 import typer
 
-from flows.commands._output import emit_json, emit_table, reports_errors
+from flows.commands._output import JsonFlag, emit_json, emit_table, reports_errors
 
 app = typer.Typer(help="Verify and read the audit trail.", no_args_is_help=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @app.command()

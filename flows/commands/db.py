@@ -6,11 +6,9 @@ from typing import Annotated
 
 import typer
 
-from flows.commands._output import emit_json, reports_errors
+from flows.commands._output import JsonFlag, emit_json, reports_errors
 
 app = typer.Typer(help="Create or migrate the database schema.", no_args_is_help=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _report(revision_asked: str, as_json: bool) -> None:

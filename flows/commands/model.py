@@ -7,14 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flows.commands._output import emit_json, emit_table, reports_errors
+from flows.commands._output import JsonFlag, emit_json, emit_table, reports_errors
 
 if TYPE_CHECKING:
     from infra.db.models import RegisteredModel
 
 app = typer.Typer(help="Register models and list the registry.", no_args_is_help=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def model_summary(model: RegisteredModel) -> dict[str, Any]:

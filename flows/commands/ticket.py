@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flows.commands._output import emit_json, emit_table, fail, reports_errors
+from flows.commands._output import JsonFlag, emit_json, emit_table, fail, reports_errors
 
 if TYPE_CHECKING:
     from infra.db.models import Ticket
 
 app = typer.Typer(help="File deletion requests and follow their progress.", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 STATUSES = "queued, claimed, assembling, scoring, unlearning, evaluating, registered, completed, rejected, needs_review, failed"
 
 

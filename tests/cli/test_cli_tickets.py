@@ -151,6 +151,13 @@ def test_bad_request_files_exit_non_zero_and_write_nothing(
     assert (tofu.tickets(), tofu.objects()) == before
 
 
+def test_status_help_names_every_status() -> None:
+    from flows.commands.ticket import STATUSES
+    from infra.db.models import TicketStatus
+
+    assert STATUSES.split(", ") == [s.value for s in TicketStatus]
+
+
 def test_missing_arguments_and_unknown_ids(tofu: Grin) -> None:
     no_forget = tofu(
         "ticket",
