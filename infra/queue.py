@@ -146,6 +146,12 @@ def list_tickets(
     return list(session.scalars(query))
 
 
+def queued_models(*, session: Session) -> list[str]:
+    """Names of the models that have queued tickets, for the scheduled batch run."""
+    query = select(Ticket.model_name).where(Ticket.status == S.queued).distinct()
+    return sorted(session.scalars(query))
+
+
 def _claimable(model_name: str | None) -> Select[tuple[Ticket]]:
     query = select(Ticket).where(Ticket.status == S.queued)
     if model_name is not None:

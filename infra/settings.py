@@ -52,6 +52,30 @@ class Settings(BaseSettings):
     )
     batch_cron: str = "0 2 * * *"
     gate: GatePolicy = GatePolicy()
+    cache_dir: Path | None = Field(
+        None, description="Trained models and fetched checkpoints; default <state_dir>/cache."
+    )
+    gpu_dispatch: Literal["auto", "inline", "worker"] = Field(
+        "auto",
+        description="Where the ML stages run: a `grin worker` process (worker), the flow's own "
+        "process (inline), or worker whenever a Prefect server is configured (auto).",
+    )
+    gpu_pickup_timeout_s: float = Field(
+        300, gt=0, description="How long a stage waits for a worker to take it before the run fails."
+    )
+    gpu_stage_timeout_s: float = Field(
+        6 * 3600, gt=0, description="How long one ML stage may run on a worker."
+    )
+    retain_sample_size: int = Field(
+        400, ge=1, description="Retain records sampled from the training manifest for unlearning."
+    )
+    eval_retain_size: int = Field(
+        100, ge=0, description="Further retain records held out for the gate, when the model has no eval suite."
+    )
+    promote_alias: str | None = Field(
+        "production",
+        description="Alias moved to a registered version when it pointed at the parent; None = never.",
+    )
 
     @field_validator("state_dir")
     @classmethod
@@ -73,6 +97,8 @@ class Settings(BaseSettings):
         # Derived defaults depend on state_dir, so they are filled in after it is known.
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.state_dir / 'grin.db'}")
+        if self.cache_dir is None:
+            object.__setattr__(self, "cache_dir", self.state_dir / "cache")
         if not self.storage_url:
             object.__setattr__(self, "storage_url", (self.state_dir / "objects").as_uri())
         try:

@@ -367,3 +367,17 @@ def test_a_race_on_one_idempotency_key_still_files_once(
     assert loser.result(timeout=30) == winner
     assert _count(db, Ticket) == 1
     engine.dispose()
+
+
+def test_queued_models_lists_each_model_with_queued_tickets_once(
+    db: Factory, model: str, make_request: Callable[..., TicketRequest]
+) -> None:
+    with db.begin() as session:
+        assert queue.queued_models(session=session) == []
+    first = _file(db, make_request())
+    _file(db, make_request())
+    with db.begin() as session:
+        assert queue.queued_models(session=session) == [model]
+        queue.claim_batch(model, 10, "w", 60, session=session)
+        assert queue.queued_models(session=session) == []
+        assert queue.get_ticket(first, session=session).status == S.claimed
