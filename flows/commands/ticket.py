@@ -242,3 +242,60 @@ def show(
         for h in detail["history"]
     ]
     emit_table("History", ["audit id", "at", "kind", "from", "to", "reason", "actor"], history)
+
+
+def _emit_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+        return
+    typer.echo(f"{report.label}: {report.outcome}" + (f" — {report.reason}" if report.reason else ""))
+    if report.version is not None:
+        typer.echo(f"{report.model} version {report.version} (checkpoint sha256 {report.checkpoint_sha256})")
+    if report.before or report.after:
+        names = sorted(set(report.before) | set(report.after))
+        emit_table("Metrics", ["metric", "before", "after"],
+                   [(n, _num(report.before.get(n)), _num(report.after.get(n))) for n in names])
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+@app.command()
+@reports_errors
+def process(
+    ticket_id: Annotated[int, typer.Argument(help="Ticket id.")], as_json: JsonFlag = False
+) -> None:
+    """Answer one queued ticket now with the process-ticket flow; exit 1 unless it completes."""
+    from flows.prefect_env import configure_prefect
+
+    configure_prefect()
+    from flows.tickets import process_ticket
+
+    report = process_ticket(ticket_id)
+    _emit_report(report, as_json)
+    if report.outcome != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def batch(
+    model: Annotated[str, typer.Argument(help="Model name, or '*' for every model with queued tickets.")],
+    max_tickets: Annotated[int, typer.Option(min=1, help="Tickets folded into one run.")] = 20,
+    as_json: JsonFlag = False,
+) -> None:
+    """Answer a model's queued tickets with one unlearning run (the batch-unlearning flow)."""
+    from flows.prefect_env import configure_prefect
+
+    configure_prefect()
+    from flows.tickets import batch_unlearning
+
+    reports = batch_unlearning(model, max_tickets)
+    if as_json:
+        emit_json([r.model_dump(mode="json") for r in reports])
+    else:
+        for report in reports:
+            _emit_report(report, as_json=False)
+    if any(r.outcome not in ("completed", "nothing_to_do") for r in reports):
+        raise typer.Exit(1)

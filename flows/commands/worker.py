@@ -1,0 +1,32 @@
+"""`grin worker`: serve the ML stages (GRI scoring, unlearning, evaluation, training) on this machine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Run a GPU worker that serves the pipeline's ML stages.")
+
+
+@app.callback(invoke_without_command=True)
+def worker(
+    limit: Annotated[int, typer.Option(min=1, help="Stages run at once (one per GPU is safe).")] = 1,
+) -> None:
+    """Serve the ML stages as Prefect background tasks until interrupted.
+
+    Needs a Prefect server (PREFECT_API_URL) and result storage shared with the flows
+    (PREFECT_RESULTS_LOCAL_STORAGE_PATH on a shared volume); the flows send work here when
+    GRIN_GPU_DISPATCH is `worker`, or `auto` with a server configured.
+    """
+    from flows.prefect_env import configure_prefect
+
+    configure_prefect()
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        typer.echo("error: a worker needs a Prefect server: set PREFECT_API_URL", err=True)
+        raise typer.Exit(1)
+    from flows.worker import run_worker
+
+    run_worker(limit=limit)

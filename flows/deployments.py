@@ -1,0 +1,42 @@
+"""Deployments and schedules, declared in one place and served by `grin serve`.
+
+- `file-deletion-ticket/grin`: the UI's run form (typed TicketRequest parameters) for filing tickets;
+- `process-ticket/grin`: answers one ticket (started by filing, or by hand);
+- `batch-unlearning/grin`: on the `GRIN_BATCH_CRON` schedule, folds every model's queued tickets
+  into one run per model.
+"""
+
+from __future__ import annotations
+
+from prefect import serve
+
+from flows.file_ticket import file_deletion_ticket
+from flows.tickets import batch_unlearning, process_ticket
+from infra.settings import Settings, get_settings
+
+DEPLOYMENT = "grin"
+PROCESS_TICKET = f"process-ticket/{DEPLOYMENT}"
+
+
+def deployments(settings: Settings) -> list:
+    return [
+        file_deletion_ticket.to_deployment(
+            name=DEPLOYMENT,
+            tags=["grin", "intake"],
+            description="File a deletion request: forget what a model learned about a subject.",
+        ),
+        process_ticket.to_deployment(
+            name=DEPLOYMENT, tags=["grin"], description="Answer one queued ticket."
+        ),
+        batch_unlearning.to_deployment(
+            name=DEPLOYMENT,
+            tags=["grin", "batch"],
+            cron=settings.batch_cron,
+            parameters={"model": "*"},
+            description="Answer every queued ticket, one unlearning run per model.",
+        ),
+    ]
+
+
+def serve_all(settings: Settings | None = None) -> None:
+    serve(*deployments(settings or get_settings()))

@@ -1,0 +1,312 @@
+"""The ticket state machine, in one place: what happens to a deletion request from claim to completion.
+
+    queued → claimed → assembling → scoring → unlearning → evaluating → registered → completed
+                          │                                   │  ↑ retry ladder (larger p → scoring,
+                          └→ rejected (bad input)             │     more epochs → unlearning)
+                                                              └→ needs_review (gate failed at the top)
+    any stage → failed (infrastructure error; re-queued while attempts remain)
+
+`process_ticket` answers one ticket; `batch_unlearning` folds every queued ticket of one model into
+one run (one model version, one audit record per ticket). Both call `answer_tickets`. The flow only
+orchestrates: tasks do the I/O, the ML stages run where `run_ml_stage` sends them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from infra.db.models import TicketStatus
+from infra.gate import GateDecision, GatePolicy
+from tasks.artifacts import publish_links, publish_metrics
+from tasks.assemble import assemble_sets
+from tasks.contracts import CheckpointRef, EvalOutcome, ObjectRef
+from tasks.dispatch import run_ml_stage
+from tasks.evaluate import evaluate_checkpoint
+from tasks.gate import apply_gate
+from tasks.plan import plan_run
+from tasks.purge import purge_scratch
+from tasks.register import RoundRecord, export_audit_records, register_version
+from tasks.score import score_weights
+from tasks.ticket_state import advance, claim_batch, claim_ticket, finish, queued_models
+from tasks.unlearn import unlearn_weights
+
+S = TicketStatus
+
+
+class RunReport(BaseModel):
+    """What one run did, for the CLI, the demo and the flow's result (numbers and ids only)."""
+
+    label: str
+    ticket_ids: list[int]
+    outcome: str  # completed | needs_review | rejected | failed | nothing_to_do
+    reason: str | None = None
+    model: str | None = None
+    parent_version: int | None = None
+    version: int | None = None
+    checkpoint_sha256: str | None = None
+    before: dict[str, float] = {}
+    after: dict[str, float] = {}
+    gate: GateDecision | None = None
+    rounds: list[RoundRecord] = []
+    rejected: dict[int, str] = {}
+    released: dict[int, str] = {}
+    workers: dict[str, int] = {}  # stage -> pid that ran it
+    timings_s: dict[str, float] = {}
+
+
+def _owner() -> str:
+    return f"flow-run:{flow_run.id}" if flow_run.id else f"local:{uuid.uuid4().hex[:12]}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@flow(name="process-ticket", flow_run_name="ticket-{ticket_id}", persist_result=True)
+def process_ticket(ticket_id: int) -> RunReport:
+    """Answer one queued deletion ticket."""
+    owner = _owner()
+    label = f"ticket-{ticket_id}"
+    if not claim_ticket(ticket_id, owner):
+        get_run_logger().info("%s is not queued; nothing to do", label)
+        return RunReport(
+            label=label,
+            ticket_ids=[ticket_id],
+            outcome="nothing_to_do",
+            reason="the ticket is not queued",
+        )
+    return answer_tickets(label, [ticket_id], owner)
+
+
+@flow(name="batch-unlearning", flow_run_name="batch-{model}", persist_result=True)
+def batch_unlearning(model: str = "*", max_tickets: int = 20) -> list[RunReport]:
+    """Answer the queued tickets of one model (up to `max_tickets`) with one unlearning run.
+
+    `model="*"` (the schedule's setting) runs one such batch per model that has queued tickets.
+    """
+    if model == "*":
+        return [
+            report for name in queued_models() for report in batch_unlearning(name, max_tickets)
+        ]
+    owner = _owner()
+    ticket_ids = claim_batch(model, max_tickets, owner)
+    label = f"batch-{_slug(model)}-{ticket_ids[0] if ticket_ids else 'none'}"
+    if not ticket_ids:
+        get_run_logger().info("no queued tickets for %s", model)
+        return [
+            RunReport(
+                label=label,
+                ticket_ids=[],
+                outcome="nothing_to_do",
+                model=model,
+                reason="no queued tickets",
+            )
+        ]
+    return [answer_tickets(label, ticket_ids, owner)]
+
+
+def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
+    """Run the state machine for tickets this run holds under `owner`'s lease."""
+    log = get_run_logger()
+    started = time.perf_counter()
+    run_id = f"{label}-{uuid.uuid4().hex[:8]}"
+    report = RunReport(label=label, ticket_ids=list(ticket_ids), outcome="failed")
+    forget_snapshot: ObjectRef | None = None
+    candidates: list[CheckpointRef] = []
+    masks: list[ObjectRef] = []
+    kept: tuple[CheckpointRef, ObjectRef] | None = None
+    try:
+        plan = plan_run(label, ticket_ids, owner)
+        ids = plan.ticket_ids
+        report.ticket_ids, report.released = ids, plan.released
+        report.model, report.parent_version = plan.parent.model_name, plan.parent.version
+        advance(label, ids, S.assembling, owner)
+        assembly = assemble_sets(label, run_id, plan)
+        for ticket_id, reason in assembly.rejected.items():
+            finish(label, [ticket_id], "rejected", owner, reason)
+        report.rejected = assembly.rejected
+        ids = [i for i in ids if i not in assembly.rejected]
+        plan = plan.model_copy(update={"ticket_ids": ids})
+        if assembly.snapshot is None or not ids:
+            report.outcome, report.reason = (
+                "rejected",
+                "; ".join(sorted(set(assembly.rejected.values()))),
+            )
+            return report
+        snapshot = assembly.snapshot
+        forget_snapshot = snapshot.forget
+        report.timings_s["assemble"] = round(time.perf_counter() - started, 2)
+        log.info(
+            "%s: %d forget, %d retain records; unlearning %s v%d",
+            label,
+            snapshot.forget_count,
+            snapshot.retain_count,
+            plan.parent.model_name,
+            plan.parent.version,
+        )
+
+        before: EvalOutcome = run_ml_stage(
+            evaluate_checkpoint,
+            label=f"{label}-parent",
+            checkpoint=plan.parent.checkpoint,
+            snapshot=snapshot,
+        )
+        report.before = before.metrics
+        policy = GatePolicy(**plan.policy)
+        spec, mask, rescore = plan.spec, None, True
+        for round_no in range(1, policy.max_rounds + 1):
+            if rescore:
+                advance(
+                    label,
+                    ids,
+                    S.scoring,
+                    owner,
+                    f"round {round_no}: top {spec.p_percent:g}% of weights",
+                )
+                mask = run_ml_stage(
+                    score_weights,
+                    label=label,
+                    run_id=run_id,
+                    round_no=round_no,
+                    parent=plan.parent.checkpoint,
+                    snapshot=snapshot,
+                    spec=spec,
+                )
+                masks.append(mask.mask)
+                report.workers["score"] = mask.worker.pid
+            advance(label, ids, S.unlearning, owner, f"round {round_no}: {spec.epochs} epochs")
+            unlearned = run_ml_stage(
+                unlearn_weights,
+                label=label,
+                run_id=run_id,
+                round_no=round_no,
+                parent=plan.parent.checkpoint,
+                snapshot=snapshot,
+                mask=mask.mask,
+                spec=spec,
+            )
+            candidates.append(unlearned.checkpoint)
+            report.workers["unlearn"] = unlearned.worker.pid
+            advance(label, ids, S.evaluating, owner, f"round {round_no}")
+            after: EvalOutcome = run_ml_stage(
+                evaluate_checkpoint,
+                label=f"{label}-round{round_no}",
+                checkpoint=unlearned.checkpoint,
+                snapshot=snapshot,
+            )
+            report.workers["evaluate"] = after.worker.pid
+            decision = apply_gate(label, round_no, spec, plan.policy, before.metrics, after.metrics)
+            report.rounds.append(
+                RoundRecord(
+                    round=round_no,
+                    p_percent=spec.p_percent,
+                    epochs=spec.epochs,
+                    passed=decision.passed,
+                    reason=decision.reason,
+                )
+            )
+            report.after, report.gate = after.metrics, decision
+            if decision.passed:
+                break
+            stronger = policy.escalate(spec.p_percent, spec.epochs)
+            if stronger is None or round_no == policy.max_rounds:
+                break
+            rescore = stronger[0] != spec.p_percent
+            spec = spec.model_copy(update={"p_percent": stronger[0], "epochs": stronger[1]})
+            log.info(
+                "%s: gate failed in round %d; retrying with p=%g%%, %d epochs",
+                label,
+                round_no,
+                *stronger,
+            )
+        report.timings_s["unlearn_and_evaluate"] = round(
+            time.perf_counter() - started - report.timings_s["assemble"], 2
+        )
+
+        publish_metrics(label, before.metrics, after.metrics, None)
+        if not decision.passed:
+            finish(
+                label,
+                ids,
+                "needs_review",
+                owner,
+                f"gate failed after {len(report.rounds)} round(s): {decision.reason}",
+            )
+            report.outcome, report.reason = "needs_review", decision.reason
+            return report
+
+        kept = (unlearned.checkpoint, mask.mask)
+        registration = register_version(
+            label,
+            owner,
+            plan,
+            snapshot,
+            mask,
+            unlearned,
+            spec,
+            before,
+            after,
+            decision,
+            report.rounds,
+            str(flow_run.id) if flow_run.id else None,
+        )
+        report.version, report.checkpoint_sha256 = (
+            registration.version,
+            registration.checkpoint.sha256,
+        )
+        exported = export_audit_records(label, sorted(registration.audit_record_ids.values()))
+        by_ticket = {t: exported[r] for t, r in registration.audit_record_ids.items()}
+        publish_metrics(label, before.metrics, after.metrics, registration.version)
+        publish_links(
+            label,
+            registration.model_name,
+            registration.version,
+            registration.checkpoint.uri,
+            registration.checkpoint.sha256,
+            {registration.audit_record_ids[t]: ref for t, ref in by_ticket.items()},
+            registration.chain_head,
+        )
+        _purge(label, run_id, ids, forget_snapshot, candidates, masks, kept)
+        forget_snapshot = None  # purged
+        finish(label, ids, "completed", owner)
+        report.outcome, report.reason = "completed", decision.reason
+        return report
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        report.outcome, report.reason = "failed", reason
+        log.error("%s failed: %s", label, reason)
+        try:
+            finish(label, report.ticket_ids, "failed", owner, reason)
+        except Exception as finish_exc:  # noqa: BLE001 - the original error is the one to raise
+            log.error("%s: could not mark the tickets failed: %s", label, finish_exc)
+        raise
+    finally:
+        if forget_snapshot is not None or (candidates and kept is None):
+            _purge(label, run_id, report.ticket_ids, forget_snapshot, candidates, masks, kept)
+        report.timings_s["total"] = round(time.perf_counter() - started, 2)
+
+
+def _purge(
+    label: str,
+    run_id: str,
+    ticket_ids: list[int],
+    forget_snapshot: ObjectRef | None,
+    candidates: list[CheckpointRef],
+    masks: list[ObjectRef],
+    kept: tuple[CheckpointRef, ObjectRef] | None,
+) -> None:
+    keep_checkpoint, keep_mask = kept or (None, None)
+    purge_scratch(
+        label,
+        run_id,
+        ticket_ids,
+        forget_snapshot,
+        [c for c in candidates if c != keep_checkpoint],
+        [m for m in masks if m != keep_mask],
+    )

@@ -1,0 +1,88 @@
+"""Train a target model from a QA manifest in storage and register it as version 1 of a model line.
+
+Used by the demo and the benchmark; in production a model line is registered from an existing
+checkpoint instead (`grin model register` + a version pointing at its checkpoint).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+
+from infra import registry
+from tasks.contracts import CheckpointRef, ObjectRef
+from tasks.dispatch import run_ml_stage
+from tasks.resources import sessions
+from tasks.retry import IO_RETRIES
+from tasks.train import TrainOutcome, train_target
+
+
+@task(name="register-trained-model", task_run_name="register-{name}", **IO_RETRIES)
+def register_trained(
+    name: str,
+    checkpoint: CheckpointRef,
+    manifest: ObjectRef,
+    eval_suite: ObjectRef | None,
+    description: str,
+    summary: dict[str, Any],
+) -> int:
+    """Register the model line (if new) and the checkpoint as its next version, aliased production."""
+    with sessions().begin() as session:
+        try:
+            registry.get_model(name, session=session)
+        except LookupError:
+            registry.register_model(name, session=session, description=description)
+        version = registry.add_version(
+            name,
+            session=session,
+            checkpoint_uri=checkpoint.uri,
+            checkpoint_sha256=checkpoint.sha256,
+            training_manifest_uri=manifest.uri,
+            eval_suite_uri=eval_suite.uri if eval_suite else None,
+            hparams=summary,
+        )
+        registry.set_alias(
+            name, registry.PRODUCTION, version.version, session=session, actor="train-model"
+        )
+        return version.version
+
+
+@flow(name="train-model", flow_run_name="train-{name}", persist_result=True)
+def train_model(
+    name: str,
+    manifest: ObjectRef,
+    eval_suite: ObjectRef | None = None,
+    architecture: dict[str, Any] | None = None,
+    recipe: dict[str, Any] | None = None,
+    description: str = "",
+) -> dict[str, Any]:
+    """Train (or reuse a cached) target model on `manifest` and register it under `name`.
+
+    `architecture` sets TinyLlamaConfig fields and `recipe` TrainConfig fields (defaults otherwise).
+    """
+    outcome: TrainOutcome = run_ml_stage(
+        train_target,
+        label=name,
+        manifest=manifest,
+        model_config=architecture or {},
+        train_config=recipe or {},
+    )
+    summary = {
+        "trained_from_scratch": True,
+        "epochs": outcome.epochs,
+        "final_loss": outcome.final_loss,
+        "train_s": outcome.train_s,
+        "architecture": architecture or {},
+        "recipe": recipe or {},
+        "manifest_sha256": manifest.sha256,
+    }
+    version = register_trained(name, outcome.checkpoint, manifest, eval_suite, description, summary)
+    return {
+        "model": name,
+        "version": version,
+        "checkpoint": outcome.checkpoint.model_dump(),
+        "train_s": outcome.train_s,
+        "epochs": outcome.epochs,
+        "worker_pid": outcome.worker.pid,
+    }

@@ -1,0 +1,21 @@
+"""The GPU worker: a long-lived process that serves the ML stages as Prefect background tasks.
+
+It keeps torch, the model code and the device warm between tickets; each stage loads the
+checkpoint it is given (verified by its manifest) and returns references, never weights.
+"""
+
+from __future__ import annotations
+
+from prefect.task_worker import serve
+
+from tasks.evaluate import evaluate_checkpoint
+from tasks.score import score_weights
+from tasks.train import train_target
+from tasks.unlearn import unlearn_weights
+
+ML_STAGES = (score_weights, unlearn_weights, evaluate_checkpoint, train_target)
+
+
+def run_worker(limit: int = 1) -> None:
+    """Serve the ML stages until interrupted; `limit` stages at once (one per GPU is the safe default)."""
+    serve(*ML_STAGES, limit=limit)

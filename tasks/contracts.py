@@ -1,0 +1,124 @@
+"""What crosses a task boundary: references, hashes, counts and numbers, never record text.
+
+Prefect shows task parameters and results in its UI and persists them, so a forget set travels
+only as the URI and sha256 of its snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from grin_core.unlearn import UnlearnConfig
+from infra.db.models import Method
+
+_DEFAULTS = UnlearnConfig()  # the service's unlearning defaults are grin_core's
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ObjectRef(Frozen):
+    """An object in a store and the sha256 of its bytes."""
+
+    uri: str
+    sha256: str
+
+
+class CheckpointRef(Frozen):
+    """A checkpoint directory in a store: `uri` is its prefix, `sha256` its manifest's hash."""
+
+    uri: str
+    sha256: str
+
+
+class WorkerStamp(Frozen):
+    """Which process did a piece of ML work, so the audit record can say where it ran."""
+
+    pid: int
+    host: str
+    device: str
+
+    @classmethod
+    def here(cls, device: str) -> WorkerStamp:
+        return cls(pid=os.getpid(), host=socket.gethostname(), device=device)
+
+
+class RoundSpec(Frozen):
+    """Hyper-parameters of one unlearning round: the ticket's overrides over the service defaults."""
+
+    method: Method = Method(_DEFAULTS.method)
+    p_percent: float = Field(_DEFAULTS.p_percent, gt=0, le=100)
+    sigma2: float = Field(_DEFAULTS.sigma2, ge=0)
+    epochs: int = Field(_DEFAULTS.epochs, ge=1)
+    learning_rate: float = Field(_DEFAULTS.learning_rate, gt=0)
+    beta: float = Field(_DEFAULTS.beta, gt=0)
+    alpha: float = Field(_DEFAULTS.alpha, ge=0)
+    seed: int = Field(_DEFAULTS.seed, ge=0)
+    batch_size: int = Field(_DEFAULTS.batch_size, ge=1)
+
+    def unlearn_kwargs(self) -> dict[str, Any]:
+        """The fields as grin_core's UnlearnConfig names them."""
+        return {**self.model_dump(), "method": self.method.value}
+
+
+class ParentVersion(Frozen):
+    """The registered version a run unlearns from."""
+
+    model_name: str
+    version_id: int
+    version: int
+    checkpoint: CheckpointRef
+    training_manifest_uri: str | None
+    eval_suite_uri: str | None
+
+
+class RunPlan(Frozen):
+    """Which tickets one run answers, from which version, under which policy and settings."""
+
+    ticket_ids: list[int]
+    parent: ParentVersion
+    spec: RoundSpec
+    policy: dict[str, Any]
+    released: dict[int, str] = {}  # tickets handed back to the queue for a run of their own
+
+
+class Snapshot(Frozen):
+    """The run's data, content-hashed. `forget` (records with their key phrases) sits in scratch
+    and is purged after the run; `retain` (training sample) and `eval_suite` (retain / general
+    knowledge parts, none overlapping the forget set) are kept for the audit."""
+
+    forget: ObjectRef
+    retain: ObjectRef
+    eval_suite: ObjectRef
+    forget_count: int
+    retain_count: int
+    keyword_count: int
+    eval_counts: dict[str, int]
+
+
+class MaskOutcome(Frozen):
+    mask: ObjectRef
+    selected: int
+    eligible: int
+    stats: dict[str, Any]
+    scoring_s: float
+    worker: WorkerStamp
+
+
+class UnlearnOutcome(Frozen):
+    checkpoint: CheckpointRef
+    timings: dict[str, float]
+    trainable_params: int
+    state_bytes: dict[str, Any]
+    worker: WorkerStamp
+
+
+class EvalOutcome(Frozen):
+    metrics: dict[str, float]
+    seconds: float
+    worker: WorkerStamp

@@ -1,0 +1,50 @@
+"""Where the ML stages run: in a GPU worker process when a Prefect server is configured, else here.
+
+Worker dispatch uses Prefect background tasks (`task.delay()` + `grin worker` serving them): about
+half a second per dispatch, and the worker keeps its imports and device warm between tickets. A
+process work pool would start a new process per stage (7-10 s here) and reload everything.
+The embedded default (no server) runs the same task functions in-process.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from prefect import Task
+from prefect.settings import PREFECT_API_URL
+
+from infra.settings import Settings, get_settings
+
+
+class WorkerUnavailableError(RuntimeError):
+    """No GPU worker took the stage in time: an infrastructure failure, so the ticket is retried."""
+
+
+def gpu_mode(settings: Settings | None = None) -> Literal["inline", "worker"]:
+    mode = (settings or get_settings()).gpu_dispatch
+    if mode == "auto":
+        return "worker" if PREFECT_API_URL.value() else "inline"
+    return mode
+
+
+def run_ml_stage(task: Task, settings: Settings | None = None, **parameters: Any) -> Any:
+    """Run `task` with `parameters` where ML work belongs and return its result."""
+    settings = settings or get_settings()
+    if gpu_mode(settings) == "inline":
+        return task(**parameters)
+    future = task.delay(**parameters)
+    _wait_for_pickup(future, task.name, settings.gpu_pickup_timeout_s)
+    return future.result(timeout=settings.gpu_stage_timeout_s)
+
+
+def _wait_for_pickup(future: Any, name: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = future.state
+        if state.is_running() or state.is_final():
+            return
+        time.sleep(0.25)
+    raise WorkerUnavailableError(
+        f"no GPU worker picked up {name} within {timeout_s:.0f} s; start one with `grin worker`"
+    )

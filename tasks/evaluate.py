@@ -1,0 +1,22 @@
+"""Evaluation stage: TOFU/GRIN metrics of one checkpoint on a run's forget set and eval suite."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import task
+
+from grin_core.evaluate import EvalSuite, evaluate
+from tasks.contracts import CheckpointRef, EvalOutcome, Snapshot, WorkerStamp
+from tasks.inputs import device, load_model, read_json, read_records
+
+
+@task(name="evaluate-checkpoint", task_run_name="evaluate-{label}", persist_result=True)
+def evaluate_checkpoint(label: str, checkpoint: CheckpointRef, snapshot: Snapshot) -> EvalOutcome:
+    started = time.perf_counter()
+    model, tokenizer = load_model(checkpoint)
+    parts = read_json(snapshot.eval_suite)
+    suite = EvalSuite(forget=read_records(snapshot.forget), **{k: v or None for k, v in parts.items()})
+    metrics = evaluate(model, tokenizer, suite, progress=False)
+    return EvalOutcome(metrics=metrics, seconds=round(time.perf_counter() - started, 3),
+                       worker=WorkerStamp.here(device()))

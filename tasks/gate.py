@@ -1,0 +1,39 @@
+"""The evaluation gate as a task: the decision is returned, persisted, and shown as a markdown report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from infra.gate import GateDecision, GatePolicy, decide
+from tasks.contracts import RoundSpec
+
+
+def gate_report(label: str, round_no: int, spec: RoundSpec, decision: GateDecision) -> str:
+    verdict = "PASSED" if decision.passed else "FAILED"
+    lines = [
+        f"# Evaluation gate — {label}, round {round_no}: {verdict}",
+        "",
+        (f"Unlearning: {spec.method.value.upper()} on the top {spec.p_percent:g}% of weights by GRI, "
+         f"{spec.epochs} epochs, noise σ²={spec.sigma2:g}, lr {spec.learning_rate:g}."),
+        "",
+        "| check | metric | value | bound | result |",
+        "|---|---|---|---|---|",
+    ]
+    for c in decision.checks:
+        value = "—" if c.value is None else f"{c.value:.3f}"
+        limit = "—" if c.limit is None else f"{c.limit:.3f}"
+        lines.append(f"| {c.name} | {c.metric} | {value} | {limit} | {'pass' if c.passed else '**fail**'} |")
+    lines += ["", f"**Reason:** {decision.reason}"]
+    return "\n".join(lines)
+
+
+@task(name="apply-gate", task_run_name="gate-{label}-round{round_no}", persist_result=True)
+def apply_gate(label: str, round_no: int, spec: RoundSpec, policy: dict[str, Any], before: dict[str, float],
+               after: dict[str, float]) -> GateDecision:
+    decision = decide(GatePolicy(**policy), before, after)
+    create_markdown_artifact(key=f"{label}-gate", markdown=gate_report(label, round_no, spec, decision),
+                             description=f"{label}: gate round {round_no} {'passed' if decision.passed else 'failed'}")
+    return decision

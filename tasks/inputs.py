@@ -1,0 +1,40 @@
+"""Inputs of the ML stages, fetched through infra and verified against the hashes they travel with."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from accelerate import PartialState
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+from grin_core.checkpoint import load_checkpoint
+from grin_core.records import parse_qa_records
+from infra.settings import get_settings
+from infra.storage import locate
+from tasks.checkpoint_store import fetch_checkpoint
+from tasks.contracts import CheckpointRef, ObjectRef
+
+
+def read_bytes(ref: ObjectRef) -> bytes:
+    store, key = locate(ref.uri, settings=get_settings())
+    return store.get_bytes(key, expected_sha256=ref.sha256)
+
+
+def read_records(ref: ObjectRef) -> list[dict]:
+    return parse_qa_records(read_bytes(ref), source=ref.uri)
+
+
+def read_json(ref: ObjectRef) -> dict:
+    return json.loads(read_bytes(ref))
+
+
+@lru_cache(maxsize=1)
+def device() -> str:
+    """The accelerator this process drives (accelerate decides: CUDA, MPS or CPU)."""
+    return str(PartialState().device)
+
+
+def load_model(ref: CheckpointRef) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """A fresh, verified copy of the checkpoint on this process's device (stages may edit it)."""
+    return load_checkpoint(fetch_checkpoint(ref), device=device())

@@ -1,0 +1,154 @@
+"""Registration: the passing candidate becomes the next model version, and each ticket it answers
+gets its `registered` transition and one hash-chained audit record, all in one transaction.
+
+Each audit record is also exported to the object store (`audit/records/<id>.json`) so reviewers
+can follow a link from the Prefect UI and auditors can hold a copy outside the database.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prefect import task
+
+from infra import audit, queue, registry
+from infra.db.models import AuditRecord, ModelVersion, TicketStatus
+from infra.gate import GateDecision
+from infra.settings import get_settings
+from tasks.contracts import (
+    CheckpointRef,
+    EvalOutcome,
+    Frozen,
+    MaskOutcome,
+    ObjectRef,
+    RoundSpec,
+    RunPlan,
+    Snapshot,
+    UnlearnOutcome,
+    WorkerStamp,
+)
+from tasks.resources import object_store, sessions
+from tasks.retry import IO_RETRIES
+
+
+class RoundRecord(Frozen):
+    """One rung of the retry ladder as the audit trail keeps it."""
+
+    round: int
+    p_percent: float
+    epochs: int
+    passed: bool
+    reason: str
+
+
+class UnlearningAudit(Frozen):
+    """The audit payload of one answered ticket: everything that ties the checkpoint to its inputs."""
+
+    ticket_id: int
+    subject_sha256: str
+    request_sha256: str
+    model: str
+    parent_version: int
+    parent_checkpoint_sha256: str
+    version: int
+    checkpoint_uri: str
+    checkpoint_sha256: str
+    forget_snapshot_sha256: str
+    forget_count: int
+    keyword_count: int
+    retain_snapshot: ObjectRef
+    retain_count: int
+    eval_suite: ObjectRef
+    mask: ObjectRef
+    selected_weights: int
+    eligible_weights: int
+    hparams: RoundSpec
+    rounds: list[RoundRecord]
+    metrics_before: dict[str, float]
+    metrics_after: dict[str, float]
+    gate: GateDecision
+    tickets_in_run: list[int]
+    flow_run_id: str | None
+    workers: dict[str, WorkerStamp]
+
+
+class Registration(Frozen):
+    model_name: str
+    version: int
+    version_id: int
+    checkpoint: CheckpointRef
+    audit_record_ids: dict[int, int]  # ticket id -> audit record id
+    chain_head: str  # the chain's head hash after the last of them
+
+
+@task(name="export-audit-records", task_run_name="export-audit-{label}", **IO_RETRIES)
+def export_audit_records(label: str, record_ids: list[int]) -> dict[int, ObjectRef]:
+    """Copy committed audit records to `audit/records/<id>.json`; returns record id -> object."""
+    with sessions().begin() as session:
+        rows = [session.get(AuditRecord, i) for i in record_ids]
+        bodies = {r.id: {"id": r.id, "created_at": r.created_at.isoformat(), "kind": r.kind,
+                         "ticket_id": r.ticket_id, "payload": r.payload, "prev_hash": r.prev_hash,
+                         "hash": r.hash} for r in rows}
+    store = object_store()
+    exported = {}
+    for record_id, body in bodies.items():
+        stored = store.put_bytes(f"audit/records/{record_id:012d}.json",
+                                 json.dumps(body, indent=1, sort_keys=True).encode())
+        exported[record_id] = ObjectRef(uri=stored.uri, sha256=stored.sha256)
+    return exported
+
+
+@task(name="register-version", task_run_name="register-{label}", **IO_RETRIES)
+def register_version(
+    label: str, owner: str, plan: RunPlan, snapshot: Snapshot, mask: MaskOutcome, unlearned: UnlearnOutcome,
+    spec: RoundSpec, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
+    rounds: list[RoundRecord], flow_run_id: str | None,
+) -> Registration:
+    settings = get_settings()
+    workers = {"score": mask.worker, "unlearn": unlearned.worker, "evaluate": after.worker}
+    with sessions().begin() as session:
+        parent = session.get(ModelVersion, plan.parent.version_id)
+        version = registry.add_version(
+            plan.parent.model_name, session=session, parent=parent,
+            checkpoint_uri=unlearned.checkpoint.uri, checkpoint_sha256=unlearned.checkpoint.sha256,
+            mask_uri=mask.mask.uri, mask_sha256=mask.mask.sha256,
+            hparams=spec.model_dump(mode="json"),
+            metrics={"before": before.metrics, "after": after.metrics},
+            gate=decision.model_dump(mode="json"), ticket_ids=plan.ticket_ids,
+        )
+        if settings.promote_alias and _is_aliased(plan, settings.promote_alias, session=session):
+            registry.set_alias(plan.parent.model_name, settings.promote_alias, version.version,
+                               session=session, actor=owner)
+        records = {}
+        for ticket_id in plan.ticket_ids:
+            ticket = queue.transition(ticket_id, TicketStatus.registered, session=session,
+                                      reason=f"version {version.version}", actor=owner, owner=owner)
+            payload = UnlearningAudit(
+                ticket_id=ticket_id, subject_sha256=audit.sha256_hex(ticket.subject),
+                request_sha256=ticket.request_sha256, model=plan.parent.model_name,
+                parent_version=plan.parent.version, parent_checkpoint_sha256=plan.parent.checkpoint.sha256,
+                version=version.version, checkpoint_uri=unlearned.checkpoint.uri,
+                checkpoint_sha256=unlearned.checkpoint.sha256, forget_snapshot_sha256=snapshot.forget.sha256,
+                forget_count=snapshot.forget_count, keyword_count=snapshot.keyword_count,
+                retain_snapshot=snapshot.retain, retain_count=snapshot.retain_count,
+                eval_suite=snapshot.eval_suite, mask=mask.mask, selected_weights=mask.selected,
+                eligible_weights=mask.eligible, hparams=spec, rounds=rounds,
+                metrics_before=before.metrics, metrics_after=after.metrics, gate=decision,
+                tickets_in_run=plan.ticket_ids, flow_run_id=flow_run_id, workers=workers,
+            )
+            records[ticket_id] = audit.append("unlearning.registered", payload.model_dump(mode="json"),
+                                              session=session, ticket_id=ticket_id)
+        registration = Registration(
+            model_name=plan.parent.model_name, version=version.version, version_id=version.id,
+            checkpoint=unlearned.checkpoint, audit_record_ids={t: r.id for t, r in records.items()},
+            chain_head=max(records.values(), key=lambda r: r.id).hash)
+    return registration
+
+
+def _is_aliased(plan: RunPlan, alias: str, *, session: Any) -> bool:
+    """Move the alias only if it pointed at the parent: unlearning a side branch leaves production alone."""
+    try:
+        return registry.resolve(f"{plan.parent.model_name}@{alias}", session=session).id == plan.parent.version_id
+    except LookupError:
+        return False

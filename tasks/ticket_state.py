@@ -1,0 +1,82 @@
+"""Ticket status changes: each is one transaction with its audit record (I/O, so retried).
+
+Every stage change also renews the lease, so a run that is alive keeps its tickets and a run that
+died lets `reclaim_expired` hand them back to the queue.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.runtime import flow_run
+
+from infra import queue
+from infra.db.models import TicketStatus
+from infra.settings import get_settings
+from tasks.resources import sessions
+from tasks.retry import IO_RETRIES
+
+
+@task(name="claim-ticket", task_run_name="claim-ticket-{ticket_id}", **IO_RETRIES)
+def claim_ticket(ticket_id: int, owner: str) -> bool:
+    """Claim one queued ticket by id; False when it is not queued (already taken or finished)."""
+    with sessions().begin() as session:
+        ticket = queue.claim_ticket(ticket_id, owner, get_settings().lease_seconds, session=session)
+        if ticket is not None:
+            ticket.flow_run_id = _flow_run_id()
+        return ticket is not None
+
+
+@task(name="claim-batch", task_run_name="claim-batch-{model_name}", **IO_RETRIES)
+def claim_batch(model_name: str, max_tickets: int, owner: str) -> list[int]:
+    with sessions().begin() as session:
+        tickets = queue.claim_batch(model_name, max_tickets, owner, get_settings().lease_seconds, session=session)
+        for ticket in tickets:
+            ticket.flow_run_id = _flow_run_id()
+        return [t.id for t in tickets]
+
+
+def _flow_run_id() -> str | None:
+    return str(flow_run.id) if flow_run.id else None
+
+
+@task(name="queued-models", **IO_RETRIES)
+def queued_models() -> list[str]:
+    with sessions().begin() as session:
+        return queue.queued_models(session=session)
+
+
+@task(name="advance-tickets", task_run_name="{status}-{label}", **IO_RETRIES)
+def advance(label: str, ticket_ids: list[int], status: TicketStatus, owner: str, reason: str | None = None) -> None:
+    """Move every ticket of the run to `status` while `owner` holds it (a retry that already did is a no-op)."""
+    lease = get_settings().lease_seconds
+    with sessions().begin() as session:
+        for ticket_id in ticket_ids:
+            if queue.get_ticket(ticket_id, session=session, lock=True).status != status:
+                queue.transition(ticket_id, status, session=session, reason=reason, actor=owner, owner=owner)
+            if status in queue.LEASED:
+                queue.heartbeat(ticket_id, owner, lease, session=session)
+
+
+@task(name="finish-tickets", task_run_name="{outcome}-{label}", **IO_RETRIES)
+def finish(label: str, ticket_ids: list[int], outcome: str, owner: str, reason: str | None = None) -> None:
+    """End the run's hold on its tickets: completed, needs_review, rejected or failed (re-queued if allowed)."""
+    settings = get_settings()
+    with sessions().begin() as session:
+        for ticket_id in ticket_ids:
+            ticket = queue.get_ticket(ticket_id, session=session, lock=True)
+            if ticket.status.value == outcome or ticket.lease_owner != owner:
+                continue  # a retry of this task, or the lease already went elsewhere
+            if outcome == "failed" and ticket.status == TicketStatus.registered:
+                continue  # its version is registered: a failure in the follow-up does not undo that
+            if outcome == "completed":
+                queue.complete(ticket_id, session=session, owner=owner)
+            elif outcome == "needs_review":
+                queue.transition(ticket_id, TicketStatus.needs_review, session=session, reason=reason,
+                                 actor=owner, owner=owner)
+            elif outcome == "rejected":
+                queue.reject(ticket_id, reason or "rejected", session=session, owner=owner)
+            elif outcome == "failed":
+                queue.fail(ticket_id, reason or "failed", session=session, owner=owner,
+                           max_attempts=settings.max_attempts)
+            else:
+                raise ValueError(f"unknown outcome {outcome!r}")

@@ -1,0 +1,54 @@
+"""Unlearning stage: noise into the masked weights, masked NPO/GradDiff/PO, candidate checkpoint stored."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from prefect import task
+
+from grin_core.checkpoint import save_checkpoint
+from grin_core.mask import Mask
+from grin_core.unlearn import UnlearnConfig, unlearn
+from tasks.checkpoint_store import upload_checkpoint
+from tasks.contracts import (
+    CheckpointRef,
+    ObjectRef,
+    RoundSpec,
+    Snapshot,
+    UnlearnOutcome,
+    WorkerStamp,
+)
+from tasks.inputs import device, load_model, read_bytes, read_records
+from tasks.progress import PrefectProgress
+from tasks.resources import object_store
+
+
+@task(name="unlearn-weights", task_run_name="unlearn-{label}", persist_result=True)
+def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
+                    mask: ObjectRef, spec: RoundSpec) -> UnlearnOutcome:
+    model, tokenizer = load_model(parent)
+    forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
+    config = UnlearnConfig(**spec.unlearn_kwargs())
+    with tempfile.TemporaryDirectory(prefix="grin-unlearn-") as tmp:
+        mask_path = Path(tmp) / "mask.safetensors"
+        mask_path.write_bytes(read_bytes(mask))
+        selected = Mask.load(mask_path, sha256=mask.sha256)
+        progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} unlearning")
+        result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress])
+        card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
+                "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
+                "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no}
+        summary = result.summary()
+        out = Path(tmp) / "checkpoint"
+        save_checkpoint(result.model, tokenizer, out, card_info=card,
+                        grin_config={"unlearning": {k: summary[k] for k in ("config", "timings", "history")},
+                                     "parent_sha256": parent.sha256})
+        checkpoint = upload_checkpoint(out, object_store())
+    return UnlearnOutcome(
+        checkpoint=checkpoint,
+        timings=result.timings,
+        trainable_params=result.trainable_params,
+        state_bytes=result.state_bytes.to_dict(),
+        worker=WorkerStamp.here(device()),
+    )
