@@ -1,0 +1,113 @@
+"""The pipeline's other paths on PostgreSQL + moto S3 + a Prefect API, ML stages in-process."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from infra import audit, queue
+from infra.db.models import AuditRecord, ModelVersion, TicketStatus
+from infra.intake import file_request
+from infra.storage import open_store
+from infra.ticket_request import TicketRequest
+from tasks.resources import sessions
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def inline_settings(prefect_api, make_settings, fresh_pg_url, s3_storage_fields, use_settings):
+    settings = make_settings(database_url=fresh_pg_url, gpu_dispatch="inline", **s3_storage_fields)
+    use_settings(settings)
+    return settings
+
+
+def _file(settings, model, forget_uri, keywords_uri=None, **fields) -> int:
+    request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
+                            keywords_uri=keywords_uri, requested_by="dpo@example.org",
+                            legal_basis="GDPR Art. 17", **fields)
+    with sessions(settings).begin() as session:
+        return file_request(request, session=session, settings=settings).id
+
+
+def _transitions(settings, ticket_id) -> list[tuple[str, str]]:
+    with sessions(settings).begin() as session:
+        return [(r.payload["from"], r.payload["to"]) for r in audit.records(session=session, ticket_id=ticket_id)
+                if r.kind == "ticket.transition"]
+
+
+def test_gate_failure_climbs_the_ladder_then_needs_review_with_nothing_registered(
+        inline_settings, published_model, forget_objects):
+    settings = inline_settings
+    # A bound no model can meet, so every round fails; two rounds, the second with 2x p and 2x epochs.
+    model = published_model(settings, gate_policy={"forget_rougeL_max": 0.0, "max_rounds": 2,
+                                                   "ladder_epochs_factor": 2.0, "max_epochs": 2})
+    forget_uri, _ = forget_objects(settings, model.forget)
+    ticket_id = _file(settings, model, forget_uri, hparams={"epochs": 1})
+    store = open_store(settings)
+    checkpoints_before = store.list("checkpoints/")
+
+    from flows.tickets import process_ticket
+
+    report = process_ticket(ticket_id)
+
+    assert report.outcome == "needs_review"
+    assert [(r.round, r.epochs, r.passed) for r in report.rounds] == [(1, 1, False), (2, 2, False)]
+    assert report.rounds[1].p_percent == 2 * report.rounds[0].p_percent
+    assert "forget ROUGE-L" in report.reason and report.version is None
+    with sessions(settings).begin() as session:
+        ticket = queue.get_ticket(ticket_id, session=session)
+        assert ticket.status == TicketStatus.needs_review and ticket.result_version_id is None
+        assert "gate failed after 2 round(s)" in ticket.error_reason
+        assert session.scalar(select(func.count()).select_from(ModelVersion)) == 1
+        assert audit.verify(session=session).ok
+    path = _transitions(settings, ticket_id)
+    assert path[-4:] == [("evaluating", "scoring"), ("scoring", "unlearning"), ("unlearning", "evaluating"),
+                         ("evaluating", "needs_review")]
+    assert store.list("checkpoints/") == checkpoints_before  # both candidates were purged
+    assert store.list("scratch/") == []
+
+
+def test_a_batch_answers_three_tickets_with_one_version_and_one_audit_record_each(
+        inline_settings, published_model, forget_objects):
+    settings = inline_settings
+    model = published_model(settings)
+    thirds = [model.forget[i::3] for i in range(3)]
+    ticket_ids = [_file(settings, model, forget_objects(settings, rows)[0]) for rows in thirds]
+
+    from flows.tickets import batch_unlearning
+
+    [report] = batch_unlearning(model.name, max_tickets=10)
+
+    assert report.outcome == "completed", report.reason
+    assert sorted(report.ticket_ids) == sorted(ticket_ids) and report.version == 2
+    with sessions(settings).begin() as session:
+        tickets = [queue.get_ticket(i, session=session) for i in ticket_ids]
+        assert {t.status for t in tickets} == {TicketStatus.completed}
+        assert len({t.result_version_id for t in tickets}) == 1
+        version = session.get(ModelVersion, tickets[0].result_version_id)
+        assert sorted(t.id for t in version.tickets) == sorted(ticket_ids)
+        records = session.scalars(select(AuditRecord).where(AuditRecord.kind == "unlearning.registered")).all()
+        assert sorted(r.ticket_id for r in records) == sorted(ticket_ids)
+        assert {r.payload["version"] for r in records} == {2}
+        assert all(r.payload["forget_count"] == len(model.forget) for r in records)
+        assert audit.verify(session=session).ok
+    assert open_store(settings).list("scratch/") == []
+
+
+def test_a_ticket_whose_forget_object_is_not_qa_records_is_rejected_with_the_reason(
+        inline_settings, published_model):
+    settings = inline_settings
+    model = published_model(settings)
+    bad = open_store(settings).put_bytes("inbox/bad/forget.json", b'{"not": "a list of records"')
+    ticket_id = _file(settings, model, bad.uri)
+
+    from flows.tickets import process_ticket
+
+    report = process_ticket(ticket_id)
+
+    assert report.outcome == "rejected" and "not JSON" in report.reason
+    with sessions(settings).begin() as session:
+        ticket = queue.get_ticket(ticket_id, session=session)
+        assert ticket.status == TicketStatus.rejected and "not JSON" in ticket.error_reason
+        assert session.scalar(select(func.count()).select_from(ModelVersion)) == 1
