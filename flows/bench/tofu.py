@@ -1,0 +1,429 @@
+"""`grin bench tofu`: GRIN against full-parameter unlearning and retraining, from one target model.
+
+One run: train (or take from the model cache) the target model on a TOFU author subset and the
+retrained model on its retain authors, with the same recipe; evaluate the retrained model first
+(its forget truth ratios define forget quality), then the target; run every method from a fresh
+copy of the target and evaluate each with the same code (`grin_core.evaluate`).
+
+What a method's numbers mean:
+- `wall_s`: everything from the loaded target to the unlearned model - GRI scoring, reference
+  log-probs, noise, training (`UnlearnResult.timings` has the parts); evaluation is not included.
+  The retrain method's `wall_s` is its training time, read from the cache entry's recorded
+  `train_seconds` when the model was not trained in this run (`cached: true`).
+- `fwd_bwd_s` (GRIN methods): one forward+backward pass over the same forget+retain records GRI
+  scores, timed on a fresh copy of the target right after the method; `scoring_over_fwd_bwd`
+  is the method's `scoring_s` divided by it.
+- `state_bytes`: the peak of every tensor kept for training (weights, gradients, optimizer
+  state, NPO's reference log-probs, mask indices), counted from the tensors (state_bytes.py).
+  For retrain it is counted after one AdamW step of the same training set-up.
+- `peak_rss_mb`: the process's peak resident memory during the method (peak_rss.py); at this
+  scale it is mostly interpreter and library overhead.
+
+No record text is ever logged: progress lines carry stage names, counts, seconds and metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from math import nan
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NPO_FAMILY = ("npo", "graddiff", "po")
+METHODS = (*(f"grin-{m}" for m in NPO_FAMILY), *NPO_FAMILY, "retrain")
+DEFAULT_METHODS = ("grin-npo", "grin-graddiff", "grin-po", "npo", "graddiff", "retrain")
+SWEEPS = {"p": "p_percent", "sigma2": "sigma2"}  # --sweep name -> UnlearnConfig field (GRIN-NPO)
+REPORTED = ("forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_quality", "model_utility",
+            "forget_keyword_acc", "mia_auc")
+DEFAULT_AUTHORS = 20
+DEFAULT_EPOCHS = 8
+
+# GRIN keeps UnlearnConfig's defaults (lr 1e-2 for a ~0.5 % mask). Full-parameter runs move every
+# weight, so they need a much smaller step; these were picked by the sweep in docs/benchmarks.md.
+GRIN_LEARNING_RATE = 1e-2
+FULL_PARAMETER_LEARNING_RATE = {"npo": 1e-4, "graddiff": 1e-4, "po": 1e-4}
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the target and the retrained model are built, and how much of the suite is read.
+
+    n_general: real_authors / world_facts questions in the training set (first n of each; None =
+    all 217). eval_retain: retain questions evaluated (first n of the subset's; None = all).
+    """
+
+    model: dict
+    train: dict
+    n_general: int | None = None
+    eval_retain: int | None = None
+
+
+RECIPES = {
+    # 2 CPU cores, <= 30 min cold: the 1.6 M model of FINDINGS, trained until it memorises.
+    "cpu": Recipe(model={}, train={"max_epochs": 60, "stop_loss": 0.05, "batch_size": 16}),
+    # The test's recipe: a few seconds per model; numbers are meaningless, the plumbing is not.
+    "tiny": Recipe(
+        model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+        train={"max_epochs": 2, "stop_loss": None, "batch_size": 8, "warmup_steps": 2, "vocab_size": 512},
+        n_general=4, eval_retain=8,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark run. `learning_rates` overrides a method's learning rate by method name."""
+
+    split: str = "forget10"
+    authors: int = DEFAULT_AUTHORS
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    recipe: str = "cpu"
+    epochs: int = DEFAULT_EPOCHS
+    learning_rates: Mapping[str, float] = field(default_factory=dict)
+    sweeps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    seed: int = 0
+    data_dir: Path | None = None
+    cache_dir: Path = REPO_ROOT / ".grin" / "cache" / "models"
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in (*self.methods, *self.learning_rates) if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        if not self.methods:
+            raise ValueError("no methods to run")
+        if "retrain" in self.learning_rates:
+            raise ValueError("retrain follows the recipe; it has no unlearning learning rate")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
+        if self.epochs < 1:
+            raise ValueError("epochs must be >= 1")
+        for name, values in self.sweeps.items():
+            if name not in SWEEPS:
+                raise ValueError(f"can sweep {sorted(SWEEPS)}, not {name!r}")
+            if not values:
+                raise ValueError(f"--sweep {name} needs at least one value")
+        if self.data_dir is None:
+            object.__setattr__(self, "data_dir", default_tofu_dir())
+
+    def method_config(self, name: str, **overrides):
+        """The UnlearnConfig of a method: GRIN = UnlearnConfig defaults, full-parameter = its own lr."""
+        from grin_core.unlearn import UnlearnConfig
+
+        grin = name.startswith("grin-")
+        objective = name.removeprefix("grin-")
+        default_lr = GRIN_LEARNING_RATE if grin else FULL_PARAMETER_LEARNING_RATE[objective]
+        return UnlearnConfig(method=objective, full_parameter=not grin, epochs=self.epochs, seed=self.seed,
+                             learning_rate=self.learning_rates.get(name, default_lr), **overrides)
+
+
+def default_tofu_dir() -> Path:
+    """$GRIN_TOFU_DIR, else shared/data/tofu beside or inside the repository."""
+    if os.environ.get("GRIN_TOFU_DIR"):
+        return Path(os.environ["GRIN_TOFU_DIR"])
+    for root in (REPO_ROOT.parent, REPO_ROOT):
+        if (root / "shared" / "data" / "tofu").is_dir():
+            return root / "shared" / "data" / "tofu"
+    return REPO_ROOT.parent / "shared" / "data" / "tofu"
+
+
+def _device() -> str | None:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None
+
+
+def machine() -> dict:
+    import torch
+
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+    }
+    try:
+        model_name = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                          if line.startswith("model name"))
+        info["cpu_model"] = model_name.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _reported(metrics: Mapping[str, float]) -> dict:
+    """The issue's metric keys first (None where the suite could not give one), then the rest."""
+    return {**{k: metrics.get(k) for k in REPORTED}, **{k: v for k, v in sorted(metrics.items()) if k not in REPORTED}}
+
+
+def _seconds(started: float) -> float:
+    return round(time.perf_counter() - started, 2)
+
+
+class TofuBench:
+    """The state one run builds up: data, the two trained models, the retrained truth ratios."""
+
+    def __init__(self, config: BenchConfig, log: Log) -> None:
+        from grin_core.model import TinyLlamaConfig
+        from grin_core.tofu import TofuSubset, load_eval_suite, load_tofu
+        from grin_core.train import TrainConfig
+
+        self.config, self.log = config, log
+        recipe = RECIPES[config.recipe]
+        self.model_config = TinyLlamaConfig(**recipe.model)
+        self.train_config = TrainConfig(**{"seed": config.seed, **recipe.train})
+        self.subset = TofuSubset(config.authors, config.split, recipe.n_general)
+        self.data = load_tofu(self.subset, config.data_dir)
+        self.suite = load_eval_suite(self.subset, config.data_dir)
+        if recipe.eval_retain is not None and self.suite.retain:
+            self.suite.retain = self.suite.retain[: recipe.eval_retain]
+        self.unlearn_retain = self.data.retain + self.data.general  # what the retrained model learns
+        self.device = _device()
+        self.retrained_ratios: list[float] | None = None
+        log(f"data: {config.split}, {config.authors} authors -> {len(self.data.forget)} forget QA "
+            f"({self.subset.n_forget} authors), {len(self.data.retain)} retain QA, {len(self.data.general)} "
+            f"general QA; eval: " + ", ".join(f"{part} {len(rows)}" for part, rows in vars(self.suite).items() if rows))
+
+    def data_summary(self) -> dict:
+        from grin_core.train import records_sha256
+
+        return {
+            "forget_authors": list(self.subset.forget_authors),
+            "retain_authors": [self.subset.retain_authors[0], self.subset.retain_authors[-1]],
+            "n_forget": len(self.data.forget),
+            "n_retain": len(self.data.retain),
+            "n_general": len(self.data.general),
+            "train_sha256": records_sha256(self.data.train),
+            "retrain_sha256": records_sha256(self.data.retrain),
+            "eval": {part: len(rows) for part, rows in vars(self.suite).items() if rows},
+        }
+
+    def train(self, name: str, records: Sequence[Mapping]) -> tuple[Path, dict]:
+        """Train (or reuse) a model; `train_s` is the original training time either way."""
+        from flows.bench.peak_rss import PeakRss
+        from grin_core.checkpoint import load_grin_config
+        from grin_core.train import train_or_load
+
+        cache = Path(self.config.cache_dir)
+        before = {p.name for p in cache.iterdir()} if cache.is_dir() else set()
+        self.log(f"{name}: training on {len(records)} QA (or reusing the cache in {cache})")
+        started = time.perf_counter()
+        with PeakRss() as rss:
+            path = train_or_load(records, self.model_config, self.train_config, cache, progress=False)
+        cached = path.name in before
+        recorded = load_grin_config(path)
+        history = recorded.get("history", [])
+        summary = {
+            "train_s": recorded.get("train_seconds"),
+            "cached": cached,
+            "this_run_s": _seconds(started),
+            "peak_rss_mb": None if cached else rss.mb,
+            "epochs": len(history),
+            "final_loss": history[-1]["loss"] if history else None,
+            "n_records": len(records),
+            "checkpoint": path.name,
+            "config": {"model": self.model_config.to_dict(), "train": self.train_config.to_dict()},
+        }
+        self.log(f"{name}: {'cached' if cached else 'trained'} - {summary['epochs']} epochs, "
+                 f"final loss {summary['final_loss']:.3f}, train_s {summary['train_s']}")
+        return path, summary
+
+    def load(self, checkpoint: Path):
+        from grin_core.checkpoint import load_checkpoint
+
+        return load_checkpoint(checkpoint, device=self.device)
+
+    def evaluate(self, name: str, model, tokenizer) -> tuple[dict, float, list[float] | None]:
+        from grin_core.evaluate import evaluate_suite
+
+        started = time.perf_counter()
+        result = evaluate_suite(model, tokenizer, self.suite, retrained_forget_truth_ratios=self.retrained_ratios,
+                                progress=False)
+        seconds = _seconds(started)
+        m = {k: v for k, v in result.metrics.items() if v is not None}
+        self.log(f"{name}: evaluated in {seconds:.0f} s - forget ROUGE-L {m.get('forget_rougeL', nan):.3f}, "
+                 f"retain ROUGE-L {m.get('retain_rougeL', nan):.3f}, forget quality "
+                 f"{m.get('forget_quality', nan):.3g}, model utility {m.get('model_utility', nan):.3f}")
+        return _reported(m), seconds, result.per_example.get("forget_truth_ratio")
+
+    def unlearn(self, name: str, target: Path, unlearn_config) -> dict:
+        """One unlearning method from a fresh copy of the target, timed, measured and evaluated."""
+        from flows.bench.peak_rss import PeakRss
+        from grin_core.pass_timing import forward_backward_seconds
+        from grin_core.unlearn import unlearn
+
+        model, tokenizer = self.load(target)
+        self.log(f"{name}: unlearning ({unlearn_config.method}, "
+                 f"{'full-parameter' if unlearn_config.full_parameter else f'p={unlearn_config.p_percent}%'}, "
+                 f"lr {unlearn_config.learning_rate:g}, {unlearn_config.epochs} epochs)")
+        with PeakRss() as rss:
+            started = time.perf_counter()
+            result = unlearn(model, tokenizer, self.data.forget, self.unlearn_retain, unlearn_config)
+            wall_s = _seconds(started)
+        entry = {
+            "wall_s": wall_s,
+            "scoring_s": result.timings.get("scoring_s"),
+            "peak_rss_mb": rss.mb,
+            "peak_rss_stage_only": rss.stage_only,
+            "state_bytes": result.state_bytes.to_dict(),
+            "trainable_params": result.trainable_params,
+            "timings": result.timings,
+            "config": unlearn_config.to_dict(),
+        }
+        if result.mask is not None:
+            fresh, _ = self.load(target)
+            fwd_bwd = forward_backward_seconds(fresh, tokenizer, [*self.data.forget, *self.unlearn_retain],
+                                               batch_size=unlearn_config.scoring_batch_size,
+                                               max_length=unlearn_config.max_length)
+            del fresh
+            entry["fwd_bwd_s"] = round(fwd_bwd, 3)
+            entry["scoring_over_fwd_bwd"] = round(entry["scoring_s"] / fwd_bwd, 3)
+            entry["mask"] = {k: result.mask_stats[k] for k in ("k", "n_eligible", "p_percent")}
+            entry["mask"]["by_kind"] = {kind: group["selected"] for kind, group in result.mask_stats["by_kind"].items()}
+        self.log(f"{name}: {wall_s:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items())
+                 + f"), state {result.state_bytes.total / 2**20:.1f} MiB"
+                 + (f", fwd+bwd {entry['fwd_bwd_s']:.1f} s" if "fwd_bwd_s" in entry else ""))
+        entry["history"] = result.history
+        entry["metrics"], entry["eval_s"], _ = self.evaluate(name, model, tokenizer)
+        return entry
+
+
+def retrain_state(checkpoint: Path, records: Sequence[Mapping], batch_size: int, lr: float) -> tuple[dict, int]:
+    """(state bytes, parameters) of retraining from scratch: weights, gradients and AdamW moments,
+    counted from the tensors after one optimizer step on one batch (a plain training loop's peak)."""
+    import torch
+
+    from grin_core.checkpoint import load_checkpoint
+    from grin_core.data import qa_collator, qa_dataset
+    from grin_core.state_bytes import measure_state
+
+    model, tokenizer = load_checkpoint(checkpoint)
+    model.train()
+    batch = qa_collator(tokenizer)(qa_dataset(records[:batch_size], tokenizer).select_columns(
+        ["input_ids", "attention_mask", "labels"]).to_list())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model(**batch).loss.backward()
+    optimizer.step()
+    return measure_state(model, optimizer).to_dict(), sum(p.numel() for p in model.parameters())
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 4)
+
+
+def headline(report: dict) -> tuple[dict, dict]:
+    """The ratios the issue asks for and whether each target is met (None when not measurable)."""
+    methods, target = report["methods"], report["target"]["metrics"]
+    grin, full = methods.get("grin-npo"), methods.get("npo")
+    retrain_s = report["retrain"]["train_s"]
+    ratios = {
+        "grin_npo_wall_over_retrain": _ratio(grin and grin["wall_s"], retrain_s),
+        "grin_npo_scoring_over_fwd_bwd": grin and grin.get("scoring_over_fwd_bwd"),
+        "grin_npo_state_bytes_over_npo": _ratio(grin and grin["state_bytes"]["total"],
+                                                full and full["state_bytes"]["total"]),
+        "grin_npo_utility_over_target": _ratio(grin and grin["metrics"]["model_utility"], target["model_utility"]),
+        "wall_over_retrain": {name: _ratio(entry["wall_s"], retrain_s) for name, entry in methods.items()
+                              if name != "retrain"},
+    }
+
+    def check(value, ok) -> dict:
+        return {"value": value, "met": None if value is None else bool(ok(value))}
+
+    g = grin["metrics"] if grin else {}
+    f = full["metrics"] if full else {}
+    targets = {
+        "grin_npo_forget_quality_ge_0.5": check(g.get("forget_quality"), lambda v: v >= 0.5),
+        "grin_npo_utility_ge_0.95_target": check(ratios["grin_npo_utility_over_target"], lambda v: v >= 0.95),
+        "grin_npo_beats_npo_on_forget_quality": check(
+            (g.get("forget_quality"), f.get("forget_quality")) if grin and full else None, lambda v: v[0] > v[1]),
+        "grin_npo_beats_npo_on_model_utility": check(
+            (g.get("model_utility"), f.get("model_utility")) if grin and full else None, lambda v: v[0] > v[1]),
+        "grin_npo_wall_le_3pct_retrain": check(ratios["grin_npo_wall_over_retrain"], lambda v: v <= 0.03),
+        "scoring_le_1.2_fwd_bwd": check(ratios["grin_npo_scoring_over_fwd_bwd"], lambda v: v <= 1.2),
+        "grin_npo_state_bytes_le_0.5_npo": check(ratios["grin_npo_state_bytes_over_npo"], lambda v: v <= 0.5),
+    }
+    return ratios, targets
+
+
+def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: str | None = None) -> dict:
+    """Run the benchmark; return the JSON-ready report (see the module docstring)."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    datasets.disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+    started = time.perf_counter()
+    load_before = load_average()
+    bench = TofuBench(config, log)
+    target_dir, target = bench.train("target", bench.data.train)
+    retrain_dir, retrain = bench.train("retrain", bench.data.retrain)
+
+    model, tokenizer = bench.load(retrain_dir)
+    retrain["metrics"], retrain["eval_s"], bench.retrained_ratios = bench.evaluate("retrain", model, tokenizer)
+    if not bench.retrained_ratios:
+        raise ValueError("the retrained model has no forget truth ratios; forget quality needs them")
+    # The retrained model against itself: forget quality 1 by construction, reported for the plot.
+    retrain["metrics"]["forget_quality"] = 1.0
+    model, tokenizer = bench.load(target_dir)
+    target["metrics"], target["eval_s"], _ = bench.evaluate("target", model, tokenizer)
+    del model
+
+    methods: dict[str, dict] = {}
+    for name in config.methods:
+        if name == "retrain":
+            state, n_params = retrain_state(retrain_dir, bench.data.retrain, bench.train_config.batch_size,
+                                            bench.train_config.lr)
+            methods[name] = {
+                "wall_s": retrain["train_s"],
+                "cached": retrain["cached"],
+                "scoring_s": None,
+                "peak_rss_mb": retrain["peak_rss_mb"],
+                "state_bytes": state,
+                "trainable_params": n_params,
+                "config": retrain["config"],
+                "metrics": retrain["metrics"],
+            }
+            continue
+        methods[name] = bench.unlearn(name, target_dir, config.method_config(name))
+
+    sweeps: dict[str, dict[str, dict]] = {}
+    for param, values in config.sweeps.items():
+        for value in values:
+            label = f"grin-npo {param}={value:g}"
+            entry = bench.unlearn(label, target_dir, config.method_config("grin-npo", **{SWEEPS[param]: value}))
+            sweeps.setdefault(param, {})[f"{value:g}"] = entry
+
+    report = {
+        "split": config.split,
+        "authors": config.authors,
+        "recipe": config.recipe,
+        "command": command,
+        "machine": machine(),
+        "data": bench.data_summary(),
+        "target": target,
+        "retrain": retrain,
+        "methods": methods,
+        "sweeps": sweeps,
+    }
+    report["ratios"], report["targets"] = headline(report)
+    report["load_average"] = {"start": load_before, "end": load_average()}
+    report["total_wall_s"] = _seconds(started)
+    log(f"done in {report['total_wall_s']:.0f} s; load average {load_before} -> {report['load_average']['end']}")
+    return report
+
