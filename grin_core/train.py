@@ -3,8 +3,14 @@
 The same recipe trained on the retain set gives the retrain-from-scratch model that forget quality
 is measured against. `transformers.Trainer` does the loop: answer-token loss (data.py), batches
 grouped by length (5x faster on a CPU than mixed lengths), AdamW without weight decay, linear
-warm-up then a schedule, gradient clipping at 1.0, and a stopping rule on the epoch's mean loss.
+warm-up then cosine decay, gradient clipping at 1.0, and a stopping rule on the epoch's mean loss.
 `train_or_load` caches the result under a key of everything that determines it.
+
+Recipe (measured on 2 shared CPU cores, 20 TOFU authors + 217 general-knowledge QA = 617 QA):
+batch 32 beats batch 16 by far at lr 3e-3 (loss < 0.05, ROUGE-L recall 0.99, after 26 epochs
+instead of loss 0.21 / ROUGE-L 0.75 after 60); batch 64 needs 24 epochs but each costs ~40 %
+more; lr 5e-3 stalls (loss 3.4 after 60 epochs). An epoch of batch 32 costs the same time as one
+of batch 16 (the CPU is compute-bound), so the larger batch is a straight win.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -43,7 +50,7 @@ class TrainConfig:
     lr: float = 3e-3
     lr_scheduler: str = "cosine"  # any transformers scheduler name; decays over max_epochs
     warmup_steps: int = 20
-    batch_size: int = 16
+    batch_size: int = 32  # 16 memorises far slower per epoch at the same cost (see above)
     seed: int = 0
     vocab_size: int = 2048  # of the BPE tokenizer trained on the training text
     max_length: int = 256
@@ -135,6 +142,8 @@ def train_model(
             processing_class=tokenizer,
             callbacks=[log, *callbacks],
         )
+        if not progress:  # without tqdm, Trainer prints every log dict instead
+            trainer.remove_callback(PrinterCallback)
         trainer.train()
     return TrainResult(model.eval(), tokenizer, log.history)
 
