@@ -2,8 +2,6 @@
 
 from dataclasses import replace
 
-import pytest
-
 from grin_core.evaluate import EvalSuite, evaluate, evaluate_suite
 from grin_core.model import build_model
 from tests.fixtures.models import MEMORISED_MODEL_CONFIG
@@ -25,12 +23,13 @@ def test_memorised_model_scores_high_and_random_low(memorised_model):
     assert expected | {"forget_keyword_acc", "forget_keyword_conf", "model_utility", "mia_auc"} <= set(m)
     assert m["forget_rougeL"] >= 0.85 and m["retain_rougeL"] >= 0.85
     assert m["forget_keyword_acc"] >= 0.8 and m["mia_auc"] >= 0.9 and m["model_utility"] >= 0.5
-    assert len(result.per_example["forget_truth_ratio"]) == len(suite.forget)
+    n_ratios, n_forget = len(result.per_example["forget_truth_ratio"]), len(suite.forget)
+    assert n_ratios == n_forget  # counts only: a failing assert prints its operands
 
     small = replace(suite, retain=suite.retain[:20], real_authors=None, world_facts=None)
     random_model = build_model(MEMORISED_MODEL_CONFIG, memorised_model.tokenizer, seed=1)
     r = evaluate(random_model, memorised_model.tokenizer, small, max_new_tokens=24, progress=False,
                  retrained_forget_truth_ratios=result.per_example["forget_truth_ratio"])
     assert r["forget_rougeL"] < 0.2 and r["retain_rougeL"] < 0.2 and r["forget_prob"] < 0.05
-    assert "model_utility" not in r and r["forget_quality"] == pytest.approx(r["forget_quality"])
+    assert "model_utility" not in r and "forget_quality" in r
     assert r["forget_quality"] < 0.05  # a random model's truth ratios are not a memorised one's

@@ -73,18 +73,18 @@ def test_mia_auc_rank_based():
 
 
 def test_keyword_accuracy_counts_pairs_case_insensitively():
-    gens = ["Born in TAIPEI, Taiwan.", "no idea", "irrelevant"]
-    keywords = [["Taipei", "Taiwan"], ["Hsiao Yun-Hwa"], []]
+    gens = ["Born in PARIS, France.", "no idea", "irrelevant"]
+    keywords = [["Paris", "France"], ["Jane Doe"], []]
     assert keyword_accuracy(gens, keywords) == pytest.approx(2 / 3)
     assert keyword_accuracy(["x"], [[]]) is None
 
 
 def test_keyword_token_positions_and_confidence(tiny_tokenizer):
-    answer = "The author was born in Taipei, Taiwan."
-    positions = keyword_token_positions(answer, "Taipei", tiny_tokenizer)
+    answer = "The author was born in Paris, France."
+    positions = keyword_token_positions(answer, "Paris", tiny_tokenizer)
     tokens = tiny_tokenizer.encode(" " + answer, add_special_tokens=False)
-    assert positions and tiny_tokenizer.decode([tokens[i] for i in positions]).strip() == "Taipei"
-    assert keyword_token_positions(answer, "Paris", tiny_tokenizer) == []
+    assert positions and tiny_tokenizer.decode([tokens[i] for i in positions]).strip() == "Paris"
+    assert keyword_token_positions(answer, "Berlin", tiny_tokenizer) == []
     logprobs = [torch.log(torch.tensor([0.9, 0.5, 0.5, 0.9])), torch.log(torch.tensor([0.1, 0.1]))]
     conf = keyword_confidence(logprobs, [[[1, 2], [3]], [[0]]])
     assert conf == pytest.approx((0.5 + 0.9 + 0.1) / 3)

@@ -30,23 +30,33 @@ def test_load_is_deterministic(tofu_dir):
     assert records_sha256(a.train) == records_sha256(b.train)
     assert {r["author_id"] for r in a.forget} == {198, 199}
     assert {r["author_id"] for r in a.retain} == set(range(18))
-    assert len(a.forget) == 40 and len(a.retain) == 360 and len(a.general) == 10
-    assert a.retrain == a.retain + a.general
+    sizes = (len(a.forget), len(a.retain), len(a.general))
+    assert sizes == (40, 360, 10)
+    retrain_is_retain_and_general = records_sha256(a.retrain) == records_sha256(a.retain + a.general)
+    assert retrain_is_retain_and_general
 
 
 def test_forget_files_are_normalised(tofu_dir):
     rows = load_split("forget01", tofu_dir)
-    assert len(rows) == 40 and set(rows[0]) == {"question", "answer"}
+    n_rows, keys = len(rows), set(rows[0])
+    assert n_rows == 40 and keys == {"question", "answer"}
 
 
 def test_eval_suite_parts(tofu_dir):
     subset = TofuSubset(40, "forget10")
     data, suite = load_tofu(subset, tofu_dir), load_eval_suite(subset, tofu_dir)
-    assert [r["question"] for r in suite.forget] == [r["question"] for r in data.forget]
-    assert all(len(r["perturbed_answer"]) == 5 and r["paraphrased_answer"] for r in suite.forget)
+    # Compare hashes and counts in local ints, never records: pytest prints an assert's operands,
+    # and a failing assert must not print forget-set text.
+    forget_hashes_match = records_sha256(suite.forget) == records_sha256(data.forget)
+    assert forget_hashes_match
+    n_forget, n_retain, n_holdout = len(suite.forget), len(suite.retain), len(suite.holdout)
+    n_real, n_world = len(suite.real_authors), len(suite.world_facts)
+    with_options = sum(len(r["perturbed_answer"]) == 5 and bool(r["paraphrased_answer"]) for r in suite.forget)
+    assert with_options == n_forget == n_holdout == 80
     retain_questions = {r["question"] for r in data.retain}
-    assert suite.retain and all(r["question"] in retain_questions for r in suite.retain)
-    assert len(suite.holdout) == len(suite.forget) == 80
-    assert len(suite.real_authors) == 100 and len(suite.world_facts) == 117
-    keyword_pairs = [(k, r["answer"]) for r in suite.forget for k in r["keywords"]]
-    assert keyword_pairs and all(k in answer for k, answer in keyword_pairs)
+    in_retain = sum(r["question"] in retain_questions for r in suite.retain)
+    assert in_retain == n_retain == 400  # retain_perturbed covers authors 0-22, all retained here
+    assert (n_real, n_world) == (100, 117)
+    n_pairs = sum(len(r["keywords"]) for r in suite.forget)
+    n_found = sum(k in r["answer"] for r in suite.forget for k in r["keywords"])
+    assert n_pairs > 0 and n_found == n_pairs
