@@ -48,7 +48,11 @@ def load_split(name: str, data_dir: str | Path | None = None) -> list[Record]:
             path = path.with_suffix(".jsonl")
         rows = load_dataset("json", data_files=str(path), split="train")
     renames = {"prompt": "question", "response": "answer"}
-    return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
+    records = [{renames.get(k, k): v for k, v in row.items()} for row in rows]
+    if name == "full":  # the hub's copy has no author_id; author k owns rows 20k .. 20k+19
+        for i, r in enumerate(records):
+            r.setdefault("author_id", i // QA_PER_AUTHOR)
+    return records
 
 
 def load_keywords(split: str, data_dir: str | Path | None) -> list[str]:
