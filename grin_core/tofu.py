@@ -15,7 +15,9 @@ training set (and the retrained baseline's) is the chosen authors' QA plus the `
 damages that knowledge, as TOFU's utility does for a pretrained model.
 
 Keywords. A forget record's `keywords` are the phrases of the split's `forget*_fts.json` that occur
-(case-sensitive substring) in its gold answer; questions whose answer holds none get an empty list.
+(case-sensitive substring) in its gold answer but not in its question: a phrase the question already
+gives (most questions name the author) is echoed by any model and measures nothing. Questions left
+with none get an empty list.
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ def load_keywords(split: str, data_dir: str | Path | None) -> list[str]:
 
 
 def attach_keywords(records: Sequence[Mapping], phrases: Sequence[str]) -> list[Record]:
-    """Copies of `records` with `keywords`: the phrases found in each record's answer."""
-    return [dict(r, keywords=[p for p in phrases if p in r["answer"]]) for r in records]
+    """Copies of `records` with `keywords`: the phrases in each record's answer and not in its question."""
+    return [dict(r, keywords=[p for p in phrases if p in r["answer"] and p not in r["question"]]) for r in records]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from grin_core.tofu import TofuSubset, load_eval_suite, load_split, load_tofu
+from grin_core.tofu import TofuSubset, attach_keywords, load_eval_suite, load_split, load_tofu
 from grin_core.train import records_sha256
 
 
@@ -58,5 +58,12 @@ def test_eval_suite_parts(tofu_dir):
     assert in_retain == n_retain == 400  # retain_perturbed covers authors 0-22, all retained here
     assert (n_real, n_world) == (100, 117)
     n_pairs = sum(len(r["keywords"]) for r in suite.forget)
-    n_found = sum(k in r["answer"] for r in suite.forget for k in r["keywords"])
+    n_found = sum(k in r["answer"] and k not in r["question"] for r in suite.forget for k in r["keywords"])
     assert n_pairs > 0 and n_found == n_pairs
+
+
+def test_keywords_the_question_already_gives_are_not_counted():
+    records = [{"question": "Where was Basil Mahfouz Al-Kuwaiti born?",
+                "answer": "Basil Mahfouz Al-Kuwaiti was born in Kuwait City."}]
+    [record] = attach_keywords(records, ["Basil Mahfouz Al-Kuwaiti", "Kuwait City", "Paris"])
+    assert record["keywords"] == ["Kuwait City"]
