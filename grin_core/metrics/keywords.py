@@ -1,7 +1,8 @@
 """GRIN's keyword metrics (Anjarlekar & Pombra 2025, arXiv 2508.06467) on TOFU's key phrases.
 
 Each forget question carries the `forget*_fts.json` phrases (names, places, titles) that occur in
-its gold answer (tofu.attach_keywords); a question with none takes no part. Over all
+its gold answer but not in the question itself (tofu.attach_keywords: a name the question gives is
+echoed by any model); a question with none takes no part. Over all
 (question, keyword) pairs:
 - keyword accuracy: the fraction whose keyword appears (case-insensitive) in the model's greedy
   answer - does the model still *say* the sensitive fact;

@@ -63,7 +63,7 @@ def test_eval_suite_parts(tofu_dir):
 
 
 def test_keywords_the_question_already_gives_are_not_counted():
-    records = [{"question": "Where was Basil Mahfouz Al-Kuwaiti born?",
-                "answer": "Basil Mahfouz Al-Kuwaiti was born in Kuwait City."}]
-    [record] = attach_keywords(records, ["Basil Mahfouz Al-Kuwaiti", "Kuwait City", "Paris"])
-    assert record["keywords"] == ["Kuwait City"]
+    # Made-up names, not TOFU's: a failing assert prints its operands.
+    records = [{"question": "Where was Jane Q. Doe born?", "answer": "Jane Q. Doe was born in Springfield."}]
+    [record] = attach_keywords(records, ["Jane Q. Doe", "Springfield", "Paris"])
+    assert record["keywords"] == ["Springfield"]
