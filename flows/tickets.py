@@ -22,7 +22,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from infra.db.models import TicketStatus
-from infra.gate import GateDecision, GatePolicy
+from infra.gate import GateDecision, GatePolicy, Rung
 from tasks.artifacts import publish_links, publish_metrics
 from tasks.assemble import assemble_sets
 from tasks.contracts import CheckpointRef, EvalOutcome, ObjectRef
@@ -207,6 +207,7 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
                     round=round_no,
                     p_percent=spec.p_percent,
                     epochs=spec.epochs,
+                    learning_rate=spec.learning_rate,
                     passed=decision.passed,
                     reason=decision.reason,
                 )
@@ -214,16 +215,19 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             report.after, report.gate = after.metrics, decision
             if decision.passed:
                 break
-            stronger = policy.escalate(spec.p_percent, spec.epochs)
-            if stronger is None or round_no == policy.max_rounds:
+            current = Rung(p_percent=spec.p_percent, epochs=spec.epochs, learning_rate=spec.learning_rate)
+            rung = policy.next_rung(decision, current)
+            if rung is None or round_no == policy.max_rounds:
                 break
-            rescore = stronger[0] != spec.p_percent
-            spec = spec.model_copy(update={"p_percent": stronger[0], "epochs": stronger[1]})
+            rescore = rung.p_percent != spec.p_percent
+            spec = spec.model_copy(update=rung.model_dump())
             log.info(
-                "%s: gate failed in round %d; retrying with p=%g%%, %d epochs",
+                "%s: gate failed in round %d; retrying with p=%g%%, %d epochs, lr %g",
                 label,
                 round_no,
-                *stronger,
+                rung.p_percent,
+                rung.epochs,
+                rung.learning_rate,
             )
         report.timings_s["unlearn_and_evaluate"] = round(
             time.perf_counter() - started - report.timings_s["assemble"], 2

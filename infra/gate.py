@@ -72,14 +72,43 @@ class GatePolicy(BaseModel):
     max_epochs: int = Field(
         40, ge=1, le=10_000, description="The ladder never trains more epochs than this."
     )
+    ladder_lr_factor: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="When only retain or utility checks fail, each retry multiplies the learning rate by this.",
+    )
+    min_learning_rate: float = Field(
+        1e-4, gt=0.0, description="The ladder never lowers the learning rate below this."
+    )
 
-    def escalate(self, p_percent: float, epochs: int) -> tuple[float, int] | None:
-        """The next rung of the retry ladder, or None when the policy's limits are reached."""
-        stronger = (
-            min(p_percent * self.ladder_p_factor, self.max_p_percent),
-            min(math.ceil(epochs * self.ladder_epochs_factor), self.max_epochs),
-        )
-        return stronger if stronger != (p_percent, epochs) else None
+    def next_rung(self, decision: GateDecision, rung: Rung) -> Rung | None:
+        """The retry ladder's next setting after a failed gate, or None at the policy's limits.
+
+        A forget check that failed asks for stronger unlearning (larger p, more epochs); when only
+        retain or utility checks failed, unlearning was too strong and the learning rate drops.
+        """
+        if any(not c.passed and c.metric.startswith("forget") for c in decision.checks):
+            nxt = Rung(
+                p_percent=min(rung.p_percent * self.ladder_p_factor, self.max_p_percent),
+                epochs=min(math.ceil(rung.epochs * self.ladder_epochs_factor), self.max_epochs),
+                learning_rate=rung.learning_rate,
+            )
+        else:
+            nxt = rung.model_copy(
+                update={"learning_rate": max(rung.learning_rate * self.ladder_lr_factor, self.min_learning_rate)}
+            )
+        return nxt if nxt != rung else None
+
+
+class Rung(BaseModel):
+    """The settings the ladder moves: share of weights, epochs and learning rate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    p_percent: float
+    epochs: int
+    learning_rate: float
 
 
 class GateCheck(BaseModel):
@@ -111,7 +140,7 @@ def _upper(name: str, metric: str, value: float | None, limit: float | None, lab
                          detail=f"{label} was not measured")
     ok = value <= limit
     return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=ok,
-                     detail=f"{label} {value:.3f} {'≤' if ok else '>'} {limit:.3f}")
+                     detail=f"{label} {value:.4f} {'≤' if ok else '>'} {limit:.4f}")
 
 
 def _lower(name: str, metric: str, value: float | None, limit: float | None, label: str) -> GateCheck:
@@ -120,7 +149,7 @@ def _lower(name: str, metric: str, value: float | None, limit: float | None, lab
                          detail=f"{label} was not measured")
     ok = value >= limit
     return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=ok,
-                     detail=f"{label} {value:.3f} {'≥' if ok else '<'} {limit:.3f}")
+                     detail=f"{label} {value:.4f} {'≥' if ok else '<'} {limit:.4f}")
 
 
 def decide(policy: GatePolicy, before: Mapping[str, float], after: Mapping[str, float]) -> GateDecision:

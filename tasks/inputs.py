@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
+from transformers.utils import logging as transformers_logging
 
 from grin_core.checkpoint import load_checkpoint
 from grin_core.records import parse_qa_records
@@ -37,4 +38,5 @@ def device() -> str:
 
 def load_model(ref: CheckpointRef) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A fresh, verified copy of the checkpoint on this process's device (stages may edit it)."""
+    transformers_logging.disable_progress_bar()  # a bar per load would drown the stage logs
     return load_checkpoint(fetch_checkpoint(ref), device=device())

@@ -38,6 +38,7 @@ class RoundRecord(Frozen):
     round: int
     p_percent: float
     epochs: int
+    learning_rate: float
     passed: bool
     reason: str
 

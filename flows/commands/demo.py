@@ -29,6 +29,7 @@ def demo(
     get_settings.cache_clear()
     from flows.prefect_env import configure_prefect
 
+    (demo_dir / "prefect").mkdir(parents=True)
     configure_prefect(PREFECT_HOME=str(demo_dir / "prefect"))
     from flows.demo import run_demo, write_summary
 

@@ -1,6 +1,6 @@
 import pytest
 
-from infra.gate import GatePolicy, decide
+from infra.gate import GateCheck, GateDecision, GatePolicy, Rung, decide
 
 PARENT = {"forget_rougeL": 0.9, "retain_rougeL": 0.9, "forget_keyword_acc": 0.8, "model_utility": 0.5}
 
@@ -13,7 +13,7 @@ def test_a_candidate_that_forgets_and_keeps_utility_passes_with_every_check_name
         "forget_rougeL_abs", "forget_rougeL_rel", "retain_rougeL_rel",
         "forget_keyword_acc_abs", "forget_keyword_acc_rel", "model_utility_rel",
     }
-    assert decision.reason.startswith("passed: forget ROUGE-L 0.200 ≤ 0.400")
+    assert decision.reason.startswith("passed: forget ROUGE-L 0.2000 ≤ 0.4000")
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_each_threshold_fails_on_its_own(change, failing):
 
 def test_relative_bound_is_tighter_than_absolute_for_a_weakly_memorised_parent():
     decision = decide(GatePolicy(), {"forget_rougeL": 0.5, "retain_rougeL": 0.9}, {"forget_rougeL": 0.3, "retain_rougeL": 0.9})
-    assert not decision.passed and "forget ROUGE-L vs parent 0.300 > 0.250" in decision.reason
+    assert not decision.passed and "forget ROUGE-L vs parent 0.3000 > 0.2500" in decision.reason
 
 
 def test_unmeasured_required_metric_fails_and_optional_ones_are_skipped():
@@ -44,8 +44,26 @@ def test_unmeasured_required_metric_fails_and_optional_ones_are_skipped():
     assert all("keyword" not in c.name and "utility" not in c.name for c in decision.checks)
 
 
-def test_ladder_escalates_p_and_epochs_within_limits_then_stops():
+def _failing(*metrics: str) -> GateDecision:
+    checks = [GateCheck(name=m, metric=m, value=1.0, limit=0.0, passed=False, detail=m) for m in metrics]
+    return GateDecision(passed=False, reason="failed", checks=checks)
+
+
+def test_ladder_strengthens_when_forgetting_falls_short_within_limits_then_stops():
     policy = GatePolicy(ladder_p_factor=2.0, ladder_epochs_factor=1.5, max_p_percent=3.0, max_epochs=15)
-    assert policy.escalate(1.0, 8) == (2.0, 12)
-    assert policy.escalate(2.0, 12) == (3.0, 15)
-    assert policy.escalate(3.0, 15) is None
+    failed = _failing("forget_rougeL", "retain_rougeL")
+    rung = Rung(p_percent=1.0, epochs=8, learning_rate=1e-2)
+    rung = policy.next_rung(failed, rung)
+    assert rung == Rung(p_percent=2.0, epochs=12, learning_rate=1e-2)
+    rung = policy.next_rung(failed, rung)
+    assert rung == Rung(p_percent=3.0, epochs=15, learning_rate=1e-2)
+    assert policy.next_rung(failed, rung) is None
+
+
+def test_ladder_softens_when_only_retain_or_utility_suffer():
+    policy = GatePolicy(ladder_lr_factor=0.5, min_learning_rate=3e-3)
+    rung = Rung(p_percent=0.5, epochs=8, learning_rate=1e-2)
+    gentler = policy.next_rung(_failing("retain_rougeL", "model_utility"), rung)
+    assert gentler == Rung(p_percent=0.5, epochs=8, learning_rate=5e-3)
+    assert policy.next_rung(_failing("model_utility"), gentler).learning_rate == 3e-3
+    assert policy.next_rung(_failing("model_utility"), Rung(p_percent=0.5, epochs=8, learning_rate=3e-3)) is None
