@@ -12,6 +12,9 @@ instead of loss 0.21 / ROUGE-L 0.75 after 60); batch 64 needs 24 epochs but each
 more; lr 5e-3 stalls (loss 3.4 after 60 epochs). An epoch of batch 32 costs the same time as one
 of batch 16 (the CPU is compute-bound), so the larger batch is a straight win. Cosine decay over
 40 epochs stops (loss < 0.05) after 24 epochs at 20 authors and 29 at 40 authors (1,017 QA).
+Seconds per epoch: ~3.3 at 617 QA on 2 idle cores. When other torch processes share the 2 cores,
+run with one thread (OMP_NUM_THREADS=1 / torch.set_num_threads(1)): at 1,017 QA under a load of ~5
+an epoch took 16 s with one thread and 48 s with two (OpenMP threads spin against each other).
 """
 
 from __future__ import annotations
