@@ -134,22 +134,17 @@ class GateDecision(BaseModel):
     checks: list[GateCheck]
 
 
-def _upper(name: str, metric: str, value: float | None, limit: float | None, label: str) -> GateCheck:
+def _check(
+    name: str, metric: str, value: float | None, limit: float | None, label: str, *, at_most: bool
+) -> GateCheck:
+    """`value` must be at most (or at least) `limit`; a metric that was not measured fails."""
     if value is None or limit is None:
-        return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=False,
-                         detail=f"{label} was not measured")
-    ok = value <= limit
-    return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=ok,
-                     detail=f"{label} {value:.4f} {'≤' if ok else '>'} {limit:.4f}")
-
-
-def _lower(name: str, metric: str, value: float | None, limit: float | None, label: str) -> GateCheck:
-    if value is None or limit is None:
-        return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=False,
-                         detail=f"{label} was not measured")
-    ok = value >= limit
-    return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=ok,
-                     detail=f"{label} {value:.4f} {'≥' if ok else '<'} {limit:.4f}")
+        detail, ok = f"{label} was not measured", False
+    else:
+        ok = value <= limit if at_most else value >= limit
+        sign = ("≤" if ok else ">") if at_most else ("≥" if ok else "<")
+        detail = f"{label} {value:.4f} {sign} {limit:.4f}"
+    return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=ok, detail=detail)
 
 
 def decide(policy: GatePolicy, before: Mapping[str, float], after: Mapping[str, float]) -> GateDecision:
@@ -159,26 +154,30 @@ def decide(policy: GatePolicy, before: Mapping[str, float], after: Mapping[str, 
     and utility checks apply when the suite measures them (a ticket without key phrases has no
     keyword accuracy); forget and retain ROUGE-L are always required.
     """
+    forget, retain = after.get("forget_rougeL"), after.get("retain_rougeL")
     checks = [
-        _upper("forget_rougeL_abs", "forget_rougeL", after.get("forget_rougeL"), policy.forget_rougeL_max,
-               "forget ROUGE-L"),
-        _upper("forget_rougeL_rel", "forget_rougeL", after.get("forget_rougeL"),
-               _times(policy.forget_rougeL_max_ratio, before.get("forget_rougeL")), "forget ROUGE-L vs parent"),
-        _lower("retain_rougeL_rel", "retain_rougeL", after.get("retain_rougeL"),
-               _times(policy.retain_rougeL_min_ratio, before.get("retain_rougeL")), "retain ROUGE-L vs parent"),
+        _check("forget_rougeL_abs", "forget_rougeL", forget, policy.forget_rougeL_max,
+               "forget ROUGE-L", at_most=True),
+        _check("forget_rougeL_rel", "forget_rougeL", forget,
+               _times(policy.forget_rougeL_max_ratio, before.get("forget_rougeL")),
+               "forget ROUGE-L vs parent", at_most=True),
+        _check("retain_rougeL_rel", "retain_rougeL", retain,
+               _times(policy.retain_rougeL_min_ratio, before.get("retain_rougeL")),
+               "retain ROUGE-L vs parent", at_most=False),
     ]
     if "forget_keyword_acc" in before or "forget_keyword_acc" in after:
+        keywords = after.get("forget_keyword_acc")
         checks += [
-            _upper("forget_keyword_acc_abs", "forget_keyword_acc", after.get("forget_keyword_acc"),
-                   policy.forget_keyword_acc_max, "forget keyword accuracy"),
-            _upper("forget_keyword_acc_rel", "forget_keyword_acc", after.get("forget_keyword_acc"),
+            _check("forget_keyword_acc_abs", "forget_keyword_acc", keywords, policy.forget_keyword_acc_max,
+                   "forget keyword accuracy", at_most=True),
+            _check("forget_keyword_acc_rel", "forget_keyword_acc", keywords,
                    _times(policy.forget_keyword_acc_max_ratio, before.get("forget_keyword_acc")),
-                   "forget keyword accuracy vs parent"),
+                   "forget keyword accuracy vs parent", at_most=True),
         ]
     if "model_utility" in before or "model_utility" in after:
-        checks.append(_lower("model_utility_rel", "model_utility", after.get("model_utility"),
+        checks.append(_check("model_utility_rel", "model_utility", after.get("model_utility"),
                              _times(policy.model_utility_min_ratio, before.get("model_utility")),
-                             "model utility vs parent"))
+                             "model utility vs parent", at_most=False))
     failed = [c for c in checks if not c.passed]
     reason = ("passed: " + "; ".join(c.detail for c in checks) if not failed
               else "failed: " + "; ".join(c.detail for c in failed))

@@ -17,22 +17,7 @@ from infra.db.models import Ticket
 from infra.db.session import make_engine, make_sessionmaker
 from infra.settings import Settings, get_settings
 from infra.storage import open_store
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The GRIN_* variables that make a grin process use `settings`."""
-    env = {
-        "GRIN_ENV": settings.env,
-        "GRIN_STATE_DIR": str(settings.state_dir),
-        "GRIN_DATABASE_URL": settings.database_url,
-        "GRIN_STORAGE_URL": settings.storage_url,
-    }
-    if settings.s3_endpoint_url:
-        env["GRIN_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-    if settings.s3_access_key_id and settings.s3_secret_access_key:
-        env["GRIN_S3_ACCESS_KEY_ID"] = settings.s3_access_key_id
-        env["GRIN_S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
-    return env
+from tests.fixtures.services import settings_env
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infra.settings import Settings
-from tests.cli.conftest import settings_env
+from tests.fixtures.services import settings_env
 
 GRIN = Path(sys.executable).with_name("grin")
 

@@ -25,8 +25,8 @@ from infra.settings import Settings, get_settings
 from infra.storage import locate, open_store
 from infra.ticket_request import TicketRequest
 from tasks.resources import sessions
-from tests.fixtures.pipeline import VENV_BIN, publish_model, settings_env
-from tests.fixtures.services import S3_KEY_ID, S3_SECRET
+from tests.fixtures.pipeline import VENV_BIN, publish_model
+from tests.fixtures.services import S3_KEY_ID, S3_SECRET, settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def completed_run(prefect_api, pg_admin_url, pg_template, s3_endpoint, memorised
             finally:
                 logging.getLogger("prefect").removeHandler(capture)
             report = state.result()
-            APILogHandler.flush()
+            APILogHandler().flush()
             time.sleep(3)  # the worker's log batches reach the API every ~2 s
             yield {"settings": settings, "env": env, "model": model, "ticket_id": ticket_id, "report": report,
                    "flow_run_id": state.state_details.flow_run_id, "worker_pid": worker.pid,
@@ -101,6 +101,7 @@ def test_ticket_completes_with_a_registered_version_whose_checkpoint_matches_s3(
     run, settings = completed_run, completed_run["settings"]
     report = run["report"]
     assert report.outcome == "completed", report.reason
+    assert [r.passed for r in report.rounds][-1], report.rounds
     with sessions(settings).begin() as session:
         ticket = queue.get_ticket(run["ticket_id"], session=session)
         assert ticket.status == TicketStatus.completed
