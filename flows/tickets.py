@@ -160,6 +160,7 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
         report.before = before.metrics
         policy = GatePolicy(**plan.policy)
         spec, mask, rescore = plan.spec, None, True
+        tried: list[tuple[Rung, GateDecision]] = []
         for round_no in range(1, policy.max_rounds + 1):
             if rescore:
                 advance(
@@ -216,7 +217,8 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             if decision.passed:
                 break
             current = Rung(p_percent=spec.p_percent, epochs=spec.epochs, learning_rate=spec.learning_rate)
-            rung = policy.next_rung(decision, current)
+            rung = policy.next_rung(decision, current, tried)
+            tried.append((current, decision))
             if rung is None or round_no == policy.max_rounds:
                 break
             rescore = rung.p_percent != spec.p_percent

@@ -26,13 +26,16 @@ def register_trained(
     eval_suite: ObjectRef | None,
     description: str,
     summary: dict[str, Any],
+    gate_policy: dict[str, Any] | None = None,
 ) -> int:
     """Register the model line (if new) and the checkpoint as its next version, aliased production."""
     with sessions().begin() as session:
         try:
             registry.get_model(name, session=session)
         except LookupError:
-            registry.register_model(name, session=session, description=description)
+            registry.register_model(
+                name, session=session, description=description, gate_policy=gate_policy
+            )
         version = registry.add_version(
             name,
             session=session,
@@ -56,10 +59,12 @@ def train_model(
     architecture: dict[str, Any] | None = None,
     recipe: dict[str, Any] | None = None,
     description: str = "",
+    gate_policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse a cached) target model on `manifest` and register it under `name`.
 
-    `architecture` sets TinyLlamaConfig fields and `recipe` TrainConfig fields (defaults otherwise).
+    `architecture` sets TinyLlamaConfig fields and `recipe` TrainConfig fields (defaults otherwise);
+    `gate_policy` holds the model line's overrides of the service's gate policy (new lines only).
     """
     outcome: TrainOutcome = run_ml_stage(
         train_target,
@@ -77,7 +82,9 @@ def train_model(
         "recipe": recipe or {},
         "manifest_sha256": manifest.sha256,
     }
-    version = register_trained(name, outcome.checkpoint, manifest, eval_suite, description, summary)
+    version = register_trained(
+        name, outcome.checkpoint, manifest, eval_suite, description, summary, gate_policy
+    )
     return {
         "model": name,
         "version": version,

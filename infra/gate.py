@@ -8,7 +8,7 @@ may be strengthened before a ticket goes to human review.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,7 +49,7 @@ class GatePolicy(BaseModel):
         description="Model utility must be at least this ratio times the parent's.",
     )
     max_rounds: int = Field(
-        3,
+        4,
         ge=1,
         le=10,
         description="Unlearning rounds per claim, the first included, before needs_review.",
@@ -82,13 +82,32 @@ class GatePolicy(BaseModel):
         1e-4, gt=0.0, description="The ladder never lowers the learning rate below this."
     )
 
-    def next_rung(self, decision: GateDecision, rung: Rung) -> Rung | None:
+    def next_rung(
+        self,
+        decision: GateDecision,
+        rung: Rung,
+        earlier: Sequence[tuple[Rung, GateDecision]] = (),
+    ) -> Rung | None:
         """The retry ladder's next setting after a failed gate, or None at the policy's limits.
 
         A forget check that failed asks for stronger unlearning (larger p, more epochs); when only
         retain or utility checks failed, unlearning was too strong and the learning rate drops.
+        Once a rung with the same p and epochs has failed the other way (`earlier` rounds), the
+        right strength lies between the two, so the ladder bisects the learning rate
+        (geometric mean) instead of overshooting again.
         """
-        if any(not c.passed and c.metric.startswith("forget") for c in decision.checks):
+        too_weak = _forgot_too_little(decision)
+        opposite = [
+            r.learning_rate
+            for r, d in earlier
+            if (r.p_percent, r.epochs) == (rung.p_percent, rung.epochs)
+            and not d.passed
+            and _forgot_too_little(d) != too_weak
+        ]
+        if opposite:
+            bound = min(opposite, key=lambda lr: abs(math.log(lr / rung.learning_rate)))
+            nxt = rung.model_copy(update={"learning_rate": math.sqrt(bound * rung.learning_rate)})
+        elif too_weak:
             nxt = Rung(
                 p_percent=min(rung.p_percent * self.ladder_p_factor, self.max_p_percent),
                 epochs=min(math.ceil(rung.epochs * self.ladder_epochs_factor), self.max_epochs),
@@ -99,6 +118,10 @@ class GatePolicy(BaseModel):
                 update={"learning_rate": max(rung.learning_rate * self.ladder_lr_factor, self.min_learning_rate)}
             )
         return nxt if nxt != rung else None
+
+
+def _forgot_too_little(decision: GateDecision) -> bool:
+    return any(not c.passed and c.metric.startswith("forget") for c in decision.checks)
 
 
 class Rung(BaseModel):

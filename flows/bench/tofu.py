@@ -42,9 +42,8 @@ REPORTED = ("forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_qual
 DEFAULT_AUTHORS = 20
 DEFAULT_EPOCHS = 8
 
-# GRIN keeps UnlearnConfig's defaults (lr 1e-2 for a ~0.5 % mask). Full-parameter runs move every
-# weight, so they need a much smaller step; these were picked by the sweep in docs/benchmarks.md.
-GRIN_LEARNING_RATE = 1e-2
+# GRIN keeps UnlearnConfig's defaults. Full-parameter runs move every weight, so they need a much
+# smaller step; these were picked by the sweep in docs/benchmarks.md.
 FULL_PARAMETER_LEARNING_RATE = {"npo": 1e-4, "graddiff": 1e-4, "po": 1e-4}
 
 Log = Callable[[str], None]
@@ -119,7 +118,7 @@ class BenchConfig:
 
         grin = name.startswith("grin-")
         objective = name.removeprefix("grin-")
-        default_lr = GRIN_LEARNING_RATE if grin else FULL_PARAMETER_LEARNING_RATE[objective]
+        default_lr = UnlearnConfig.learning_rate if grin else FULL_PARAMETER_LEARNING_RATE[objective]
         return UnlearnConfig(method=objective, full_parameter=not grin, epochs=self.epochs, seed=self.seed,
                              learning_rate=self.learning_rates.get(name, default_lr), **overrides)
 

@@ -67,3 +67,26 @@ def test_ladder_softens_when_only_retain_or_utility_suffer():
     assert gentler == Rung(p_percent=0.5, epochs=8, learning_rate=5e-3)
     assert policy.next_rung(_failing("model_utility"), gentler).learning_rate == 3e-3
     assert policy.next_rung(_failing("model_utility"), Rung(p_percent=0.5, epochs=8, learning_rate=3e-3)) is None
+
+
+def test_ladder_bisects_the_learning_rate_between_a_too_strong_and_a_too_weak_round():
+    policy = GatePolicy(ladder_lr_factor=0.5)
+    strong = Rung(p_percent=2.0, epochs=8, learning_rate=4e-3)
+    weak = policy.next_rung(_failing("retain_rougeL"), strong)
+    assert weak == Rung(p_percent=2.0, epochs=8, learning_rate=2e-3)
+    tried = [(strong, _failing("retain_rougeL"))]
+    between = policy.next_rung(_failing("forget_rougeL"), weak, tried)
+    assert between.p_percent == 2.0 and between.epochs == 8
+    assert between.learning_rate == pytest.approx((4e-3 * 2e-3) ** 0.5)
+    # too strong again: bisect towards the nearer too-weak rung, never back to a tried rate
+    tried.append((weak, _failing("forget_rougeL")))
+    again = policy.next_rung(_failing("model_utility"), between, tried)
+    assert again.learning_rate == pytest.approx((between.learning_rate * 2e-3) ** 0.5)
+    assert 2e-3 < again.learning_rate < between.learning_rate
+
+
+def test_ladder_escalates_when_the_opposite_failure_was_at_another_p():
+    policy = GatePolicy(ladder_p_factor=2.0, ladder_epochs_factor=1.5)
+    tried = [(Rung(p_percent=1.0, epochs=8, learning_rate=3e-3), _failing("retain_rougeL"))]
+    nxt = policy.next_rung(_failing("forget_rougeL"), Rung(p_percent=2.0, epochs=8, learning_rate=3e-3), tried)
+    assert nxt == Rung(p_percent=4.0, epochs=12, learning_rate=3e-3)
