@@ -64,10 +64,11 @@ class Recipe:
 
 
 RECIPES = {
-    # 2 CPU cores, <= 30 min cold: the 1.6 M model of FINDINGS with TrainConfig's defaults (batch 32,
-    # cosine over 40 epochs, stop below mean answer loss 0.05: 20 authors + 217 general QA memorised
-    # in ~24 epochs). The demo trains the same model, so the two share one cache entry.
-    "cpu": Recipe(model={}, train={}),
+    # 2 CPU cores, <= 30 min cold: the 1.6 M model of FINDINGS, batch 32, stop below mean answer loss
+    # 0.05, cosine over 60 epochs. The demo's 40-epoch horizon memorises 20 authors in 24 epochs, but
+    # the retrain set (18 authors) learnt slower there and the decayed rate left it at loss 0.42
+    # (retain ROUGE-L 0.47) after 40 epochs: no baseline. The longer horizon gives both room.
+    "cpu": Recipe(model={}, train={"max_epochs": 60}),
     # The test's recipe: a few seconds per model; numbers are meaningless, the plumbing is not.
     "tiny": Recipe(
         model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
