@@ -82,11 +82,14 @@ def _publish_data(settings: Settings) -> dict:
 
 def run_demo(settings: Settings, console: Console | None = None) -> dict:
     """Run the demo in `settings`' (fresh) state and return the summary `grin demo --json` writes."""
+    import datasets
+
     from flows.tickets import process_ticket
     from flows.train_model import train_model
     from tasks.contracts import ObjectRef
     from tasks.resources import sessions
 
+    datasets.disable_progress_bars()  # TOFU files load in milliseconds; the demo logs its own steps
     console = console or Console(stderr=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()

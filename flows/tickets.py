@@ -235,8 +235,8 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             time.perf_counter() - started - report.timings_s["assemble"], 2
         )
 
-        publish_metrics(label, before.metrics, after.metrics, None)
         if not decision.passed:
+            publish_metrics(label, before.metrics, after.metrics, None)
             finish(
                 label,
                 ids,

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grin_core.gri import autocast, batches, encoded_records
+from grin_core.gri import batches, encoded_records
 from grin_core.objectives import answer_nll
 
 
@@ -44,8 +44,7 @@ def forward_backward_seconds(
         dataset = encoded_records(records, tokenizer, max_length)
         for batch in batches(dataset, tokenizer, batch_size):
             batch = {k: v.to(model.device) for k, v in batch.items()}
-            with autocast(model.device):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # fp32, as GRI
             answer_nll(logits, batch["labels"]).backward()
             del logits
         if model.device.type == "cuda":

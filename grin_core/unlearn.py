@@ -19,6 +19,7 @@ p 2 %, lr 3e-3 gave forget/retain 0.23-0.32 / 0.85-0.94 over three seeds (beta 0
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections import defaultdict
@@ -88,7 +89,10 @@ class UnlearnConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
     scoring_batch_size: int = field(default=16, metadata={"help": "Batch size of the GRI and reference passes."})
     max_length: int = field(default=256, metadata={"help": "Token limit per QA example."})
-    mixed_precision: bool = field(default=True, metadata={"help": "bf16 autocast on GPUs that support it."})
+    mixed_precision: bool = field(default=False, metadata={
+        "help": "bf16 autocast for the reference pass and training on GPUs that support it. Off by default: "
+                "on an H100 bf16 backward gave whole batches non-finite gradients where fp32 did not "
+                "(gri.py). GRI scoring always runs in fp32."})
 
     def __post_init__(self) -> None:
         checks = [
@@ -257,9 +261,11 @@ class UnlearnTrainer(Trainer):
 
 @torch.no_grad()
 def reference_logprobs(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 16
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 16,
+    mixed_precision: bool = False,
 ) -> list[float]:
-    """Summed answer log-likelihood of every example of `dataset` (in its order), eval mode."""
+    """Summed answer log-likelihood of every example of `dataset` (in its order), eval mode, in the
+    precision training will use (NPO compares the two)."""
     order = np.argsort(dataset["length"], kind="stable")
     out = np.zeros(len(dataset), dtype=np.float64)
     was_training = model.training
@@ -267,7 +273,7 @@ def reference_logprobs(
     values = []
     for batch in batches(dataset.select(order), tokenizer, batch_size):
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        with autocast(model.device):
+        with autocast(model.device) if mixed_precision else contextlib.nullcontext():
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         values.append(sequence_logprob(logits, batch["labels"]).cpu())
     model.train(was_training)
@@ -353,7 +359,8 @@ def unlearn(
     retain = qa_dataset(retain_records, tokenizer, config.max_length)
     if config.method == "npo":
         started = time.perf_counter()
-        forget = forget.add_column(REF_COLUMN, reference_logprobs(model, tokenizer, forget, config.scoring_batch_size))
+        reference = reference_logprobs(model, tokenizer, forget, config.scoring_batch_size, config.mixed_precision)
+        forget = forget.add_column(REF_COLUMN, reference)
         timings["reference_s"] = time.perf_counter() - started
     if mask is not None and config.sigma2 > 0:
         started = time.perf_counter()

@@ -163,3 +163,12 @@ def test_gri_scores_on_llama_match_independent_autograd(tiny_model_factory, tiny
         expected = g_f[name].abs() / (g_r[name].abs() + 1e-8)
         close = torch.isclose(score, expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item())
         assert close.float().mean() > 0.999, name
+
+
+def test_a_non_finite_gradient_is_an_error_not_a_score(tiny_model_factory, tiny_tokenizer):
+    model = tiny_model_factory(2)
+    records = [{"question": "Where is Kyiv?", "answer": "In Ukraine."}]
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="not finite"):
+        gri_scores(model, tiny_tokenizer, records, records)
