@@ -16,10 +16,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from infra.db.base import Base, utcnow
+from infra.db.base import Base, JSONDocument, utcnow
 
 
 class TicketStatus(StrEnum):
@@ -145,11 +146,22 @@ class ModelVersion(Base):
     eval_suite_uri: Mapped[str | None] = mapped_column(
         Text
     )  # QA sets its gate metrics are measured on
+    training_manifest_sha256: Mapped[str | None] = mapped_column(String(64))
     mask_uri: Mapped[str | None] = mapped_column(Text)
     mask_sha256: Mapped[str | None] = mapped_column(String(64))
     hparams: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     gate: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # [{"ticket_id", "forget_sha256"}, ...]: every deletion along the lineage, this version's included
+    lineage_deletions: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONDocument, default=list, server_default=text("'[]'")
+    )
+    # tickets answered by a later version whose deleted data this checkpoint still holds
+    holds_deleted_data_of: Mapped[list[int]] = mapped_column(
+        JSONDocument, default=list, server_default=text("'[]'")
+    )
+    superseded_at: Mapped[datetime | None]  # first marked as holding deleted data
+    purged_at: Mapped[datetime | None]  # checkpoint and manifest purged after the grace period
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     model: Mapped[RegisteredModel] = relationship(back_populates="versions")
