@@ -85,6 +85,25 @@ def overlaps(record: Mapping[str, object], forget_keys: set[str], keywords: Sequ
     return any(_normalised(k) in text for k in keywords)
 
 
+def forget_keys(forget: Iterable[Mapping[str, object]]) -> set[str]:
+    """`text_key` of every forget question and answer: what `overlaps` matches against."""
+    return {text_key(r[k]) for r in forget for k in ("question", "answer")}
+
+
+def without_forget(
+    manifest: Iterable[Mapping[str, object]],
+    forget: Iterable[Mapping[str, object]],
+    keywords: Sequence[str] = (),
+) -> list[Record]:
+    """The manifest records that do not overlap the forget set (`overlaps`), in their order.
+
+    With no keywords this is the lineage rule (a record goes when it repeats a forget question or
+    answer); the retain sample adds the forget key phrases on top.
+    """
+    keys = forget_keys(forget)
+    return [dict(r) for r in manifest if not overlaps(r, keys, keywords)]
+
+
 def sample_retain(
     manifest: Sequence[Mapping[str, object]],
     forget: Sequence[Mapping[str, object]],
@@ -93,8 +112,7 @@ def sample_retain(
     keywords: Sequence[str] = (),
 ) -> list[Record]:
     """Up to `n` manifest records, seeded, none of which overlaps the forget set (`overlaps`)."""
-    forget_keys = {text_key(r[k]) for r in forget for k in ("question", "answer")}
-    eligible = [dict(r) for r in manifest if not overlaps(r, forget_keys, keywords)]
+    eligible = without_forget(manifest, forget, keywords)
     if len(eligible) <= n:
         return eligible
     return random.Random(seed).sample(eligible, n)

@@ -48,6 +48,33 @@ class GatePolicy(BaseModel):
         le=1.0,
         description="Model utility must be at least this ratio times the parent's.",
     )
+    retain_rougeL_min_origin_ratio: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="Retain-set ROUGE-L must be at least this ratio times the line's first version's, "
+        "so repeated tickets cannot erode a model one parent-relative step at a time.",
+    )
+    model_utility_min_origin_ratio: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="Model utility must be at least this ratio times the line's first version's.",
+    )
+    never_learned_rougeL_max: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="A parent whose forget ROUGE-L is at most this (and whose other forget metrics "
+        "meet the gate's absolute bounds) never learned the forget set: nothing to unlearn.",
+    )
+    never_learned_mia_auc_max: float = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="...and, when membership inference is measured, whose forget-vs-holdout AUC is "
+        "at most this (0.5: indistinguishable from non-members).",
+    )
     max_rounds: int = Field(
         4,
         ge=1,
@@ -170,10 +197,18 @@ def _check(
     return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=ok, detail=detail)
 
 
-def decide(policy: GatePolicy, before: Mapping[str, float], after: Mapping[str, float]) -> GateDecision:
+def decide(
+    policy: GatePolicy,
+    before: Mapping[str, float],
+    after: Mapping[str, float],
+    origin: Mapping[str, float] | None = None,
+) -> GateDecision:
     """Forget metrics must fall below absolute and parent-relative bounds; retain and utility must hold.
 
-    `before` are the parent version's metrics on the same suite, `after` the candidate's. Keyword
+    `before` are the parent version's metrics on the same suite, `after` the candidate's, `origin`
+    the line's first version's (as recorded when it was first unlearned; the parent's own when it
+    is the origin). Given an origin, retain and utility must also stay above a fraction of its
+    numbers, so a line of tickets cannot erode the model one parent-relative step at a time. Keyword
     and utility checks apply when the suite measures them (a ticket without key phrases has no
     keyword accuracy); forget and retain ROUGE-L are always required.
     """
@@ -201,10 +236,49 @@ def decide(policy: GatePolicy, before: Mapping[str, float], after: Mapping[str, 
         checks.append(_check("model_utility_rel", "model_utility", after.get("model_utility"),
                              _times(policy.model_utility_min_ratio, before.get("model_utility")),
                              "model utility vs parent", at_most=False))
+    if origin is not None:
+        checks += _origin_checks(policy, origin, after)
     failed = [c for c in checks if not c.passed]
     reason = ("passed: " + "; ".join(c.detail for c in checks) if not failed
               else "failed: " + "; ".join(c.detail for c in failed))
     return GateDecision(passed=not failed, reason=reason, checks=checks)
+
+
+def _origin_checks(policy: GatePolicy, origin: Mapping[str, float], after: Mapping[str, float]) -> list[GateCheck]:
+    checks = [_check("retain_rougeL_origin", "retain_rougeL", after.get("retain_rougeL"),
+                     _times(policy.retain_rougeL_min_origin_ratio, origin.get("retain_rougeL")),
+                     "retain ROUGE-L vs origin", at_most=False)]
+    if "model_utility" in origin or "model_utility" in after:
+        checks.append(_check("model_utility_origin", "model_utility", after.get("model_utility"),
+                             _times(policy.model_utility_min_origin_ratio, origin.get("model_utility")),
+                             "model utility vs origin", at_most=False))
+    return checks
+
+
+def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDecision | None:
+    """A decision that the parent never learned the forget set, or None when there is work to do.
+
+    The parent's own forget metrics already sit where the gate wants a candidate's: forget
+    ROUGE-L at most `never_learned_rougeL_max`, keyword accuracy within its absolute bound, and,
+    where measured, membership inference at chance (`mia_auc` at most `never_learned_mia_auc_max`)
+    and the answers no likelier than the non-member holdout's (`forget_prob` ≤ `holdout_prob`).
+    Unlearning such a set could only damage the model, so no version is registered.
+    """
+    checks = [_check("never_learned_rougeL", "forget_rougeL", before.get("forget_rougeL"),
+                     policy.never_learned_rougeL_max, "parent's forget ROUGE-L", at_most=True)]
+    if "forget_keyword_acc" in before:
+        checks.append(_check("never_learned_keyword_acc", "forget_keyword_acc", before["forget_keyword_acc"],
+                             policy.forget_keyword_acc_max, "parent's forget keyword accuracy", at_most=True))
+    if "mia_auc" in before:
+        checks.append(_check("never_learned_mia_auc", "mia_auc", before["mia_auc"],
+                             policy.never_learned_mia_auc_max, "parent's forget-vs-holdout MIA AUC", at_most=True))
+    if "forget_prob" in before and "holdout_prob" in before:
+        checks.append(_check("never_learned_prob", "forget_prob", before["forget_prob"], before["holdout_prob"],
+                             "parent's forget answer probability vs holdout", at_most=True))
+    if not all(c.passed for c in checks):
+        return None
+    return GateDecision(passed=True, reason="nothing to forget: " + "; ".join(c.detail for c in checks),
+                        checks=checks)
 
 
 def _times(ratio: float, value: float | None) -> float | None:
