@@ -76,6 +76,34 @@ class Settings(BaseSettings):
         "production",
         description="Alias moved to a registered version when it pointed at the parent; None = never.",
     )
+    keep_inbox_objects: bool = Field(
+        False,
+        description="Keep the requester's forget and keywords objects once a ticket has ended "
+        "(default: delete them; the purge's audit record says which).",
+    )
+    superseded_purge_days: float | None = Field(
+        30,
+        ge=0,
+        description="Days after which the checkpoint, manifest and eval suite of a version that "
+        "holds data deleted by a later version are purged; None = never.",
+    )
+    intake_roots: list[str] = Field(
+        default_factory=list,
+        description="Where ticket objects may live: s3://bucket/prefix/ or file:///dir/ roots "
+        "(JSON list); default: the service store's inbox/ (<storage_url>/inbox/).",
+    )
+    intake_max_object_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="Largest forget, retain or keywords object accepted at filing."
+    )
+    intake_max_records: int = Field(
+        50_000, gt=0, description="Most QA records (or key phrases) one object may hold."
+    )
+    max_sigma2: float = Field(
+        0.01, ge=0.0, description="Largest per-ticket noise variance (the paper uses 0.001)."
+    )
+    reclaim_interval_s: int = Field(
+        60, gt=0, description="How often `grin serve` sweeps lapsed leases back to the queue."
+    )
 
     @field_validator("state_dir")
     @classmethod
@@ -101,6 +129,8 @@ class Settings(BaseSettings):
             object.__setattr__(self, "cache_dir", self.state_dir / "cache")
         if not self.storage_url:
             object.__setattr__(self, "storage_url", (self.state_dir / "objects").as_uri())
+        if not self.intake_roots:
+            object.__setattr__(self, "intake_roots", [self.storage_url.rstrip("/") + "/inbox/"])
         try:
             make_url(self.database_url)
         except ArgumentError as exc:
@@ -114,6 +144,12 @@ class Settings(BaseSettings):
             raise ValueError(f"storage_url {self.storage_url!r} names no bucket")
         if storage.scheme == "file" and (storage.netloc or not storage.path.startswith("/")):
             raise ValueError(f"storage_url {self.storage_url!r} must be an absolute file:/// URL")
+        for root in self.intake_roots:
+            parts = urlsplit(root)
+            if parts.scheme not in ("file", "s3") or (parts.scheme == "s3" and not parts.netloc) or (
+                parts.scheme == "file" and (parts.netloc or not parts.path.startswith("/"))
+            ):
+                raise ValueError(f"intake root {root!r} must be s3://bucket/prefix/ or file:///abs/dir/")
         if self.env not in ("dev", "test"):
             self._refuse_unsafe(storage.scheme)
         return self

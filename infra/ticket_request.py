@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from infra.audit import canonical_json, sha256_hex
 from infra.db.models import Method
 
 MODEL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(@[A-Za-z0-9][A-Za-z0-9._-]{0,99})?$"
 
-URI = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+# C0 and C1 controls (NUL among them: PostgreSQL text cannot hold it) and unpaired surrogates
+# (not encodable as UTF-8): refused in every string a ticket stores.
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# numpy's seed range, the narrowest of the generators a run seeds.
+MAX_SEED = 2**32 - 1
+
+
+def _storable(value: str) -> str:
+    found = _UNSTORABLE.search(value)
+    if found:
+        raise ValueError(f"holds a control character (U+{ord(found.group()):04X}) at position {found.start()}")
+    return value
+
+
+Text = AfterValidator(_storable)
+URI = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Text]
 
 
 class HparamOverrides(BaseModel):
     """Per-ticket overrides of the unlearning hyper-parameters; any other key is refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     p_percent: float | None = Field(
         None, gt=0.0, le=100.0, description="Percentage of weights selected by GRI."
@@ -28,18 +44,18 @@ class HparamOverrides(BaseModel):
     )
     epochs: int | None = Field(None, ge=1, le=10_000)
     learning_rate: float | None = Field(None, gt=0.0, le=1.0)
-    beta: float | None = Field(None, gt=0.0, description="NPO temperature.")
-    alpha: float | None = Field(None, ge=0.0, description="Weight of the retain-set term.")
-    seed: int | None = Field(None, ge=0)
+    beta: float | None = Field(None, gt=0.0, le=100.0, description="NPO temperature.")
+    alpha: float | None = Field(None, ge=0.0, le=1000.0, description="Weight of the retain-set term.")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
 
 
 class TicketRequest(BaseModel):
     """A deletion request as filed by compliance staff (CLI, JSON file or the run form)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     subject: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000), Text
     ]
     model: Annotated[str, StringConstraints(strip_whitespace=True, pattern=MODEL_REF_PATTERN)] = (
         Field(
@@ -58,14 +74,14 @@ class TicketRequest(BaseModel):
     method: Method = Method.npo
     hparams: HparamOverrides = HparamOverrides()
     requested_by: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Text
     ]
     legal_basis: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Text
     ]
     due_date: date | None = None
     idempotency_key: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Text]
         | None
     ) = None
 

@@ -75,5 +75,5 @@ def tofu(grin: Grin) -> Grin:
         "--checkpoint-sha256",
         "a" * 64,
     )
-    open_store(grin.settings).put_bytes("intake/jane.json", b'[{"question": "q", "answer": "a"}]')
+    open_store(grin.settings).put_bytes("inbox/jane.json", b'[{"question": "q", "answer": "a"}]')
     return grin

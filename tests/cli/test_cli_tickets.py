@@ -104,8 +104,8 @@ def test_same_idempotency_key_files_once(tofu: Grin) -> None:
     [
         (["--model", "gpt5"], "unknown model 'gpt5'"),
         (["--forget", "https://example.com/jane.json"], "unsupported URI scheme 'https'"),
-        (["--forget", "{store}/intake/nobody.json"], "no object at"),
-        (["--retain", "{store}/intake/nobody.json"], "no object at"),
+        (["--forget", "{store}/inbox/nobody.json"], "no object at"),
+        (["--retain", "{store}/inbox/nobody.json"], "no object at"),
         (["--hparam", "learning_rate=high"], "hparams.learning_rate"),
         (["--hparam", "momentum=0.9"], "hparams.momentum: Extra inputs are not permitted"),
         (["--due-date", "next week"], "due_date"),
@@ -131,7 +131,7 @@ def test_bad_flags_exit_non_zero_and_write_nothing(
         ('["not", "an", "object"]', "must hold a JSON object"),
         ('{"forget_uris": []}', "forget_uris: List should have at least 1 item"),
         (
-            '{"forget_uris": ["{store}/intake/jane.json"], "colour": "red"}',
+            '{"forget_uris": ["{store}/inbox/jane.json"], "colour": "red"}',
             "colour: Extra inputs are not permitted",
         ),
     ],
@@ -184,7 +184,7 @@ def test_on_postgres_and_s3(grin_for: Callable[[Settings], Grin], pg_settings: S
     grin.json(
         "model", "register", name, "--checkpoint-uri", "s3://m/v1", "--checkpoint-sha256", "a" * 64
     )
-    uri = open_store(pg_settings).put_bytes("intake/jane.json", b"[]").uri
+    uri = open_store(pg_settings).put_bytes("inbox/jane.json", b'[{"question": "q", "answer": "a"}]').uri
     filed = grin.json(
         "ticket", "file", "--subject", "Jane Doe", "--model", f"{name}@1", "--forget", uri,
         "--requested-by", "alice", "--legal-basis", "GDPR Art. 17",

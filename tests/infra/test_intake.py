@@ -63,7 +63,7 @@ def service(request: pytest.FixtureRequest) -> Iterator[Service]:
             name, session=session, checkpoint_uri="s3://m/v1", checkpoint_sha256="a" * 64
         )
     forget = open_store(settings).put_bytes(
-        "intake/jane.json", b'[{"question": "q", "answer": "a"}]'
+        "inbox/jane.json", b'[{"question": "q", "answer": "a"}]'
     )
     yield Service(settings, db, name, forget.uri)
     engine.dispose()
