@@ -3,7 +3,9 @@
 - `file-deletion-ticket/grin`: the UI's run form (typed TicketRequest parameters) for filing tickets;
 - `process-ticket/grin`: answers one ticket (started by filing, or by hand);
 - `batch-unlearning/grin`: on the `GRIN_BATCH_CRON` schedule, folds every model's queued tickets
-  into one run per model.
+  into one run per model;
+- `reclaim-leases/grin`: every `GRIN_RECLAIM_INTERVAL_S` seconds, sends tickets whose run died back
+  to the queue (or to `failed` after `GRIN_MAX_ATTEMPTS`) and purges their scratch copies.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from prefect import serve
 
 from flows.file_ticket import file_deletion_ticket
+from flows.reclaim import reclaim_expired_leases
 from flows.tickets import batch_unlearning, process_ticket
 from infra.settings import Settings, get_settings
 
@@ -34,6 +37,12 @@ def deployments(settings: Settings) -> list:
             cron=settings.batch_cron,
             parameters={"model": "*"},
             description="Answer every queued ticket, one unlearning run per model.",
+        ),
+        reclaim_expired_leases.to_deployment(
+            name=DEPLOYMENT,
+            tags=["grin", "recovery"],
+            interval=settings.reclaim_interval_s,
+            description="Re-queue tickets whose run died (lapsed lease); purge what it left in scratch.",
         ),
     ]
 

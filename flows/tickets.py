@@ -28,12 +28,21 @@ from tasks.assemble import assemble_sets
 from tasks.contracts import CheckpointRef, EvalOutcome, ObjectRef
 from tasks.dispatch import run_ml_stage
 from tasks.evaluate import evaluate_checkpoint
+from tasks.faults import request_fault
 from tasks.gate import apply_gate
 from tasks.plan import plan_run
 from tasks.purge import purge_scratch
+from tasks.reclaim import reclaim_leases
 from tasks.register import RoundRecord, export_audit_records, register_version
 from tasks.score import score_weights
-from tasks.ticket_state import advance, claim_batch, claim_ticket, finish, queued_models
+from tasks.ticket_state import (
+    advance,
+    claim_batch,
+    claim_ticket,
+    finish,
+    keep_leases,
+    queued_models,
+)
 from tasks.unlearn import unlearn_weights
 
 S = TicketStatus
@@ -73,6 +82,7 @@ def process_ticket(ticket_id: int) -> RunReport:
     """Answer one queued deletion ticket."""
     owner = _owner()
     label = f"ticket-{ticket_id}"
+    reclaim_leases()  # a ticket whose earlier run died is queued again before this run claims
     if not claim_ticket(ticket_id, owner):
         get_run_logger().info("%s is not queued; nothing to do", label)
         return RunReport(
@@ -81,7 +91,8 @@ def process_ticket(ticket_id: int) -> RunReport:
             outcome="nothing_to_do",
             reason="the ticket is not queued",
         )
-    return answer_tickets(label, [ticket_id], owner)
+    with keep_leases([ticket_id], owner):
+        return answer_tickets(label, [ticket_id], owner)
 
 
 @flow(name="batch-unlearning", flow_run_name="batch-{model}", persist_result=True)
@@ -95,6 +106,7 @@ def batch_unlearning(model: str = "*", max_tickets: int = 20) -> list[RunReport]
             report for name in queued_models() for report in batch_unlearning(name, max_tickets)
         ]
     owner = _owner()
+    reclaim_leases()
     ticket_ids = claim_batch(model, max_tickets, owner)
     label = f"batch-{_slug(model)}-{ticket_ids[0] if ticket_ids else 'none'}"
     if not ticket_ids:
@@ -108,7 +120,8 @@ def batch_unlearning(model: str = "*", max_tickets: int = 20) -> list[RunReport]
                 reason="no queued tickets",
             )
         ]
-    return [answer_tickets(label, ticket_ids, owner)]
+    with keep_leases(ticket_ids, owner):
+        return [answer_tickets(label, ticket_ids, owner)]
 
 
 def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
@@ -284,13 +297,19 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
         report.outcome, report.reason = "completed", decision.reason
         return report
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        report.outcome, report.reason = "failed", reason
-        log.error("%s failed: %s", label, reason)
+        # The request's fault (bad input, a checkpoint failing verification) is final: rejected,
+        # not retried. Anything else is the infrastructure's: failed, and re-queued if allowed.
+        fault = request_fault(exc)
+        outcome = "rejected" if fault else "failed"
+        reason = fault or f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        report.outcome, report.reason = outcome, reason
+        log.error("%s %s: %s", label, outcome, reason)
         try:
-            finish(label, report.ticket_ids, "failed", owner, reason)
+            finish(label, report.ticket_ids, outcome, owner, reason)
         except Exception as finish_exc:  # noqa: BLE001 - the original error is the one to raise
-            log.error("%s: could not mark the tickets failed: %s", label, finish_exc)
+            log.error("%s: could not mark the tickets %s: %s", label, outcome, finish_exc)
+        if fault:
+            return report
         raise
     finally:
         if forget_snapshot is not None or (candidates and kept is None):

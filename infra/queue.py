@@ -34,12 +34,14 @@ S = TicketStatus
 TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
     S.queued: frozenset({S.claimed, S.rejected}),
     S.claimed: frozenset({S.assembling, S.queued, S.rejected, S.failed}),
-    S.assembling: frozenset({S.scoring, S.queued, S.rejected, S.failed}),
-    S.scoring: frozenset({S.unlearning, S.queued, S.failed}),
-    S.unlearning: frozenset({S.evaluating, S.queued, S.failed}),
+    # Completed from assembling: the parent never learned the forget set (nothing to unlearn).
+    S.assembling: frozenset({S.scoring, S.queued, S.rejected, S.failed, S.completed}),
+    # A request's fault can surface in any stage (a parent checkpoint failing verification).
+    S.scoring: frozenset({S.unlearning, S.queued, S.rejected, S.failed}),
+    S.unlearning: frozenset({S.evaluating, S.queued, S.rejected, S.failed}),
     # The retry ladder goes back to scoring (larger p) or unlearning (more epochs).
     S.evaluating: frozenset(
-        {S.registered, S.scoring, S.unlearning, S.needs_review, S.queued, S.failed}
+        {S.registered, S.scoring, S.unlearning, S.needs_review, S.queued, S.rejected, S.failed}
     ),
     S.registered: frozenset({S.completed}),
     S.failed: frozenset({S.queued}),
@@ -318,6 +320,71 @@ def reclaim_expired(
         )
         _retry_if_allowed(ticket, max_attempts, session=session)
     return tickets
+
+
+def expired_registered(*, session: Session, now: datetime | None = None) -> list[Ticket]:
+    """Registered tickets whose run died before completing them (their version exists: only the follow-up is left)."""
+    query = (
+        select(Ticket)
+        .where(Ticket.status == S.registered, Ticket.lease_expires_at < (now or utcnow()))
+        .order_by(Ticket.id)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def complete_orphaned(ticket: Ticket, *, session: Session) -> Ticket:
+    """Complete a registered ticket whose run died after registering (see `expired_registered`)."""
+    _move(
+        ticket,
+        S.completed,
+        session=session,
+        reason=f"completed by the reclaimer: lease of {ticket.lease_owner} expired after registration",
+        actor="queue",
+    )
+    return ticket
+
+
+REQUEUEABLE = frozenset({S.failed, S.needs_review, *RECLAIMABLE})
+
+
+def requeue(
+    ticket_id: int,
+    *,
+    session: Session,
+    actor: str,
+    reason: str,
+    force: bool = False,
+    now: datetime | None = None,
+) -> Ticket:
+    """An operator sends a ticket back to the queue, with a fresh set of attempts; audited.
+
+    A ticket under a live lease is refused unless `force` (its worker may still be running: the
+    old owner is locked out by the lease check on its next step either way).
+    """
+    ticket = get_ticket(ticket_id, session=session, lock=True)
+    if ticket.status not in REQUEUEABLE:
+        raise IllegalTransitionError(
+            f"ticket {ticket_id} is {ticket.status.value}; only failed, needs_review or stuck tickets are requeued"
+        )
+    live = ticket.lease_expires_at is not None and ticket.lease_expires_at >= (now or utcnow())
+    if ticket.status in RECLAIMABLE and live and not force:
+        raise IllegalTransitionError(
+            f"ticket {ticket_id} is {ticket.status.value} under a live lease of {ticket.lease_owner} "
+            f"until {ticket.lease_expires_at.isoformat()}; pass --force to take it back anyway"
+        )
+    previous = ticket.attempts
+    if ticket.status in RECLAIMABLE:
+        _move(ticket, S.failed, session=session, reason=f"requeued by {actor}: {reason}", actor=actor)
+    ticket.attempts = 0
+    _move(
+        ticket,
+        S.queued,
+        session=session,
+        reason=f"requeued by {actor} after {previous} attempt(s): {reason}",
+        actor=actor,
+    )
+    return ticket
 
 
 def _retry_if_allowed(ticket: Ticket, max_attempts: int, *, session: Session) -> None:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from grin_core.checkpoint import MANIFEST, checkpoint_sha256, verify_checkpoint
+from infra.errors import ChecksumMismatchError
 from infra.settings import Settings, get_settings
 from infra.storage import ObjectStore, locate
 from tasks.contracts import CheckpointRef
@@ -43,7 +44,7 @@ def fetch_checkpoint(ref: CheckpointRef, settings: Settings | None = None) -> Pa
             store.get_file(key, destination)
         verify_checkpoint(staging)
         if checkpoint_sha256(staging) != ref.sha256:
-            raise ValueError(f"{ref.uri}: manifest sha256 differs from the registered {ref.sha256}")
+            raise ChecksumMismatchError(f"{ref.uri}: manifest sha256 differs from the registered {ref.sha256}")
         try:
             staging.rename(target)
         except OSError:  # another worker fetched it first

@@ -6,6 +6,11 @@ died lets `reclaim_expired` hand them back to the queue.
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prefect import task
 from prefect.runtime import flow_run
 
@@ -37,6 +42,38 @@ def claim_batch(model_name: str, max_tickets: int, owner: str) -> list[int]:
 
 def _flow_run_id() -> str | None:
     return str(flow_run.id) if flow_run.id else None
+
+
+@contextmanager
+def keep_leases(ticket_ids: list[int], owner: str, every_s: float | None = None) -> Iterator[None]:
+    """Renew the leases of `ticket_ids` from a background thread while the block runs.
+
+    A healthy stage longer than the lease (unlearning a large model) keeps its tickets; a process
+    that dies stops renewing, and the reclaimer takes them back one lease later. A ticket the run
+    no longer holds (finished, released, reclaimed) is skipped.
+    """
+    lease = get_settings().lease_seconds
+    interval = every_s or max(lease / 3, 1.0)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(interval):
+            for ticket_id in ticket_ids:
+                try:
+                    with sessions().begin() as session:
+                        queue.heartbeat(ticket_id, owner, lease, session=session)
+                except queue.LeaseLostError:
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next one
+                    logging.getLogger(__name__).warning("heartbeat of ticket %d failed: %s", ticket_id, exc)
+
+    thread = threading.Thread(target=renew, name=f"lease-heartbeat-{owner}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
 
 
 @task(name="queued-models", **IO_RETRIES)

@@ -299,3 +299,56 @@ def batch(
             _emit_report(report, as_json=False)
     if any(r.outcome not in ("completed", "nothing_to_do") for r in reports):
         raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def requeue(
+    ticket_id: Annotated[int, typer.Argument(help="Ticket id.")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "requeued by an operator",
+    by: Annotated[str | None, typer.Option(help="Who requeues it (default: $USER).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Take back a ticket whose lease has not lapsed yet.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send a failed, needs_review or stuck ticket back to the queue with fresh attempts (audited)."""
+    import os
+
+    from flows.commands._session import transaction
+    from infra import queue
+
+    actor = by or os.environ.get("USER") or "operator"
+    with transaction() as session:
+        ticket = queue.requeue(ticket_id, session=session, actor=actor, reason=reason, force=force)
+        summary = ticket_summary(ticket)
+    if as_json:
+        emit_json(summary)
+    else:
+        typer.echo(f"ticket {ticket_id} queued again by {actor}")
+
+
+@app.command()
+@reports_errors
+def reclaim(as_json: JsonFlag = False) -> None:
+    """Sweep now: tickets whose lease lapsed go back to the queue (or fail for good after max attempts)."""
+    from dataclasses import asdict
+
+    from infra.db.session import make_sessionmaker
+    from infra.reclaim import sweep
+    from infra.settings import get_settings
+    from infra.storage import open_store
+
+    settings = get_settings()
+    factory = make_sessionmaker(settings.database_url)
+    try:
+        report = sweep(sessions=factory, store=open_store(settings), max_attempts=settings.max_attempts)
+    finally:
+        factory.kw["bind"].dispose()
+    if as_json:
+        emit_json(asdict(report))
+    else:
+        typer.echo(
+            f"requeued {report.requeued or 'none'}, failed for good {report.failed or 'none'}, "
+            f"completed {report.completed or 'none'}, {report.scratch_objects} scratch object(s) purged"
+        )

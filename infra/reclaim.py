@@ -1,0 +1,102 @@
+"""The reclaimer: tickets whose run died go back to the queue, and what the dead run left is purged.
+
+A run renews its tickets' leases while it is alive (each stage change and a heartbeat); a lease
+that lapsed means the flow process died or lost the database. One sweep:
+- moves every ticket in a leased stage past its lease to `failed`, then back to `queued` while it
+  has attempts left (`infra.queue.reclaim_expired`; each move is an audit record);
+- completes a `registered` ticket whose run died after registering (its version exists; only the
+  follow-up was left);
+- deletes the scratch copies of forget data of those tickets' runs (`scratch/<run id>/`, the run
+  id starts with the run's label, which names its first ticket) with an audit record of counts.
+
+It is run at the start of every flow run, at worker start and on a schedule by `grin serve`, so
+recovery needs no one to remember it. Sweeps may overlap: rows are taken with SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from infra import audit, queue
+from infra.storage import ObjectStore
+
+# `ticket-17-0123abcd` or `batch-tofu-17-0123abcd` (flows/tickets.py names runs so).
+_RUN_ID = re.compile(r"^(?:ticket|batch-.+)-(\d+)-[0-9a-f]{8}$")
+
+
+@dataclass
+class SweepReport:
+    """Ticket ids by what the sweep did to them, and the scratch objects it deleted."""
+
+    requeued: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    completed: list[int] = field(default_factory=list)
+    flow_runs: dict[int, str] = field(default_factory=dict)  # ticket id -> its dead run's flow run
+    scratch_objects: int = 0
+
+    @property
+    def tickets(self) -> list[int]:
+        return sorted([*self.requeued, *self.failed, *self.completed])
+
+
+def scratch_runs(store: ObjectStore, ticket_ids: set[int]) -> dict[str, list[str]]:
+    """Scratch keys by run id, for the runs whose label names one of `ticket_ids`."""
+    runs: dict[str, list[str]] = {}
+    for key in store.list("scratch/"):
+        run_id = key.split("/")[1] if key.count("/") >= 2 else ""
+        match = _RUN_ID.match(run_id)
+        if match and int(match.group(1)) in ticket_ids:
+            runs.setdefault(run_id, []).append(key)
+    return runs
+
+
+def purge_scratch_of(
+    ticket_ids: list[int], *, store: ObjectStore, session: Session, reason: str
+) -> int:
+    """Delete the scratch objects of the runs of `ticket_ids`; one audit record of what went."""
+    runs = scratch_runs(store, set(ticket_ids))
+    for keys in runs.values():
+        for key in keys:
+            store.delete(key)
+    count = sum(len(keys) for keys in runs.values())
+    if runs:
+        audit.append(
+            "run.scratch_purged",
+            {
+                "run_ids": sorted(runs),
+                "ticket_ids": sorted(ticket_ids),
+                "scratch_objects": count,
+                "reason": reason,
+            },
+            session=session,
+        )
+    return count
+
+
+def sweep(
+    *,
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    max_attempts: int,
+    now: datetime | None = None,
+) -> SweepReport:
+    """Reclaim every lapsed lease and purge what those runs left in scratch."""
+    report = SweepReport()
+    with sessions.begin() as session:
+        for ticket in queue.reclaim_expired(session=session, max_attempts=max_attempts, now=now):
+            (report.requeued if ticket.status == queue.S.queued else report.failed).append(ticket.id)
+            if ticket.flow_run_id:
+                report.flow_runs[ticket.id] = ticket.flow_run_id
+        for ticket in queue.expired_registered(session=session, now=now):
+            queue.complete_orphaned(ticket, session=session)
+            report.completed.append(ticket.id)
+    if report.tickets:
+        with sessions.begin() as session:
+            report.scratch_objects = purge_scratch_of(
+                report.tickets, store=store, session=session, reason="lease expired"
+            )
+    return report

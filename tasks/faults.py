@@ -1,0 +1,39 @@
+"""Whose fault an error is: the request's (the ticket is rejected, never retried) or the infrastructure's.
+
+A request's fault cannot go away by trying again: input that is not what it must be, a model or an
+object that is not there, bytes or a checkpoint that fail their recorded hashes. Everything else
+(a database or storage outage, a worker that died, a bug) is the infrastructure's: the ticket fails
+and is retried while it has attempts left.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from grin_core.checkpoint import CheckpointIntegrityError
+from grin_core.records import RecordFormatError
+from infra.errors import (
+    ChecksumMismatchError,
+    InvalidRequestError,
+    ObjectNotFoundError,
+    UnknownModelError,
+    one_line,
+)
+
+REQUEST_FAULTS: tuple[type[BaseException], ...] = (
+    InvalidRequestError,
+    ObjectNotFoundError,
+    UnknownModelError,
+    ChecksumMismatchError,
+    CheckpointIntegrityError,
+    RecordFormatError,
+    ValidationError,  # a ticket's stored overrides that the run's contracts refuse
+)
+
+
+def request_fault(exc: BaseException) -> str | None:
+    """A one-line reason when `exc` is the request's fault, else None."""
+    if not isinstance(exc, REQUEST_FAULTS):
+        return None
+    text = one_line(exc) if isinstance(exc, ValidationError) else str(exc)
+    return (text.splitlines() or [type(exc).__name__])[0][:500]

@@ -1,0 +1,106 @@
+"""The reclaimer: a ticket whose run died goes back to the queue (or fails for good), audited, and its
+scratch copies are purged; an operator can requeue a ticket."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from infra import audit, queue
+from infra.db.base import utcnow
+from infra.db.models import AuditRecord, TicketStatus
+from infra.errors import IllegalTransitionError
+from infra.reclaim import sweep
+from infra.storage import LocalStore
+from infra.ticket_request import TicketRequest
+
+S = TicketStatus
+Factory = sessionmaker[Session]
+LATER = timedelta(seconds=61)
+
+
+def _claimed(db: Factory, request: TicketRequest, owner: str, *stages: TicketStatus) -> int:
+    with db.begin() as session:
+        ticket_id = queue.file_ticket(request, session=session).id
+    with db.begin() as session:
+        queue.claim_ticket(ticket_id, owner, 60, session=session)
+        for stage in stages:
+            queue.transition(ticket_id, stage, session=session, owner=owner)
+    return ticket_id
+
+
+def _moves(db: Factory, ticket_id: int) -> list[tuple[str, str, str]]:
+    with db.begin() as session:
+        return [
+            (r.payload.get("from"), r.payload["to"], r.payload.get("actor"))
+            for r in audit.records(session=session, ticket_id=ticket_id)
+            if r.kind == "ticket.transition"
+        ]
+
+
+def test_a_dead_runs_ticket_is_requeued_then_failed_for_good_after_max_attempts(
+    db: Factory, model: str, make_request: Callable[..., TicketRequest], tmp_path: Path
+) -> None:
+    store = LocalStore(tmp_path / "objects")
+    ticket_id = _claimed(db, make_request(), "flow-run:dead", S.assembling, S.scoring, S.unlearning)
+    store.put_bytes(f"scratch/ticket-{ticket_id}-0123abcd/forget.jsonl", b"{}\n")
+    store.put_bytes("scratch/ticket-999-0123abcd/forget.jsonl", b"{}\n")  # another ticket's run
+
+    assert sweep(sessions=db, store=store, max_attempts=2).tickets == []  # lease still live
+    report = sweep(sessions=db, store=store, max_attempts=2, now=utcnow() + LATER)
+    assert (report.requeued, report.failed, report.scratch_objects) == ([ticket_id], [], 1)
+    assert store.list("scratch/") == ["scratch/ticket-999-0123abcd/forget.jsonl"]
+    assert _moves(db, ticket_id)[-2:] == [("unlearning", "failed", "queue"), ("failed", "queued", "queue")]
+    with db.begin() as session:
+        ticket = queue.get_ticket(ticket_id, session=session)
+        assert (ticket.status, ticket.attempts, ticket.lease_owner) == (S.queued, 1, None)
+        purged = session.scalars(select(AuditRecord).where(AuditRecord.kind == "run.scratch_purged")).all()
+        assert [r.payload["ticket_ids"] for r in purged] == [[ticket_id]]
+
+    with db.begin() as session:  # the second attempt dies too
+        queue.claim_ticket(ticket_id, "flow-run:dead-again", 60, session=session)
+    report = sweep(sessions=db, store=store, max_attempts=2, now=utcnow() + LATER)
+    assert (report.requeued, report.failed) == ([], [ticket_id])
+    with db.begin() as session:
+        ticket = queue.get_ticket(ticket_id, session=session)
+        assert (ticket.status, ticket.attempts) == (S.failed, 2)
+        assert ticket.error_reason == "lease of flow-run:dead-again expired"
+        assert audit.verify(session=session).ok
+
+
+def test_a_ticket_registered_by_a_run_that_died_is_completed(
+    db: Factory, model: str, make_request: Callable[..., TicketRequest], tmp_path: Path
+) -> None:
+    stages = (S.assembling, S.scoring, S.unlearning, S.evaluating, S.registered)
+    ticket_id = _claimed(db, make_request(), "flow-run:dead", *stages)
+    report = sweep(sessions=db, store=LocalStore(tmp_path), max_attempts=3, now=utcnow() + LATER)
+    assert report.completed == [ticket_id]
+    assert _moves(db, ticket_id)[-1] == ("registered", "completed", "queue")
+
+
+def test_a_live_lease_survives_the_sweep_and_the_heartbeat_keeps_it(
+    db: Factory, model: str, make_request: Callable[..., TicketRequest], tmp_path: Path
+) -> None:
+    ticket_id = _claimed(db, make_request(), "flow-run:alive", S.assembling)
+    with db.begin() as session:
+        queue.heartbeat(ticket_id, "flow-run:alive", 600, session=session)
+    assert sweep(sessions=db, store=LocalStore(tmp_path), max_attempts=3, now=utcnow() + LATER).tickets == []
+
+
+def test_an_operator_requeues_with_fresh_attempts_and_a_live_lease_needs_force(
+    db: Factory, model: str, make_request: Callable[..., TicketRequest]
+) -> None:
+    ticket_id = _claimed(db, make_request(), "flow-run:slow", S.assembling)
+    with pytest.raises(IllegalTransitionError, match="live lease"), db.begin() as session:
+        queue.requeue(ticket_id, session=session, actor="ops", reason="stuck")
+    with db.begin() as session:
+        ticket = queue.requeue(ticket_id, session=session, actor="ops", reason="stuck", force=True)
+        assert (ticket.status, ticket.attempts, ticket.lease_owner) == (S.queued, 0, None)
+    assert _moves(db, ticket_id)[-2:] == [("assembling", "failed", "ops"), ("failed", "queued", "ops")]
+    with pytest.raises(IllegalTransitionError, match="only failed"), db.begin() as session:
+        queue.requeue(ticket_id, session=session, actor="ops", reason="again")
