@@ -75,6 +75,12 @@ class GatePolicy(BaseModel):
         description="...and, when membership inference is measured, whose forget-vs-holdout AUC is "
         "at most this (0.5: indistinguishable from non-members).",
     )
+    never_learned_prob_ratio_max: float = Field(
+        1.5,
+        gt=0.0,
+        description="...and, when the holdout is measured, whose forget answer probability is at most "
+        "this times the holdout's (both non-members: about 1).",
+    )
     max_rounds: int = Field(
         4,
         ge=1,
@@ -261,7 +267,7 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
     The parent's own forget metrics already sit where the gate wants a candidate's: forget
     ROUGE-L at most `never_learned_rougeL_max`, keyword accuracy within its absolute bound, and,
     where measured, membership inference at chance (`mia_auc` at most `never_learned_mia_auc_max`)
-    and the answers no likelier than the non-member holdout's (`forget_prob` ≤ `holdout_prob`).
+    and the answers about as likely as the non-member holdout's (`never_learned_prob_ratio_max`).
     Unlearning such a set could only damage the model, so no version is registered.
     """
     checks = [_check("never_learned_rougeL", "forget_rougeL", before.get("forget_rougeL"),
@@ -273,7 +279,8 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
         checks.append(_check("never_learned_mia_auc", "mia_auc", before["mia_auc"],
                              policy.never_learned_mia_auc_max, "parent's forget-vs-holdout MIA AUC", at_most=True))
     if "forget_prob" in before and "holdout_prob" in before:
-        checks.append(_check("never_learned_prob", "forget_prob", before["forget_prob"], before["holdout_prob"],
+        checks.append(_check("never_learned_prob", "forget_prob", before["forget_prob"],
+                             policy.never_learned_prob_ratio_max * before["holdout_prob"],
                              "parent's forget answer probability vs holdout", at_most=True))
     if not all(c.passed for c in checks):
         return None
