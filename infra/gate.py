@@ -69,11 +69,12 @@ class GatePolicy(BaseModel):
         "meet the gate's absolute bounds) never learned the forget set: nothing to unlearn.",
     )
     never_learned_mia_auc_max: float = Field(
-        0.6,
+        0.75,
         ge=0.0,
         le=1.0,
         description="...and, when membership inference is measured, whose forget-vs-holdout AUC is "
-        "at most this (0.5: indistinguishable from non-members).",
+        "at most this (0.5: indistinguishable from non-members; a memorised set scores about 1.0, "
+        "and 20 vs 20 records of two never-seen sets gave 0.63, so small-sample noise is allowed for).",
     )
     never_learned_prob_ratio_max: float = Field(
         1.5,
