@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from infra import audit
+from infra.db.base import utcnow
 from infra.db.models import ModelAlias, ModelVersion, RegisteredModel, Ticket
 from infra.errors import InvalidRequestError, TicketNotFoundError, UnknownModelError, one_line
 from infra.gate import GatePolicy
@@ -81,11 +82,15 @@ def add_version(
     metrics: Mapping[str, Any] | None = None,
     gate: Mapping[str, Any] | None = None,
     ticket_ids: Iterable[int] = (),
+    training_manifest_sha256: str | None = None,
+    deletions: Iterable[Mapping[str, Any]] = (),
 ) -> ModelVersion:
     """Record a new checkpoint as the next version, and mark the tickets it answers.
 
-    The training manifest and the evaluation suite are inherited from the parent when not given:
-    unlearning changes neither what the retain set is sampled from nor what the gate measures.
+    The training manifest and the evaluation suite are inherited from the parent when not given
+    (an unlearning run gives the manifest it stands on: the parent's minus the forget records).
+    `deletions` (`{"ticket_id", "forget_sha256"}`) are this version's own; its
+    `lineage_deletions` are the parent's followed by them.
     """
     model = get_model(model_name, session=session)
     if parent is not None and parent.model_id != model.id:
@@ -108,6 +113,10 @@ def add_version(
         checkpoint_sha256=checkpoint_sha256,
         training_manifest_uri=training_manifest_uri
         or (parent.training_manifest_uri if parent else None),
+        training_manifest_sha256=training_manifest_sha256
+        if training_manifest_uri
+        else (parent.training_manifest_sha256 if parent else None),
+        lineage_deletions=[*(parent.lineage_deletions if parent else []), *map(dict, deletions)],
         eval_suite_uri=eval_suite_uri or (parent.eval_suite_uri if parent else None),
         mask_uri=mask_uri,
         mask_sha256=mask_sha256,
@@ -130,6 +139,8 @@ def add_version(
             "checkpoint_uri": checkpoint_uri,
             "checkpoint_sha256": checkpoint_sha256,
             "training_manifest_uri": version.training_manifest_uri,
+            "training_manifest_sha256": version.training_manifest_sha256,
+            "lineage_deletions": version.lineage_deletions,
             "eval_suite_uri": version.eval_suite_uri,
             "mask_uri": mask_uri,
             "mask_sha256": mask_sha256,
@@ -144,13 +155,28 @@ def add_version(
 
 
 def set_alias(
-    model_name: str, alias: str, version: int, *, session: Session, actor: str = "system"
+    model_name: str,
+    alias: str,
+    version: int,
+    *,
+    session: Session,
+    actor: str = "system",
+    override_reason: str | None = None,
 ) -> ModelAlias:
-    """Point `alias` at version number `version` of the model (creating the alias if new)."""
+    """Point `alias` at version number `version` of the model (creating the alias if new).
+
+    A version that still holds data deleted by a later version's tickets is refused unless
+    `override_reason` says why; the override is in the audit record.
+    """
     if not ALIAS_PATTERN.match(alias):
         raise InvalidRequestError(f"alias {alias!r} must match {ALIAS_PATTERN.pattern}")
     model = get_model(model_name, session=session)
     target = _version(model, version, session=session)
+    if target.holds_deleted_data_of and not (override_reason or "").strip():
+        raise InvalidRequestError(
+            f"{model.name}@{version} holds data deleted by tickets {sorted(target.holds_deleted_data_of)}; "
+            "moving an alias to it needs an explicit override reason"
+        )
     row = session.get(ModelAlias, (model.id, alias))
     previous = row.version.version if row else None
     if row is None:
@@ -167,6 +193,14 @@ def set_alias(
             "from_version": previous,
             "to_version": version,
             "actor": actor,
+            **(
+                {
+                    "override_reason": override_reason,
+                    "holds_deleted_data_of": sorted(target.holds_deleted_data_of),
+                }
+                if target.holds_deleted_data_of
+                else {}
+            ),
         },
         session=session,
     )
@@ -194,6 +228,71 @@ def resolve(ref: str, *, session: Session) -> ModelVersion:
     if newest is None:
         raise UnknownModelError(f"model {name!r} has no versions yet")
     return newest
+
+
+def origin(version: ModelVersion) -> ModelVersion:
+    """The first version of `version`'s line of descent (itself when it has no parent)."""
+    while version.parent is not None:
+        version = version.parent
+    return version
+
+
+def origin_metrics(version: ModelVersion) -> dict[str, float] | None:
+    """The line's first version's metrics as recorded, or None when none were.
+
+    A version registered by unlearning records its parent's numbers under `metrics["before"]`, so
+    the origin's are the `before` of its first descendant on this line; an origin registered with
+    flat numeric metrics gives those.
+    """
+    chain = [version]
+    while chain[-1].parent is not None:
+        chain.append(chain[-1].parent)
+    root = chain[-1]
+    flat = {k: float(v) for k, v in (root.metrics or {}).items() if isinstance(v, int | float)}
+    if flat:
+        return flat
+    if len(chain) >= 2:
+        before = (chain[-2].metrics or {}).get("before")
+        if isinstance(before, Mapping) and before:
+            return {k: float(v) for k, v in before.items()}
+    return None
+
+
+def mark_superseded(
+    version: ModelVersion, ticket_ids: Iterable[int], *, session: Session
+) -> list[int]:
+    """Every older version of `version`'s model still holds the data its tickets deleted: mark them.
+
+    Returns the version numbers marked. The audit record names them and the tickets.
+    """
+    tickets = sorted(set(ticket_ids))
+    if not tickets:
+        return []
+    older = session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.model_id == version.model_id, ModelVersion.version < version.version)
+        .order_by(ModelVersion.version)
+    ).all()
+    marked = []
+    for row in older:
+        held = sorted(set(row.holds_deleted_data_of or []) | set(tickets))
+        if held != sorted(row.holds_deleted_data_of or []):
+            row.holds_deleted_data_of = held
+            row.superseded_at = row.superseded_at or utcnow()
+            marked.append(row.version)
+    session.flush()
+    if marked:
+        audit.append(
+            "model.versions_hold_deleted_data",
+            {
+                "model": version.model.name,
+                "versions": marked,
+                "ticket_ids": tickets,
+                "superseded_by": version.version,
+            },
+            session=session,
+        )
+    return marked
 
 
 def gate_policy(model_name: str, *, session: Session, defaults: GatePolicy) -> GatePolicy:

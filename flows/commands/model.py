@@ -21,6 +21,11 @@ def model_summary(model: RegisteredModel) -> dict[str, Any]:
         "description": model.description,
         "versions": [v.version for v in model.versions],
         "aliases": {a.alias: a.version.version for a in model.aliases},
+        # versions that still hold data deleted by a later version's tickets: version -> ticket ids
+        "holds_deleted_data": {
+            v.version: sorted(v.holds_deleted_data_of) for v in model.versions if v.holds_deleted_data_of
+        },
+        "purged_versions": [v.version for v in model.versions if v.purged_at is not None],
         "gate_policy": model.gate_policy,
         "created_at": model.created_at.isoformat(),
     }
@@ -63,6 +68,12 @@ def register(
         raise InvalidRequestError("--gate-policy must be a JSON object")
     if bool(checkpoint_uri) != bool(checkpoint_sha256):
         raise InvalidRequestError("--checkpoint-uri and --checkpoint-sha256 go together")
+    if checkpoint_uri and checkpoint_sha256:
+        # Before any row: the checkpoint must be complete, match its hash and hold no pickles.
+        from infra.checkpoint_verify import verify_checkpoint_uri
+        from infra.settings import get_settings
+
+        verify_checkpoint_uri(checkpoint_uri, checkpoint_sha256, settings=get_settings())
     with transaction() as session:
         model = registry.register_model(
             name, session=session, description=description, gate_policy=overrides
@@ -102,11 +113,17 @@ def list_models(as_json: JsonFlag = False) -> None:
             s["name"],
             ", ".join(map(str, s["versions"])),
             ", ".join(f"{a}→{v}" for a, v in s["aliases"].items()),
+            "; ".join(
+                f"v{v}: tickets {', '.join(map(str, t))}{' (purged)' if v in s['purged_versions'] else ''}"
+                for v, t in s["holds_deleted_data"].items()
+            ),
             json.dumps(s["gate_policy"]) if s["gate_policy"] else "",
             s["description"],
         )
         for s in summaries
     ]
     emit_table(
-        "Registered models", ["name", "versions", "aliases", "gate overrides", "description"], rows
+        "Registered models",
+        ["name", "versions", "aliases", "hold deleted data", "gate overrides", "description"],
+        rows,
     )
