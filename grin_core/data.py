@@ -13,22 +13,24 @@ from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
+PROMPT_TEMPLATE = "Question: {question}\nAnswer:"  # the training format; probes try others
 
 
-def format_prompt(question: str) -> str:
-    """The prompt a model sees; generation continues after "Answer:"."""
-    return f"Question: {question}\nAnswer:"
+def format_prompt(question: str, template: str = PROMPT_TEMPLATE) -> str:
+    """The prompt a model sees; generation continues after "Answer:" (or the template's end)."""
+    return template.format(question=question)
 
 
 def encode_qa(
-    question: str, answer: str, tokenizer: PreTrainedTokenizerBase, max_length: int = 256
+    question: str, answer: str, tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
+    template: str = PROMPT_TEMPLATE,
 ) -> dict[str, list[int]]:
     """Tokenize one QA pair as BOS + prompt + " " + answer + EOS, labels on answer and EOS.
 
     Prompt and answer are tokenized apart so the prompt's tokens are the same ones that
     generation later starts from.
     """
-    prompt_ids = [tokenizer.bos_token_id] + tokenizer.encode(format_prompt(question), add_special_tokens=False)
+    prompt_ids = [tokenizer.bos_token_id] + tokenizer.encode(format_prompt(question, template), add_special_tokens=False)
     answer_ids = tokenizer.encode(" " + answer, add_special_tokens=False) + [tokenizer.eos_token_id]
     input_ids = (prompt_ids + answer_ids)[:max_length]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]

@@ -23,6 +23,10 @@ def test_memorised_model_scores_high_and_random_low(memorised_model):
     assert expected | {"forget_keyword_acc", "forget_keyword_conf", "model_utility", "mia_auc"} <= set(m)
     assert m["forget_rougeL"] >= 0.85 and m["retain_rougeL"] >= 0.85
     assert m["forget_keyword_acc"] >= 0.8 and m["mia_auc"] >= 0.9 and m["model_utility"] >= 0.5
+    # memorised answers against unseen authors' answers: every attack separates them, all leaks
+    assert all(m[k] >= 0.9 for k in ("mia_zlib_auc", "mia_mink_auc", "mia_minkpp_auc"))
+    assert m["privleak"] <= -80 and m["privleak_reference_auc"] == 0.5
+    assert m["forget_holdout_prob_ratio"] > 10 and 0 < m["holdout_prob"] < m["forget_prob"]
     n_ratios, n_forget = len(result.per_example["forget_truth_ratio"]), len(suite.forget)
     assert n_ratios == n_forget  # counts only: a failing assert prints its operands
 

@@ -42,14 +42,27 @@ def test_option_probability():
     assert share.tolist() == pytest.approx([0.6, 0.25])
 
 
-def test_truth_ratio_and_stats_known_values():
-    paraphrased = torch.tensor([0.8, 0.2, 0.5], dtype=torch.float64)
-    perturbed = [torch.tensor([0.2, 0.6]), torch.tensor([0.4]), torch.tensor([0.5, 0.5, 0.5])]
+def test_truth_ratio_is_geometric_mean_over_perturbed_known_values():
+    log = math.log
+    paraphrased = torch.tensor([log(0.8), log(0.2), log(0.5)], dtype=torch.float64)  # mean token log-probs
+    perturbed = [torch.tensor([log(0.2), log(0.8)]), torch.tensor([log(0.4)]), torch.tensor([log(0.5)] * 3)]
     ratios = truth_ratio(paraphrased, perturbed)
+    # wrong = sqrt(0.2 * 0.8) = 0.4 (an arithmetic mean would give 0.5 / 0.8 = 0.625); 0.4 / 0.2; 0.5 / 0.5
     assert ratios.tolist() == pytest.approx([0.5, 2.0, 1.0])
     assert forget_truth_ratio_stat(ratios) == pytest.approx((0.5 + 0.5 + 1.0) / 3)
     assert retain_truth_ratio_stat(ratios) == pytest.approx((0.5 + 0.0 + 0.0) / 3)
-    assert truth_ratio(paraphrased, torch.tensor([[0.4, 0.4], [0.2, 0.2], [1.0, 0.0]])).tolist() == pytest.approx([0.5, 1, 1])
+    dense = torch.log(torch.tensor([[0.1, 0.4], [0.2, 0.2]], dtype=torch.float64))  # (N, K)
+    assert truth_ratio(paraphrased[:2], dense).tolist() == pytest.approx([0.2 / 0.8, 1.0])
+
+
+def test_truth_ratio_from_token_logprobs_matches_reference_formula():
+    """OpenUnlearning: exp(-mean_k avg_loss_k) / exp(-avg_loss_para), avg_loss = mean token loss."""
+    para_tokens = [torch.log(torch.tensor([0.9, 0.1]))]  # avg loss -(log .9 + log .1)/2
+    pert_tokens = [torch.log(torch.tensor([0.5, 0.5, 0.5])), torch.log(torch.tensor([0.2]))]
+    avg_losses = [-float(t.mean()) for t in pert_tokens]
+    expected = math.exp(-sum(avg_losses) / 2) / math.exp(float(para_tokens[0].mean()))
+    ratio = truth_ratio(mean_logprob(para_tokens), [mean_logprob(pert_tokens)])
+    assert ratio.item() == pytest.approx(expected) and expected == pytest.approx(math.sqrt(0.1) / 0.3)
 
 
 def test_forget_quality_is_ks_pvalue():
