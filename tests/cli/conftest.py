@@ -16,7 +16,8 @@ from flows.cli import app
 from infra.db.models import Ticket
 from infra.db.session import make_engine, make_sessionmaker
 from infra.settings import Settings, get_settings
-from infra.storage import open_store
+from infra.storage import LocalStore, open_store
+from tests.fixtures.checkpoints import store_checkpoint
 from tests.fixtures.services import settings_env
 
 
@@ -66,14 +67,8 @@ def grin(settings: Settings) -> Grin:
 @pytest.fixture
 def tofu(grin: Grin) -> Grin:
     """`grin` with model tofu registered (version 1 under `production`) and a forget file stored."""
-    grin.json(
-        "model",
-        "register",
-        "tofu",
-        "--checkpoint-uri",
-        "s3://m/tofu/v1",
-        "--checkpoint-sha256",
-        "a" * 64,
-    )
+    # Outside the service's store, as a model published elsewhere would be.
+    uri, sha256 = store_checkpoint(LocalStore(grin.settings.state_dir / "published"), "tofu/v1")
+    grin.json("model", "register", "tofu", "--checkpoint-uri", uri, "--checkpoint-sha256", sha256)
     open_store(grin.settings).put_bytes("inbox/jane.json", b'[{"question": "q", "answer": "a"}]')
     return grin

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from infra.settings import Settings
-from infra.storage import open_store
+from infra.storage import LocalStore, S3Store, open_store, s3_client
 from tests.cli.conftest import Grin
+from tests.fixtures.checkpoints import store_checkpoint
 
 
 def _file_args(grin: Grin, *extra: str) -> list[str]:
@@ -30,15 +31,8 @@ def test_model_register_and_list(grin: Grin) -> None:
         "model", "register", "tofu", "--gate-policy", '{"max_rounds": 2}', "--description", "TOFU"
     )
     assert registered["versions"] == [] and registered["gate_policy"] == {"max_rounds": 2}
-    grin.json(
-        "model",
-        "register",
-        "llama",
-        "--checkpoint-uri",
-        "s3://m/l/v1",
-        "--checkpoint-sha256",
-        "b" * 64,
-    )
+    uri, sha256 = store_checkpoint(LocalStore(grin.settings.state_dir / "published"), "llama/v1")
+    grin.json("model", "register", "llama", "--checkpoint-uri", uri, "--checkpoint-sha256", sha256)
     listed = {m["name"]: m for m in grin.json("model", "list")}
     assert listed["llama"]["aliases"] == {"production": 1}
     assert listed["tofu"]["description"] == "TOFU"
@@ -181,9 +175,9 @@ def test_missing_arguments_and_unknown_ids(tofu: Grin) -> None:
 def test_on_postgres_and_s3(grin_for: Callable[[Settings], Grin], pg_settings: Settings) -> None:
     grin = grin_for(pg_settings)
     name = f"tofu-{uuid.uuid4().hex[:8]}"  # the session's database is shared with other tests
-    grin.json(
-        "model", "register", name, "--checkpoint-uri", "s3://m/v1", "--checkpoint-sha256", "a" * 64
-    )
+    bucket = pg_settings.storage_url.removeprefix("s3://").split("/")[0]
+    uri, sha256 = store_checkpoint(S3Store(bucket, "published", s3_client(pg_settings)), name)
+    grin.json("model", "register", name, "--checkpoint-uri", uri, "--checkpoint-sha256", sha256)
     uri = open_store(pg_settings).put_bytes("inbox/jane.json", b'[{"question": "q", "answer": "a"}]').uri
     filed = grin.json(
         "ticket", "file", "--subject", "Jane Doe", "--model", f"{name}@1", "--forget", uri,
