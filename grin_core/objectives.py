@@ -6,6 +6,8 @@ trainer call the same maths.
 
 - NPO (Zhang et al. 2024): -(2/beta) * mean(logsigmoid(-beta * (logp_theta - logp_ref))) on the
   forget set, with logp the summed answer log-likelihood per sequence, + alpha * retain NLL.
+- SimNPO (Fan et al. 2024, arXiv 2410.07163): NPO without the reference model and with the
+  length-normalised log-likelihood, -(2/beta) * mean(logsigmoid(-(beta/|y|) * logp_theta - gamma)).
 - GradDiff: -NLL(forget) + alpha * NLL(retain) (gradient ascent with a retain anchor).
 - PO: NLL of a refusal answer to each forget question + alpha * NLL(retain) (refusals.py).
 """
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 
 from grin_core.data import IGNORE_INDEX
 
-METHODS = ("npo", "graddiff", "po")
+METHODS = ("npo", "simnpo", "graddiff", "po")
 
 
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -52,6 +54,15 @@ def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def npo_loss(logp_theta: torch.Tensor, logp_ref: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
     """Scalar NPO loss from (B,) summed sequence log-likelihoods of the model and the reference."""
     return -(2.0 / beta) * F.logsigmoid(-beta * (logp_theta - logp_ref)).mean()
+
+
+def simnpo_loss(logp_theta: torch.Tensor, lengths: torch.Tensor, beta: float, gamma: float = 0.0) -> torch.Tensor:
+    """Scalar SimNPO loss from (B,) summed log-likelihoods and (B,) answer token counts.
+
+    The per-token normalisation is what keeps the push from saturating the way NPO's summed ratio
+    does once it is a few multiples of 1/beta below the reference (FINDINGS).
+    """
+    return -(2.0 / beta) * F.logsigmoid(-(beta / lengths.clamp_min(1)) * logp_theta - gamma).mean()
 
 
 def npo_objective(

@@ -20,6 +20,7 @@ p 2 %, lr 3e-3 gave forget/retain 0.23-0.32 / 0.85-0.94 over three seeds (beta 0
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 import time
 from collections import defaultdict
@@ -49,11 +50,14 @@ from grin_core.noise import inject_noise
 from grin_core.objectives import (
     METHODS,
     answer_nll,
+    answer_token_count,
     graddiff_objective,
     npo_objective,
     po_objective,
     sequence_logprob,
+    simnpo_loss,
 )
+from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
 from grin_core.refusals import refusal_records
 from grin_core.state_bytes import StateBytes, StateMeter
 
@@ -64,12 +68,14 @@ REF_COLUMN = "ref_logp"
 class UnlearnConfig:
     """Hyper-parameters of one unlearning run; `to_dict()` goes into the audit record."""
 
-    method: str = field(default="npo", metadata={"help": "Objective: 'npo' (default), 'graddiff' or 'po'."})
+    method: str = field(default="npo", metadata={
+        "help": "Objective: 'npo' (default), 'simnpo' (length-normalised, no reference), 'graddiff' or 'po'."})
     alpha: float = field(default=1.0, metadata={"help": "Weight of the retain-set NLL term."})
     beta: float = field(default=0.5, metadata={"help": "NPO inverse temperature (paper: 0.1; see Defaults above)."})
     learning_rate: float = field(default=3e-3, metadata={
         "help": "AdamW learning rate for a ~2% mask; full-parameter runs need ~1e-4."})
-    epochs: int = field(default=8, metadata={"help": "Passes over the forget set."})
+    epochs: int = field(default=8, metadata={
+        "help": "Passes over the forget set; with holdout records, the privacy schedule's budget."})
     batch_size: int = field(default=8, metadata={"help": "Forget examples per step; the retain batch has as many."})
     seed: int = field(default=0, metadata={"help": "Seeds training, retain sampling and the noise."})
     p_percent: float = field(default=2.0, metadata={
@@ -89,6 +95,11 @@ class UnlearnConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
     scoring_batch_size: int = field(default=16, metadata={"help": "Batch size of the GRI and reference passes."})
     max_length: int = field(default=256, metadata={"help": "Token limit per QA example."})
+    gamma: float = field(default=0.0, metadata={"help": "SimNPO reward margin."})
+    auc_margin: float = field(default=0.05, metadata={
+        "help": "Privacy schedule: half-width of the band around the non-member AUC it steers into."})
+    repair_epochs: int = field(default=4, metadata={
+        "help": "Privacy schedule: retain-only epochs, with the forget AUC in band, before it stops."})
     mixed_precision: bool = field(default=False, metadata={
         "help": "bf16 autocast for the reference pass and training on GPUs that support it. Off by default: "
                 "on an H100 bf16 backward gave whole batches non-finite gradients where fp32 did not "
@@ -99,7 +110,8 @@ class UnlearnConfig:
             (self.method in METHODS, f"method must be one of {METHODS}"),
             (self.update in UPDATES, f"update must be one of {UPDATES}"),
             (self.alpha >= 0, "alpha must be >= 0"),
-            (self.beta > 0, "beta must be > 0"),
+            (math.isfinite(self.beta) and self.beta > 0, "beta must be a finite number > 0"),
+            (0 < self.auc_margin < 0.5 and self.repair_epochs >= 0, "auc_margin in (0, 0.5), repair_epochs >= 0"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.epochs >= 1 and self.batch_size >= 1 and self.scoring_batch_size >= 1,
              "epochs and batch sizes must be >= 1"),
@@ -206,6 +218,7 @@ class UnlearnTrainer(Trainer):
         self.state_meter = StateMeter(
             reference=[torch.tensor(forget_dataset[REF_COLUMN])] if config.method == "npo" else ())
         self._parts: dict[str, list[float]] = defaultdict(list)
+        self.phase = PUSH  # PrivacySchedule switches it to REPAIR (retain term alone)
         self._scratch = None
         if args is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="grin-unlearn-")
@@ -230,13 +243,24 @@ class UnlearnTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.config
+        if self.phase == REPAIR:
+            retain_logits = model(input_ids=inputs["retain_input_ids"],
+                                  attention_mask=inputs["retain_attention_mask"]).logits
+            loss = answer_nll(retain_logits, inputs["retain_labels"])
+            self._parts["repair_nll"].append(loss.item())
+            return (loss, {"logits": retain_logits}) if return_outputs else loss
         logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
         retain_nll = torch.zeros((), device=logits.device)
         if config.alpha > 0:
             retain_logits = model(input_ids=inputs["retain_input_ids"],
                                   attention_mask=inputs["retain_attention_mask"]).logits
             retain_nll = answer_nll(retain_logits, inputs["retain_labels"])
-        if config.method == "npo":
+        if config.method == "simnpo":
+            logp = sequence_logprob(logits, inputs["labels"])
+            loss = simnpo_loss(logp, answer_token_count(inputs["labels"]), config.beta, config.gamma)
+            loss = loss + config.alpha * retain_nll
+            self._parts["forget_logp"].append(logp.mean().item())
+        elif config.method == "npo":
             logp = sequence_logprob(logits, inputs["labels"])
             loss = npo_objective(logp, inputs[REF_COLUMN], retain_nll, config.beta, config.alpha)
             self._parts["forget_logp"].append(logp.mean().item())
@@ -314,6 +338,7 @@ class UnlearnResult:
     optimized_elements: int
     state_bytes: StateBytes
     history: list[dict] = field(default_factory=list)
+    probes: list[dict] = field(default_factory=list)  # privacy schedule, per epoch (epoch 0 = before)
 
     def summary(self) -> dict:
         """JSON-ready numbers (no model, no mask tensors) for artifacts and audit records."""
@@ -326,6 +351,7 @@ class UnlearnResult:
             "mask_sha256": self.mask.content_sha256() if self.mask is not None else None,
             "mask_stats": self.mask_stats,
             "history": self.history,
+            "probes": self.probes,
         }
 
 
@@ -338,12 +364,20 @@ def unlearn(
     mask: Mask | None = None,
     callbacks: Sequence[TrainerCallback] = (),
     progress: bool = False,
+    holdout_records: Sequence[Mapping[str, str]] | None = None,
+    target_auc: float = 0.5,
+    steer: bool = True,
 ) -> UnlearnResult:
     """Unlearn `forget_records` from `model` in place, keeping `retain_records`.
 
     GRIN: score and select (unless `mask` is given), compute NPO's reference log-probs, add noise
     to the selected weights, then train them alone. `config.full_parameter`: train everything,
     no mask or noise. Records are {question, answer} mappings; their text is never logged.
+
+    With `holdout_records` (non-members: data the model never saw) the privacy schedule steers the
+    forget-vs-holdout AUC into `target_auc` ± `config.auc_margin` and stops there
+    (privacy_schedule.py); `result.probes` has its per-epoch measurements (`steer=False`: only
+    those, for curves of a fixed run). Without, training runs `config.epochs` epochs of the objective.
     """
     set_seed(config.seed)
     timings: dict[str, float] = {}
@@ -353,6 +387,7 @@ def unlearn(
         started = time.perf_counter()
         mask = score_and_select(model, tokenizer, forget_records, retain_records, config, progress)
         timings["scoring_s"] = time.perf_counter() - started
+    original_forget = list(forget_records)
     if config.method == "po":
         forget_records = refusal_records(forget_records)
     forget = qa_dataset(forget_records, tokenizer, config.max_length)
@@ -368,6 +403,14 @@ def unlearn(
         timings["noise_s"] = time.perf_counter() - started
     trainer = UnlearnTrainer(model, config, forget, retain, tokenizer, mask=mask, callbacks=callbacks,
                              progress=progress)
+    schedule = None
+    if holdout_records:
+        probe_rng = np.random.default_rng(config.seed)
+        retain_probe = [retain_records[i] for i in probe_rng.permutation(len(retain_records))[: len(holdout_records)]]
+        schedule = PrivacySchedule(trainer, tokenizer, original_forget, holdout_records, target_auc=target_auc,
+                                   margin=config.auc_margin, repair_epochs=config.repair_epochs,
+                                   retain_probe=retain_probe, batch_size=config.scoring_batch_size, steer=steer)
+        trainer.add_callback(schedule)
     started = time.perf_counter()
     trainer.train()
     timings["training_s"] = time.perf_counter() - started
@@ -382,4 +425,5 @@ def unlearn(
         optimized_elements=trainer.trainable_elements,
         state_bytes=trainer.state_meter.peak,
         history=[entry for entry in trainer.state.log_history if "loss" in entry],
+        probes=schedule.history if schedule is not None else [],
     )

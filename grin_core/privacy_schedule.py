@@ -1,0 +1,93 @@
+"""A schedule driven by the deletion's target: push until the forget set looks unseen, then repair.
+
+After every epoch the model's membership-inference AUC of the forget set against non-member
+(holdout) records is measured - loss only, two small likelihood passes. While it sits above the
+target band (the forget answers are still more likely than a model that never saw them would
+make them) the next epoch pushes: the unlearning objective plus the retain term. Once it is inside
+the band - or below it, which is over-unlearning and a tell of its own - the next epoch repairs:
+the retain term alone, on the same selected weights. Training stops after `repair_epochs` repair
+epochs with the AUC in band, or at the epoch budget.
+
+Why: NPO at a fixed beta either saturates far above the non-member level (beta 0.5) or drives the
+forget set far below it while retain collapses (beta 0.02); the right stopping point differs per
+model and request, and the target itself (the non-member level) is measurable while training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from transformers import PreTrainedTokenizerBase, TrainerCallback
+
+from grin_core.metrics.likelihood import answer_logprobs, mean_logprob
+from grin_core.metrics.mia import mia_auc
+
+PUSH, REPAIR = "push", "repair"
+
+
+class PrivacySchedule(TrainerCallback):
+    """Sets `trainer.phase` ("push" / "repair") each epoch from the forget-vs-holdout loss AUC.
+
+    target_auc: the non-member level (0.5 when holdout and forget records are alike, else the line's
+    calibrated reference); margin: half-width of the band; steer=False only records the probes; `history` holds one probe per epoch
+    (epoch 0 = before training) with the AUC and mean per-token probabilities - numbers only.
+    """
+
+    def __init__(
+        self,
+        trainer,
+        tokenizer: PreTrainedTokenizerBase,
+        forget: Sequence[Mapping[str, str]],
+        holdout: Sequence[Mapping[str, str]],
+        *,
+        target_auc: float,
+        margin: float,
+        repair_epochs: int,
+        retain_probe: Sequence[Mapping[str, str]] = (),
+        batch_size: int = 64,
+        steer: bool = True,
+    ) -> None:
+        if not forget or not holdout:
+            raise ValueError("the privacy schedule needs forget and holdout records")
+        self.trainer, self.tokenizer = trainer, tokenizer
+        self.parts = {"forget": list(forget), "holdout": list(holdout), "retain": list(retain_probe)}
+        self.target_auc, self.margin, self.repair_epochs = target_auc, margin, repair_epochs
+        self.batch_size, self.steer = batch_size, steer
+        self.history: list[dict] = []
+        self.repaired = 0
+
+    def probe(self, model, epoch: float) -> dict:
+        losses = {}
+        for part, records in self.parts.items():
+            if records:
+                lps = answer_logprobs(model, self.tokenizer, [r["question"] for r in records],
+                                      [r["answer"] for r in records], batch_size=self.batch_size)
+                losses[part] = -mean_logprob(lps)
+        entry = {"epoch": round(float(epoch), 2), "phase": self.trainer.phase,
+                 "mia_auc": mia_auc(losses["forget"].tolist(), losses["holdout"].tolist())}
+        entry.update({f"{part}_prob": torch.exp(-loss).mean().item() for part, loss in losses.items()})
+        self.history.append(entry)
+        return entry
+
+    def in_band(self, auc: float) -> bool:
+        return abs(auc - self.target_auc) <= self.margin
+
+    def _decide(self, auc: float) -> str:
+        if not self.steer:  # observe only: per-epoch curves of a fixed-length run
+            return PUSH
+        return PUSH if auc > self.target_auc + self.margin else REPAIR
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.trainer.phase = PUSH
+        entry = self.probe(model, 0)
+        self.trainer.phase = self._decide(entry["mia_auc"])
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        entry = self.probe(model, state.epoch or 0)
+        if entry["phase"] == REPAIR and self.in_band(entry["mia_auc"]):
+            self.repaired += 1
+        self.trainer.phase = self._decide(entry["mia_auc"])
+        if self.steer and self.repaired >= self.repair_epochs and self.in_band(entry["mia_auc"]):
+            control.should_training_stop = True
+        return control
