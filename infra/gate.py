@@ -279,10 +279,13 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
     if "mia_auc" in before:
         checks.append(_check("never_learned_mia_auc", "mia_auc", before["mia_auc"],
                              policy.never_learned_mia_auc_max, "parent's forget-vs-holdout MIA AUC", at_most=True))
-    if "forget_prob" in before and "holdout_prob" in before:
-        checks.append(_check("never_learned_prob", "forget_prob", before["forget_prob"],
-                             policy.never_learned_prob_ratio_max * before["holdout_prob"],
-                             "parent's forget answer probability vs holdout", at_most=True))
+    ratio = before.get("forget_holdout_prob_ratio")
+    if ratio is None and before.get("holdout_prob") and "forget_prob" in before:
+        ratio = before["forget_prob"] / before["holdout_prob"]
+    if ratio is not None:
+        checks.append(_check("never_learned_prob", "forget_holdout_prob_ratio", ratio,
+                             policy.never_learned_prob_ratio_max,
+                             "parent's forget / holdout answer probability", at_most=True))
     if not all(c.passed for c in checks):
         return None
     return GateDecision(passed=True, reason="nothing to forget: " + "; ".join(c.detail for c in checks),
