@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from infra.db.base import utcnow
-from infra.db.models import AuditRecord
+from infra.db.models import AuditRecord, Ticket
 
 GENESIS_HASH = "0" * 64
 # Arbitrary constant naming "the audit chain" among PostgreSQL advisory locks.
@@ -100,6 +100,34 @@ def append(
 
 
 @dataclass(frozen=True)
+class ChainHead:
+    """The newest record of the chain, to pin elsewhere: a later `verify(expect=...)` catches a
+    truncation (the pinned record is gone) or a rewrite (it has another hash) since then."""
+
+    id: int | None
+    hash: str
+    count: int
+    time: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChainHead:
+        return cls(id=data.get("id"), hash=str(data["hash"]), count=int(data.get("count") or 0),
+                   time=data.get("time"))
+
+
+def head(*, session: Session) -> ChainHead:
+    row = session.execute(
+        select(AuditRecord.id, AuditRecord.hash, AuditRecord.created_at)
+        .order_by(AuditRecord.id.desc())
+        .limit(1)
+    ).first()
+    count = session.scalar(select(func.count()).select_from(AuditRecord)) or 0
+    if row is None:
+        return ChainHead(None, GENESIS_HASH, 0, None)
+    return ChainHead(row.id, row.hash, count, _timestamp(row.created_at))
+
+
+@dataclass(frozen=True)
 class ChainCheck:
     """The outcome of `verify`: `broken_id` and `reason` name the first bad record, if any."""
 
@@ -108,18 +136,32 @@ class ChainCheck:
     head_hash: str
     broken_id: int | None = None
     reason: str | None = None
+    tickets_checked: int = 0
 
 
-def verify(*, session: Session) -> ChainCheck:
+_STATUS_KINDS = ("ticket.filed", "ticket.transition")
+
+
+def verify(*, session: Session, expect: ChainHead | None = None) -> ChainCheck:
     """Walk the chain from its start and report the first record that does not hold.
 
     A record can fail three ways: its id is not the one after its predecessor (`missing
     record`: rows were deleted), its prev_hash is not its predecessor's hash (`broken link`),
     or its hash is not the hash of its own fields (`hash mismatch`: it was edited).
-    Deleting the newest records leaves a valid shorter chain; compare `head_hash` with one
-    kept elsewhere (a flow artifact) to catch that.
+    Deleting the newest records leaves a valid shorter chain, and a rewrite that recomputes
+    every later hash leaves a valid other chain: `expect`, a head pinned earlier (`head`, or
+    one published to the store), catches both. Then every ticket row's status must be the one
+    its audit records last moved it to, and every ticket in the chain must still have its row.
     """
+    checked = _walk(session, expect)
+    if not checked.ok:
+        return checked
+    return _check_tickets(session, checked)
+
+
+def _walk(session: Session, expect: ChainHead | None) -> ChainCheck:
     expected_id, expected_prev, count = 1, GENESIS_HASH, 0
+    pinned_seen = False
     rows = session.execute(
         select(AuditRecord).order_by(AuditRecord.id).execution_options(yield_per=1000)
     )
@@ -149,8 +191,57 @@ def verify(*, session: Session) -> ChainCheck:
             return ChainCheck(
                 False, count, expected_prev, record.id, "hash mismatch: the record was altered"
             )
+        if expect is not None and (record.id == expect.id or (expect.id is None and record.hash == expect.hash)):
+            if record.hash != expect.hash:
+                return ChainCheck(
+                    False, count, expected_prev, record.id,
+                    "rewritten: the record at the pinned head has another hash",
+                )
+            pinned_seen = True
         expected_id, expected_prev = record.id + 1, record.hash
+    if expect is not None and expect.hash != GENESIS_HASH and not pinned_seen:
+        pinned = f"record {expect.id}, {expect.count} records" if expect.id else f"hash {expect.hash[:16]}"
+        return ChainCheck(
+            False, count, expected_prev, expect.id,
+            f"truncated: the pinned head ({pinned}) is gone; the chain holds {count}",
+        )
+    if expect is not None and count < expect.count:
+        return ChainCheck(
+            False, count, expected_prev, expect.id,
+            f"truncated: {count} records, fewer than the {expect.count} pinned",
+        )
     return ChainCheck(True, count, expected_prev)
+
+
+def _check_tickets(session: Session, chain: ChainCheck) -> ChainCheck:
+    last: dict[int, tuple[int, str]] = {}
+    rows = session.execute(
+        select(AuditRecord.id, AuditRecord.ticket_id, AuditRecord.payload)
+        .where(AuditRecord.kind.in_(_STATUS_KINDS))
+        .order_by(AuditRecord.id)
+        .execution_options(yield_per=1000)
+    )
+    for record_id, ticket_id, payload in rows:
+        if ticket_id is not None:
+            last[ticket_id] = (record_id, str(payload.get("to")))
+    statuses = {row.id: row.status for row in session.execute(select(Ticket.id, Ticket.status))}
+    for ticket_id, status in sorted(statuses.items()):
+        if ticket_id not in last:
+            return _ticket_broken(chain, None, f"ticket {ticket_id} has no audit record")
+        record_id, audited = last[ticket_id]
+        if status.value != audited:
+            return _ticket_broken(
+                chain, record_id,
+                f"ticket {ticket_id} is {status.value} but its audit trail last moved it to {audited}",
+            )
+    gone = sorted(set(last) - set(statuses))
+    if gone:
+        return _ticket_broken(chain, last[gone[0]][0], f"ticket {gone[0]} is in the audit trail but has no row")
+    return ChainCheck(True, chain.records, chain.head_hash, tickets_checked=len(statuses))
+
+
+def _ticket_broken(chain: ChainCheck, record_id: int | None, reason: str) -> ChainCheck:
+    return ChainCheck(False, chain.records, chain.head_hash, record_id, reason)
 
 
 def records(

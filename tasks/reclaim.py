@@ -9,6 +9,7 @@ from prefect import task
 from infra.reclaim import SweepReport, sweep
 from infra.settings import get_settings
 from tasks.resources import object_store, sessions
+from tasks.ticket_state import publish_chain_head
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ def reclaim_leases() -> dict[str, object]:
     from prefect.runtime import flow_run
 
     report = sweep_now()
+    if report.tickets:
+        publish_chain_head()
     current = str(flow_run.id) if flow_run.id else None
     cancelled = cancel_flow_runs(list(report.flow_runs.values()), current) if report.flow_runs else 0
     return {"requeued": report.requeued, "failed": report.failed, "completed": report.completed,

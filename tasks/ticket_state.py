@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from prefect import task
 from prefect.runtime import flow_run
 
-from infra import queue
+from infra import audit, queue
+from infra.audit_heads import publish_head
 from infra.db.models import TicketStatus
 from infra.settings import get_settings
-from tasks.resources import sessions
+from tasks.resources import object_store, sessions
 from tasks.retry import IO_RETRIES
 
 
@@ -117,3 +118,11 @@ def finish(label: str, ticket_ids: list[int], outcome: str, owner: str, reason: 
                            max_attempts=settings.max_attempts)
             else:
                 raise ValueError(f"unknown outcome {outcome!r}")
+    publish_chain_head()
+
+
+def publish_chain_head() -> str | None:
+    """Write the audit chain's head to the store (`audit/heads/`), so a database rewrite is caught."""
+    with sessions().begin() as session:
+        head = audit.head(session=session)
+    return publish_head(head, store=object_store())

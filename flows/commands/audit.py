@@ -12,23 +12,92 @@ from flows.commands._output import JsonFlag, emit_json, emit_table, reports_erro
 app = typer.Typer(help="Verify and read the audit trail.", no_args_is_help=True)
 
 
+def _pinned(expect_head: str):
+    """A head from a hash, a JSON file written by `grin audit head --json`, or `store` (the newest published)."""
+    import re
+    from pathlib import Path
+
+    from infra.audit import ChainHead
+    from infra.errors import InvalidRequestError
+
+    if expect_head == "store":
+        from infra.audit_heads import latest_published
+        from infra.settings import get_settings
+        from infra.storage import open_store
+
+        head = latest_published(store=open_store(get_settings()))
+        if head is None:
+            raise InvalidRequestError("no audit head has been published to the store yet")
+        return head
+    if re.fullmatch(r"[0-9a-f]{64}", expect_head):
+        return ChainHead(id=None, hash=expect_head, count=0, time=None)
+    try:
+        return ChainHead.from_json(json.loads(Path(expect_head).read_text()))
+    except OSError as exc:
+        raise InvalidRequestError(f"--expect-head {expect_head}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InvalidRequestError(
+            f"--expect-head {expect_head}: not a head file (JSON with id, hash, count)"
+        ) from None
+
+
 @app.command()
 @reports_errors
-def verify(as_json: JsonFlag = False) -> None:
-    """Recompute the whole chain; exit 1 and name the first bad record if it does not hold."""
+def head(
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Also write it to the store under audit/heads/.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print the chain's head (id, hash, count, time): pin it elsewhere, verify against it later."""
     from dataclasses import asdict
 
     from flows.commands._session import transaction
     from infra import audit
 
     with transaction() as session:
-        check = audit.verify(session=session)
+        current = audit.head(session=session)
+    published = None
+    if publish:
+        from infra.audit_heads import publish_head
+        from infra.settings import get_settings
+        from infra.storage import open_store
+
+        published = publish_head(current, store=open_store(get_settings()))
+    if as_json:
+        emit_json({**asdict(current), **({"published": published} if publish else {})})
+    else:
+        typer.echo(f"audit head: record {current.id}, {current.count} records, hash {current.hash}")
+
+
+@app.command()
+@reports_errors
+def verify(
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            help="A head pinned earlier: its hash, a file from `grin audit head --json`, or "
+            "`store` for the newest head published to the object store. Catches truncation and rewrites."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Recompute the whole chain and check ticket rows against it; exit 1 naming the first bad record."""
+    from dataclasses import asdict
+
+    from flows.commands._session import transaction
+    from infra import audit
+
+    pinned = _pinned(expect_head) if expect_head else None
+    with transaction() as session:
+        check = audit.verify(session=session, expect=pinned)
     if as_json:
         emit_json(asdict(check))
     elif check.ok:
         typer.echo(f"audit chain intact: {check.records} records, head {check.head_hash}")
     else:
-        typer.echo(f"audit chain BROKEN at record {check.broken_id}: {check.reason}", err=True)
+        where = f" at record {check.broken_id}" if check.broken_id is not None else ""
+        typer.echo(f"audit chain BROKEN{where}: {check.reason}", err=True)
     if not check.ok:
         raise typer.Exit(1)
 

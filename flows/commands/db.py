@@ -48,11 +48,41 @@ def upgrade(
 @reports_errors
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision, e.g. base.")],
+    drop_audit_data: Annotated[
+        bool,
+        typer.Option(
+            "--drop-audit-data",
+            help="Allow a downgrade that drops the audit trail (it is recorded, and the head published first).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Revert migrations down to REVISION (`base` drops every table: the data goes with it)."""
-    from infra.db.migrate import downgrade as run_downgrade
-    from infra.settings import get_settings
+    """Revert migrations down to REVISION; one that would drop the audit trail needs --drop-audit-data."""
+    import os
 
-    run_downgrade(get_settings().database_url, revision)
+    from flows.commands._session import transaction
+    from infra import audit
+    from infra.audit_heads import publish_head
+    from infra.db.migrate import AUDIT_REVISION, reverted_by
+    from infra.db.migrate import downgrade as run_downgrade
+    from infra.errors import InvalidRequestError
+    from infra.settings import get_settings
+    from infra.storage import open_store
+
+    settings = get_settings()
+    reverted = reverted_by(settings.database_url, revision)
+    if AUDIT_REVISION in reverted:
+        if not drop_audit_data:
+            raise InvalidRequestError(
+                f"downgrading to {revision} drops the audit trail (revision {AUDIT_REVISION}); "
+                "pass --drop-audit-data to do it anyway"
+            )
+        # The record of the drop outlives it in the store: `audit verify --expect-head store` then
+        # reports the new, empty chain as truncated.
+        with transaction() as session:
+            audit.append("db.downgrade", {"to": revision, "reverts": reverted,
+                                          "actor": os.environ.get("USER") or "operator"}, session=session)
+            head = audit.head(session=session)
+        publish_head(head, store=open_store(settings))
+    run_downgrade(settings.database_url, revision)
     _report(revision, as_json)

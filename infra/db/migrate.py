@@ -7,6 +7,7 @@ import importlib
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
 
@@ -36,3 +37,16 @@ def current_revision(database_url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+# The revision that creates the audit table: reverting it drops the audit trail.
+AUDIT_REVISION = "0001"
+
+
+def reverted_by(database_url: str, revision: str) -> list[str]:
+    """The revisions a downgrade of the database to `revision` would revert, newest first."""
+    current = current_revision(database_url)
+    if current is None:
+        return []
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    return [r.revision for r in script.iterate_revisions(current, revision)]

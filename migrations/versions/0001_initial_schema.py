@@ -1,5 +1,12 @@
 """Initial schema: ticket queue, model registry, audit chain (append-only on PostgreSQL).
 
+The append-only triggers bind every role but the table's owner: an owner (or a superuser) can
+`ALTER TABLE audit_records DISABLE TRIGGER ...`, and DROP it. So run migrations as the owner and
+connect the application with a role that does not own the tables and holds only SELECT, INSERT,
+UPDATE, DELETE on them (docker-compose: `grin` migrates, `grin_app` runs the service; see
+infra/docker/create-app-role.sql). What the owner can still do is caught by
+`grin audit verify --expect-head store` against the heads the service publishes to the store.
+
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-24
