@@ -82,6 +82,59 @@ class GatePolicy(BaseModel):
         description="...and, when the holdout is measured, whose forget answer probability is at most "
         "this times the holdout's (both non-members: about 1).",
     )
+    # Privacy: the forget set must look to the model like data it never saw. These read the
+    # evaluation's membership-inference and probe metrics, which need a `holdout` part (non-members).
+    mia_auc_band: float = Field(
+        0.1,
+        gt=0.0,
+        lt=0.5,
+        description="Loss-MIA AUC (forget vs holdout) must lie within this of the non-member level, on "
+        "both sides: above is data still recognised, far below is over-unlearning (also a tell).",
+    )
+    mia_reference_auc: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="The non-member level of this line's holdout: the AUC that records the model never "
+        "saw, drawn like its training data, get against the holdout (measured when the line is "
+        "registered with a calibration part). None = 0.5, right only when holdout and forget records "
+        "are alike.",
+    )
+    forget_holdout_prob_ratio_max: float = Field(
+        10.0,
+        gt=0.0,
+        description="Mean per-token forget answer probability at most this times the holdout's.",
+    )
+    probe_rougeL_max: float = Field(
+        0.4,
+        ge=0.0,
+        le=1.0,
+        description="ROUGE-L bound of the robustness probes (paraphrased questions, other prompt formats, "
+        "int8 / int4 fake-quantised weights): each must stay at most this.",
+    )
+    sampled_rougeL_max: float = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="Best-of-N sampled ROUGE-L (what a persistent user gets) must stay at most this.",
+    )
+    relearn_probe: bool = Field(
+        False,
+        description="Also run the relearning probe (fine-tune a copy on half the forget set, measure the "
+        "other half); costly, so opt-in per line.",
+    )
+    relearn_rougeL_max: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="With the relearning probe: forget ROUGE-L on the held-back half after relearning "
+        "the other half must stay at most this.",
+    )
+    privacy_waived: bool = Field(
+        False,
+        description="A line without holdout data: True registers without privacy checks (recorded in the "
+        "audit record); False (default) sends such tickets to needs_review.",
+    )
     max_rounds: int = Field(
         4,
         ge=1,
@@ -130,6 +183,8 @@ class GatePolicy(BaseModel):
         right strength lies between the two, so the ladder bisects the learning rate
         (geometric mean) instead of overshooting again.
         """
+        if not any(not c.passed and c.asks for c in decision.checks):
+            return None  # nothing another setting could fix (e.g. privacy not checked)
         too_weak = _forgot_too_little(decision)
         opposite = [
             r.learning_rate
@@ -155,7 +210,8 @@ class GatePolicy(BaseModel):
 
 
 def _forgot_too_little(decision: GateDecision) -> bool:
-    return any(not c.passed and c.metric.startswith("forget") for c in decision.checks)
+    """A failed check asks for stronger unlearning (forget bounds, MIA above its band)."""
+    return any(not c.passed and c.asks == "stronger" for c in decision.checks)
 
 
 class Rung(BaseModel):
@@ -179,6 +235,8 @@ class GateCheck(BaseModel):
     limit: float | None
     passed: bool
     detail: str
+    # Which way a failure points the ladder: "stronger" unlearning, "weaker", or None (neither).
+    asks: str | None = None
 
 
 class GateDecision(BaseModel):
@@ -192,16 +250,23 @@ class GateDecision(BaseModel):
 
 
 def _check(
-    name: str, metric: str, value: float | None, limit: float | None, label: str, *, at_most: bool
+    name: str, metric: str, value: float | None, limit: float | None, label: str, *, at_most: bool,
+    asks: str | None = "default",
 ) -> GateCheck:
-    """`value` must be at most (or at least) `limit`; a metric that was not measured fails."""
+    """`value` must be at most (or at least) `limit`; a metric that was not measured fails.
+
+    By default a failed forget bound asks for stronger unlearning and a failed retain / utility
+    bound for weaker."""
+    if asks == "default":
+        asks = "stronger" if metric.startswith("forget") else "weaker"
     if value is None or limit is None:
         detail, ok = f"{label} was not measured", False
     else:
         ok = value <= limit if at_most else value >= limit
         sign = ("≤" if ok else ">") if at_most else ("≥" if ok else "<")
         detail = f"{label} {value:.4f} {sign} {limit:.4f}"
-    return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=ok, detail=detail)
+    return GateCheck(name=name, metric=metric, value=value, limit=limit, passed=ok, detail=detail,
+                     asks=None if ok else asks)
 
 
 def decide(
@@ -245,6 +310,7 @@ def decide(
                              "model utility vs parent", at_most=False))
     if origin is not None:
         checks += _origin_checks(policy, origin, after)
+    checks += privacy_checks(policy, after)
     failed = [c for c in checks if not c.passed]
     reason = ("passed: " + "; ".join(c.detail for c in checks) if not failed
               else "failed: " + "; ".join(c.detail for c in failed))
@@ -259,6 +325,50 @@ def _origin_checks(policy: GatePolicy, origin: Mapping[str, float], after: Mappi
         checks.append(_check("model_utility_origin", "model_utility", after.get("model_utility"),
                              _times(policy.model_utility_min_origin_ratio, origin.get("model_utility")),
                              "model utility vs origin", at_most=False))
+    return checks
+
+
+def non_member_auc(policy: GatePolicy) -> float:
+    """The AUC a model that never saw the forget set would give against this line's holdout."""
+    return 0.5 if policy.mia_reference_auc is None else policy.mia_reference_auc
+
+
+PROBES = {  # metric key -> label; each is checked when the evaluation measured it
+    "forget_paraphrase_rougeL": "forget ROUGE-L on paraphrased questions",
+    "forget_format_max_rougeL": "forget ROUGE-L, worst other prompt format",
+    "forget_int8_rougeL": "forget ROUGE-L of int8 fake-quantised weights",
+    "forget_int4_rougeL": "forget ROUGE-L of int4 fake-quantised weights",
+}
+
+
+def privacy_checks(policy: GatePolicy, after: Mapping[str, float]) -> list[GateCheck]:
+    """Membership inference in a band around the non-member level, forget vs holdout probability,
+    and the robustness probes. Without a holdout measurement: one failing check saying privacy was
+    not checked, unless the policy waives it."""
+    if "mia_auc" not in after:
+        return [] if policy.privacy_waived else [GateCheck(
+            name="privacy_checked", metric="mia_auc", value=None, limit=None, passed=False,
+            detail="privacy not checked: the eval suite has no holdout (non-member) part", asks=None)]
+    level, band, auc = non_member_auc(policy), policy.mia_auc_band, after["mia_auc"]
+    checks = [
+        _check("mia_auc_high", "mia_auc", auc, level + band, "forget-vs-holdout MIA AUC", at_most=True,
+               asks="stronger"),
+        _check("mia_auc_low", "mia_auc", auc, max(level - band, 0.0),
+               "forget-vs-holdout MIA AUC (over-unlearning)", at_most=False, asks="weaker"),
+    ]
+    if "holdout_prob" in after:
+        checks.append(_check("forget_prob_vs_holdout", "forget_prob", after.get("forget_prob"),
+                             policy.forget_holdout_prob_ratio_max * after["holdout_prob"],
+                             "forget answer probability vs holdout", at_most=True))
+    for key, label in PROBES.items():
+        if key in after:
+            checks.append(_check(f"probe_{key}", key, after[key], policy.probe_rougeL_max, label, at_most=True))
+    if "relearn_forget_rougeL" in after:
+        checks.append(_check("probe_relearn", "relearn_forget_rougeL", after["relearn_forget_rougeL"],
+                             policy.relearn_rougeL_max, "forget ROUGE-L after relearning half", at_most=True))
+    if "forget_sampled_best_rougeL" in after:
+        checks.append(_check("probe_sampled", "forget_sampled_best_rougeL", after["forget_sampled_best_rougeL"],
+                             policy.sampled_rougeL_max, "forget best-of-N sampled ROUGE-L", at_most=True))
     return checks
 
 

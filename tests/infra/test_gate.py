@@ -3,11 +3,12 @@ import pytest
 from infra.gate import GateCheck, GateDecision, GatePolicy, Rung, decide
 
 PARENT = {"forget_rougeL": 0.9, "retain_rougeL": 0.9, "forget_keyword_acc": 0.8, "model_utility": 0.5}
+WAIVED = GatePolicy(privacy_waived=True)  # these cases test the utility and forget bounds alone
 
 
 def test_a_candidate_that_forgets_and_keeps_utility_passes_with_every_check_named():
     after = {"forget_rougeL": 0.2, "retain_rougeL": 0.85, "forget_keyword_acc": 0.1, "model_utility": 0.48}
-    decision = decide(GatePolicy(), PARENT, after)
+    decision = decide(WAIVED, PARENT, after)
     assert decision.passed
     assert {c.name for c in decision.checks} == {
         "forget_rougeL_abs", "forget_rougeL_rel", "retain_rougeL_rel",
@@ -27,25 +28,26 @@ def test_a_candidate_that_forgets_and_keeps_utility_passes_with_every_check_name
 )
 def test_each_threshold_fails_on_its_own(change, failing):
     after = {"forget_rougeL": 0.2, "retain_rougeL": 0.85, "forget_keyword_acc": 0.1, "model_utility": 0.48, **change}
-    decision = decide(GatePolicy(), PARENT, after)
+    decision = decide(WAIVED, PARENT, after)
     assert not decision.passed
     assert {c.name for c in decision.checks if not c.passed} == failing
     assert decision.reason.startswith("failed: ")
 
 
 def test_relative_bound_is_tighter_than_absolute_for_a_weakly_memorised_parent():
-    decision = decide(GatePolicy(), {"forget_rougeL": 0.5, "retain_rougeL": 0.9}, {"forget_rougeL": 0.3, "retain_rougeL": 0.9})
+    decision = decide(WAIVED, {"forget_rougeL": 0.5, "retain_rougeL": 0.9}, {"forget_rougeL": 0.3, "retain_rougeL": 0.9})
     assert not decision.passed and "forget ROUGE-L vs parent 0.3000 > 0.2500" in decision.reason
 
 
 def test_unmeasured_required_metric_fails_and_optional_ones_are_skipped():
-    decision = decide(GatePolicy(), {"retain_rougeL": 0.9}, {"retain_rougeL": 0.9})
+    decision = decide(WAIVED, {"retain_rougeL": 0.9}, {"retain_rougeL": 0.9})
     assert not decision.passed and "forget ROUGE-L was not measured" in decision.reason
     assert all("keyword" not in c.name and "utility" not in c.name for c in decision.checks)
 
 
 def _failing(*metrics: str) -> GateDecision:
-    checks = [GateCheck(name=m, metric=m, value=1.0, limit=0.0, passed=False, detail=m) for m in metrics]
+    checks = [GateCheck(name=m, metric=m, value=1.0, limit=0.0, passed=False, detail=m,
+                        asks="stronger" if m.startswith("forget") else "weaker") for m in metrics]
     return GateDecision(passed=False, reason="failed", checks=checks)
 
 
