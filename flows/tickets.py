@@ -22,7 +22,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from infra.db.models import TicketStatus
-from infra.gate import GateDecision, GatePolicy, Rung
+from infra.gate import GateDecision, GatePolicy, Rung, nothing_to_forget
 from tasks.artifacts import publish_links, publish_metrics
 from tasks.assemble import assemble_sets
 from tasks.contracts import CheckpointRef, EvalOutcome, ObjectRef
@@ -31,9 +31,14 @@ from tasks.evaluate import evaluate_checkpoint
 from tasks.faults import request_fault
 from tasks.gate import apply_gate
 from tasks.plan import plan_run
-from tasks.purge import purge_scratch
+from tasks.purge import purge_after_run, purge_scratch
 from tasks.reclaim import reclaim_leases
-from tasks.register import RoundRecord, export_audit_records, register_version
+from tasks.register import (
+    RoundRecord,
+    export_audit_records,
+    record_nothing_to_forget,
+    register_version,
+)
 from tasks.score import score_weights
 from tasks.ticket_state import (
     advance,
@@ -172,6 +177,13 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
         )
         report.before = before.metrics
         policy = GatePolicy(**plan.policy)
+        never_learned = nothing_to_forget(policy, before.metrics)
+        if never_learned is not None:  # unlearning what was never learned could only do damage
+            record_nothing_to_forget(label, plan, snapshot, before, never_learned,
+                                     str(flow_run.id) if flow_run.id else None)
+            finish(label, ids, "completed", owner)
+            report.outcome, report.reason, report.gate = "completed", never_learned.reason, never_learned
+            return report
         spec, mask, rescore = plan.spec, None, True
         tried: list[tuple[Rung, GateDecision]] = []
         for round_no in range(1, policy.max_rounds + 1):
@@ -215,7 +227,8 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
                 snapshot=snapshot,
             )
             report.workers["evaluate"] = after.worker.pid
-            decision = apply_gate(label, round_no, spec, plan.policy, before.metrics, after.metrics)
+            decision = apply_gate(label, round_no, spec, plan.policy, before.metrics, after.metrics,
+                                  plan.parent.origin_metrics or before.metrics)
             report.rounds.append(
                 RoundRecord(
                     round=round_no,
@@ -314,6 +327,8 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
     finally:
         if forget_snapshot is not None or (candidates and kept is None):
             _purge(label, run_id, report.ticket_ids, forget_snapshot, candidates, masks, kept)
+        purge_after_run(label, sorted({*report.ticket_ids, *report.rejected}), run_id,
+                        superseded=report.version is not None)
         report.timings_s["total"] = round(time.perf_counter() - started, 2)
 
 

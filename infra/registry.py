@@ -172,6 +172,8 @@ def set_alias(
         raise InvalidRequestError(f"alias {alias!r} must match {ALIAS_PATTERN.pattern}")
     model = get_model(model_name, session=session)
     target = _version(model, version, session=session)
+    if target.purged_at is not None:
+        raise InvalidRequestError(f"{model.name}@{version} was purged: its checkpoint is gone")
     if target.holds_deleted_data_of and not (override_reason or "").strip():
         raise InvalidRequestError(
             f"{model.name}@{version} holds data deleted by tickets {sorted(target.holds_deleted_data_of)}; "

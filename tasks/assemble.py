@@ -1,12 +1,18 @@
-"""Assemble a run's data: the forget set from the tickets' objects, a retain sample from the model's
-training manifest minus every record that overlaps it, and the eval suite; all content-hashed.
+"""Assemble a run's data: the forget set from the tickets' objects, the lineage manifest, a retain
+sample from it minus every record that overlaps the forget set, and the eval suite; all content-hashed.
 
-The forget snapshot goes to `scratch/` (purged after the run); the retain sample and eval suite go
-to `runs/` and stay, so an auditor can recompute the hashes in the audit record.
+The lineage manifest is the parent version's training manifest minus every forget record
+(normalised question/answer, `grin_core.records.without_forget`): the version this run registers
+stands on it, so no later ticket samples a deleted record into its retain set. It goes to
+`manifests/<sha256>.jsonl`. The forget snapshot goes to `scratch/` (purged after the run); the
+retain sample goes to `runs/` and the eval suite (the parent's minus every overlap) to
+`suites/<sha256>.json`, so an auditor can recompute the hashes in the audit record; a retain sample
+that holds a later ticket's forget text is purged when that ticket ends.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from prefect import task
@@ -19,13 +25,14 @@ from grin_core.records import (
     sample_retain,
     text_key,
     to_jsonl,
+    without_forget,
 )
 from grin_core.tofu import attach_keywords
 from infra import queue
 from infra.errors import ChecksumMismatchError, InvalidRequestError, ObjectNotFoundError
 from infra.settings import get_settings
 from infra.storage import locate
-from tasks.contracts import Frozen, ObjectRef, RunPlan, Snapshot
+from tasks.contracts import Deletion, Frozen, ObjectRef, RunPlan, Snapshot
 from tasks.resources import object_store, sessions
 from tasks.retry import IO_RETRIES
 
@@ -39,9 +46,9 @@ class Assembly(Frozen):
     rejected: dict[int, str]
 
 
-def _get(uri: str) -> bytes:
+def _get(uri: str, sha256: str | None = None) -> bytes:
     store, key = locate(uri, settings=get_settings())
-    return store.get_bytes(key)
+    return store.get_bytes(key, expected_sha256=sha256)
 
 
 def _ticket_inputs(uris: list[str], keywords_uri: str | None, retain_uris: list[str] | None):
@@ -67,7 +74,7 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
     with sessions().begin() as session:
         tickets = [queue.get_ticket(i, session=session) for i in plan.ticket_ids]
         inputs = {t.id: (list(t.forget_uris), t.keywords_uri, t.retain_uris) for t in tickets}
-    forget, keywords, retain_given, rejected = [], [], [], {}
+    forget, keywords, retain_given, rejected, deletions = [], [], [], {}, []
     for ticket_id, (uris, keywords_uri, retain_uris) in inputs.items():
         try:
             records, phrases, retain = _ticket_inputs(uris, keywords_uri, retain_uris)
@@ -75,16 +82,22 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
             rejected[ticket_id] = str(exc)
             continue
         forget += records
+        deletions.append(Deletion(ticket_id=ticket_id, forget_sha256=hashlib.sha256(to_jsonl(records)).hexdigest()))
         keywords += phrases
         retain_given += retain
     if not forget:
         return Assembly(snapshot=None, rejected=rejected)
     forget = attach_keywords(_unique(forget), sorted(set(keywords)))
 
+    manifest = None
+    if plan.parent.training_manifest_uri:
+        manifest = without_forget(parse_qa_records(
+            _get(plan.parent.training_manifest_uri, plan.parent.training_manifest_sha256),
+            source="training manifest"), forget)
     if retain_given:
         pool_source = retain_given
-    elif plan.parent.training_manifest_uri:
-        pool_source = parse_qa_records(_get(plan.parent.training_manifest_uri), source="training manifest")
+    elif manifest is not None:
+        pool_source = manifest
     else:
         reason = "the model has no training manifest and the ticket names no retain set"
         return Assembly(snapshot=None, rejected={**rejected, **{t: reason for t in inputs if t not in rejected}})
@@ -103,10 +116,18 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
         suite["retain"] = retain_eval
 
     store = object_store()
+    stored_manifest = None
+    if manifest is not None:
+        body = to_jsonl(manifest)
+        stored_manifest = store.put_bytes(f"manifests/{hashlib.sha256(body).hexdigest()}.jsonl", body)
+    # Names the run's tickets first, so a crashed run's scratch copy is found by ticket and purged.
+    store.put_bytes(f"scratch/{run_id}/tickets.json", json.dumps(sorted(inputs)).encode())
     stored_forget = store.put_bytes(f"scratch/{run_id}/forget.jsonl", to_jsonl(forget))
     stored_retain = store.put_bytes(f"runs/{run_id}/retain.jsonl", to_jsonl(retain))
-    stored_suite = store.put_bytes(f"runs/{run_id}/eval_suite.json",
-                                   json.dumps(suite, sort_keys=True, ensure_ascii=False).encode())
+    suite_body = json.dumps(suite, sort_keys=True, ensure_ascii=False).encode()
+    # Content-addressed: the registered version measures its successors on it (no overlap with
+    # this forget set), and per-run objects under `runs/` may be purged later.
+    stored_suite = store.put_bytes(f"suites/{hashlib.sha256(suite_body).hexdigest()}.json", suite_body)
     snapshot = Snapshot(
         forget=ObjectRef(uri=stored_forget.uri, sha256=stored_forget.sha256),
         retain=ObjectRef(uri=stored_retain.uri, sha256=stored_retain.sha256),
@@ -115,5 +136,9 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
         retain_count=len(retain),
         keyword_count=len(set(keywords)),
         eval_counts={part: len(rows) for part, rows in suite.items()},
+        manifest=ObjectRef(uri=stored_manifest.uri, sha256=stored_manifest.sha256) if stored_manifest else None,
+        manifest_count=len(manifest) if manifest is not None else None,
+        deletions=deletions,
+        lineage_deletions=[*plan.parent.lineage_deletions, *deletions],
     )
     return Assembly(snapshot=snapshot, rejected=rejected)

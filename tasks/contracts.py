@@ -66,8 +66,19 @@ class RoundSpec(Frozen):
         return {**self.model_dump(), "method": self.method.value}
 
 
+class Deletion(Frozen):
+    """One ticket's forget set removed along a lineage, by id and hash only."""
+
+    ticket_id: int
+    forget_sha256: str
+
+
 class ParentVersion(Frozen):
-    """The registered version a run unlearns from."""
+    """The registered version a run unlearns from.
+
+    `lineage_deletions`: every deletion along its lineage; `origin_metrics`: the line's first
+    version's metrics (None when the parent is that version: its own numbers are measured).
+    """
 
     model_name: str
     version_id: int
@@ -75,6 +86,10 @@ class ParentVersion(Frozen):
     checkpoint: CheckpointRef
     training_manifest_uri: str | None
     eval_suite_uri: str | None
+    training_manifest_sha256: str | None = None
+    lineage_deletions: list[Deletion] = []
+    origin_version: int | None = None
+    origin_metrics: dict[str, float] | None = None
 
 
 class RunPlan(Frozen):
@@ -99,6 +114,12 @@ class Snapshot(Frozen):
     retain_count: int
     keyword_count: int
     eval_counts: dict[str, int]
+    # The manifest the run's version will stand on (the parent's minus every forget record, by
+    # normalised question/answer), content-addressed under `manifests/`; None without a manifest.
+    manifest: ObjectRef | None = None
+    manifest_count: int | None = None
+    deletions: list[Deletion] = []  # this run's tickets, each with the sha256 of its forget set
+    lineage_deletions: list[Deletion] = []  # the parent's lineage's, then this run's
 
 
 class MaskOutcome(Frozen):

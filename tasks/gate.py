@@ -32,8 +32,9 @@ def gate_report(label: str, round_no: int, spec: RoundSpec, decision: GateDecisi
 
 @task(name="apply-gate", task_run_name="gate-{label}-round{round_no}", persist_result=True)
 def apply_gate(label: str, round_no: int, spec: RoundSpec, policy: dict[str, Any], before: dict[str, float],
-               after: dict[str, float]) -> GateDecision:
-    decision = decide(GatePolicy(**policy), before, after)
+               after: dict[str, float], origin: dict[str, float] | None = None) -> GateDecision:
+    """`origin`: the line's first version's metrics (the parent's own when it is the origin)."""
+    decision = decide(GatePolicy(**policy), before, after, origin)
     create_markdown_artifact(key=f"{label}-gate", markdown=gate_report(label, round_no, spec, decision),
                              description=f"{label}: gate round {round_no} {'passed' if decision.passed else 'failed'}")
     return decision

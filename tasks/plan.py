@@ -7,7 +7,7 @@ from prefect import task
 from infra import queue, registry
 from infra.db.models import Ticket
 from infra.settings import get_settings
-from tasks.contracts import CheckpointRef, ParentVersion, RoundSpec, RunPlan
+from tasks.contracts import CheckpointRef, Deletion, ParentVersion, RoundSpec, RunPlan
 from tasks.resources import sessions
 from tasks.retry import IO_RETRIES
 
@@ -44,6 +44,10 @@ def plan_run(label: str, ticket_ids: list[int], owner: str) -> RunPlan:
                 checkpoint=CheckpointRef(uri=version.checkpoint_uri, sha256=version.checkpoint_sha256),
                 training_manifest_uri=version.training_manifest_uri,
                 eval_suite_uri=version.eval_suite_uri,
+                training_manifest_sha256=version.training_manifest_sha256,
+                lineage_deletions=[Deletion(**d) for d in version.lineage_deletions or []],
+                origin_version=registry.origin(version).version if version.parent_id else None,
+                origin_metrics=registry.origin_metrics(version) if version.parent_id else None,
             ),
             spec=RoundSpec(method=first.method, **first.hparams),
             policy=policy.model_dump(),

@@ -18,6 +18,7 @@ from infra.gate import GateDecision
 from infra.settings import get_settings
 from tasks.contracts import (
     CheckpointRef,
+    Deletion,
     EvalOutcome,
     Frozen,
     MaskOutcome,
@@ -72,6 +73,11 @@ class UnlearningAudit(Frozen):
     tickets_in_run: list[int]
     flow_run_id: str | None
     workers: dict[str, WorkerStamp]
+    # The manifest the version stands on and every deletion along its lineage (ids and hashes).
+    training_manifest: ObjectRef | None = None
+    lineage_deletions: list[Deletion] = []
+    origin_metrics: dict[str, float] | None = None
+    versions_holding_deleted_data: list[int] = []  # older versions marked by this registration
 
 
 class Registration(Frozen):
@@ -117,7 +123,14 @@ def register_version(
             hparams=spec.model_dump(mode="json"),
             metrics={"before": before.metrics, "after": after.metrics},
             gate=decision.model_dump(mode="json"), ticket_ids=plan.ticket_ids,
+            training_manifest_uri=snapshot.manifest.uri if snapshot.manifest else None,
+            training_manifest_sha256=snapshot.manifest.sha256 if snapshot.manifest else None,
+            eval_suite_uri=snapshot.eval_suite.uri,
+            deletions=[d.model_dump() for d in snapshot.deletions if d.ticket_id in plan.ticket_ids],
         )
+        if plan.parent.origin_metrics is not None or before.metrics:
+            version.metrics = {**version.metrics, "origin": plan.parent.origin_metrics or before.metrics}
+        superseded = registry.mark_superseded(version, plan.ticket_ids, session=session)
         if settings.promote_alias and _is_aliased(plan, settings.promote_alias, session=session):
             registry.set_alias(plan.parent.model_name, settings.promote_alias, version.version,
                                session=session, actor=owner)
@@ -137,6 +150,9 @@ def register_version(
                 eligible_weights=mask.eligible, hparams=spec, rounds=rounds,
                 metrics_before=before.metrics, metrics_after=after.metrics, gate=decision,
                 tickets_in_run=plan.ticket_ids, flow_run_id=flow_run_id, workers=workers,
+                training_manifest=snapshot.manifest, origin_metrics=plan.parent.origin_metrics or before.metrics,
+                lineage_deletions=[Deletion(**d) for d in version.lineage_deletions],
+                versions_holding_deleted_data=superseded,
             )
             records[ticket_id] = audit.append("unlearning.registered", payload.model_dump(mode="json"),
                                               session=session, ticket_id=ticket_id)
@@ -153,3 +169,41 @@ def _is_aliased(plan: RunPlan, alias: str, *, session: Any) -> bool:
         return registry.resolve(f"{plan.parent.model_name}@{alias}", session=session).id == plan.parent.version_id
     except LookupError:
         return False
+
+
+class NothingToForgetAudit(Frozen):
+    """The audit payload of a ticket answered without a new version: the parent never learned it."""
+
+    ticket_id: int
+    subject_sha256: str
+    request_sha256: str
+    model: str
+    version: int  # the version that already answers the request
+    checkpoint_sha256: str
+    forget_snapshot_sha256: str
+    forget_count: int
+    eval_suite: ObjectRef
+    metrics: dict[str, float]
+    decision: GateDecision
+    flow_run_id: str | None
+
+
+@task(name="record-nothing-to-forget", task_run_name="nothing-to-forget-{label}", **IO_RETRIES)
+def record_nothing_to_forget(label: str, plan: RunPlan, snapshot: Snapshot, before: EvalOutcome,
+                             decision: GateDecision, flow_run_id: str | None) -> dict[int, int]:
+    """One `unlearning.nothing_to_forget` audit record per ticket, saying why; ticket id -> record id."""
+    records = {}
+    with sessions().begin() as session:
+        for ticket_id in plan.ticket_ids:
+            ticket = queue.get_ticket(ticket_id, session=session)
+            payload = NothingToForgetAudit(
+                ticket_id=ticket_id, subject_sha256=audit.sha256_hex(ticket.subject),
+                request_sha256=ticket.request_sha256, model=plan.parent.model_name,
+                version=plan.parent.version, checkpoint_sha256=plan.parent.checkpoint.sha256,
+                forget_snapshot_sha256=snapshot.forget.sha256, forget_count=snapshot.forget_count,
+                eval_suite=snapshot.eval_suite, metrics=before.metrics, decision=decision,
+                flow_run_id=flow_run_id,
+            )
+            records[ticket_id] = audit.append("unlearning.nothing_to_forget", payload.model_dump(mode="json"),
+                                              session=session, ticket_id=ticket_id).id
+    return records

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from pathlib import Path
 
@@ -38,17 +39,23 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
         result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress])
         card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
                 "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
-                "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no}
+                "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
+                # every deletion along the lineage, by ticket id and forget-set hash only
+                "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
+                "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None}
         summary = result.summary()
         out = Path(tmp) / "checkpoint"
         save_checkpoint(result.model, tokenizer, out, card_info=card,
                         grin_config={"unlearning": {k: summary[k] for k in ("config", "timings", "history")},
                                      "parent_sha256": parent.sha256})
         checkpoint = upload_checkpoint(out, object_store())
-    return UnlearnOutcome(
+    outcome = UnlearnOutcome(
         checkpoint=checkpoint,
         timings=result.timings,
         trainable_params=result.trainable_params,
         state_bytes=result.state_bytes.to_dict(),
         worker=WorkerStamp.here(device()),
     )
+    del result, model
+    gc.collect()  # the trainer's `grin-unlearn-*` output directory goes now, not at process exit
+    return outcome

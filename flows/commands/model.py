@@ -127,3 +127,43 @@ def list_models(as_json: JsonFlag = False) -> None:
         ["name", "versions", "aliases", "hold deleted data", "gate overrides", "description"],
         rows,
     )
+
+
+@app.command()
+@reports_errors
+def alias(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias to move, e.g. production.")],
+    version: Annotated[int, typer.Argument(help="Version number to point it at.")],
+    override_reason: Annotated[
+        str | None,
+        typer.Option(help="Required to move onto a version that holds data deleted by later tickets; audited."),
+    ] = None,
+    actor: Annotated[str, typer.Option(help="Who moves it (audit record).")] = "cli",
+    as_json: JsonFlag = False,
+) -> None:
+    """Point ALIAS of model NAME at VERSION."""
+    from flows.commands._session import transaction
+    from infra import registry
+
+    with transaction() as session:
+        registry.set_alias(name, alias_name, version, session=session, actor=actor,
+                           override_reason=override_reason)
+    if as_json:
+        emit_json({"model": name, "alias": alias_name, "version": version})
+    else:
+        typer.echo(f"{name}@{alias_name} → version {version}")
+
+
+@app.command("purge-superseded")
+@reports_errors
+def purge_superseded(as_json: JsonFlag = False) -> None:
+    """Purge the checkpoints, manifests and eval suites of versions holding deleted data past
+    GRIN_SUPERSEDED_PURGE_DAYS (each answered ticket also runs this)."""
+    from tasks.purge import purge_superseded_versions
+
+    purged = purge_superseded_versions()
+    if as_json:
+        emit_json([{"model": m, "version": v} for m, v in purged])
+    else:
+        typer.echo(", ".join(f"{m}@{v}" for m, v in purged) or "nothing past its grace period")
