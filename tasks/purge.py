@@ -142,9 +142,8 @@ def purge_forget_copies(
     crashed = run_ids is None
     for key in store.list("runs/"):
         run = key.split("/")[1]
-        if crashed and run in runs:
-            deleted[key] = store.head(key).sha256
-        elif keys and key.endswith(_TEXT_SUFFIXES) and holds_forget_text(store.get_bytes(key), keys):
+        if (crashed and run in runs) or (
+                keys and key.endswith(_TEXT_SUFFIXES) and holds_forget_text(store.get_bytes(key), keys)):
             deleted[key] = store.head(key).sha256
     scratch = [k for run in runs for k in store.list(f"scratch/{run}/")]
     inbox_deleted, inbox_kept = [], {}

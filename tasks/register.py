@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from prefect import task
+from pydantic import Field
 
 from infra import audit, queue, registry
 from infra.db.models import AuditRecord, ModelVersion, TicketStatus
@@ -75,9 +76,9 @@ class UnlearningAudit(Frozen):
     workers: dict[str, WorkerStamp]
     # The manifest the version stands on and every deletion along its lineage (ids and hashes).
     training_manifest: ObjectRef | None = None
-    lineage_deletions: list[Deletion] = []
+    lineage_deletions: list[Deletion] = Field(default_factory=list)
     origin_metrics: dict[str, float] | None = None
-    versions_holding_deleted_data: list[int] = []  # older versions marked by this registration
+    versions_holding_deleted_data: list[int] = Field(default_factory=list)  # older versions now marked
 
 
 class Registration(Frozen):

@@ -32,8 +32,8 @@ def _answer(db: Factory, request: TicketRequest, parent: int, metrics: dict) -> 
 
 def test_deletions_accumulate_down_the_line_and_older_versions_hold_deleted_data(
         db: Factory, model: str, make_request: Callable[..., TicketRequest]) -> None:
-    first, v2 = _answer(db, make_request(subject="A"), 1, {"before": ORIGIN, "after": {"retain_rougeL": 0.95}})
-    second, v3 = _answer(db, make_request(subject="B"), 2, {"before": {"retain_rougeL": 0.95}, "after": {}})
+    first, _ = _answer(db, make_request(subject="A"), 1, {"before": ORIGIN, "after": {"retain_rougeL": 0.95}})
+    second, _ = _answer(db, make_request(subject="B"), 2, {"before": {"retain_rougeL": 0.95}, "after": {}})
     with db.begin() as session:
         rows = {v: registry.resolve(f"tofu@{v}", session=session) for v in (1, 2, 3)}
         assert [d["ticket_id"] for d in rows[3].lineage_deletions] == [first, second]

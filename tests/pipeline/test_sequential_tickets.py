@@ -103,7 +103,7 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
     r1 = process_ticket(t1)
     assert r1.outcome == "completed" and r1.version == 2, [(r.p_percent, r.epochs, r.learning_rate, r.reason)
                                                            for r in r1.rounds]
-    v2, v2_uri, v2_sha, v2_manifest = _version(settings, t1)
+    _, v2_uri, v2_sha, _ = _version(settings, t1)
     after_first = {"t1": len(_objects_holding(settings, first))}
     v2_dir = fetch_checkpoint(CheckpointRef(uri=v2_uri, sha256=v2_sha), settings)  # v2 is purged later
 
@@ -111,7 +111,7 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
     r2 = process_ticket(t2)
     assert r2.outcome == "completed" and r2.version == 3, [(r.p_percent, r.epochs, r.learning_rate, r.reason)
                                                            for r in r2.rounds]
-    v3, v3_uri, v3_sha, v3_manifest = _version(settings, t2)
+    _, v3_uri, v3_sha, v3_manifest = _version(settings, t2)
 
     # the second run's retain snapshot holds none of the first ticket's records (nor its own)
     payload = _audit(settings, t2, "unlearning.registered")
