@@ -365,7 +365,8 @@ def privacy_checks(policy: GatePolicy, after: Mapping[str, float]) -> list[GateC
             checks.append(_check(f"probe_{key}", key, after[key], policy.probe_rougeL_max, label, at_most=True))
     if "relearn_forget_rougeL" in after:
         checks.append(_check("probe_relearn", "relearn_forget_rougeL", after["relearn_forget_rougeL"],
-                             policy.relearn_rougeL_max, "forget ROUGE-L after relearning half", at_most=True))
+                             policy.relearn_rougeL_max, "forget ROUGE-L after relearning half", at_most=True,
+                             asks="stronger"))
     if "forget_sampled_best_rougeL" in after:
         checks.append(_check("probe_sampled", "forget_sampled_best_rougeL", after["forget_sampled_best_rougeL"],
                              policy.sampled_rougeL_max, "forget best-of-N sampled ROUGE-L", at_most=True))

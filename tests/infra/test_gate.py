@@ -92,3 +92,47 @@ def test_ladder_escalates_when_the_opposite_failure_was_at_another_p():
     tried = [(Rung(p_percent=1.0, epochs=8, learning_rate=3e-3), _failing("retain_rougeL"))]
     nxt = policy.next_rung(_failing("forget_rougeL"), Rung(p_percent=2.0, epochs=8, learning_rate=3e-3), tried)
     assert nxt == Rung(p_percent=4.0, epochs=12, learning_rate=3e-3)
+
+
+GOOD = {"forget_rougeL": 0.1, "retain_rougeL": 0.88, "model_utility": 0.49, "forget_keyword_acc": 0.1}
+
+
+@pytest.mark.parametrize(
+    ("auc", "failing", "asks"),
+    [
+        (0.72, set(), None),  # inside 0.7 ± 0.1
+        (0.85, {"mia_auc_high"}, "stronger"),  # still recognised
+        (0.55, {"mia_auc_low"}, "weaker"),  # over-unlearned: forget rows less likely than unseen ones
+    ],
+)
+def test_mia_band_around_the_calibrated_non_member_level_has_two_edges(auc, failing, asks):
+    policy = GatePolicy(mia_reference_auc=0.7, mia_auc_band=0.1)
+    decision = decide(policy, PARENT, {**GOOD, "mia_auc": auc})
+    assert {c.name for c in decision.checks if not c.passed} == failing
+    assert {c.asks for c in decision.checks if not c.passed} == ({asks} if asks else set())
+
+
+def test_without_a_reference_the_non_member_level_is_one_half():
+    decision = decide(GatePolicy(), PARENT, {**GOOD, "mia_auc": 0.65})
+    high = next(c for c in decision.checks if c.name == "mia_auc_high")
+    assert high.limit == pytest.approx(0.6) and not high.passed
+
+
+def test_no_holdout_means_privacy_not_checked_and_no_retry_unless_waived():
+    decision = decide(GatePolicy(), PARENT, GOOD)
+    assert not decision.passed and "privacy not checked" in decision.reason
+    assert GatePolicy().next_rung(decision, Rung(p_percent=2.0, epochs=8, learning_rate=3e-3)) is None
+    assert decide(GatePolicy(privacy_waived=True), PARENT, GOOD).passed
+
+
+def test_each_probe_fails_by_name_and_asks_for_stronger_unlearning():
+    probes = {"forget_paraphrase_rougeL": 0.1, "forget_format_max_rougeL": 0.1, "forget_int8_rougeL": 0.1,
+              "forget_int4_rougeL": 0.1, "forget_sampled_best_rougeL": 0.3, "relearn_forget_rougeL": 0.2}
+    after = {**GOOD, "mia_auc": 0.5, "forget_prob": 1e-4, "holdout_prob": 1e-4, **probes}
+    assert decide(GatePolicy(), PARENT, after).passed
+    for key in probes:
+        decision = decide(GatePolicy(), PARENT, {**after, key: 0.95})
+        (failed,) = [c for c in decision.checks if not c.passed]
+        assert failed.metric == key and failed.asks == "stronger"
+    decision = decide(GatePolicy(), PARENT, {**after, "forget_prob": 0.01})  # 100x the holdout's
+    assert [c.name for c in decision.checks if not c.passed] == ["forget_prob_vs_holdout"]
