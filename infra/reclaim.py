@@ -16,6 +16,7 @@ recovery needs no one to remember it. Sweeps may overlap: rows are taken with SK
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -83,8 +84,14 @@ def sweep(
     store: ObjectStore,
     max_attempts: int,
     now: datetime | None = None,
+    purge_copies: Callable[[list[int]], object] | None = None,
 ) -> SweepReport:
-    """Reclaim every lapsed lease and purge what those runs left in scratch."""
+    """Reclaim every lapsed lease and purge what those runs left in scratch.
+
+    `purge_copies(ticket_ids)`, when given, runs first: the pipeline's purge of every copy of the
+    tickets' forget text (it finds a crashed run's scratch by what the run wrote there); whatever
+    scratch it leaves of those tickets' runs is then deleted here by run name.
+    """
     report = SweepReport()
     with sessions.begin() as session:
         for ticket in queue.reclaim_expired(session=session, max_attempts=max_attempts, now=now):
@@ -95,6 +102,8 @@ def sweep(
             queue.complete_orphaned(ticket, session=session)
             report.completed.append(ticket.id)
     if report.tickets:
+        if purge_copies is not None:
+            purge_copies(report.tickets)
         with sessions.begin() as session:
             report.scratch_objects = purge_scratch_of(
                 report.tickets, store=store, session=session, reason="lease expired"

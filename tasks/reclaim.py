@@ -14,11 +14,23 @@ from tasks.ticket_state import publish_chain_head
 log = logging.getLogger(__name__)
 
 
+def _purge_crashed_copies(ticket_ids: list[int]) -> None:
+    """Every copy of the reclaimed tickets' forget text their dead run made (tasks.purge)."""
+    try:
+        from tasks.purge import purge_forget_copies
+    except ImportError:  # an older tasks.purge: the sweep still deletes the runs' scratch by name
+        return
+    try:
+        purge_forget_copies(ticket_ids, run_ids=None, actor="reclaimer")
+    except Exception as exc:  # noqa: BLE001 - recovery goes on; the scratch purge by name follows
+        log.warning("purge of reclaimed tickets' forget copies failed: %s", f"{type(exc).__name__}: {exc}"[:300])
+
+
 def sweep_now() -> SweepReport:
     """One sweep with this process's settings (also used outside any flow: the worker at start)."""
     settings = get_settings()
     return sweep(sessions=sessions(settings), store=object_store(settings),
-                 max_attempts=settings.max_attempts)
+                 max_attempts=settings.max_attempts, purge_copies=_purge_crashed_copies)
 
 
 def cancel_flow_runs(flow_run_ids: list[str], current: str | None = None) -> int:
