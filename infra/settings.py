@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     gpu_stage_timeout_s: float = Field(
         6 * 3600, gt=0, description="How long one ML stage may run on a worker."
     )
+    gpu_worker_dead_after_s: float = Field(
+        60, gt=0, description="A stage fails (and is retried) once no GPU worker has sent a "
+        "heartbeat for this long: its worker died."
+    )
     retain_sample_size: int = Field(
         400, ge=1, description="Retain records sampled from the training manifest for unlearning."
     )

@@ -15,6 +15,7 @@ from prefect import Task
 from prefect.settings import PREFECT_API_URL
 
 from infra.settings import Settings, get_settings
+from infra.storage import open_store
 
 
 class WorkerUnavailableError(RuntimeError):
@@ -35,7 +36,27 @@ def run_ml_stage(task: Task, settings: Settings | None = None, **parameters: Any
         return task(**parameters)
     future = task.delay(**parameters)
     _wait_for_pickup(future, task.name, settings.gpu_pickup_timeout_s)
+    _wait_while_a_worker_lives(future, task.name, settings)
     return future.result(timeout=settings.gpu_stage_timeout_s)
+
+
+def _wait_while_a_worker_lives(future: Any, name: str, settings: Settings) -> None:
+    """Wait for the stage to end; WorkerUnavailableError once no worker has beaten for the dead-after time."""
+    from tasks.worker_liveness import last_beat
+
+    store = open_store(settings)
+    dead_after = settings.gpu_worker_dead_after_s
+    deadline = time.monotonic() + settings.gpu_stage_timeout_s
+    while time.monotonic() < deadline:
+        future.wait(timeout=min(dead_after / 2, 15.0))
+        if future.state.is_final():
+            return
+        newest = last_beat(store)
+        if newest is not None and time.time() - newest > dead_after:
+            raise WorkerUnavailableError(
+                f"{name}: no GPU worker has sent a heartbeat for {time.time() - newest:.0f} s; "
+                "its worker died, so the stage is given up and the ticket retried"
+            )
 
 
 def _wait_for_pickup(future: Any, name: str, timeout_s: float) -> None:

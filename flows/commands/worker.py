@@ -28,5 +28,7 @@ def worker(
         typer.echo("error: a worker needs a Prefect server: set PREFECT_API_URL", err=True)
         raise typer.Exit(1)
     from flows.worker import run_worker
+    from tasks.worker_liveness import start_heartbeat
 
+    start_heartbeat()  # flows waiting on this worker's stages give up soon after it dies
     run_worker(limit=limit)

@@ -1,0 +1,79 @@
+"""A flow waiting on a GPU stage gives up soon after the worker stops beating (not after the hours-long
+stage timeout), and keeps waiting while a worker beats. Prefect's future is stood in for; the store
+and the heartbeats are the real ones."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from infra.storage import open_store
+from tasks.dispatch import WorkerUnavailableError, run_ml_stage
+from tasks.worker_liveness import beat, last_beat, start_heartbeat
+
+
+@dataclass
+class _State:
+    final: bool = False
+
+    def is_running(self) -> bool:
+        return True
+
+    def is_final(self) -> bool:
+        return self.final
+
+
+@dataclass
+class _Future:
+    """A stage that a worker took and that ends after `runs_s` (never, when None)."""
+
+    runs_s: float | None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def state(self) -> _State:
+        return _State(self.runs_s is not None and time.monotonic() - self.started >= self.runs_s)
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(min(timeout, 0.05))
+
+    def result(self, timeout: float) -> str:
+        return "stage result"
+
+
+@dataclass
+class _Stage:
+    runs_s: float | None
+    name: str = "unlearn-weights"
+
+    def delay(self, **parameters: object) -> _Future:
+        return _Future(self.runs_s)
+
+
+@pytest.fixture
+def worker_settings(make_settings, sqlite_url, clean_grin_environment):
+    return make_settings(database_url=sqlite_url, gpu_dispatch="worker", gpu_worker_dead_after_s=2.0,
+                         gpu_pickup_timeout_s=5)
+
+
+def test_a_stage_whose_worker_stopped_beating_fails_within_the_dead_after_time(worker_settings):
+    beat(open_store(worker_settings), "gpu-1", now=time.time() - 30)
+    started = time.monotonic()
+    with pytest.raises(WorkerUnavailableError, match="no GPU worker has sent a heartbeat for 3"):
+        run_ml_stage(_Stage(runs_s=None), settings=worker_settings)
+    assert time.monotonic() - started < 2
+
+
+def test_a_stage_waits_while_a_worker_beats(worker_settings):
+    stop = start_heartbeat(worker_settings)
+    try:
+        assert run_ml_stage(_Stage(runs_s=1.5), settings=worker_settings) == "stage result"
+        assert last_beat(open_store(worker_settings)) > time.time() - 1
+    finally:
+        stop.set()
+
+
+def test_no_heartbeat_at_all_keeps_the_old_behaviour(worker_settings):
+    assert run_ml_stage(_Stage(runs_s=0.3), settings=worker_settings) == "stage result"
