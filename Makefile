@@ -34,8 +34,12 @@ test: venv postgres
 test-fast: venv postgres
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Issue 9's acceptance: both data settings, GRIN-NPO over 3 seeds, report + figure + per-epoch curves.
 bench: venv
-	$(VENV)/bin/grin bench tofu --json .grin/bench/tofu.json --plot docs/img/tofu_bench.png
+	$(VENV)/bin/grin bench tofu --authors 20 --seeds 3 --json .grin/bench/tofu-20.json \
+		--plot docs/img/tofu_bench.png --curves docs/img/tofu_curves.png
+	$(VENV)/bin/grin bench tofu --authors 40 --seeds 3 --json .grin/bench/tofu-40.json \
+		--plot docs/img/tofu_bench_40.png --curves docs/img/tofu_curves_40.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache

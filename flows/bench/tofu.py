@@ -19,6 +19,24 @@ What a method's numbers mean:
 - `peak_rss_mb`: the process's peak resident memory during the method (peak_rss.py); at this
   scale it is mostly interpreter and library overhead.
 
+Privacy and robustness (issue 9):
+- `calibration`: the non-member AUC level of the line, measured on the target
+  (`grin_core.calibration.non_member_auc`): `CALIBRATION_AUTHORS` TOFU authors of full.jsonl
+  the target never saw (the first ones after the retain authors, forget authors skipped) against
+  the suite's holdout. GRIN methods run the privacy schedule into `auc` +- `auc_margin`
+  (`--no-schedule`: a fixed-length run that only records the per-epoch probes); full-parameter
+  baselines run their fixed epochs with the probes recorded (`steer=False`). Either way each
+  method's `probes` are the per-epoch curves (epoch 0 = before training) and `schedule` says what
+  the run did (epochs run, push / repair epochs, whether it ended in band).
+- `metrics` (every model): `evaluate_suite` with the retrained model's Min-K% AUC as PrivLeak's
+  reference (the retrained model's own `privleak` is 0 by definition); `robustness`:
+  `grin_core.probes.run_probes` with relearning, and next to each relearn number the retrained
+  model's (`retrain_relearn_forget_rougeL` / `_prob`: the baseline - relearning teaches any model).
+- `--seeds N`: GRIN-NPO runs N times (seeds seed .. seed+N-1, each from a fresh copy of the
+  target); its entry carries `seeds` (one full entry per seed, with its own acceptance checks),
+  `mean` and `std` (over seeds, of every number in metrics and robustness, and wall_s), and its
+  top-level `metrics` / `robustness` / `wall_s` are the means, which the headline uses.
+
 No record text is ever logged: progress lines carry stage names, counts, seconds and metrics.
 """
 
@@ -40,7 +58,9 @@ SWEEPS = {"p": "p_percent", "sigma2": "sigma2"}  # --sweep name -> UnlearnConfig
 REPORTED = ("forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_quality", "model_utility",
             "forget_keyword_acc", "mia_auc")
 DEFAULT_AUTHORS = 20
-DEFAULT_EPOCHS = 8
+DEFAULT_EPOCHS = 8  # full-parameter baselines; GRIN methods default to UnlearnConfig.epochs (the schedule's budget)
+CALIBRATION_AUTHORS = 10  # 200 QA: single unseen author pairs range 0.45-0.70 against the holdout
+SEEDED_METHOD = "grin-npo"  # the method --seeds repeats
 
 # GRIN keeps UnlearnConfig's defaults. Full-parameter runs move every weight, so they need a much
 # smaller step; these were picked by the sweep in docs/benchmarks.md.
@@ -55,12 +75,24 @@ class Recipe:
 
     n_general: real_authors / world_facts questions in the training set (first n of each; None =
     all 217). eval_retain: retain questions evaluated (first n of the subset's; None = all).
+    probes: keyword arguments of `run_probes` over PROBE_DEFAULTS (the issue's settings).
     """
 
     model: dict
     train: dict
     n_general: int | None = None
     eval_retain: int | None = None
+    probes: dict = field(default_factory=dict)
+
+    @property
+    def probe_settings(self) -> dict:
+        return {**PROBE_DEFAULTS, **self.probes}
+
+
+# run_probes as the issue asks: best-of-8 at temperature 1, int8 and int4, relearning 10 steps on half
+# the forget set (lr 1e-3); the seed is the run's, so every model relearns the same half.
+PROBE_DEFAULTS = {"num_samples": 8, "temperature": 1.0, "bits": (8, 4), "relearn_steps": 10, "relearn_lr": 1e-3,
+                  "max_new_tokens": None}
 
 
 RECIPES = {
@@ -74,6 +106,7 @@ RECIPES = {
         model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
         train={"max_epochs": 2, "stop_loss": None, "batch_size": 8, "warmup_steps": 2, "vocab_size": 512},
         n_general=4, eval_retain=8,
+        probes={"num_samples": 2, "relearn_steps": 2, "max_new_tokens": 24},
     ),
 }
 
@@ -86,10 +119,13 @@ class BenchConfig:
     authors: int = DEFAULT_AUTHORS
     methods: tuple[str, ...] = DEFAULT_METHODS
     recipe: str = "cpu"
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int | None = None  # None: DEFAULT_EPOCHS for full-parameter, UnlearnConfig's default for GRIN
     learning_rates: Mapping[str, float] = field(default_factory=dict)
     sweeps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     seed: int = 0
+    seeds: int = 1  # GRIN-NPO runs (seeds seed .. seed+seeds-1)
+    schedule: bool = True  # GRIN methods steer with the privacy schedule; False = fixed epochs (ablation)
+    probes: bool = True  # robustness probes (run_probes with relearning) on every model
     data_dir: Path | None = None
     cache_dir: Path = REPO_ROOT / ".grin" / "cache" / "models"
 
@@ -103,8 +139,10 @@ class BenchConfig:
             raise ValueError("retrain follows the recipe; it has no unlearning learning rate")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ValueError("epochs must be >= 1")
+        if self.seeds < 1:
+            raise ValueError("seeds must be >= 1")
         for name, values in self.sweeps.items():
             if name not in SWEEPS:
                 raise ValueError(f"can sweep {sorted(SWEEPS)}, not {name!r}")
@@ -114,14 +152,21 @@ class BenchConfig:
             object.__setattr__(self, "data_dir", default_tofu_dir())
 
     def method_config(self, name: str, **overrides):
-        """The UnlearnConfig of a method: GRIN = UnlearnConfig defaults, full-parameter = its own lr."""
+        """The UnlearnConfig of a method: GRIN = UnlearnConfig defaults (epochs included: the privacy
+        schedule's budget), full-parameter = its own lr and DEFAULT_EPOCHS; `--epochs` sets both."""
         from grin_core.unlearn import UnlearnConfig
 
         grin = name.startswith("grin-")
         objective = name.removeprefix("grin-")
         default_lr = UnlearnConfig.learning_rate if grin else FULL_PARAMETER_LEARNING_RATE[objective]
-        return UnlearnConfig(method=objective, full_parameter=not grin, epochs=self.epochs, seed=self.seed,
-                             learning_rate=self.learning_rates.get(name, default_lr), **overrides)
+        epochs = self.epochs if self.epochs is not None else (UnlearnConfig.epochs if grin else DEFAULT_EPOCHS)
+        values = {"method": objective, "full_parameter": not grin, "epochs": epochs, "seed": self.seed,
+                  "learning_rate": self.learning_rates.get(name, default_lr), **overrides}
+        return UnlearnConfig(**values)
+
+    def steers(self, name: str) -> bool:
+        """Whether a method runs the privacy schedule (GRIN, unless --no-schedule) or only records it."""
+        return self.schedule and name.startswith("grin-")
 
 
 def default_tofu_dir() -> Path:
@@ -196,6 +241,9 @@ class TofuBench:
         self.unlearn_retain = self.data.retain + self.data.general  # what the retrained model learns
         self.device = _device()
         self.retrained_ratios: list[float] | None = None
+        self.reference_auc: float | None = None  # the retrained model's Min-K% AUC: PrivLeak's reference
+        self.target_auc: float = 0.5  # the calibrated non-member level, set by calibrate()
+        self.retrain_relearn: dict[str, float] = {}  # the retrained model's relearn numbers: the baseline
         log(f"data: {config.split}, {config.authors} authors -> {len(self.data.forget)} forget QA "
             f"({self.subset.n_forget} authors), {len(self.data.retain)} retain QA, {len(self.data.general)} "
             f"general QA; eval: " + ", ".join(f"{part} {len(rows)}" for part, rows in vars(self.suite).items() if rows))
@@ -249,18 +297,65 @@ class TofuBench:
 
         return load_checkpoint(checkpoint, device=self.device)
 
+    def calibration_authors(self) -> list[int]:
+        """`CALIBRATION_AUTHORS` authors no model of this run trained on: the first after the retain
+        authors, forget authors skipped."""
+        from grin_core.tofu import N_AUTHORS
+
+        excluded = {*self.subset.retain_authors, *self.subset.forget_authors}
+        authors = [a for a in range(len(self.subset.retain_authors), N_AUTHORS) if a not in excluded]
+        return authors[:CALIBRATION_AUTHORS]
+
+    def calibrate(self, model, tokenizer) -> dict:
+        """The non-member AUC level on the target: calibration authors' QA against the suite's holdout."""
+        from grin_core.calibration import non_member_auc
+        from grin_core.tofu import load_split
+
+        authors = self.calibration_authors()
+        wanted = set(authors)
+        records = [{"question": r["question"], "answer": r["answer"]}
+                   for r in load_split("full", self.config.data_dir) if r["author_id"] in wanted]
+        if not records or not self.suite.holdout:
+            raise ValueError("calibration needs unseen TOFU authors and the suite's holdout")
+        started = time.perf_counter()
+        auc = non_member_auc(model, tokenizer, records, self.suite.holdout)
+        self.target_auc = auc
+        self.log(f"calibration: non-member AUC {auc:.3f} on the target ({len(records)} QA of authors "
+                 f"{authors[0]}-{authors[-1]} vs {len(self.suite.holdout)} holdout) in {_seconds(started):.0f} s")
+        return {"auc": auc, "n_records": len(records), "authors": authors, "n_holdout": len(self.suite.holdout)}
+
     def evaluate(self, name: str, model, tokenizer) -> tuple[dict, float, list[float] | None]:
         from grin_core.evaluate import evaluate_suite
 
         started = time.perf_counter()
         result = evaluate_suite(model, tokenizer, self.suite, retrained_forget_truth_ratios=self.retrained_ratios,
-                                progress=False)
+                                reference_auc=self.reference_auc, progress=False)
         seconds = _seconds(started)
         m = {k: v for k, v in result.metrics.items() if v is not None}
         self.log(f"{name}: evaluated in {seconds:.0f} s - forget ROUGE-L {m.get('forget_rougeL', nan):.3f}, "
                  f"retain ROUGE-L {m.get('retain_rougeL', nan):.3f}, forget quality "
-                 f"{m.get('forget_quality', nan):.3g}, model utility {m.get('model_utility', nan):.3f}")
+                 f"{m.get('forget_quality', nan):.3g}, model utility {m.get('model_utility', nan):.3f}, "
+                 f"MIA AUC {m.get('mia_auc', nan):.3f}, privleak {m.get('privleak', nan):.1f}")
         return _reported(m), seconds, result.per_example.get("forget_truth_ratio")
+
+    def robustness(self, name: str, model, tokenizer) -> tuple[dict, float | None]:
+        """run_probes with relearning (same seed, so the same relearn half, for every model), with the
+        retrained model's relearn numbers beside each method's."""
+        if not self.config.probes:
+            return {}, None
+        from grin_core.probes import run_probes
+
+        started = time.perf_counter()
+        out = run_probes(model, tokenizer, self.suite, relearn=True, seed=self.config.seed,
+                         **RECIPES[self.config.recipe].probe_settings)
+        seconds = _seconds(started)
+        out = {k: v for k, v in sorted(out.items()) if v is not None}
+        out.update({f"retrain_{k}": v for k, v in self.retrain_relearn.items()})
+        self.log(f"{name}: probes in {seconds:.0f} s - paraphrase ROUGE-L {out.get('forget_paraphrase_rougeL', nan):.3f}, "
+                 f"best-of-8 {out.get('forget_sampled_best_rougeL', nan):.3f}, formats max "
+                 f"{out.get('forget_format_max_rougeL', nan):.3f}, int4 {out.get('forget_int4_rougeL', nan):.3f}, "
+                 f"relearned {out.get('relearn_forget_rougeL', nan):.3f}")
+        return out, seconds
 
     def warm_up(self, checkpoint: Path) -> None:
         """One untimed fwd+bwd pass, so the first method's timings do not include the device's start-up
@@ -270,8 +365,11 @@ class TofuBench:
         model, tokenizer = self.load(checkpoint)
         forward_backward_seconds(model, tokenizer, self.data.forget[:16], batch_size=16)
 
-    def unlearn(self, name: str, target: Path, unlearn_config) -> dict:
-        """One unlearning method from a fresh copy of the target, timed, measured and evaluated."""
+    def unlearn(self, name: str, target: Path, unlearn_config, steer: bool, probes: bool = True) -> dict:
+        """One unlearning method from a fresh copy of the target, timed, measured and evaluated.
+
+        The per-epoch privacy probes run either way (`steer` False: recorded only); their
+        likelihood passes are inside `wall_s`, as a deployed schedule would pay them."""
         from flows.bench.peak_rss import PeakRss
         from grin_core.pass_timing import forward_backward_seconds
         from grin_core.unlearn import unlearn
@@ -284,10 +382,13 @@ class TofuBench:
             torch.cuda.reset_peak_memory_stats()
         self.log(f"{name}: unlearning ({unlearn_config.method}, "
                  f"{'full-parameter' if unlearn_config.full_parameter else f'p={unlearn_config.p_percent}%'}, "
-                 f"lr {unlearn_config.learning_rate:g}, {unlearn_config.epochs} epochs)")
+                 f"lr {unlearn_config.learning_rate:g}, seed {unlearn_config.seed}, "
+                 + (f"privacy schedule to AUC {self.target_auc:.3f} +- {unlearn_config.auc_margin:g} within "
+                    f"{unlearn_config.epochs} epochs)" if steer else f"{unlearn_config.epochs} epochs)"))
         with PeakRss() as rss:
             started = time.perf_counter()
-            result = unlearn(model, tokenizer, self.data.forget, self.unlearn_retain, unlearn_config)
+            result = unlearn(model, tokenizer, self.data.forget, self.unlearn_retain, unlearn_config,
+                             holdout_records=self.suite.holdout, target_auc=self.target_auc, steer=steer)
             wall_s = _seconds(started)
         entry = {
             "wall_s": wall_s,
@@ -313,7 +414,12 @@ class TofuBench:
                  + f"), state {result.state_bytes.total / 2**20:.1f} MiB"
                  + (f", fwd+bwd {entry['fwd_bwd_s']:.1f} s" if "fwd_bwd_s" in entry else ""))
         entry["history"] = result.history
+        entry["probes"] = result.probes
+        entry["schedule"] = schedule_summary(result.probes, self.target_auc, unlearn_config, steer)
+        entry["epochs_run"] = entry["schedule"]["epochs_run"]
         entry["metrics"], entry["eval_s"], _ = self.evaluate(name, model, tokenizer)
+        if probes:
+            entry["robustness"], entry["probes_s"] = self.robustness(name, model, tokenizer)
         return entry
 
 
@@ -336,50 +442,178 @@ def retrain_state(checkpoint: Path, records: Sequence[Mapping], batch_size: int,
     return measure_state(model, optimizer).to_dict(), sum(p.numel() for p in model.parameters())
 
 
+def schedule_summary(probes: Sequence[Mapping], target_auc: float, unlearn_config, steer: bool) -> dict:
+    """What the privacy schedule did in one run: the band, epochs run, push / repair epochs, where it ended.
+
+    A probe's `phase` is the phase of the epoch it closes (epoch 0: before training)."""
+    margin = unlearn_config.auc_margin
+    after = list(probes[1:])
+    last = probes[-1] if probes else None
+    return {
+        "steer": steer,
+        "target_auc": target_auc,
+        "band": [round(target_auc - margin, 4), round(target_auc + margin, 4)],
+        "budget_epochs": unlearn_config.epochs,
+        "epochs_run": last["epoch"] if last else unlearn_config.epochs,
+        "stopped_early": bool(last) and last["epoch"] < unlearn_config.epochs,
+        "push_epochs": sum(1 for e in after if e.get("phase") == "push"),
+        "repair_epochs": sum(1 for e in after if e.get("phase") == "repair"),
+        "final_mia_auc": last["mia_auc"] if last else None,
+        "ended_in_band": None if last is None else abs(last["mia_auc"] - target_auc) <= margin,
+    }
+
+
+def schedule_settings(config: BenchConfig) -> dict:
+    """How GRIN methods were steered: on or off, the epoch budgets and every privacy-schedule field
+    of UnlearnConfig (whichever it has: `auc_margin`, `retain_recovery`, ...)."""
+    from dataclasses import fields
+
+    grin = config.method_config("grin-npo")
+    schedule_fields = {f.name for f in fields(grin)} & {"auc_margin", "retain_recovery", "repair_epochs"}
+    return {"grin": config.schedule, "grin_epochs": grin.epochs,
+            "full_parameter_epochs": config.method_config("npo").epochs,
+            **{name: getattr(grin, name) for name in sorted(schedule_fields)}}
+
+
+SEED_TIMES = ("wall_s", "scoring_s", "fwd_bwd_s", "scoring_over_fwd_bwd", "epochs_run", "probes_s", "eval_s")
+
+
+def _numbers(entry: Mapping) -> dict[str, float]:
+    """Every number of a run that is averaged over seeds: metrics, robustness and the times."""
+    values = {k: entry.get(k) for k in SEED_TIMES}
+    for part in ("metrics", "robustness"):
+        values.update(entry.get(part) or {})
+    return {k: float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def aggregate_seeds(runs: Sequence[dict]) -> dict:
+    """One method's entry over seeds: seed 0's entry (config, mask, state, curves) with `metrics`,
+    `robustness` and the times replaced by their means over seeds; `seeds` (every run), `mean`
+    and `std` (sample standard deviation; 0 for one seed) of every number."""
+    from statistics import fmean, stdev
+
+    numbers = [_numbers(run) for run in runs]
+    keys = list(dict.fromkeys(k for n in numbers for k in n))
+    mean, std = {}, {}
+    for key in keys:
+        values = [n[key] for n in numbers if key in n]
+        mean[key] = fmean(values)
+        std[key] = stdev(values) if len(values) > 1 else 0.0
+    entry = {k: v for k, v in runs[0].items()}
+    for key in SEED_TIMES:
+        if key in mean:
+            entry[key] = round(mean[key], 4)
+    entry["metrics"] = {k: mean.get(k, v) for k, v in runs[0]["metrics"].items()}
+    if "robustness" in runs[0]:
+        entry["robustness"] = {k: mean.get(k, v) for k, v in runs[0]["robustness"].items()}
+    entry["n_seeds"] = len(runs)
+    entry["seeds"] = [dict(run, seed=run["config"]["seed"]) for run in runs]
+    entry["mean"], entry["std"] = mean, std
+    return entry
+
+
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return round(numerator / denominator, 4)
 
 
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 4)
+
+
+def _check(value, ok) -> dict:
+    missing = value is None or (isinstance(value, tuple) and any(v is None for v in value))
+    return {"value": value, "met": None if missing else bool(ok(value))}
+
+
+# The issue's acceptance on GRIN-NPO (the mean over seeds in the headline; each seed has its own).
+ACCEPTANCE = ("grin_npo_mia_auc_within_0.1_retrain", "grin_npo_forget_quality_above_target",
+              "grin_npo_forget_quality_ge_npo", "grin_npo_utility_ge_0.95_target",
+              "grin_npo_retain_rougeL_ge_0.9_target", "grin_npo_forget_rougeL_within_0.1_retrain")
+
+
+def acceptance_checks(g: Mapping, target: Mapping, retrain: Mapping, npo: Mapping | None) -> dict:
+    """The issue's acceptance targets for one set of GRIN-NPO metrics (`npo`: full-parameter NPO's)."""
+    f = npo or {}
+    return {
+        "grin_npo_mia_auc_within_0.1_retrain": _check(_difference(g.get("mia_auc"), retrain.get("mia_auc")),
+                                                      lambda v: abs(v) <= 0.1),
+        "grin_npo_forget_quality_above_target": _check((g.get("forget_quality"), target.get("forget_quality")),
+                                                       lambda v: v[0] > v[1]),
+        "grin_npo_forget_quality_ge_npo": _check(
+            (g.get("forget_quality"), f.get("forget_quality")) if npo is not None else None, lambda v: v[0] >= v[1]),
+        "grin_npo_utility_ge_0.95_target": _check(_ratio(g.get("model_utility"), target.get("model_utility")),
+                                                  lambda v: v >= 0.95),
+        "grin_npo_retain_rougeL_ge_0.9_target": _check(_ratio(g.get("retain_rougeL"), target.get("retain_rougeL")),
+                                                       lambda v: v >= 0.9),
+        "grin_npo_forget_rougeL_within_0.1_retrain": _check(
+            _difference(g.get("forget_rougeL"), retrain.get("forget_rougeL")), lambda v: abs(v) <= 0.1),
+    }
+
+
 def headline(report: dict) -> tuple[dict, dict]:
-    """The ratios the issue asks for and whether each target is met (None when not measurable)."""
+    """The ratios the issue asks for and whether each target is met (None when not measurable).
+
+    GRIN-NPO's numbers are its mean over seeds (its entry's top-level `metrics`)."""
     methods, target = report["methods"], report["target"]["metrics"]
+    retrained = report["retrain"]["metrics"]
     grin, full = methods.get("grin-npo"), methods.get("npo")
     retrain_s = report["retrain"]["train_s"]
+    g = grin["metrics"] if grin else {}
+    f = full["metrics"] if full else {}
     ratios = {
         "grin_npo_wall_over_retrain": _ratio(grin and grin["wall_s"], retrain_s),
         "grin_npo_scoring_over_fwd_bwd": grin and grin.get("scoring_over_fwd_bwd"),
         "grin_npo_state_bytes_over_npo": _ratio(grin and grin["state_bytes"]["total"],
                                                 full and full["state_bytes"]["total"]),
-        "grin_npo_utility_over_target": _ratio(grin and grin["metrics"]["model_utility"], target["model_utility"]),
+        "grin_npo_utility_over_target": _ratio(g.get("model_utility"), target["model_utility"]),
+        "grin_npo_retain_rougeL_over_target": _ratio(g.get("retain_rougeL"), target.get("retain_rougeL")),
+        "grin_npo_mia_auc_minus_retrain": _difference(g.get("mia_auc"), retrained.get("mia_auc")),
+        "grin_npo_forget_rougeL_minus_retrain": _difference(g.get("forget_rougeL"), retrained.get("forget_rougeL")),
         "wall_over_retrain": {name: _ratio(entry["wall_s"], retrain_s) for name, entry in methods.items()
                               if name != "retrain"},
     }
 
-    def check(value, ok) -> dict:
-        return {"value": value, "met": None if value is None else bool(ok(value))}
-
-    g = grin["metrics"] if grin else {}
-    f = full["metrics"] if full else {}
-    targets = {
-        "grin_npo_forget_quality_ge_0.5": check(g.get("forget_quality"), lambda v: v >= 0.5),
-        "grin_npo_utility_ge_0.95_target": check(ratios["grin_npo_utility_over_target"], lambda v: v >= 0.95),
-        "grin_npo_beats_npo_on_forget_quality": check(
+    targets = acceptance_checks(g, target, retrained, f if full else None) if grin else {
+        name: {"value": None, "met": None} for name in ACCEPTANCE}
+    targets.update({
+        "grin_npo_forget_quality_ge_0.5": _check(g.get("forget_quality"), lambda v: v >= 0.5),
+        "grin_npo_beats_npo_on_forget_quality": _check(
             (g.get("forget_quality"), f.get("forget_quality")) if grin and full else None, lambda v: v[0] > v[1]),
-        "grin_npo_beats_npo_on_model_utility": check(
+        "grin_npo_beats_npo_on_model_utility": _check(
             (g.get("model_utility"), f.get("model_utility")) if grin and full else None, lambda v: v[0] > v[1]),
-        "grin_npo_wall_le_3pct_retrain": check(ratios["grin_npo_wall_over_retrain"], lambda v: v <= 0.03),
-        "scoring_le_1.2_fwd_bwd": check(ratios["grin_npo_scoring_over_fwd_bwd"], lambda v: v <= 1.2),
-        "grin_npo_state_bytes_le_0.5_npo": check(ratios["grin_npo_state_bytes_over_npo"], lambda v: v <= 0.5),
-    }
+        "grin_npo_wall_le_3pct_retrain": _check(ratios["grin_npo_wall_over_retrain"], lambda v: v <= 0.03),
+        "scoring_le_1.2_fwd_bwd": _check(ratios["grin_npo_scoring_over_fwd_bwd"], lambda v: v <= 1.2),
+        "grin_npo_state_bytes_le_0.5_npo": _check(ratios["grin_npo_state_bytes_over_npo"], lambda v: v <= 0.5),
+    })
     return ratios, targets
+
+
+def acceptance_summary(report: dict) -> dict:
+    """The issue's acceptance in one place: each target on the mean, all met, and per seed."""
+    targets = report["targets"]
+    met = [targets[name]["met"] for name in ACCEPTANCE]
+    grin = report["methods"].get("grin-npo") or {}
+    per_seed = []
+    for run in grin.get("seeds", []):
+        checks = run.get("acceptance", {})
+        flags = [checks.get(name, {}).get("met") for name in ACCEPTANCE]
+        per_seed.append({"seed": run["seed"], "met": None if None in flags else all(flags),
+                         "failed": [name for name, ok in zip(ACCEPTANCE, flags) if ok is False]})
+    return {
+        "targets": {name: ok for name, ok in zip(ACCEPTANCE, met)},
+        "met": None if None in met else all(met),
+        "per_seed": per_seed,
+    }
 
 
 def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: str | None = None) -> dict:
     """Run the benchmark; return the JSON-ready report (see the module docstring)."""
     import datasets
     from transformers.utils import logging as transformers_logging
+
+    from grin_core.metrics.mia import privleak
 
     datasets.disable_progress_bars()
     transformers_logging.disable_progress_bar()
@@ -393,13 +627,24 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     retrain["metrics"], retrain["eval_s"], bench.retrained_ratios = bench.evaluate("retrain", model, tokenizer)
     if not bench.retrained_ratios:
         raise ValueError("the retrained model has no forget truth ratios; forget quality needs them")
-    # The retrained model against itself: forget quality 1 by construction, reported for the plot.
+    # The retrained model against itself: forget quality 1 and PrivLeak 0 by construction.
     retrain["metrics"]["forget_quality"] = 1.0
+    bench.reference_auc = retrain["metrics"].get("mia_mink_auc")
+    if bench.reference_auc is not None:
+        retrain["metrics"]["privleak"] = privleak(bench.reference_auc, bench.reference_auc)
+        retrain["metrics"]["privleak_reference_auc"] = bench.reference_auc
+    if config.probes:
+        retrain["robustness"], retrain["probes_s"] = bench.robustness("retrain", model, tokenizer)
+        bench.retrain_relearn = {k: v for k, v in retrain["robustness"].items() if k.startswith("relearn_")}
     model, tokenizer = bench.load(target_dir)
     target["metrics"], target["eval_s"], _ = bench.evaluate("target", model, tokenizer)
+    calibration = bench.calibrate(model, tokenizer)
+    if config.probes:
+        target["robustness"], target["probes_s"] = bench.robustness("target", model, tokenizer)
     del model
 
     bench.warm_up(target_dir)
+    seeds = list(range(config.seed, config.seed + config.seeds))
     methods: dict[str, dict] = {}
     for name in config.methods:
         if name == "retrain":
@@ -414,15 +659,30 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
                 "trainable_params": n_params,
                 "config": retrain["config"],
                 "metrics": retrain["metrics"],
+                **({"robustness": retrain["robustness"]} if "robustness" in retrain else {}),
             }
             continue
-        methods[name] = bench.unlearn(name, target_dir, config.method_config(name))
+        if name == SEEDED_METHOD:
+            runs = []
+            for seed in seeds:
+                run = bench.unlearn(f"{name} seed {seed}" if len(seeds) > 1 else name, target_dir,
+                                    config.method_config(name, seed=seed), steer=config.steers(name))
+                run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"], None)
+                runs.append(run)
+            methods[name] = aggregate_seeds(runs)
+            continue
+        methods[name] = bench.unlearn(name, target_dir, config.method_config(name), steer=config.steers(name))
+    if SEEDED_METHOD in methods and "npo" in methods:  # each seed against full-parameter NPO too
+        for run in methods[SEEDED_METHOD]["seeds"]:
+            run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"],
+                                                  methods["npo"]["metrics"])
 
     sweeps: dict[str, dict[str, dict]] = {}
     for param, values in config.sweeps.items():
         for value in values:
             label = f"grin-npo {param}={value:g}"
-            entry = bench.unlearn(label, target_dir, config.method_config("grin-npo", **{SWEEPS[param]: value}))
+            entry = bench.unlearn(label, target_dir, config.method_config("grin-npo", **{SWEEPS[param]: value}),
+                                  steer=config.steers("grin-npo"), probes=False)
             sweeps.setdefault(param, {})[f"{value:g}"] = entry
 
     report = {
@@ -432,14 +692,18 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
         "command": command,
         "machine": machine(),
         "data": bench.data_summary(),
+        "calibration": calibration,
+        "schedule": schedule_settings(config),
+        "seeds": seeds,
+        "probe_settings": {**RECIPES[config.recipe].probe_settings, "seed": config.seed} if config.probes else None,
         "target": target,
         "retrain": retrain,
         "methods": methods,
         "sweeps": sweeps,
     }
     report["ratios"], report["targets"] = headline(report)
+    report["acceptance"] = acceptance_summary(report)
     report["load_average"] = {"start": load_before, "end": load_average()}
     report["total_wall_s"] = _seconds(started)
     log(f"done in {report['total_wall_s']:.0f} s; load average {load_before} -> {report['load_average']['end']}")
     return report
-

@@ -64,9 +64,44 @@ def tofu(
             "sigma2=0,1e-4,1e-3,1e-2."
         ),
     ] = None,
+    curves: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the per-epoch privacy-probe curves of GRIN-NPO and NPO here (PNG): "
+            "forget-vs-holdout MIA AUC with the target band, forget answer probability."
+        ),
+    ] = None,
     epochs: Annotated[
-        int, typer.Option(help="Unlearning epochs (passes over the forget set), every method.")
-    ] = 8,
+        int | None,
+        typer.Option(
+            help="Unlearning epochs (passes over the forget set), every method. Default: 8 for the "
+            "full-parameter baselines; UnlearnConfig's default for GRIN methods (the privacy "
+            "schedule's budget: it stops earlier once the forget set looks unseen)."
+        ),
+    ] = None,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            help="GRIN-NPO runs over seeds SEED..SEED+N-1 (fresh target copy each); the report "
+            "gives per-seed results, mean and std, and the headline uses the mean."
+        ),
+    ] = 1,
+    schedule: Annotated[
+        bool,
+        typer.Option(
+            "--schedule/--no-schedule",
+            help="GRIN methods steer the forget-vs-holdout MIA AUC into the calibrated non-member "
+            "band (default); --no-schedule runs them for fixed epochs (ablation; curves still recorded).",
+        ),
+    ] = True,
+    probes: Annotated[
+        bool,
+        typer.Option(
+            "--probes/--no-probes",
+            help="Robustness probes on every model (paraphrase, best-of-8 sampling, prompt formats, "
+            "int8/int4, relearning); --no-probes skips them (faster, fewer numbers).",
+        ),
+    ] = True,
     lr: Annotated[
         list[str] | None,
         typer.Option(help="Override a method's learning rate, repeatable: npo=1e-4."),
@@ -105,6 +140,9 @@ def tofu(
             learning_rates=learning_rates,
             sweeps=sweeps,
             seed=seed,
+            seeds=seeds,
+            schedule=schedule,
+            probes=probes,
             data_dir=data_dir,
             **({"cache_dir": cache_dir} if cache_dir else {}),
         )
@@ -121,7 +159,11 @@ def tofu(
         import torch
 
         torch.set_num_threads(threads)
-    console = Console(stderr=True, highlight=False, log_path=False)
+    import shutil
+
+    # The summary table has 11 columns: wider than the 80 rich assumes off a terminal.
+    console = Console(stderr=True, highlight=False, log_path=False,
+                      width=max(140, shutil.get_terminal_size((140, 24)).columns))
     report = run_tofu_bench(
         config, log=lambda line: console.log(line), command=" ".join(["grin", *sys.argv[1:]])
     )
@@ -136,6 +178,10 @@ def tofu(
         from flows.bench.plot import plot_report
 
         console.log(f"plot: {plot_report(report, plot)}")
+    if curves is not None:
+        from flows.bench.plot import plot_curves
+
+        console.log(f"curves: {plot_curves(report, curves)}")
     _summary(console, report)
 
 
@@ -145,27 +191,34 @@ def _summary(console, report: dict) -> None:
     def fmt(value, spec=".3f") -> str:
         return "-" if value is None else format(value, spec)
 
-    table = Table(title=f"TOFU {report['split']}, {report['authors']} authors")
-    for column in (
-        "model",
-        "forget Q",
-        "utility",
-        "forget R-L",
-        "retain R-L",
-        "wall s",
-        "state MiB",
-    ):
+    calibration = report.get("calibration") or {}
+    table = Table(title=f"TOFU {report['split']}, {report['authors']} authors"
+                  + (f"; non-member AUC {calibration['auc']:.3f}" if calibration.get("auc") is not None else ""))
+    columns = ("model", "forget Q", "utility", "forget R-L", "retain R-L", "MIA AUC", "privleak", "relearn R-L",
+               "epochs", "wall s", "state MiB")
+    for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
+    def cell(entry: dict, key: str, spec: str = ".3f", part: str = "metrics") -> str:
+        """The value (a seeded method's mean), with its std over seeds when there are several."""
+        value = fmt((entry.get(part) or {}).get(key), spec)
+        std = entry.get("std") or {}
+        seeded = len(entry.get("seeds", [])) > 1 and key in std
+        return value + (f" ±{std[key]:{spec}}" if seeded else "")
+
     rows = [("target", report["target"]), *report["methods"].items()]
     for name, entry in rows:
-        m = entry["metrics"]
         state = entry.get("state_bytes", {}).get("total") if entry.get("state_bytes") else None
+        n_seeds = len(entry.get("seeds", []))
         table.add_row(
-            name,
-            fmt(m.get("forget_quality"), ".3g"),
-            fmt(m.get("model_utility")),
-            fmt(m.get("forget_rougeL")),
-            fmt(m.get("retain_rougeL")),
+            name + (f" (mean of {n_seeds})" if n_seeds > 1 else ""),
+            cell(entry, "forget_quality", ".3g"),
+            cell(entry, "model_utility"),
+            cell(entry, "forget_rougeL"),
+            cell(entry, "retain_rougeL"),
+            cell(entry, "mia_auc"),
+            cell(entry, "privleak", ".1f"),
+            cell(entry, "relearn_forget_rougeL", part="robustness"),
+            fmt(entry.get("epochs_run"), ".0f"),
             fmt(entry.get("wall_s"), ".1f"),
             fmt(state and state / 2**20, ".1f"),
         )
@@ -174,3 +227,10 @@ def _summary(console, report: dict) -> None:
         console.print(
             f"{name}: {target['value']} -> {'met' if target['met'] else 'NOT met' if target['met'] is False else 'n/a'}"
         )
+    acceptance = report.get("acceptance")
+    if acceptance:
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[acceptance["met"]]
+        console.print(f"acceptance (GRIN-NPO mean): {verdict}")
+        for run in acceptance["per_seed"]:
+            state = {True: "met", None: "n/a"}.get(run["met"], "NOT met: " + ", ".join(run["failed"]))
+            console.print(f"  seed {run['seed']}: {state}")
