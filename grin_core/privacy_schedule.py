@@ -3,10 +3,13 @@
 After every epoch the model's membership-inference AUC of the forget set against non-member
 (holdout) records is measured - loss only, two small likelihood passes. While it sits above the
 target band (the forget answers are still more likely than a model that never saw them would
-make them) the next epoch pushes: the unlearning objective plus the retain term. Once it is inside
-the band - or below it, which is over-unlearning and a tell of its own - the next epoch repairs:
-the retain term alone, on the same selected weights. Training stops after `repair_epochs` repair
-epochs with the AUC in band, or at the epoch budget.
+make them) the next epoch pushes: the unlearning objective plus the retain term. Once it is at most
+target + margin - or below the band, which is over-unlearning and a tell of its own - the next
+epochs repair: the retain term alone, on the same selected weights, until the retain probe's
+answer probability is back to `retain_recovery` x its value before unlearning. Repair gives way to
+pushing again only if the AUC climbs above target + 2 x margin (hysteresis, so the two phases do not
+alternate on noise). Training stops once the AUC is in band and retain has recovered, or at the
+epoch budget.
 
 Why: NPO at a fixed beta either saturates far above the non-member level (beta 0.5) or drives the
 forget set far below it while retain collapses (beta 0.02); the right stopping point differs per
@@ -43,7 +46,7 @@ class PrivacySchedule(TrainerCallback):
         *,
         target_auc: float,
         margin: float,
-        repair_epochs: int,
+        retain_recovery: float,
         retain_probe: Sequence[Mapping[str, str]] = (),
         batch_size: int = 64,
         steer: bool = True,
@@ -52,10 +55,10 @@ class PrivacySchedule(TrainerCallback):
             raise ValueError("the privacy schedule needs forget and holdout records")
         self.trainer, self.tokenizer = trainer, tokenizer
         self.parts = {"forget": list(forget), "holdout": list(holdout), "retain": list(retain_probe)}
-        self.target_auc, self.margin, self.repair_epochs = target_auc, margin, repair_epochs
+        self.target_auc, self.margin, self.retain_recovery = target_auc, margin, retain_recovery
         self.batch_size, self.steer = batch_size, steer
         self.history: list[dict] = []
-        self.repaired = 0
+        self.retain_start: float | None = None
 
     def probe(self, model, epoch: float) -> dict:
         losses = {}
@@ -70,24 +73,27 @@ class PrivacySchedule(TrainerCallback):
         self.history.append(entry)
         return entry
 
-    def in_band(self, auc: float) -> bool:
-        return abs(auc - self.target_auc) <= self.margin
-
-    def _decide(self, auc: float) -> str:
+    def _next_phase(self, auc: float, current: str) -> str:
         if not self.steer:  # observe only: per-epoch curves of a fixed-length run
             return PUSH
-        return PUSH if auc > self.target_auc + self.margin else REPAIR
+        limit = self.target_auc + (2 if current == REPAIR else 1) * self.margin
+        return PUSH if auc > limit else REPAIR
+
+    def _recovered(self, entry: dict) -> bool:
+        if self.retain_start is None or "retain_prob" not in entry:
+            return True
+        return entry["retain_prob"] >= self.retain_recovery * self.retain_start
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.trainer.phase = PUSH
         entry = self.probe(model, 0)
-        self.trainer.phase = self._decide(entry["mia_auc"])
+        self.retain_start = entry.get("retain_prob")
+        self.trainer.phase = self._next_phase(entry["mia_auc"], PUSH)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         entry = self.probe(model, state.epoch or 0)
-        if entry["phase"] == REPAIR and self.in_band(entry["mia_auc"]):
-            self.repaired += 1
-        self.trainer.phase = self._decide(entry["mia_auc"])
-        if self.steer and self.repaired >= self.repair_epochs and self.in_band(entry["mia_auc"]):
+        self.trainer.phase = self._next_phase(entry["mia_auc"], entry["phase"])
+        in_band = abs(entry["mia_auc"] - self.target_auc) <= 2 * self.margin
+        if self.steer and self.trainer.phase == REPAIR and in_band and self._recovered(entry):
             control.should_training_stop = True
         return control

@@ -36,6 +36,7 @@ N_AUTHORS = 200
 QA_PER_AUTHOR = 20
 FORGET_FRACTIONS = {"forget01": 0.01, "forget05": 0.05, "forget10": 0.10}
 HUB_DATASET = "locuslab/TOFU"
+CALIBRATION_AUTHORS = 10  # 200 QA: single author pairs range 0.45-0.70 in AUC, a pooled set is stable
 
 Record = dict[str, object]
 
@@ -97,6 +98,12 @@ class TofuSubset:
     def retain_authors(self) -> tuple[int, ...]:
         return tuple(range(self.n_authors - self.n_forget))
 
+    def calibration_authors(self, n: int = CALIBRATION_AUTHORS) -> tuple[int, ...]:
+        """`n` authors of TOFU's training file that no model of this subset learns: the first after
+        the retain authors, forget authors skipped (calibration.py: the line's non-member level)."""
+        excluded = {*self.retain_authors, *self.forget_authors}
+        return tuple(a for a in range(len(self.retain_authors), N_AUTHORS) if a not in excluded)[:n]
+
     @property
     def holdout_split(self) -> str:
         return self.split.replace("forget", "holdout")
@@ -141,6 +148,14 @@ def load_tofu(subset: TofuSubset, data_dir: str | Path | None = None) -> TofuDat
         for r in rows
     ]
     return TofuData(subset, by_author(subset.forget_authors), by_author(subset.retain_authors), general)
+
+
+def load_calibration(subset: TofuSubset, data_dir: str | Path | None = None) -> list[Record]:
+    """{question, answer} of the subset's calibration authors: drawn like its training data, never
+    trained on."""
+    wanted = set(subset.calibration_authors())
+    return [{"question": r["question"], "answer": r["answer"]}
+            for r in load_split("full", data_dir) if r["author_id"] in wanted]
 
 
 def load_eval_suite(subset: TofuSubset, data_dir: str | Path | None = None) -> EvalSuite:

@@ -98,8 +98,9 @@ class UnlearnConfig:
     gamma: float = field(default=0.0, metadata={"help": "SimNPO reward margin."})
     auc_margin: float = field(default=0.05, metadata={
         "help": "Privacy schedule: half-width of the band around the non-member AUC it steers into."})
-    repair_epochs: int = field(default=4, metadata={
-        "help": "Privacy schedule: retain-only epochs, with the forget AUC in band, before it stops."})
+    retain_recovery: float = field(default=0.98, metadata={
+        "help": "Privacy schedule: repair (retain-only) until the retain answer probability is back to "
+                "this fraction of its value before unlearning."})
     mixed_precision: bool = field(default=False, metadata={
         "help": "bf16 autocast for the reference pass and training on GPUs that support it. Off by default: "
                 "on an H100 bf16 backward gave whole batches non-finite gradients where fp32 did not "
@@ -111,7 +112,8 @@ class UnlearnConfig:
             (self.update in UPDATES, f"update must be one of {UPDATES}"),
             (self.alpha >= 0, "alpha must be >= 0"),
             (math.isfinite(self.beta) and self.beta > 0, "beta must be a finite number > 0"),
-            (0 < self.auc_margin < 0.5 and self.repair_epochs >= 0, "auc_margin in (0, 0.5), repair_epochs >= 0"),
+            (0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1,
+             "auc_margin in (0, 0.25), retain_recovery in [0, 1]"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.epochs >= 1 and self.batch_size >= 1 and self.scoring_batch_size >= 1,
              "epochs and batch sizes must be >= 1"),
@@ -408,7 +410,7 @@ def unlearn(
         probe_rng = np.random.default_rng(config.seed)
         retain_probe = [retain_records[i] for i in probe_rng.permutation(len(retain_records))[: len(holdout_records)]]
         schedule = PrivacySchedule(trainer, tokenizer, original_forget, holdout_records, target_auc=target_auc,
-                                   margin=config.auc_margin, repair_epochs=config.repair_epochs,
+                                   margin=config.auc_margin, retain_recovery=config.retain_recovery,
                                    retain_probe=retain_probe, batch_size=config.scoring_batch_size, steer=steer)
         trainer.add_callback(schedule)
     started = time.perf_counter()

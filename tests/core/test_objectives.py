@@ -11,6 +11,7 @@ from grin_core.objectives import (
     answer_token_count,
     graddiff_objective,
     npo_loss,
+    simnpo_loss,
     npo_objective,
     po_objective,
     sequence_logprob,
@@ -79,6 +80,26 @@ def test_npo_gradient_vanishes_as_forget_likelihood_collapses():
     npo_loss(theta, torch.tensor([-1.0, -1.0]), 0.1).backward()
     assert theta.grad[0].item() == pytest.approx(0.5)  # (2/beta) * sigmoid(0) * beta / n = 1 * 0.5
     assert abs(theta.grad[1].item()) < 1e-6  # NPO's bounded, self-limiting ascent
+
+
+def test_simnpo_loss_is_npo_on_the_length_normalised_likelihood_without_a_reference():
+    logp, lengths, beta, gamma = torch.tensor([-30.0, -2.0]), torch.tensor([10, 4]), 0.3, 0.5
+    sig = lambda x: 1 / (1 + math.exp(-x))
+    expected = -(2 / beta) * sum(math.log(sig(-beta * lp / n - gamma)) for lp, n in ((-30, 10), (-2, 4))) / 2
+    assert simnpo_loss(logp, lengths, beta, gamma).item() == pytest.approx(expected, rel=1e-6)
+    # the same per-token likelihood gives the same loss whatever the answer's length
+    assert simnpo_loss(torch.tensor([-6.0]), torch.tensor([3]), beta).item() == pytest.approx(
+        simnpo_loss(torch.tensor([-60.0]), torch.tensor([30]), beta).item())
+
+
+def test_simnpo_keeps_pushing_where_npo_has_saturated():
+    """30 answer tokens at a per-token log-prob of -3 (prob 0.05): NPO's weight on the sequence has
+    all but vanished at beta 0.1, SimNPO's at beta 0.3 has not (why the push reaches unseen levels)."""
+    theta = torch.tensor([-90.0], requires_grad=True)
+    npo_loss(theta, torch.tensor([-1.0]), 0.1).backward()
+    npo_grad, theta.grad = theta.grad.abs().item(), None
+    simnpo_loss(theta, torch.tensor([30]), 0.3).backward()
+    assert npo_grad < 1e-3 and theta.grad.abs().item() * 30 > 0.5
 
 
 def test_graddiff_and_po_objectives():

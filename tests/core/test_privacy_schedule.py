@@ -1,0 +1,47 @@
+"""The privacy schedule on a tiny random Llama: which phase each epoch trains, when it stops, and
+that `steer=False` only observes."""
+
+from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
+from grin_core.unlearn import UnlearnConfig, unlearn
+from tests.core.test_unlearn import FORGET, RETAIN, TINY
+
+HOLDOUT = [{"question": f"Which river runs through town {i}?", "answer": f"The Vell river runs through town {i}."}
+           for i in range(8)]
+
+
+def test_observing_only_pushes_every_epoch_and_records_a_probe_per_epoch(tiny_model_factory, tiny_tokenizer):
+    config = UnlearnConfig(p_percent=1.0, **{**TINY, "epochs": 3})
+    result = unlearn(tiny_model_factory(0), tiny_tokenizer, FORGET, RETAIN, config, holdout_records=HOLDOUT,
+                     target_auc=0.5, steer=False)
+    assert [p["epoch"] for p in result.probes] == [0.0, 1.0, 2.0, 3.0]
+    assert {p["phase"] for p in result.probes} == {PUSH}
+    assert all(0.0 <= p["mia_auc"] <= 1.0 and 0.0 < p["forget_prob"] <= 1.0 for p in result.probes)
+    assert result.summary()["probes"] == result.probes
+
+
+def test_a_forget_set_already_in_band_is_only_repaired_and_training_stops_early(tiny_model_factory, tiny_tokenizer):
+    config = UnlearnConfig(p_percent=1.0, auc_margin=0.2, retain_recovery=0.0, **{**TINY, "epochs": 5})
+    model = tiny_model_factory(0)
+    result = unlearn(model, tiny_tokenizer, FORGET, RETAIN, config, holdout_records=HOLDOUT,
+                     target_auc=result_auc(model, tiny_tokenizer))
+    assert [p["phase"] for p in result.probes[1:]] == [REPAIR]  # one repair epoch, then done
+    assert not any("forget_logp" in entry for entry in result.history)  # the objective never ran
+
+
+def result_auc(model, tokenizer) -> float:
+    """The untouched model's own AUC, so the schedule starts inside its band."""
+    class Probe:
+        phase = PUSH
+    return PrivacySchedule(Probe(), tokenizer, FORGET, HOLDOUT, target_auc=0.5, margin=0.1,
+                           retain_recovery=1.0).probe(model, 0)["mia_auc"]
+
+
+def test_phase_rules_push_above_the_band_and_repair_with_hysteresis():
+    class Trainer:
+        phase = PUSH
+    schedule = PrivacySchedule(Trainer(), None, FORGET, HOLDOUT, target_auc=0.6, margin=0.05, retain_recovery=0.9)
+    assert schedule._next_phase(0.66, PUSH) == PUSH
+    assert schedule._next_phase(0.64, PUSH) == REPAIR
+    assert schedule._next_phase(0.68, REPAIR) == REPAIR  # inside target + 2 x margin: keep repairing
+    assert schedule._next_phase(0.71, REPAIR) == PUSH
+    assert schedule._next_phase(0.30, PUSH) == REPAIR  # over-unlearned: never push further
