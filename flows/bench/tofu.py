@@ -21,7 +21,7 @@ What a method's numbers mean:
 
 Privacy and robustness (issue 9):
 - `calibration`: the non-member AUC level of the line, measured on the target
-  (`grin_core.calibration.non_member_auc`): `CALIBRATION_AUTHORS` TOFU authors of full.jsonl
+  (`grin_core.calibration.non_member_auc`): `grin_core.tofu.CALIBRATION_AUTHORS` TOFU authors of full.jsonl
   the target never saw (the first ones after the retain authors, forget authors skipped) against
   the suite's holdout. GRIN methods run the privacy schedule into `auc` +- `auc_margin`
   (`--no-schedule`: a fixed-length run that only records the per-epoch probes); full-parameter
@@ -59,7 +59,6 @@ REPORTED = ("forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_qual
             "forget_keyword_acc", "mia_auc")
 DEFAULT_AUTHORS = 20
 DEFAULT_EPOCHS = 8  # full-parameter baselines; GRIN methods default to UnlearnConfig.epochs (the schedule's budget)
-CALIBRATION_AUTHORS = 10  # 200 QA: single unseen author pairs range 0.45-0.70 against the holdout
 SEEDED_METHOD = "grin-npo"  # the method --seeds repeats
 
 # GRIN keeps UnlearnConfig's defaults. Full-parameter runs move every weight, so they need a much
@@ -297,24 +296,13 @@ class TofuBench:
 
         return load_checkpoint(checkpoint, device=self.device)
 
-    def calibration_authors(self) -> list[int]:
-        """`CALIBRATION_AUTHORS` authors no model of this run trained on: the first after the retain
-        authors, forget authors skipped."""
-        from grin_core.tofu import N_AUTHORS
-
-        excluded = {*self.subset.retain_authors, *self.subset.forget_authors}
-        authors = [a for a in range(len(self.subset.retain_authors), N_AUTHORS) if a not in excluded]
-        return authors[:CALIBRATION_AUTHORS]
-
     def calibrate(self, model, tokenizer) -> dict:
         """The non-member AUC level on the target: calibration authors' QA against the suite's holdout."""
         from grin_core.calibration import non_member_auc
-        from grin_core.tofu import load_split
+        from grin_core.tofu import load_calibration
 
-        authors = self.calibration_authors()
-        wanted = set(authors)
-        records = [{"question": r["question"], "answer": r["answer"]}
-                   for r in load_split("full", self.config.data_dir) if r["author_id"] in wanted]
+        authors = list(self.subset.calibration_authors())
+        records = load_calibration(self.subset, self.config.data_dir)
         if not records or not self.suite.holdout:
             raise ValueError("calibration needs unseen TOFU authors and the suite's holdout")
         started = time.perf_counter()
