@@ -9,7 +9,9 @@ epochs repair: the retain term alone, on the same selected weights, until the re
 answer probability is back to `retain_recovery` x its value before unlearning. Repair gives way to
 pushing again only if the AUC climbs above target + 2 x margin (hysteresis, so the two phases do not
 alternate on noise). Training stops once the AUC is in band and retain has recovered, or at the
-epoch budget.
+epoch budget; then the model goes back to the epoch with the highest retain probability among
+those whose AUC was at most target + margin (and at least target - 2 x margin) - early stopping with the best state, as `load_best_model_at_end` does,
+but on the deletion's criterion. Only the trainable tensors are kept: with a sparse mask, k values.
 
 Why: NPO at a fixed beta either saturates far above the non-member level (beta 0.5) or drives the
 forget set far below it while retain collapses (beta 0.02); the right stopping point differs per
@@ -59,6 +61,7 @@ class PrivacySchedule(TrainerCallback):
         self.batch_size, self.steer = batch_size, steer
         self.history: list[dict] = []
         self.retain_start: float | None = None
+        self.best: tuple[float, float, list[torch.Tensor]] | None = None  # (retain prob, epoch, tensors)
 
     def probe(self, model, epoch: float) -> dict:
         losses = {}
@@ -94,6 +97,19 @@ class PrivacySchedule(TrainerCallback):
         entry = self.probe(model, state.epoch or 0)
         self.trainer.phase = self._next_phase(entry["mia_auc"], entry["phase"])
         in_band = abs(entry["mia_auc"] - self.target_auc) <= 2 * self.margin
+        score = entry.get("retain_prob", 0.0)
+        keepable = self.target_auc - 2 * self.margin <= entry["mia_auc"] <= self.target_auc + self.margin
+        if self.steer and keepable and (self.best is None or score > self.best[0]):
+            self.best = (score, entry["epoch"], [p.detach().clone() for p in model.parameters() if p.requires_grad])
         if self.steer and self.trainer.phase == REPAIR and in_band and self._recovered(entry):
             control.should_training_stop = True
         return control
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        """Back to the best in-band epoch (if the last one is not it)."""
+        if self.best is None or self.best[1] == self.history[-1]["epoch"]:
+            return
+        with torch.no_grad():
+            for param, kept in zip((p for p in model.parameters() if p.requires_grad), self.best[2], strict=True):
+                param.copy_(kept)
+        self.history.append({**next(e for e in self.history if e["epoch"] == self.best[1]), "phase": "restored"})

@@ -74,9 +74,12 @@ class UnlearnConfig:
     beta: float = field(default=0.5, metadata={"help": "NPO inverse temperature (paper: 0.1; see Defaults above)."})
     learning_rate: float = field(default=3e-3, metadata={
         "help": "AdamW learning rate for a ~2% mask; full-parameter runs need ~1e-4."})
-    epochs: int = field(default=8, metadata={
-        "help": "Passes over the forget set; with holdout records, the privacy schedule's budget."})
-    batch_size: int = field(default=8, metadata={"help": "Forget examples per step; the retain batch has as many."})
+    epochs: int = field(default=8, metadata={"help": "Passes over the forget set of a run without holdout records."})
+    max_epochs: int = field(default=60, metadata={
+        "help": "With holdout records: the privacy schedule's budget of passes (it stops once in band)."})
+    batch_size: int = field(default=8, metadata={"help": "Forget examples per step."})
+    retain_batch_size: int | None = field(default=None, metadata={
+        "help": "Retain examples per step; None = batch_size."})
     seed: int = field(default=0, metadata={"help": "Seeds training, retain sampling and the noise."})
     p_percent: float = field(default=2.0, metadata={
         "help": "Share of eligible weights selected, in percent (paper: 0.2-0.8; see Defaults above)."})
@@ -96,6 +99,9 @@ class UnlearnConfig:
     scoring_batch_size: int = field(default=16, metadata={"help": "Batch size of the GRI and reference passes."})
     max_length: int = field(default=256, metadata={"help": "Token limit per QA example."})
     gamma: float = field(default=0.0, metadata={"help": "SimNPO reward margin."})
+    length_normalised: bool = field(default=False, metadata={
+        "help": "NPO on the per-token (mean) answer log-likelihood ratio instead of the summed one: the "
+                "summed ratio saturates NPO far above unseen-data likelihood (FINDINGS)."})
     auc_margin: float = field(default=0.05, metadata={
         "help": "Privacy schedule: half-width of the band around the non-member AUC it steers into."})
     retain_recovery: float = field(default=0.98, metadata={
@@ -115,7 +121,8 @@ class UnlearnConfig:
             (0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1,
              "auc_margin in (0, 0.25), retain_recovery in [0, 1]"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
-            (self.epochs >= 1 and self.batch_size >= 1 and self.scoring_batch_size >= 1,
+            (self.epochs >= 1 and self.max_epochs >= 1 and self.batch_size >= 1 and self.scoring_batch_size >= 1
+             and (self.retain_batch_size is None or self.retain_batch_size >= 1),
              "epochs and batch sizes must be >= 1"),
             (0 < self.p_percent <= 100, "p_percent must be in (0, 100]"),
             (self.sigma2 >= 0, "sigma2 must be >= 0"),
@@ -140,11 +147,12 @@ class UnlearnConfig:
     def help(cls) -> dict[str, str]:
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}
 
-    def training_arguments(self, output_dir: str, progress: bool = False) -> TrainingArguments:
+    def training_arguments(self, output_dir: str, progress: bool = False,
+                           scheduled: bool = False) -> TrainingArguments:
         bf16 = self.mixed_precision and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return TrainingArguments(
             output_dir=output_dir,
-            num_train_epochs=self.epochs,
+            num_train_epochs=self.max_epochs if scheduled else self.epochs,
             per_device_train_batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             lr_scheduler_type=self.lr_scheduler,
@@ -213,6 +221,7 @@ class UnlearnTrainer(Trainer):
         args: TrainingArguments | None = None,
         callbacks: Sequence[TrainerCallback] = (),
         progress: bool = False,
+        scheduled: bool = False,
     ) -> None:
         if config.method == "npo" and REF_COLUMN not in forget_dataset.column_names:
             raise ValueError(f"NPO needs reference log-probs in the forget set's {REF_COLUMN!r} column")
@@ -224,12 +233,13 @@ class UnlearnTrainer(Trainer):
         self._scratch = None
         if args is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="grin-unlearn-")
-            args = config.training_arguments(self._scratch.name, progress)
+            args = config.training_arguments(self._scratch.name, progress, scheduled)
         super().__init__(
             model=model,
             args=args,
             train_dataset=forget_dataset,
-            data_collator=ForgetRetainCollator(tokenizer, retain_dataset, config.batch_size, config.seed),
+            data_collator=ForgetRetainCollator(tokenizer, retain_dataset, config.retain_batch_size or config.batch_size,
+                                               config.seed),
             processing_class=tokenizer,
             callbacks=[self.state_meter, *callbacks],
         )
@@ -263,8 +273,11 @@ class UnlearnTrainer(Trainer):
             loss = loss + config.alpha * retain_nll
             self._parts["forget_logp"].append(logp.mean().item())
         elif config.method == "npo":
-            logp = sequence_logprob(logits, inputs["labels"])
-            loss = npo_objective(logp, inputs[REF_COLUMN], retain_nll, config.beta, config.alpha)
+            logp, ref = sequence_logprob(logits, inputs["labels"]), inputs[REF_COLUMN]
+            if config.length_normalised:  # per-token log-ratio: SimNPO's normalisation, reference kept
+                count = answer_token_count(inputs["labels"]).clamp_min(1)
+                logp, ref = logp / count, ref / count
+            loss = npo_objective(logp, ref, retain_nll, config.beta, config.alpha)
             self._parts["forget_logp"].append(logp.mean().item())
         elif config.method == "graddiff":
             forget_nll = answer_nll(logits, inputs["labels"])
@@ -404,7 +417,7 @@ def unlearn(
         inject_noise(model, mask, config.sigma2, config.seed)
         timings["noise_s"] = time.perf_counter() - started
     trainer = UnlearnTrainer(model, config, forget, retain, tokenizer, mask=mask, callbacks=callbacks,
-                             progress=progress)
+                             progress=progress, scheduled=bool(holdout_records) and steer)
     schedule = None
     if holdout_records:
         probe_rng = np.random.default_rng(config.seed)

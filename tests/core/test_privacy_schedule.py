@@ -20,7 +20,7 @@ def test_observing_only_pushes_every_epoch_and_records_a_probe_per_epoch(tiny_mo
 
 
 def test_a_forget_set_already_in_band_is_only_repaired_and_training_stops_early(tiny_model_factory, tiny_tokenizer):
-    config = UnlearnConfig(p_percent=1.0, auc_margin=0.2, retain_recovery=0.0, **{**TINY, "epochs": 5})
+    config = UnlearnConfig(p_percent=1.0, auc_margin=0.2, retain_recovery=0.0, max_epochs=5, **TINY)
     model = tiny_model_factory(0)
     result = unlearn(model, tiny_tokenizer, FORGET, RETAIN, config, holdout_records=HOLDOUT,
                      target_auc=result_auc(model, tiny_tokenizer))
