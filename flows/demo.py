@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from grin_core.records import to_jsonl
-from grin_core.tofu import TofuSubset, load_eval_suite, load_tofu
+from grin_core.tofu import TofuSubset, load_calibration, load_eval_suite, load_tofu
 from infra import audit, intake
 from infra.db.migrate import upgrade
 from infra.settings import Settings
@@ -27,17 +27,21 @@ from infra.ticket_request import TicketRequest
 MODEL = "tofu-demo"
 SUBSET = TofuSubset(n_authors=20, split="forget10")  # retains authors 0-17, forgets 198-199
 EVAL_RETAIN = 100  # retain questions the gate reads (with their perturbed answers)
-# The demo model's line relaxes one gate bound (a per-model policy override, as a platform engineer
-# would set it): a 1.6 M-parameter model answers every author in the same templates, so forgetting 2
-# of its 20 authors cost 10-15 % of retain ROUGE-L at every GRIN setting swept (grin_core/unlearn.py);
-# the service default (0.9x the parent) stays for every other model.
-GATE_POLICY = {"retain_rougeL_min_ratio": 0.85}
 SHOWN = (
     "forget_rougeL",
     "forget_keyword_acc",
     "forget_keyword_conf",
     "forget_truth_ratio",
     "forget_prob",
+    "holdout_prob",
+    "mia_auc",
+    "mia_mink_auc",
+    "mia_minkpp_auc",
+    "mia_zlib_auc",
+    "forget_paraphrase_rougeL",
+    "forget_sampled_best_rougeL",
+    "forget_format_max_rougeL",
+    "forget_int4_rougeL",
     "retain_rougeL",
     "retain_prob",
     "model_utility",
@@ -64,6 +68,10 @@ def _publish_data(settings: Settings) -> dict:
                 "retain": suite.retain[:EVAL_RETAIN],
                 "real_authors": suite.real_authors,
                 "world_facts": suite.world_facts,
+                # Non-members: membership inference and the privacy schedule compare the forget
+                # set with these; the calibration authors set the line's non-member AUC level.
+                "holdout": suite.holdout,
+                "calibration": load_calibration(SUBSET, settings.tofu_dir),
             }
         ).encode(),
     )
@@ -106,7 +114,6 @@ def run_demo(settings: Settings, console: Console | None = None) -> dict:
             ObjectRef(uri=objects["manifest"].uri, sha256=objects["manifest"].sha256),
             ObjectRef(uri=objects["eval_suite"].uri, sha256=objects["eval_suite"].sha256),
             description="TOFU authors 0-17 + 198-199 and general knowledge, from scratch",
-            gate_policy=GATE_POLICY,
         )
     console.log(
         f"{MODEL} v{trained['version']} registered (training took {trained['train_s']:.0f} s when it ran)"

@@ -22,7 +22,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from infra.db.models import TicketStatus
-from infra.gate import GateDecision, GatePolicy, Rung, nothing_to_forget
+from infra.gate import GateDecision, GatePolicy, Rung, non_member_auc, nothing_to_forget
 from tasks.artifacts import publish_links, publish_metrics
 from tasks.assemble import assemble_sets
 from tasks.contracts import CheckpointRef, EvalOutcome, ObjectRef
@@ -216,6 +216,7 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
                 snapshot=snapshot,
                 mask=mask.mask,
                 spec=spec,
+                target_auc=non_member_auc(policy),
             )
             candidates.append(unlearned.checkpoint)
             report.workers["unlearn"] = unlearned.worker.pid
@@ -225,6 +226,8 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
                 label=f"{label}-round{round_no}",
                 checkpoint=unlearned.checkpoint,
                 snapshot=snapshot,
+                relearn=policy.relearn_probe,
+                seed=spec.seed,
             )
             report.workers["evaluate"] = after.worker.pid
             decision = apply_gate(label, round_no, spec, plan.policy, before.metrics, after.metrics,

@@ -12,6 +12,7 @@ from prefect import flow, task
 
 from infra import registry
 from tasks.contracts import CheckpointRef, ObjectRef
+from tasks.calibrate import calibrate_line
 from tasks.dispatch import run_ml_stage
 from tasks.resources import sessions
 from tasks.retry import IO_RETRIES
@@ -65,6 +66,8 @@ def train_model(
 
     `architecture` sets TinyLlamaConfig fields and `recipe` TrainConfig fields (defaults otherwise);
     `gate_policy` holds the model line's overrides of the service's gate policy (new lines only).
+    An eval suite with `calibration` and `holdout` parts sets the line's `mia_reference_auc`: the
+    non-member level measured on this version (grin_core/calibration.py), not a relaxation.
     """
     outcome: TrainOutcome = run_ml_stage(
         train_target,
@@ -73,8 +76,13 @@ def train_model(
         model_config=architecture or {},
         train_config=recipe or {},
     )
+    reference_auc = (run_ml_stage(calibrate_line, label=name, checkpoint=outcome.checkpoint,
+                                  eval_suite=eval_suite) if eval_suite else None)
+    if reference_auc is not None and "mia_reference_auc" not in (gate_policy or {}):
+        gate_policy = {**(gate_policy or {}), "mia_reference_auc": reference_auc}
     summary = {
         "trained_from_scratch": True,
+        "mia_reference_auc": reference_auc,
         "epochs": outcome.epochs,
         "final_loss": outcome.final_loss,
         "train_s": outcome.train_s,
@@ -92,4 +100,5 @@ def train_model(
         "train_s": outcome.train_s,
         "epochs": outcome.epochs,
         "worker_pid": outcome.worker.pid,
+        "mia_reference_auc": reference_auc,
     }

@@ -7,16 +7,22 @@ import time
 from prefect import task
 
 from grin_core.evaluate import EvalSuite, evaluate
+from grin_core.probes import run_probes
 from tasks.contracts import CheckpointRef, EvalOutcome, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_json, read_records
 
 
 @task(name="evaluate-checkpoint", task_run_name="evaluate-{label}", persist_result=True)
-def evaluate_checkpoint(label: str, checkpoint: CheckpointRef, snapshot: Snapshot) -> EvalOutcome:
+def evaluate_checkpoint(label: str, checkpoint: CheckpointRef, snapshot: Snapshot, relearn: bool = False,
+                        seed: int = 0) -> EvalOutcome:
+    """Every metric the suite allows, then the robustness probes (paraphrase, sampling, prompt
+    formats, fake quantisation; relearning when the policy asks for it)."""
     started = time.perf_counter()
     model, tokenizer = load_model(checkpoint)
     parts = read_json(snapshot.eval_suite)
-    suite = EvalSuite(forget=read_records(snapshot.forget), **{k: v or None for k, v in parts.items()})
+    known = {"retain", "real_authors", "world_facts", "holdout"}  # other parts (calibration) are the line's
+    suite = EvalSuite(forget=read_records(snapshot.forget), **{k: v or None for k, v in parts.items() if k in known})
     metrics = evaluate(model, tokenizer, suite, progress=False)
+    metrics.update(run_probes(model, tokenizer, suite, relearn=relearn, seed=seed))
     return EvalOutcome(metrics=metrics, seconds=round(time.perf_counter() - started, 3),
                        worker=WorkerStamp.here(device()))

@@ -20,23 +20,27 @@ from tasks.contracts import (
     UnlearnOutcome,
     WorkerStamp,
 )
-from tasks.inputs import device, load_model, read_bytes, read_records
+from tasks.inputs import device, load_model, read_bytes, read_json, read_records
 from tasks.progress import PrefectProgress
 from tasks.resources import object_store
 
 
 @task(name="unlearn-weights", task_run_name="unlearn-{label}", persist_result=True)
 def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                    mask: ObjectRef, spec: RoundSpec) -> UnlearnOutcome:
+                    mask: ObjectRef, spec: RoundSpec, target_auc: float = 0.5) -> UnlearnOutcome:
+    """`target_auc`: the line's non-member level; with a holdout part in the eval suite the privacy
+    schedule steers the forget set's MIA AUC into a band around it (grin_core/privacy_schedule.py)."""
     model, tokenizer = load_model(parent)
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
+    holdout = read_json(snapshot.eval_suite).get("holdout") or None
     config = UnlearnConfig(**spec.unlearn_kwargs())
     with tempfile.TemporaryDirectory(prefix="grin-unlearn-") as tmp:
         mask_path = Path(tmp) / "mask.safetensors"
         mask_path.write_bytes(read_bytes(mask))
         selected = Mask.load(mask_path, sha256=mask.sha256)
         progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} unlearning")
-        result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress])
+        result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress],
+                         holdout_records=holdout, target_auc=target_auc)
         card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
                 "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
                 "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
@@ -46,7 +50,7 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
         summary = result.summary()
         out = Path(tmp) / "checkpoint"
         save_checkpoint(result.model, tokenizer, out, card_info=card,
-                        grin_config={"unlearning": {k: summary[k] for k in ("config", "timings", "history")},
+                        grin_config={"unlearning": {k: summary[k] for k in ("config", "timings", "history", "probes")},
                                      "parent_sha256": parent.sha256})
         checkpoint = upload_checkpoint(out, object_store())
     outcome = UnlearnOutcome(
