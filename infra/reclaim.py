@@ -7,7 +7,9 @@ that lapsed means the flow process died or lost the database. One sweep:
 - completes a `registered` ticket whose run died after registering (its version exists; only the
   follow-up was left);
 - deletes the scratch copies of forget data of those tickets' runs (`scratch/<run id>/`, the run
-  id starts with the run's label, which names its first ticket) with an audit record of counts.
+  id starts with the run's label, which names its first ticket) with an audit record of counts;
+- deletes the candidate checkpoints those runs uploaded and no version registered (a candidate's
+  model card names its run), so a dead run's candidate can never be registered or linger.
 
 It is run at the start of every flow run, at worker start and on a schedule by `grin serve`, so
 recovery needs no one to remember it. Sweeps may overlap: rows are taken with SKIP LOCKED.
@@ -20,9 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from infra import audit, queue
+from infra.db.models import ModelVersion
+from infra.errors import ObjectNotFoundError
 from infra.storage import ObjectStore
 
 # `ticket-17-0123abcd` or `batch-tofu-17-0123abcd` (flows/tickets.py names runs so).
@@ -38,6 +43,7 @@ class SweepReport:
     completed: list[int] = field(default_factory=list)
     flow_runs: dict[int, str] = field(default_factory=dict)  # ticket id -> its dead run's flow run
     scratch_objects: int = 0
+    candidate_objects: int = 0
 
     @property
     def tickets(self) -> list[int]:
@@ -78,6 +84,35 @@ def purge_scratch_of(
     return count
 
 
+def purge_candidates_of(
+    run_ids: list[str], *, store: ObjectStore, session: Session, reason: str
+) -> int:
+    """Delete every unregistered candidate checkpoint whose model card names one of `run_ids`."""
+    if not run_ids:
+        return 0
+    registered = set(session.scalars(select(ModelVersion.checkpoint_sha256)))
+    marks = [f'"run": "{run}"'.encode() for run in run_ids]
+    deleted: dict[str, int] = {}
+    for sha in sorted({k.split("/")[1] for k in store.list("checkpoints/") if k.count("/") >= 2} - registered):
+        try:
+            card = store.get_bytes(f"checkpoints/{sha}/README.md")
+        except ObjectNotFoundError:
+            continue
+        if any(mark in card for mark in marks):
+            keys = store.list(f"checkpoints/{sha}/")
+            for key in sorted(keys, key=lambda k: k.endswith("manifest.json")):  # manifest last
+                store.delete(key)
+            deleted[sha] = len(keys)
+    if deleted:
+        audit.append(
+            "run.candidates_purged",
+            {"run_ids": sorted(run_ids), "checkpoint_sha256": sorted(deleted),
+             "objects": sum(deleted.values()), "reason": reason},
+            session=session,
+        )
+    return sum(deleted.values())
+
+
 def sweep(
     *,
     sessions: sessionmaker[Session],
@@ -102,10 +137,14 @@ def sweep(
             queue.complete_orphaned(ticket, session=session)
             report.completed.append(ticket.id)
     if report.tickets:
+        dead_runs = sorted(scratch_runs(store, set(report.tickets)))  # before any purge removes them
         if purge_copies is not None:
             purge_copies(report.tickets)
         with sessions.begin() as session:
             report.scratch_objects = purge_scratch_of(
                 report.tickets, store=store, session=session, reason="lease expired"
+            )
+            report.candidate_objects = purge_candidates_of(
+                dead_runs, store=store, session=session, reason="its run's lease expired"
             )
     return report

@@ -50,11 +50,16 @@ def test_a_dead_runs_ticket_is_requeued_then_failed_for_good_after_max_attempts(
     ticket_id = _claimed(db, make_request(), "flow-run:dead", S.assembling, S.scoring, S.unlearning)
     store.put_bytes(f"scratch/ticket-{ticket_id}-0123abcd/forget.jsonl", b"{}\n")
     store.put_bytes("scratch/ticket-999-0123abcd/forget.jsonl", b"{}\n")  # another ticket's run
+    for sha, run in (("c" * 64, f"ticket-{ticket_id}-0123abcd"), ("d" * 64, "ticket-999-0123abcd")):
+        store.put_bytes(f"checkpoints/{sha}/model.safetensors", b"w")  # candidates of the two runs
+        store.put_bytes(f"checkpoints/{sha}/README.md", f'```json\n{{"run": "{run}"}}\n```'.encode())
 
     assert sweep(sessions=db, store=store, max_attempts=2).tickets == []  # lease still live
     report = sweep(sessions=db, store=store, max_attempts=2, now=utcnow() + LATER)
     assert (report.requeued, report.failed, report.scratch_objects) == ([ticket_id], [], 1)
     assert store.list("scratch/") == ["scratch/ticket-999-0123abcd/forget.jsonl"]
+    assert report.candidate_objects == 2  # the dead run's candidate; the other run's stays
+    assert {k.split("/")[1] for k in store.list("checkpoints/")} == {"d" * 64}
     assert _moves(db, ticket_id)[-2:] == [("unlearning", "failed", "queue"), ("failed", "queued", "queue")]
     with db.begin() as session:
         ticket = queue.get_ticket(ticket_id, session=session)

@@ -1,8 +1,9 @@
 """Fault injection: `grin ticket process` is killed (SIGKILL) at a stage, and the next run completes
 the ticket with no hand-run command (PostgreSQL, moto S3, a Prefect API, ML stages in-process).
 
-The default run kills during unlearning (mid-epoch); `GRIN_TEST_KILL_POINTS=scoring,unlearning,evaluating`
-tries more. Figures (orphan objects outside scratch, per point) are printed with `-s`.
+The default run kills during evaluation (after the candidate's upload, before registration: the
+hardest point); `GRIN_TEST_KILL_POINTS=scoring,unlearning,evaluating` tries more. Figures (orphan
+objects outside scratch, per point) are printed with `-s`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.fixtures.pipeline import VENV_BIN
 
 pytestmark = pytest.mark.slow
 LEASE_S = 4
-POINTS = os.environ.get("GRIN_TEST_KILL_POINTS", "unlearning").split(",")
+POINTS = os.environ.get("GRIN_TEST_KILL_POINTS", "evaluating").split(",")
 
 
 def _status(settings, ticket_id: int) -> tuple[TicketStatus, str | None]:
@@ -41,7 +42,8 @@ def test_a_killed_run_is_recovered_by_the_next_one(
     settings = make_settings(database_url=fresh_pg_url, gpu_dispatch="inline", lease_seconds=LEASE_S,
                              **s3_storage_fields)
     env = use_settings(settings, GRIN_LEASE_SECONDS=str(LEASE_S), PREFECT_API_URL=prefect_api)
-    model = published_model(settings, gate_policy={"privacy_waived": True})
+    # One round: the gate's verdict on this tiny model is not what is tested here, recovery is.
+    model = published_model(settings, gate_policy={"privacy_waived": True, "max_rounds": 1})
     forget_uri, _ = forget_objects(settings, model.forget)
     request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
                             requested_by="dpo@example.org", legal_basis="GDPR Art. 17")
@@ -68,19 +70,21 @@ def test_a_killed_run_is_recovered_by_the_next_one(
 
     report = process_ticket(ticket_id)
 
-    assert report.outcome == "completed", report.reason
+    # Answered by the next run: registered (completed) or parked by the gate (needs_review).
+    assert report.outcome in ("completed", "needs_review"), report.reason
     store = open_store(settings)
     with sessions(settings).begin() as session:
         ticket = queue.get_ticket(ticket_id, session=session)
-        assert (ticket.status, ticket.attempts) == (TicketStatus.completed, 2)
+        assert (ticket.status.value, ticket.attempts) == (report.outcome, 2)
         versions = session.scalars(select(ModelVersion)).all()
         answering = [v.version for v in versions if ticket_id in {t.id for t in v.tickets}]
-        assert answering == [2]  # exactly one version answers it
+        assert answering == ([2] if report.outcome == "completed" else [])  # never a duplicate
         referenced = {v.checkpoint_uri for v in versions}
         assert audit.verify(session=session).ok
     assert store.list("scratch/") == []
     orphans = sorted({k.rsplit("/", 1)[0] for k in store.list("checkpoints/")} - {u.split("/grin/", 1)[1] for u in referenced})
-    print(f"kill point {point}: completed after reclaim; orphan candidate checkpoints outside scratch: {len(orphans)}")
+    print(f"kill point {point}: {report.outcome} after reclaim; orphan candidate checkpoints outside scratch: {len(orphans)}")
+    assert orphans == []  # a candidate the killed run uploaded went with its lease
 
     from prefect.client.orchestration import get_client
 
