@@ -3,12 +3,11 @@
 A request's fault cannot go away by trying again: input that is not what it must be, a model or an
 object that is not there, bytes or a checkpoint that fail their recorded hashes. Everything else
 (a database or storage outage, a worker that died, a bug) is the infrastructure's: the ticket fails
-and is retried while it has attempts left.
+and is retried while it has attempts left. A pydantic ValidationError is deliberately not listed:
+intake validates requests, so one raised in a run is a bug, and a bug must not reject a request.
 """
 
 from __future__ import annotations
-
-from pydantic import ValidationError
 
 from grin_core.checkpoint import CheckpointIntegrityError
 from grin_core.records import RecordFormatError
@@ -17,7 +16,6 @@ from infra.errors import (
     InvalidRequestError,
     ObjectNotFoundError,
     UnknownModelError,
-    one_line,
 )
 
 REQUEST_FAULTS: tuple[type[BaseException], ...] = (
@@ -27,7 +25,6 @@ REQUEST_FAULTS: tuple[type[BaseException], ...] = (
     ChecksumMismatchError,
     CheckpointIntegrityError,
     RecordFormatError,
-    ValidationError,  # a ticket's stored overrides that the run's contracts refuse
 )
 
 
@@ -35,5 +32,4 @@ def request_fault(exc: BaseException) -> str | None:
     """A one-line reason when `exc` is the request's fault, else None."""
     if not isinstance(exc, REQUEST_FAULTS):
         return None
-    text = one_line(exc) if isinstance(exc, ValidationError) else str(exc)
-    return (text.splitlines() or [type(exc).__name__])[0][:500]
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:500]
