@@ -276,7 +276,6 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             report.outcome, report.reason = "needs_review", decision.reason
             return report
 
-        kept = (unlearned.checkpoint, mask.mask)
         registration = register_version(
             label,
             owner,
@@ -291,6 +290,8 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             report.rounds,
             str(flow_run.id) if flow_run.id else None,
         )
+        # Kept only once registered: a run that lost its lease at registration purges its candidate.
+        kept = (unlearned.checkpoint, mask.mask)
         report.version, report.checkpoint_sha256 = (
             registration.version,
             registration.checkpoint.sha256,

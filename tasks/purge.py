@@ -34,6 +34,13 @@ def purge_scratch(label: str, run_id: str, ticket_ids: list[int], forget_snapsho
     for key in scratch:
         store.delete(key)
     settings = get_settings()
+    # Never a registered version's objects, whatever the caller believes (a registration whose
+    # commit landed but whose task failed afterwards still names them).
+    with sessions().begin() as session:
+        registered = set(session.scalars(select(ModelVersion.checkpoint_sha256)))
+        registered_masks = set(session.scalars(select(ModelVersion.mask_sha256)))
+    discarded_checkpoints = [c for c in discarded_checkpoints if c.sha256 not in registered]
+    discarded_masks = [m for m in discarded_masks if m.sha256 not in registered_masks]
     checkpoint_objects = sum(delete_checkpoint(ref, settings) for ref in discarded_checkpoints)
     for mask in discarded_masks:
         mask_store, key = locate(mask.uri, settings=settings)
