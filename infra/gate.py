@@ -151,7 +151,7 @@ class GatePolicy(BaseModel):
         1.5, ge=1.0, le=10.0, description="Each retry multiplies the unlearning epochs by this."
     )
     max_p_percent: float = Field(
-        5.0,
+        10.0,
         gt=0.0,
         le=100.0,
         description="The ladder never selects more than this percentage of weights.",

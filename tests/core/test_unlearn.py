@@ -202,7 +202,8 @@ def test_measure_state_counts_shared_storage_once(tiny_model_factory):
 def test_config_validates_and_documents_every_field():
     assert all(UnlearnConfig.help().values())
     defaults = UnlearnConfig()
-    assert (defaults.method, defaults.beta, defaults.sigma2, defaults.update) == ("npo", 0.5, 1e-3, "sparse")
+    assert (defaults.method, defaults.beta, defaults.sigma2, defaults.update) == ("npo", 0.3, 1e-3, "sparse")
+    assert (defaults.p_percent, defaults.length_normalised, defaults.max_epochs) == (5.0, True, 60)
     json.dumps(defaults.to_dict())
     assert UnlearnConfig(eligible_modules=["q_proj"]).eligible_modules == ("q_proj",)
     for bad in ({"method": "dpo"}, {"p_percent": 0}, {"p_percent": 101}, {"beta": 0}, {"alpha": -1},

@@ -5,9 +5,12 @@ Slow (a minute or two on 2 cores): run with `pytest -m slow tests/core/test_unle
 
 import pytest
 
+from grin_core.calibration import non_member_auc
 from grin_core.generation import generate_answers
 from grin_core.metrics.rouge import rouge_l_recall
+from grin_core.tofu import load_calibration
 from grin_core.unlearn import UnlearnConfig, unlearn
+from tests.fixtures.models import MEMORISED_SUBSET, TOFU_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -19,15 +22,22 @@ def rouge(model, tokenizer, records) -> float:
     return sum(scores) / len(scores)
 
 
-def test_grin_npo_forgets_the_author_and_keeps_the_rest(memorised_model):
+def test_grin_npo_at_its_defaults_reaches_the_non_member_level_and_keeps_the_rest(memorised_model):
+    """The service's path: the privacy schedule steers into the line's calibrated non-member level."""
     mm = memorised_model
     model, tokenizer = mm.load(), mm.tokenizer
     forget_before, retain_before = rouge(model, tokenizer, mm.forget), rouge(model, tokenizer, mm.retain)
     assert forget_before > 0.8 and retain_before > 0.8  # the premise: it memorised them
+    level = non_member_auc(model, tokenizer, load_calibration(MEMORISED_SUBSET, TOFU_DIR), mm.suite.holdout)
 
-    result = unlearn(model, tokenizer, mm.forget, mm.retain + mm.general, UnlearnConfig())
+    config = UnlearnConfig()
+    result = unlearn(model, tokenizer, mm.forget, mm.retain + mm.general, config,
+                     holdout_records=mm.suite.holdout, target_auc=level)
     forget_after, retain_after = rouge(model, tokenizer, mm.forget), rouge(model, tokenizer, mm.retain)
 
+    assert result.probes[0]["mia_auc"] > 0.9  # memorised: the attack tells them apart
+    final = result.probes[-1]
+    assert abs(final["mia_auc"] - level) <= 2 * config.auc_margin, (level, final["mia_auc"])
     assert forget_after <= 0.5 * forget_before, (forget_before, forget_after)
     assert retain_after >= 0.9 * retain_before, (retain_before, retain_after)
     assert result.mask.k == result.trainable_params
