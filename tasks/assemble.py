@@ -30,6 +30,7 @@ from grin_core.records import (
 from grin_core.tofu import attach_keywords
 from infra import queue
 from infra.errors import ChecksumMismatchError, InvalidRequestError, ObjectNotFoundError
+from infra.intake_roots import locate_allowed
 from infra.settings import get_settings
 from infra.storage import locate
 from tasks.contracts import Deletion, Frozen, ObjectRef, RunPlan, Snapshot
@@ -51,10 +52,20 @@ def _get(uri: str, sha256: str | None = None) -> bytes:
     return store.get_bytes(key, expected_sha256=sha256)
 
 
+def _ticket_object(uri: str) -> bytes:
+    """A ticket's own object, resolved against the intake roots again (a symlink may have moved
+    since filing, the roots may have narrowed) and within the size cap; else InvalidRequestError."""
+    settings = get_settings()
+    located = locate_allowed(uri, settings=settings)
+    if located.store.head(located.key).size > settings.intake_max_object_bytes:
+        raise InvalidRequestError(f"{uri}: more than the {settings.intake_max_object_bytes} bytes allowed")
+    return located.store.get_bytes(located.key)
+
+
 def _ticket_inputs(uris: list[str], keywords_uri: str | None, retain_uris: list[str] | None):
-    forget = [r for uri in uris for r in parse_qa_records(_get(uri), source=uri)]
-    keywords = parse_keywords(_get(keywords_uri), source=keywords_uri) if keywords_uri else []
-    retain = [r for uri in retain_uris or [] for r in parse_qa_records(_get(uri), source=uri)]
+    forget = [r for uri in uris for r in parse_qa_records(_ticket_object(uri), source=uri)]
+    keywords = parse_keywords(_ticket_object(keywords_uri), source=keywords_uri) if keywords_uri else []
+    retain = [r for uri in retain_uris or [] for r in parse_qa_records(_ticket_object(uri), source=uri)]
     return forget, keywords, retain
 
 
