@@ -11,7 +11,8 @@ as the "paraphrase". Then `model_utility` (all 9 utility numbers present) and `f
 
 Privacy (forget and holdout present; forget = members, holdout = non-members, metrics/mia.py):
 `holdout_prob`, `forget_holdout_prob_ratio` (forget_prob / holdout_prob: > 1 = forget answers
-likelier than unseen ones), and the attack AUCs `mia_auc` (loss), `mia_zlib_auc`, `mia_mink_auc`
+likelier than unseen ones), `forget_holdout_typical_prob_ratio` (the same with geometric means:
+exp(mean holdout loss - mean forget loss), which a few outlying answers cannot dominate), and the attack AUCs `mia_auc` (loss), `mia_zlib_auc`, `mia_mink_auc`
 (Min-K%, k 0.4) and `mia_minkpp_auc` (Min-K%++, k 0.4) - 1.0 memorised, ~0.5 never seen - and
 `privleak` (percent, from `mia_mink_auc` as OpenUnlearning's TOFU config does) against
 `privleak_reference_auc` (the retrained model's `mia_mink_auc` when given, else 0.5). The Min-K%++
@@ -23,6 +24,8 @@ are in `EvalResult.per_example`.
 """
 
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass, field
 
@@ -186,6 +189,9 @@ class _Evaluator:
         if holdout_probs.mean() > 0:
             self.put("forget_holdout_prob_ratio", self.result.metrics["forget_prob"] / holdout_probs.mean().item())
         per = self.result.per_example
+        # Typical (geometric) per-token likelihood ratio: robust to the few answers that dominate a mean.
+        self.put("forget_holdout_typical_prob_ratio",
+                 math.exp(sum(per["holdout_loss"]) / len(holdout) - sum(per["forget_loss"]) / len(forget)))
         self.put("mia_auc", mia_auc(per["forget_loss"], per["holdout_loss"]))
         scores = {}
         for part, records, token_stats in (("forget", forget, forget_stats), ("holdout", holdout, holdout_stats)):

@@ -103,7 +103,9 @@ class GatePolicy(BaseModel):
     forget_holdout_prob_ratio_max: float = Field(
         10.0,
         gt=0.0,
-        description="Mean per-token forget answer probability at most this times the holdout's.",
+        description="Typical (geometric-mean) per-token forget answer probability at most this times the "
+        "holdout's: exp(mean holdout loss - mean forget loss). The arithmetic means' ratio is reported "
+        "too, but a few outlying answers dominate it.",
     )
     probe_rougeL_max: float = Field(
         0.4,
@@ -356,10 +358,10 @@ def privacy_checks(policy: GatePolicy, after: Mapping[str, float]) -> list[GateC
         _check("mia_auc_low", "mia_auc", auc, max(level - band, 0.0),
                "forget-vs-holdout MIA AUC (over-unlearning)", at_most=False, asks="weaker"),
     ]
-    if "holdout_prob" in after:
-        checks.append(_check("forget_prob_vs_holdout", "forget_prob", after.get("forget_prob"),
-                             policy.forget_holdout_prob_ratio_max * after["holdout_prob"],
-                             "forget answer probability vs holdout", at_most=True))
+    if "forget_holdout_typical_prob_ratio" in after:
+        checks.append(_check("forget_prob_vs_holdout", "forget_holdout_typical_prob_ratio",
+                             after["forget_holdout_typical_prob_ratio"], policy.forget_holdout_prob_ratio_max,
+                             "forget/holdout typical answer probability", at_most=True, asks="stronger"))
     for key, label in PROBES.items():
         if key in after:
             checks.append(_check(f"probe_{key}", key, after[key], policy.probe_rougeL_max, label, at_most=True))

@@ -1,6 +1,9 @@
 """Evaluation: a memorised model scores high, a random one low; missing parts leave keys out."""
 
+import math
 from dataclasses import replace
+
+import pytest
 
 from grin_core.evaluate import EvalSuite, evaluate, evaluate_suite
 from grin_core.model import build_model
@@ -27,6 +30,9 @@ def test_memorised_model_scores_high_and_random_low(memorised_model):
     assert all(m[k] >= 0.9 for k in ("mia_zlib_auc", "mia_mink_auc", "mia_minkpp_auc"))
     assert m["privleak"] <= -80 and m["privleak_reference_auc"] == 0.5
     assert m["forget_holdout_prob_ratio"] > 10 and 0 < m["holdout_prob"] < m["forget_prob"]
+    per = result.per_example
+    typical = math.exp(sum(per["holdout_loss"]) / len(per["holdout_loss"]) - sum(per["forget_loss"]) / len(suite.forget))
+    assert m["forget_holdout_typical_prob_ratio"] == pytest.approx(typical) and typical > 10
     n_ratios, n_forget = len(result.per_example["forget_truth_ratio"]), len(suite.forget)
     assert n_ratios == n_forget  # counts only: a failing assert prints its operands
 

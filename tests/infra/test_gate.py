@@ -128,11 +128,11 @@ def test_no_holdout_means_privacy_not_checked_and_no_retry_unless_waived():
 def test_each_probe_fails_by_name_and_asks_for_stronger_unlearning():
     probes = {"forget_paraphrase_rougeL": 0.1, "forget_format_max_rougeL": 0.1, "forget_int8_rougeL": 0.1,
               "forget_int4_rougeL": 0.1, "forget_sampled_best_rougeL": 0.3, "relearn_forget_rougeL": 0.2}
-    after = {**GOOD, "mia_auc": 0.5, "forget_prob": 1e-4, "holdout_prob": 1e-4, **probes}
+    after = {**GOOD, "mia_auc": 0.5, "forget_holdout_typical_prob_ratio": 1.2, **probes}
     assert decide(GatePolicy(), PARENT, after).passed
     for key in probes:
         decision = decide(GatePolicy(), PARENT, {**after, key: 0.95})
         (failed,) = [c for c in decision.checks if not c.passed]
         assert failed.metric == key and failed.asks == "stronger"
-    decision = decide(GatePolicy(), PARENT, {**after, "forget_prob": 0.01})  # 100x the holdout's
+    decision = decide(GatePolicy(), PARENT, {**after, "forget_holdout_typical_prob_ratio": 100.0})
     assert [c.name for c in decision.checks if not c.passed] == ["forget_prob_vs_holdout"]
