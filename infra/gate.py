@@ -159,7 +159,8 @@ class GatePolicy(BaseModel):
         description="The ladder never selects more than this percentage of weights.",
     )
     max_epochs: int = Field(
-        40, ge=1, le=10_000, description="The ladder never trains more epochs than this."
+        100, ge=1, le=10_000,
+        description="The ladder never trains more epochs than this, nor may a ticket's privacy-schedule budget.",
     )
     ladder_lr_factor: float = Field(
         0.5,

@@ -41,6 +41,7 @@ def _check_overrides(request: TicketRequest, *, session: Session, settings: Sett
     hparams = request.hparams
     limits = [
         ("epochs", hparams.epochs, policy.max_epochs, "the gate policy's max_epochs"),
+        ("max_epochs", hparams.max_epochs, policy.max_epochs, "the gate policy's max_epochs"),
         ("p_percent", hparams.p_percent, policy.max_p_percent, "the gate policy's max_p_percent"),
         ("sigma2", hparams.sigma2, settings.max_sigma2, "GRIN_MAX_SIGMA2"),
     ]

@@ -43,6 +43,9 @@ class HparamOverrides(BaseModel):
         None, ge=0.0, description="Variance of the noise added to selected weights."
     )
     epochs: int | None = Field(None, ge=1, le=10_000)
+    max_epochs: int | None = Field(
+        None, ge=1, le=10_000, description="Epoch budget of the privacy schedule (it stops once in band)."
+    )
     learning_rate: float | None = Field(None, gt=0.0, le=1.0)
     beta: float | None = Field(None, gt=0.0, le=100.0, description="NPO temperature.")
     alpha: float | None = Field(None, ge=0.0, le=1000.0, description="Weight of the retain-set term.")

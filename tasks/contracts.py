@@ -55,6 +55,7 @@ class RoundSpec(Frozen):
     p_percent: float = Field(_DEFAULTS.p_percent, gt=0, le=100)
     sigma2: float = Field(_DEFAULTS.sigma2, ge=0)
     epochs: int = Field(_DEFAULTS.epochs, ge=1)
+    max_epochs: int = Field(_DEFAULTS.max_epochs, ge=1)  # the privacy schedule's budget
     learning_rate: float = Field(_DEFAULTS.learning_rate, gt=0)
     beta: float = Field(_DEFAULTS.beta, gt=0)
     alpha: float = Field(_DEFAULTS.alpha, ge=0)

@@ -138,7 +138,7 @@ CASES: list[tuple[str, Callable[[Case], list[str]], str]] = [
     ("learning rate NaN", _hp("learning_rate=NaN"), "hparams.learning_rate: Input should be a finite number"),
     ("beta 1e300", _hp("beta=1e300"), "hparams.beta: Input should be less than or equal to 100"),
     ("zero epochs", _hp("epochs=0"), "hparams.epochs: Input should be greater than or equal to 1"),
-    ("epochs past the ladder cap", _hp("epochs=10000"), "hparams.epochs=10000 exceeds 40 (the gate policy's max_epochs)"),
+    ("epochs past the ladder cap", _hp("epochs=10000"), "hparams.epochs=10000 exceeds 100 (the gate policy's max_epochs)"),
     ("p past the ladder cap", _hp("p_percent=100"), "hparams.p_percent=100 exceeds 10 (the gate policy's max_p_percent)"),
     ("sigma2 1e30", _hp("sigma2=1e30"), "hparams.sigma2=1e+30 exceeds 0.01 (GRIN_MAX_SIGMA2)"),
     ("text learning rate", _hp("learning_rate=high"), "hparams.learning_rate"),
