@@ -58,7 +58,7 @@ SWEEPS = {"p": "p_percent", "sigma2": "sigma2"}  # --sweep name -> UnlearnConfig
 REPORTED = ("forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_quality", "model_utility",
             "forget_keyword_acc", "mia_auc")
 DEFAULT_AUTHORS = 20
-DEFAULT_EPOCHS = 8  # full-parameter baselines; GRIN methods default to UnlearnConfig.epochs (the schedule's budget)
+DEFAULT_EPOCHS = 8  # full-parameter baselines; GRIN methods default to UnlearnConfig.max_epochs (the schedule's budget)
 SEEDED_METHOD = "grin-npo"  # the method --seeds repeats
 
 # GRIN keeps UnlearnConfig's defaults. Full-parameter runs move every weight, so they need a much
@@ -151,7 +151,7 @@ class BenchConfig:
             object.__setattr__(self, "data_dir", default_tofu_dir())
 
     def method_config(self, name: str, **overrides):
-        """The UnlearnConfig of a method: GRIN = UnlearnConfig defaults (epochs included: the privacy
+        """The UnlearnConfig of a method: GRIN = UnlearnConfig defaults (max_epochs: the privacy
         schedule's budget), full-parameter = its own lr and DEFAULT_EPOCHS; `--epochs` sets both."""
         from grin_core.unlearn import UnlearnConfig
 
@@ -159,7 +159,8 @@ class BenchConfig:
         objective = name.removeprefix("grin-")
         default_lr = UnlearnConfig.learning_rate if grin else FULL_PARAMETER_LEARNING_RATE[objective]
         epochs = self.epochs if self.epochs is not None else (UnlearnConfig.epochs if grin else DEFAULT_EPOCHS)
-        values = {"method": objective, "full_parameter": not grin, "epochs": epochs, "seed": self.seed,
+        budget = {"max_epochs": self.epochs} if self.epochs is not None and grin else {}
+        values = {"method": objective, "full_parameter": not grin, "epochs": epochs, "seed": self.seed, **budget,
                   "learning_rate": self.learning_rates.get(name, default_lr), **overrides}
         return UnlearnConfig(**values)
 
@@ -372,7 +373,7 @@ class TofuBench:
                  f"{'full-parameter' if unlearn_config.full_parameter else f'p={unlearn_config.p_percent}%'}, "
                  f"lr {unlearn_config.learning_rate:g}, seed {unlearn_config.seed}, "
                  + (f"privacy schedule to AUC {self.target_auc:.3f} +- {unlearn_config.auc_margin:g} within "
-                    f"{unlearn_config.epochs} epochs)" if steer else f"{unlearn_config.epochs} epochs)"))
+                    f"{unlearn_config.max_epochs} epochs)" if steer else f"{unlearn_config.epochs} epochs)"))
         with PeakRss() as rss:
             started = time.perf_counter()
             result = unlearn(model, tokenizer, self.data.forget, self.unlearn_retain, unlearn_config,
@@ -435,19 +436,23 @@ def schedule_summary(probes: Sequence[Mapping], target_auc: float, unlearn_confi
 
     A probe's `phase` is the phase of the epoch it closes (epoch 0: before training)."""
     margin = unlearn_config.auc_margin
+    budget = unlearn_config.max_epochs if steer else unlearn_config.epochs
     after = list(probes[1:])
-    last = probes[-1] if probes else None
+    last = probes[-1] if probes else None  # after a restore: the epoch the model went back to
+    run = max((e["epoch"] for e in probes), default=budget)
+    low, high = target_auc - 2 * margin, target_auc + margin  # what the schedule keeps (privacy_schedule.py)
     return {
         "steer": steer,
         "target_auc": target_auc,
-        "band": [round(target_auc - margin, 4), round(target_auc + margin, 4)],
-        "budget_epochs": unlearn_config.epochs,
-        "epochs_run": last["epoch"] if last else unlearn_config.epochs,
-        "stopped_early": bool(last) and last["epoch"] < unlearn_config.epochs,
+        "band": [round(low, 4), round(high, 4)],
+        "budget_epochs": budget,
+        "epochs_run": run,
+        "stopped_early": bool(last) and run < budget,
+        "restored_epoch": last["epoch"] if last and last.get("phase") == "restored" else None,
         "push_epochs": sum(1 for e in after if e.get("phase") == "push"),
         "repair_epochs": sum(1 for e in after if e.get("phase") == "repair"),
         "final_mia_auc": last["mia_auc"] if last else None,
-        "ended_in_band": None if last is None else abs(last["mia_auc"] - target_auc) <= margin,
+        "ended_in_band": None if last is None else low <= last["mia_auc"] <= high,
     }
 
 
@@ -457,8 +462,8 @@ def schedule_settings(config: BenchConfig) -> dict:
     from dataclasses import fields
 
     grin = config.method_config("grin-npo")
-    schedule_fields = {f.name for f in fields(grin)} & {"auc_margin", "retain_recovery", "repair_epochs"}
-    return {"grin": config.schedule, "grin_epochs": grin.epochs,
+    schedule_fields = {f.name for f in fields(grin)} & {"auc_margin", "retain_recovery"}
+    return {"grin": config.schedule, "grin_epochs": grin.max_epochs if config.schedule else grin.epochs,
             "full_parameter_epochs": config.method_config("npo").epochs,
             **{name: getattr(grin, name) for name in sorted(schedule_fields)}}
 
