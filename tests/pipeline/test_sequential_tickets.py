@@ -89,8 +89,11 @@ def _audit(settings, ticket_id: int, kind: str) -> dict:
 def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
         pipeline_settings, published_model, forget_objects, memorised_model, tmp_path):
     settings = pipeline_settings
-    # no holdout part in this suite; the demo's retain bound for this tiny model (flows/demo.py)
-    model = published_model(settings, gate_policy={"privacy_waived": True, "retain_rougeL_min_ratio": 0.85})
+    # What this test checks is the lineage and the purge, not the gate's strength (tests/infra and
+    # the end-to-end test do): a second author unlearned from an already unlearned tiny model costs
+    # more retain ROUGE-L than the default 0.9x / 0.8x admit, so this line's bounds are looser.
+    model = published_model(settings, gate_policy={
+        "retain_rougeL_min_ratio": 0.8, "retain_rougeL_min_origin_ratio": 0.7, "forget_holdout_prob_ratio_max": 100.0})
     first = model.forget  # author 199
     second = [{"question": r["question"], "answer": r["answer"]} for r in memorised_model.retain
               if r["author_id"] == 3]
@@ -136,7 +139,7 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
     # the gate of ticket 2 compared with the origin's numbers as measured in ticket 1's run
     assert payload["origin_metrics"] == r1.before
     [origin_check] = [c for c in r2.gate.checks if c.name == "retain_rougeL_origin"]
-    assert r2.gate.passed and origin_check.limit == pytest.approx(0.8 * r1.before["retain_rougeL"])
+    assert r2.gate.passed and origin_check.limit == pytest.approx(0.7 * r1.before["retain_rougeL"])
 
     # ticket 1's forgetting survives ticket 2
     metrics = {v: _forget_metrics(d, first_suite) for v, d in
@@ -177,12 +180,8 @@ def test_a_ticket_on_data_the_model_never_learned_completes_without_a_new_versio
     settings = pipeline_settings
     model = published_model(settings)
     holdout = load_split(MEMORISED_SUBSET.holdout_split, settings.tofu_dir)
-    # the line's eval suite gains its non-member part; the forget set is 20 other never-seen records
-    store = open_store(settings)
-    suite = memorised_model.suite
-    store.put_bytes(f"datasets/{model.name}/eval_suite.json", json.dumps(
-        {"retain": suite.retain, "real_authors": suite.real_authors, "world_facts": suite.world_facts,
-         "holdout": suite.holdout}).encode())
+    # the line's eval suite holds the first 20 holdout records (non-members); the forget set is 20
+    # other never-seen records
     never = [{"question": r["question"], "answer": r["answer"]} for r in holdout[20:40]]
     ticket_id = _file(settings, model.name, forget_objects(settings, never)[0])
 
