@@ -393,7 +393,8 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
     if "mia_auc" in before:
         checks.append(_check("never_learned_mia_auc", "mia_auc", before["mia_auc"],
                              policy.never_learned_mia_auc_max, "parent's forget-vs-holdout MIA AUC", at_most=True))
-    ratio = before.get("forget_holdout_prob_ratio")
+    # the typical (geometric-mean) ratio the gate reads when the evaluation gives it, else the means'
+    ratio = before.get("forget_holdout_typical_prob_ratio", before.get("forget_holdout_prob_ratio"))
     if ratio is None and before.get("holdout_prob") and "forget_prob" in before:
         ratio = before["forget_prob"] / before["holdout_prob"]
     if ratio is not None:
