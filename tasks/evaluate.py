@@ -20,7 +20,10 @@ def evaluate_checkpoint(label: str, checkpoint: CheckpointRef, snapshot: Snapsho
     started = time.perf_counter()
     model, tokenizer = load_model(checkpoint)
     parts = read_json(snapshot.eval_suite)
-    known = {"retain", "real_authors", "world_facts", "holdout"}  # other parts (calibration) are the line's
+    # A tuple, not a set: Prefect's task key hashes the code's constants, and a set of strings is
+    # ordered by the per-process hash seed, so a worker would compute another key and never pick
+    # this stage up. Other parts (calibration) are the line's.
+    known = ("retain", "real_authors", "world_facts", "holdout")
     suite = EvalSuite(forget=read_records(snapshot.forget), **{k: v or None for k, v in parts.items() if k in known})
     metrics = evaluate(model, tokenizer, suite, progress=False)
     metrics.update(run_probes(model, tokenizer, suite, relearn=relearn, seed=seed))
