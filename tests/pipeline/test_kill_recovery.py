@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from infra import audit, queue
+from infra.audit_heads import latest_published
 from infra.db.models import ModelVersion, TicketStatus
 from infra.intake import file_request
 from infra.storage import open_store
@@ -81,6 +82,8 @@ def test_a_killed_run_is_recovered_by_the_next_one(
         assert answering == ([2] if report.outcome == "completed" else [])  # never a duplicate
         referenced = {v.checkpoint_uri for v in versions}
         assert audit.verify(session=session).ok
+        published = latest_published(store=store)  # the chain head went to the store when it ended
+        assert published is not None and audit.verify(session=session, expect=published).ok
     assert store.list("scratch/") == []
     orphans = sorted({k.rsplit("/", 1)[0] for k in store.list("checkpoints/")} - {u.split("/grin/", 1)[1] for u in referenced})
     print(f"kill point {point}: {report.outcome} after reclaim; orphan candidate checkpoints outside scratch: {len(orphans)}")

@@ -1,19 +1,16 @@
-"""Recovery and classification through the real flow (PostgreSQL, moto S3, a Prefect API, ML stages
-in-process): a ticket whose run died is reclaimed and answered by the next run without a hand-run
-command; a parent checkpoint that fails verification rejects the ticket instead of retrying it."""
+"""Classification through the real flow (PostgreSQL, moto S3, a Prefect API, ML stages in-process): a
+parent checkpoint that fails verification rejects the ticket instead of retrying it. (Recovery of a
+killed run: test_kill_recovery.py; of a killed worker: test_worker_kill.py.)"""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 from sqlalchemy import func, select
 
 from infra import audit, queue
-from infra.audit_heads import latest_published
 from infra.db.models import ModelVersion, TicketStatus
 from infra.intake import file_request
-from infra.storage import locate, open_store
+from infra.storage import locate
 from infra.ticket_request import TicketRequest
 from tasks.resources import sessions
 
@@ -38,47 +35,6 @@ def _moves(settings, ticket_id) -> list[tuple[str, str]]:
     with sessions(settings).begin() as session:
         return [(r.payload["from"], r.payload["to"]) for r in audit.records(session=session, ticket_id=ticket_id)
                 if r.kind == "ticket.transition"]
-
-
-def test_a_ticket_whose_run_died_mid_scoring_is_completed_by_the_next_run(
-        inline_settings, published_model, forget_objects):
-    settings = inline_settings
-    # This fixture's eval suite has no holdout part: the privacy checks are waived, as its line says.
-    # One round: the gate's verdict on this tiny model is not what is tested here, recovery is.
-    model = published_model(settings, gate_policy={"privacy_waived": True, "max_rounds": 1})
-    forget_uri, _ = forget_objects(settings, model.forget)
-    ticket_id = _file(settings, model, forget_uri)
-    store = open_store(settings)
-    # A run that claimed the ticket, copied its forget set to scratch and died while scoring.
-    with sessions(settings).begin() as session:
-        queue.claim_ticket(ticket_id, "flow-run:killed", 1, session=session)
-        for stage in (TicketStatus.assembling, TicketStatus.scoring):
-            queue.transition(ticket_id, stage, session=session, owner="flow-run:killed")
-    leftover = f"scratch/ticket-{ticket_id}-deadbeef/forget.jsonl"
-    store.put_bytes(leftover, b'{"question": "q", "answer": "a"}\n')
-    time.sleep(1.5)  # past the dead run's lease
-
-    from flows.tickets import process_ticket
-
-    report = process_ticket(ticket_id)
-
-    # Answered by the next run: registered (completed) or parked by the gate (needs_review).
-    assert report.outcome in ("completed", "needs_review"), report.reason
-    moves = _moves(settings, ticket_id)
-    assert ("scoring", "failed") in moves and moves[moves.index(("scoring", "failed")) + 1] == ("failed", "queued")
-    assert moves[-1][1] == report.outcome
-    with sessions(settings).begin() as session:
-        ticket = queue.get_ticket(ticket_id, session=session)
-        assert (ticket.status.value, ticket.attempts) == (report.outcome, 2)
-        versions = session.scalars(select(ModelVersion).where(ModelVersion.version > 1)).all()
-        expected = [True] if report.outcome == "completed" else []
-        assert [ticket_id in {t.id for t in v.tickets} for v in versions] == expected  # never a duplicate
-        check = audit.verify(session=session)
-        assert check.ok, check.reason
-        published = latest_published(store=store)  # published when the ticket ended
-        assert published is not None and audit.verify(session=session, expect=published).ok
-    assert store.list("scratch/") == []
-    assert leftover not in store.list()
 
 
 def test_a_parent_checkpoint_that_fails_verification_rejects_the_ticket_once(
