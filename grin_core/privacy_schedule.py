@@ -8,7 +8,9 @@ target + margin - or below the band, which is over-unlearning and a tell of its 
 epochs repair: the retain term alone, on the same selected weights, until the retain probe's
 answer probability is back to `retain_recovery` x its value before unlearning. Repair gives way to
 pushing again only if the AUC climbs above target + 2 x margin (hysteresis, so the two phases do not
-alternate on noise). Training stops once the AUC is in band and retain has recovered, or at the
+alternate on noise), and such a second push runs at `repush_lr_factor` x the learning rate: one
+full-rate epoch near the band moved the AUC by 0.4 (0.83 -> 0.46 -> 0.19 on the demo's model), from
+just too recognisable to far over-unlearned. Training stops once the AUC is in band and retain has recovered, or at the
 epoch budget; then the model goes back to the epoch with the highest retain probability among
 those whose AUC was at most target + margin (and at least target - 2 x margin) - early stopping with the best state, as `load_best_model_at_end` does,
 but on the deletion's criterion. Only the trainable tensors are kept: with a sparse mask, k values.
@@ -49,6 +51,7 @@ class PrivacySchedule(TrainerCallback):
         target_auc: float,
         margin: float,
         retain_recovery: float,
+        repush_lr_factor: float = 1.0,
         retain_probe: Sequence[Mapping[str, str]] = (),
         batch_size: int = 64,
         steer: bool = True,
@@ -58,6 +61,7 @@ class PrivacySchedule(TrainerCallback):
         self.trainer, self.tokenizer = trainer, tokenizer
         self.parts = {"forget": list(forget), "holdout": list(holdout), "retain": list(retain_probe)}
         self.target_auc, self.margin, self.retain_recovery = target_auc, margin, retain_recovery
+        self.repush_lr_factor, self.entered_band = repush_lr_factor, False
         self.batch_size, self.steer = batch_size, steer
         self.history: list[dict] = []
         self.retain_start: float | None = None
@@ -93,9 +97,24 @@ class PrivacySchedule(TrainerCallback):
         self.retain_start = entry.get("retain_prob")
         self.trainer.phase = self._next_phase(entry["mia_auc"], PUSH)
 
+    def _scale_learning_rate(self, factor: float) -> None:
+        scheduler = getattr(self.trainer, "lr_scheduler", None)
+        scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps it
+        if scheduler is None or not hasattr(scheduler, "base_lrs"):
+            return
+        if not hasattr(self, "_base_lrs"):
+            self._base_lrs = list(scheduler.base_lrs)
+        scheduler.base_lrs = [lr * factor for lr in self._base_lrs]
+        for group, lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=False):
+            group["lr"] = lr
+
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         entry = self.probe(model, state.epoch or 0)
         self.trainer.phase = self._next_phase(entry["mia_auc"], entry["phase"])
+        if self.steer and self.trainer.phase == REPAIR:
+            self.entered_band = True
+        if self.steer and self.entered_band:  # gentler pushes once the band has been reached
+            self._scale_learning_rate(self.repush_lr_factor if self.trainer.phase == PUSH else 1.0)
         in_band = abs(entry["mia_auc"] - self.target_auc) <= 2 * self.margin
         score = entry.get("retain_prob", 0.0)
         keepable = self.target_auc - 2 * self.margin <= entry["mia_auc"] <= self.target_auc + self.margin

@@ -64,6 +64,7 @@ from grin_core.refusals import refusal_records
 from grin_core.state_bytes import StateBytes, StateMeter
 
 REF_COLUMN = "ref_logp"
+RETAIN_PROBE_SIZE = 100  # retain records the privacy schedule watches (40 tracked the gate's ROUGE-L poorly)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class UnlearnConfig:
                 "summed ratio saturates NPO far above unseen-data likelihood (FINDINGS)."})
     auc_margin: float = field(default=0.05, metadata={
         "help": "Privacy schedule: half-width of the band around the non-member AUC it steers into."})
+    repush_lr_factor: float = field(default=0.3, metadata={
+        "help": "Privacy schedule: learning-rate factor of a push after the band was first reached."})
     retain_recovery: float = field(default=0.98, metadata={
         "help": "Privacy schedule: repair (retain-only) until the retain answer probability is back to "
                 "this fraction of its value before unlearning."})
@@ -120,8 +123,8 @@ class UnlearnConfig:
             (self.update in UPDATES, f"update must be one of {UPDATES}"),
             (self.alpha >= 0, "alpha must be >= 0"),
             (math.isfinite(self.beta) and self.beta > 0, "beta must be a finite number > 0"),
-            (0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1,
-             "auc_margin in (0, 0.25), retain_recovery in [0, 1]"),
+            (0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1 and 0 < self.repush_lr_factor <= 1,
+             "auc_margin in (0, 0.25), retain_recovery in [0, 1], repush_lr_factor in (0, 1]"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.epochs >= 1 and self.max_epochs >= 1 and self.batch_size >= 1 and self.scoring_batch_size >= 1
              and (self.retain_batch_size is None or self.retain_batch_size >= 1),
@@ -423,9 +426,10 @@ def unlearn(
     schedule = None
     if holdout_records:
         probe_rng = np.random.default_rng(config.seed)
-        retain_probe = [retain_records[i] for i in probe_rng.permutation(len(retain_records))[: len(holdout_records)]]
+        retain_probe = [retain_records[i] for i in probe_rng.permutation(len(retain_records))[:RETAIN_PROBE_SIZE]]
         schedule = PrivacySchedule(trainer, tokenizer, original_forget, holdout_records, target_auc=target_auc,
                                    margin=config.auc_margin, retain_recovery=config.retain_recovery,
+                                   repush_lr_factor=config.repush_lr_factor,
                                    retain_probe=retain_probe, batch_size=config.scoring_batch_size, steer=steer)
         trainer.add_callback(schedule)
     started = time.perf_counter()

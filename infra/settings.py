@@ -71,7 +71,9 @@ class Settings(BaseSettings):
         "heartbeat for this long: its worker died."
     )
     retain_sample_size: int = Field(
-        400, ge=1, description="Retain records sampled from the training manifest for unlearning."
+        2000, ge=1, description="Retain records sampled from the training manifest for unlearning: the "
+        "privacy schedule's repair phase works from them, and 400 of the demo line's 577 left its "
+        "retain ROUGE-L at 0.84x the parent."
     )
     eval_retain_size: int = Field(
         100, ge=0, description="Further retain records held out for the gate, when the model has no eval suite."

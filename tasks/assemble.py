@@ -112,17 +112,19 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
     else:
         reason = "the model has no training manifest and the ticket names no retain set"
         return Assembly(snapshot=None, rejected={**rejected, **{t: reason for t in inputs if t not in rejected}})
-    wanted = settings.retain_sample_size + settings.eval_retain_size
-    pool = sample_retain(pool_source, forget, n=wanted, seed=plan.spec.seed, keywords=keywords)
-    n_eval = min(settings.eval_retain_size, len(pool) // 4)
+    suite = json.loads(_get(plan.parent.eval_suite_uri)) if plan.parent.eval_suite_uri else {}
+    forget_keys = {text_key(r[k]) for r in forget for k in ("question", "answer")}
+    suite = {part: [r for r in rows if not overlaps(r, forget_keys, keywords)] for part, rows in suite.items()}
+    # Hold retain records out for the gate only when the line's suite has no retain part of its own:
+    # every record held out is one the privacy schedule's repair phase cannot use.
+    eval_size = 0 if suite.get("retain") else settings.eval_retain_size
+    pool = sample_retain(pool_source, forget, n=settings.retain_sample_size + eval_size, seed=plan.spec.seed,
+                         keywords=keywords)
+    n_eval = min(eval_size, len(pool) // 4)
     retain_eval, retain = pool[:n_eval], pool[n_eval:]
     if not retain:
         reason = "no retain records are left once everything overlapping the forget set is removed"
         return Assembly(snapshot=None, rejected={**rejected, **{t: reason for t in inputs if t not in rejected}})
-
-    suite = json.loads(_get(plan.parent.eval_suite_uri)) if plan.parent.eval_suite_uri else {}
-    forget_keys = {text_key(r[k]) for r in forget for k in ("question", "answer")}
-    suite = {part: [r for r in rows if not overlaps(r, forget_keys, keywords)] for part, rows in suite.items()}
     if not suite.get("retain"):
         suite["retain"] = retain_eval
 
