@@ -62,6 +62,7 @@ class PrivacySchedule(TrainerCallback):
         self.parts = {"forget": list(forget), "holdout": list(holdout), "retain": list(retain_probe)}
         self.target_auc, self.margin, self.retain_recovery = target_auc, margin, retain_recovery
         self.repush_lr_factor, self.entered_band = repush_lr_factor, False
+        self.base_lrs: list[float] | None = None  # the scheduler's, before any re-push scaling
         self.batch_size, self.steer = batch_size, steer
         self.history: list[dict] = []
         self.retain_start: float | None = None
@@ -102,9 +103,9 @@ class PrivacySchedule(TrainerCallback):
         scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps it
         if scheduler is None or not hasattr(scheduler, "base_lrs"):
             return
-        if not hasattr(self, "_base_lrs"):
-            self._base_lrs = list(scheduler.base_lrs)
-        scheduler.base_lrs = [lr * factor for lr in self._base_lrs]
+        if self.base_lrs is None:
+            self.base_lrs = list(scheduler.base_lrs)
+        scheduler.base_lrs = [lr * factor for lr in self.base_lrs]
         for group, lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=False):
             group["lr"] = lr
 
