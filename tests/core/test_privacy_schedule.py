@@ -45,3 +45,21 @@ def test_phase_rules_push_above_the_band_and_repair_with_hysteresis():
     assert schedule._next_phase(0.68, REPAIR) == REPAIR  # inside target + 2 x margin: keep repairing
     assert schedule._next_phase(0.71, REPAIR) == PUSH
     assert schedule._next_phase(0.30, PUSH) == REPAIR  # over-unlearned: never push further
+
+
+def test_pushes_after_the_band_was_reached_run_at_the_reduced_rate_and_repairs_at_the_full_one():
+    class Scheduler:
+        base_lrs = [1e-2]
+        optimizer = type("Optimizer", (), {"param_groups": [{"lr": 1e-2}]})()
+
+    class Trainer:
+        phase = PUSH
+        lr_scheduler = Scheduler()
+
+    trainer = Trainer()
+    schedule = PrivacySchedule(trainer, None, FORGET, HOLDOUT, target_auc=0.6, margin=0.05, retain_recovery=0.9,
+                               repush_lr_factor=0.3)
+    schedule._scale_learning_rate(0.3)
+    assert trainer.lr_scheduler.base_lrs == [0.003] and trainer.lr_scheduler.optimizer.param_groups[0]["lr"] == 0.003
+    schedule._scale_learning_rate(1.0)
+    assert trainer.lr_scheduler.base_lrs == [1e-2]  # scaled from the original, never compounded
