@@ -46,8 +46,10 @@ def test_a_killed_run_is_recovered_by_the_next_one(
     # One round: the gate's verdict on this tiny model is not what is tested here, recovery is.
     model = published_model(settings, gate_policy={"privacy_waived": True, "max_rounds": 1})
     forget_uri, _ = forget_objects(settings, model.forget)
+    # A short privacy-schedule budget: recovery is under test here, not how far the schedule gets.
     request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
-                            requested_by="dpo@example.org", legal_basis="GDPR Art. 17")
+                            requested_by="dpo@example.org", legal_basis="GDPR Art. 17",
+                            hparams={"max_epochs": 8})
     with sessions(settings).begin() as session:
         ticket_id = file_request(request, session=session, settings=settings).id
 
