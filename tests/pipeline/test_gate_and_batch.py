@@ -9,33 +9,11 @@ from sqlalchemy import func, select
 
 from infra import audit, queue
 from infra.db.models import AuditRecord, ModelVersion, TicketStatus
-from infra.intake import file_request
 from infra.storage import open_store
-from infra.ticket_request import TicketRequest
 from tasks.resources import sessions
+from tests.fixtures.pipeline import file_ticket, ticket_transitions
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def inline_settings(prefect_api, make_settings, fresh_pg_url, s3_storage_fields, use_settings):
-    settings = make_settings(database_url=fresh_pg_url, gpu_dispatch="inline", **s3_storage_fields)
-    use_settings(settings)
-    return settings
-
-
-def _file(settings, model, forget_uri, keywords_uri=None, **fields) -> int:
-    request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
-                            keywords_uri=keywords_uri, requested_by="dpo@example.org",
-                            legal_basis="GDPR Art. 17", **fields)
-    with sessions(settings).begin() as session:
-        return file_request(request, session=session, settings=settings).id
-
-
-def _transitions(settings, ticket_id) -> list[tuple[str, str]]:
-    with sessions(settings).begin() as session:
-        return [(r.payload["from"], r.payload["to"]) for r in audit.records(session=session, ticket_id=ticket_id)
-                if r.kind == "ticket.transition"]
 
 
 def test_gate_failure_climbs_the_ladder_then_needs_review_with_nothing_registered(
@@ -45,7 +23,7 @@ def test_gate_failure_climbs_the_ladder_then_needs_review_with_nothing_registere
     model = published_model(settings, gate_policy={"forget_rougeL_max": 0.0, "max_rounds": 2,
                                                    "ladder_epochs_factor": 2.0, "max_epochs": 2})
     forget_uri, _ = forget_objects(settings, model.forget)
-    ticket_id = _file(settings, model, forget_uri, hparams={"epochs": 1, "max_epochs": 2})
+    ticket_id = file_ticket(settings, model, forget_uri, hparams={"epochs": 1, "max_epochs": 2})
     store = open_store(settings)
     checkpoints_before = store.list("checkpoints/")
 
@@ -63,7 +41,7 @@ def test_gate_failure_climbs_the_ladder_then_needs_review_with_nothing_registere
         assert "gate failed after 2 round(s)" in ticket.error_reason
         assert session.scalar(select(func.count()).select_from(ModelVersion)) == 1
         assert audit.verify(session=session).ok
-    path = _transitions(settings, ticket_id)
+    path = ticket_transitions(settings, ticket_id)
     assert path[-4:] == [("evaluating", "scoring"), ("scoring", "unlearning"), ("unlearning", "evaluating"),
                          ("evaluating", "needs_review")]
     assert store.list("checkpoints/") == checkpoints_before  # both candidates were purged
@@ -75,7 +53,7 @@ def test_a_batch_answers_three_tickets_with_one_version_and_one_audit_record_eac
     settings = inline_settings
     model = published_model(settings)
     thirds = [model.forget[i::3] for i in range(3)]
-    ticket_ids = [_file(settings, model, forget_objects(settings, rows)[0]) for rows in thirds]
+    ticket_ids = [file_ticket(settings, model, forget_objects(settings, rows)[0]) for rows in thirds]
 
     from flows.tickets import batch_unlearning
 
@@ -103,7 +81,7 @@ def test_a_ticket_whose_forget_object_is_not_qa_records_is_rejected_with_the_rea
     model = published_model(settings)
     store = open_store(settings)
     good = store.put_bytes("inbox/bad/forget.json", json.dumps(model.forget).encode())
-    ticket_id = _file(settings, model, good.uri)
+    ticket_id = file_ticket(settings, model, good.uri)
     # Intake checked the object; it was replaced after filing, so the pipeline is the one to refuse it.
     store.put_bytes("inbox/bad/forget.json", b'{"not": "a list of records"')
 
