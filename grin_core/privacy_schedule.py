@@ -92,7 +92,21 @@ class PrivacySchedule(TrainerCallback):
             return True
         return entry["retain_prob"] >= self.retain_recovery * self.retain_start
 
+    STATE_KEYS = ("history", "entered_band", "base_lrs", "retain_start", "best")
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to steer on as if never interrupted (resume.py)."""
+        return {key: getattr(self, key) for key in self.STATE_KEYS}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in self.STATE_KEYS:
+            setattr(self, key, state[key])
+        if self.best is not None:
+            self.best = (self.best[0], self.best[1], list(self.best[2]))
+
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.history:  # resumed: epoch 0 was probed by the run that started it
+            return
         self.trainer.phase = PUSH
         entry = self.probe(model, 0)
         self.retain_start = entry.get("retain_prob")

@@ -61,6 +61,7 @@ from grin_core.objectives import (
 )
 from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
 from grin_core.refusals import refusal_records
+from grin_core.resume import SaveEveryNEpochs, load_progress, save_progress
 from grin_core.state_bytes import StateBytes, StateMeter
 
 REF_COLUMN = "ref_logp"
@@ -152,8 +153,9 @@ class UnlearnConfig:
     def help(cls) -> dict[str, str]:
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}
 
-    def training_arguments(self, output_dir: str, progress: bool = False,
-                           scheduled: bool = False) -> TrainingArguments:
+    def training_arguments(self, output_dir: str, progress: bool = False, scheduled: bool = False,
+                           checkpoints: bool = False) -> TrainingArguments:
+        """`checkpoints`: save progress at epoch ends into `output_dir` (resume.py), the newest only."""
         bf16 = self.mixed_precision and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return TrainingArguments(
             output_dir=output_dir,
@@ -167,7 +169,8 @@ class UnlearnConfig:
             train_sampling_strategy="group_by_length",
             remove_unused_columns=False,  # keeps `length` and the reference log-probs
             logging_strategy="epoch",
-            save_strategy="no",
+            save_strategy="epoch" if checkpoints else "no",
+            save_total_limit=1,
             report_to="none",
             seed=self.seed,
             data_seed=self.seed,
@@ -227,6 +230,8 @@ class UnlearnTrainer(Trainer):
         callbacks: Sequence[TrainerCallback] = (),
         progress: bool = False,
         scheduled: bool = False,
+        checkpoint_dir: str | None = None,
+        fingerprint: str = "",
     ) -> None:
         if config.method == "npo" and REF_COLUMN not in forget_dataset.column_names:
             raise ValueError(f"NPO needs reference log-probs in the forget set's {REF_COLUMN!r} column")
@@ -235,10 +240,14 @@ class UnlearnTrainer(Trainer):
             reference=[torch.tensor(forget_dataset[REF_COLUMN])] if config.method == "npo" else ())
         self._parts: dict[str, list[float]] = defaultdict(list)
         self.phase = PUSH  # PrivacySchedule switches it to REPAIR (retain term alone)
+        self.schedule: PrivacySchedule | None = None  # set by `unlearn`; its state goes into checkpoints
+        self.fingerprint = fingerprint  # a progress checkpoint resumes only the run it names
         self._scratch = None
         if args is None:
-            self._scratch = tempfile.TemporaryDirectory(prefix="grin-unlearn-")
-            args = config.training_arguments(self._scratch.name, progress, scheduled)
+            if checkpoint_dir is None:
+                self._scratch = tempfile.TemporaryDirectory(prefix="grin-unlearn-")
+            args = config.training_arguments(checkpoint_dir or self._scratch.name, progress, scheduled,
+                                             checkpoints=checkpoint_dir is not None)
         super().__init__(
             model=model,
             args=args,
@@ -257,6 +266,13 @@ class UnlearnTrainer(Trainer):
             self.state_meter.mask = kept
             self.trainable_elements = trainable_elements(self.model)
             return super().train(*args, **kwargs)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """A progress checkpoint holds the trainable tensors and grin's state, not the whole model."""
+        save_progress(self, output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        load_progress(self, resume_from_checkpoint)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.config
@@ -387,6 +403,10 @@ def unlearn(
     holdout_records: Sequence[Mapping[str, str]] | None = None,
     target_auc: float = 0.5,
     steer: bool = True,
+    checkpoint_dir: str | None = None,
+    checkpoint_every: int = 1,
+    resume_from: str | None = None,
+    fingerprint: str = "",
 ) -> UnlearnResult:
     """Unlearn `forget_records` from `model` in place, keeping `retain_records`.
 
@@ -398,6 +418,10 @@ def unlearn(
     forget-vs-holdout AUC into `target_auc` ± `config.auc_margin` and stops there
     (privacy_schedule.py); `result.probes` has its per-epoch measurements (`steer=False`: only
     those, for curves of a fixed run). Without, training runs `config.epochs` epochs of the objective.
+
+    `checkpoint_dir`: save progress there every `checkpoint_every` epochs (resume.py; a callback's
+    `on_save` can ship it elsewhere). `resume_from`: a checkpoint of the same run (same
+    `fingerprint`) to continue from; the result equals an uninterrupted run's (tests/core/test_resume.py).
     """
     set_seed(config.seed)
     timings: dict[str, float] = {}
@@ -422,7 +446,8 @@ def unlearn(
         inject_noise(model, mask, config.sigma2, config.seed)
         timings["noise_s"] = time.perf_counter() - started
     trainer = UnlearnTrainer(model, config, forget, retain, tokenizer, mask=mask, callbacks=callbacks,
-                             progress=progress, scheduled=bool(holdout_records) and steer)
+                             progress=progress, scheduled=bool(holdout_records) and steer,
+                             checkpoint_dir=checkpoint_dir, fingerprint=fingerprint)
     schedule = None
     if holdout_records:
         probe_rng = np.random.default_rng(config.seed)
@@ -432,8 +457,11 @@ def unlearn(
                                    repush_lr_factor=config.repush_lr_factor,
                                    retain_probe=retain_probe, batch_size=config.scoring_batch_size, steer=steer)
         trainer.add_callback(schedule)
+        trainer.schedule = schedule
+    if checkpoint_dir is not None:
+        trainer.add_callback(SaveEveryNEpochs(checkpoint_every))  # after the schedule: it may stop training
     started = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)
     timings["training_s"] = time.perf_counter() - started
     model.eval()
     return UnlearnResult(
