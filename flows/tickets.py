@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from infra.db.models import TicketStatus
+from infra.errors import ParentMovedError
 from infra.gate import GateDecision, GatePolicy, Rung, non_member_auc, nothing_to_forget
 from tasks.artifacts import publish_links, publish_metrics
 from tasks.assemble import assemble_sets
@@ -51,6 +52,7 @@ from tasks.ticket_state import (
 from tasks.unlearn import unlearn_weights
 
 S = TicketStatus
+REPLANS = 2  # how often one process-ticket run re-plans a ticket whose parent moved under it
 
 
 class RunReport(BaseModel):
@@ -58,7 +60,7 @@ class RunReport(BaseModel):
 
     label: str
     ticket_ids: list[int]
-    outcome: str  # completed | needs_review | rejected | failed | nothing_to_do
+    outcome: str  # completed | needs_review | rejected | failed | requeued | nothing_to_do
     reason: str | None = None
     model: str | None = None
     parent_version: int | None = None
@@ -71,6 +73,7 @@ class RunReport(BaseModel):
     rejected: dict[int, str] = {}
     released: dict[int, str] = {}
     workers: dict[str, int] = {}  # stage -> pid that ran it
+    resumed: dict[int, int] = {}  # round -> the step of the progress checkpoint its unlearning resumed from
     timings_s: dict[str, float] = {}
 
 
@@ -84,20 +87,29 @@ def _slug(text: str) -> str:
 
 @flow(name="process-ticket", flow_run_name="ticket-{ticket_id}", persist_result=True)
 def process_ticket(ticket_id: int) -> RunReport:
-    """Answer one queued deletion ticket."""
+    """Answer one queued deletion ticket.
+
+    A run that lost the race to register (another run moved the version the ticket names) hands the
+    ticket back and plans it again on the new version, up to `REPLANS` times; then the schedule has it.
+    """
     owner = _owner()
     label = f"ticket-{ticket_id}"
     reclaim_leases()  # a ticket whose earlier run died is queued again before this run claims
-    if not claim_ticket(ticket_id, owner):
-        get_run_logger().info("%s is not queued; nothing to do", label)
-        return RunReport(
-            label=label,
-            ticket_ids=[ticket_id],
-            outcome="nothing_to_do",
-            reason="the ticket is not queued",
-        )
-    with keep_leases([ticket_id], owner):
-        return answer_tickets(label, [ticket_id], owner)
+    report = None
+    for _ in range(1 + REPLANS):
+        if not claim_ticket(ticket_id, owner):
+            get_run_logger().info("%s is not queued; nothing to do", label)
+            return report or RunReport(
+                label=label,
+                ticket_ids=[ticket_id],
+                outcome="nothing_to_do",
+                reason="the ticket is not queued",
+            )
+        with keep_leases([ticket_id], owner):
+            report = answer_tickets(label, [ticket_id], owner)
+        if report.outcome != "requeued":
+            break
+    return report
 
 
 @flow(name="batch-unlearning", flow_run_name="batch-{model}", persist_result=True)
@@ -220,6 +232,8 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             )
             candidates.append(unlearned.checkpoint)
             report.workers["unlearn"] = unlearned.worker.pid
+            if unlearned.resumed_from_step is not None:
+                report.resumed[round_no] = unlearned.resumed_from_step
             advance(label, ids, S.evaluating, owner, f"round {round_no}")
             after: EvalOutcome = run_ml_stage(
                 evaluate_checkpoint,
@@ -276,20 +290,26 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             report.outcome, report.reason = "needs_review", decision.reason
             return report
 
-        registration = register_version(
-            label,
-            owner,
-            plan,
-            snapshot,
-            mask,
-            unlearned,
-            spec,
-            before,
-            after,
-            decision,
-            report.rounds,
-            str(flow_run.id) if flow_run.id else None,
-        )
+        try:
+            registration = register_version(
+                label,
+                owner,
+                plan,
+                snapshot,
+                mask,
+                unlearned,
+                spec,
+                before,
+                after,
+                decision,
+                report.rounds,
+                str(flow_run.id) if flow_run.id else None,
+            )
+        except ParentMovedError as exc:  # lost the race: its candidate is purged, the tickets re-planned
+            log.warning("%s: %s", label, exc)
+            finish(label, ids, "requeued", owner, str(exc))
+            report.outcome, report.reason = "requeued", str(exc)
+            return report
         # Kept only once registered: a run that lost its lease at registration purges its candidate.
         kept = (unlearned.checkpoint, mask.mask)
         report.version, report.checkpoint_sha256 = (

@@ -11,8 +11,8 @@ from typing import Any
 from prefect import flow, task
 
 from infra import registry
-from tasks.contracts import CheckpointRef, ObjectRef
 from tasks.calibrate import calibrate_line
+from tasks.contracts import CheckpointRef, ObjectRef
 from tasks.dispatch import run_ml_stage
 from tasks.resources import sessions
 from tasks.retry import IO_RETRIES

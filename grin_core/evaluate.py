@@ -26,7 +26,6 @@ are in `EvalResult.per_example`.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 
 import torch

@@ -41,6 +41,11 @@ class LeaseLostError(GrinError):
     """The caller no longer holds the ticket's lease (it expired and was reclaimed, or never held it)."""
 
 
+class ParentMovedError(GrinError):
+    """A run lost the race: the version its tickets name moved on while it trained (another run registered
+    one), so its candidate would drop that run's deletions. Its tickets go back to be answered on the new one."""
+
+
 class IdempotencyConflictError(InvalidRequestError):
     """An idempotency key reused with a different request."""
 

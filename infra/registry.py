@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session, selectinload
 from infra import audit
 from infra.db.base import utcnow
 from infra.db.models import ModelAlias, ModelVersion, RegisteredModel, Ticket
-from infra.errors import InvalidRequestError, TicketNotFoundError, UnknownModelError, one_line
+from infra.errors import (
+    InvalidRequestError,
+    ParentMovedError,
+    TicketNotFoundError,
+    UnknownModelError,
+    one_line,
+)
 from infra.gate import GatePolicy
 
 PRODUCTION = "production"
@@ -230,6 +236,38 @@ def resolve(ref: str, *, session: Session) -> ModelVersion:
     if newest is None:
         raise UnknownModelError(f"model {name!r} has no versions yet")
     return newest
+
+
+def lock_model(name: str, *, session: Session) -> RegisteredModel:
+    """Take the model's row lock (PostgreSQL `FOR UPDATE`): registrations of one model serialise, so
+    version numbers, the alias and the parent check below cannot interleave. SQLite locks the whole
+    database on the first write anyway."""
+    model = session.scalar(select(RegisteredModel).where(RegisteredModel.name == name).with_for_update())
+    if model is None:
+        raise UnknownModelError(f"unknown model {name!r}")
+    return model
+
+
+def ensure_parent_current(ref: str, parent_version_id: int, *, session: Session) -> None:
+    """ParentMovedError unless `ref` (what the tickets named) still resolves to the run's parent.
+
+    A run unlearns from the version its tickets' reference resolved to when it was planned. If another
+    run registered a version there since (the alias moved, or a newer version appeared), registering
+    this candidate would serve a model that still holds the other run's deleted data, or drop it.
+    """
+    current = resolve(ref, session=session)
+    if current.id != parent_version_id:
+        raise ParentMovedError(
+            f"{ref} now resolves to version {current.version}, registered while this run unlearned its "
+            "parent; the tickets are answered again on it"
+        )
+
+
+def find_registered(model_name: str, checkpoint_sha256: str, *, session: Session) -> ModelVersion | None:
+    """The version that already holds this candidate (a retried registration), if any."""
+    return session.scalar(
+        select(ModelVersion).join(RegisteredModel).where(
+            RegisteredModel.name == model_name, ModelVersion.checkpoint_sha256 == checkpoint_sha256))
 
 
 def origin(version: ModelVersion) -> ModelVersion:

@@ -13,18 +13,23 @@ from pathlib import Path
 
 from grin_core.checkpoint import MANIFEST, checkpoint_sha256, verify_checkpoint
 from infra.errors import ChecksumMismatchError
+from infra.failpoints import failpoint
 from infra.settings import Settings, get_settings
 from infra.storage import ObjectStore, locate
 from tasks.contracts import CheckpointRef
 
 
 def upload_checkpoint(directory: Path, store: ObjectStore) -> CheckpointRef:
-    """Upload every file, the manifest last, so a listed manifest means a complete checkpoint."""
+    """Upload every file, the model card first and the manifest last: a listed manifest means a complete
+    checkpoint, and a half-uploaded one still names its run (the reclaimer purges it by that card)."""
     sha = checkpoint_sha256(directory)
     prefix = f"checkpoints/{sha}"
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
-    for path in [*files, directory / MANIFEST]:
+    files = sorted((p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST),
+                   key=lambda p: (p.name != "README.md", p.as_posix()))
+    for n, path in enumerate([*files, directory / MANIFEST]):
         store.put_file(f"{prefix}/{path.relative_to(directory).as_posix()}", path)
+        if n == 0:
+            failpoint("checkpoint.upload")  # crash-safety tests: die with the checkpoint half uploaded
     return CheckpointRef(uri=store.uri(prefix), sha256=sha)
 
 

@@ -101,6 +101,7 @@ class RunPlan(Frozen):
     spec: RoundSpec
     policy: dict[str, Any]
     released: dict[int, str] = {}  # tickets handed back to the queue for a run of their own
+    parent_ref: str = ""  # what `parent` was resolved from; registration checks it still resolves there
 
 
 class Snapshot(Frozen):
@@ -138,6 +139,7 @@ class UnlearnOutcome(Frozen):
     trainable_params: int
     state_bytes: dict[str, Any]
     worker: WorkerStamp
+    resumed_from_step: int | None = None  # the progress checkpoint this run continued from
 
 
 class EvalOutcome(Frozen):

@@ -33,7 +33,8 @@ def plan_run(label: str, ticket_ids: list[int], owner: str) -> RunPlan:
             if ticket not in kept:
                 released[ticket.id] = f"asks for other settings than ticket {first.id}; answered by a run of its own"
                 queue.release(ticket.id, owner, session=session, reason=released[ticket.id])
-        version = registry.resolve(first.model_ref if len(tickets) == 1 else first.model_name, session=session)
+        ref = first.model_ref if len(tickets) == 1 else first.model_name
+        version = registry.resolve(ref, session=session)
         policy = registry.gate_policy(first.model_name, session=session, defaults=settings.gate)
         return RunPlan(
             ticket_ids=[t.id for t in kept],
@@ -52,4 +53,5 @@ def plan_run(label: str, ticket_ids: list[int], owner: str) -> RunPlan:
             spec=RoundSpec(method=first.method, **first.hparams),
             policy=policy.model_dump(),
             released=released,
+            parent_ref=ref,
         )

@@ -22,6 +22,8 @@ from infra.settings import Settings, get_settings
 from infra.storage import ObjectStore, locate, open_store
 from tasks.checkpoint_store import delete_checkpoint
 from tasks.contracts import CheckpointRef, ObjectRef
+from tasks.progress_checkpoints import ROOT as PROGRESS_ROOT
+from tasks.progress_checkpoints import ticket_ids_of
 from tasks.resources import object_store, sessions
 from tasks.retry import IO_RETRIES
 
@@ -121,6 +123,7 @@ def purge_forget_copies(
 ) -> dict[str, Any]:
     """Delete every copy of these tickets' forget text that the service made; returns the counts.
 
+    - the unlearning progress checkpoints of the tickets that have ended (`scratch/progress/`);
     - the scratch prefixes of their runs (`run_ids`, or every run whose `scratch/<run>/tickets.json`
       names one of them: a crashed run's leftovers), and a crashed run's own `runs/<run>/` objects;
     - every per-run object under `runs/` (retain snapshots of earlier runs) that repeats one of
@@ -153,6 +156,9 @@ def purge_forget_copies(
                 keys and key.endswith(_TEXT_SUFFIXES) and holds_forget_text(store.get_bytes(key), keys)):
             deleted[key] = store.head(key).sha256
     scratch = [k for run in runs for k in store.list(f"scratch/{run}/")]
+    ended = {t for t, (_, status) in inbox.items() if status in ENDED}
+    progress = [k for k in store.list(PROGRESS_ROOT)  # unlearning progress is of no use once they end
+                if ticket_ids_of(k[len(PROGRESS_ROOT):].split("/", 1)[0]) & ended]
     inbox_deleted, inbox_kept = [], {}
     for ticket_id, (uris, status) in inbox.items():
         if status not in ENDED:
@@ -167,9 +173,10 @@ def purge_forget_copies(
                     inbox_deleted.append(uri)
                 except (InvalidRequestError, UnsupportedURIError):
                     inbox_kept[ticket_id] = "an object's URI could not be opened"
-    for key in [*deleted, *scratch]:
+    for key in [*deleted, *scratch, *progress]:
         store.delete(key)
-    counts = {"run_objects": len(deleted), "scratch_objects": len(scratch), "inbox_objects": len(inbox_deleted)}
+    counts = {"run_objects": len(deleted), "scratch_objects": len(scratch), "inbox_objects": len(inbox_deleted),
+              "progress_objects": len(progress)}
     with sessions(settings).begin() as session:
         audit.append("ticket.forget_copies_purged", {
             "ticket_ids": sorted(wanted), "run_ids": sorted(runs), "actor": actor,

@@ -8,6 +8,7 @@ from prefect import task
 
 from infra.reclaim import SweepReport, sweep
 from infra.settings import get_settings
+from tasks.purge import purge_forget_copies
 from tasks.resources import object_store, sessions
 from tasks.ticket_state import publish_chain_head
 
@@ -16,10 +17,6 @@ log = logging.getLogger(__name__)
 
 def _purge_crashed_copies(ticket_ids: list[int]) -> None:
     """Every copy of the reclaimed tickets' forget text their dead run made (tasks.purge)."""
-    try:
-        from tasks.purge import purge_forget_copies
-    except ImportError:  # an older tasks.purge: the sweep still deletes the runs' scratch by name
-        return
     try:
         purge_forget_copies(ticket_ids, run_ids=None, actor="reclaimer")
     except Exception as exc:  # noqa: BLE001 - recovery goes on; the scratch purge by name follows

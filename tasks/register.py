@@ -12,9 +12,12 @@ from typing import Any
 
 from prefect import task
 from pydantic import Field
+from sqlalchemy import select
 
 from infra import audit, queue, registry
 from infra.db.models import AuditRecord, ModelVersion, TicketStatus
+from infra.errors import IllegalTransitionError
+from infra.failpoints import failpoint
 from infra.gate import GateDecision
 from infra.settings import get_settings
 from tasks.contracts import (
@@ -113,9 +116,16 @@ def register_version(
     spec: RoundSpec, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
     rounds: list[RoundRecord], flow_run_id: str | None,
 ) -> Registration:
+    failpoint("register.before")  # crash-safety tests: die with the candidate evaluated, not registered
     settings = get_settings()
     workers = {"score": mask.worker, "unlearn": unlearned.worker, "evaluate": after.worker}
     with sessions().begin() as session:
+        registry.lock_model(plan.parent.model_name, session=session)  # one registration of a model at a time
+        done = registry.find_registered(plan.parent.model_name, unlearned.checkpoint.sha256, session=session)
+        if done is not None:  # a retry of a registration that committed: answer with what it wrote
+            return _registration_of(done, plan, session=session)
+        registry.ensure_parent_current(plan.parent_ref or plan.parent.model_name, plan.parent.version_id,
+                                       session=session)
         parent = session.get(ModelVersion, plan.parent.version_id)
         version = registry.add_version(
             plan.parent.model_name, session=session, parent=parent,
@@ -162,6 +172,23 @@ def register_version(
             checkpoint=unlearned.checkpoint, audit_record_ids={t: r.id for t, r in records.items()},
             chain_head=max(records.values(), key=lambda r: r.id).hash)
     return registration
+
+
+def _registration_of(version: ModelVersion, plan: RunPlan, *, session: Any) -> Registration:
+    """The Registration a committed registration of `version` returned (idempotent per ticket set and
+    candidate); IllegalTransitionError if that candidate answers other tickets."""
+    if sorted(t.id for t in version.tickets) != sorted(plan.ticket_ids):
+        raise IllegalTransitionError(
+            f"candidate {version.checkpoint_sha256[:12]} is registered as version {version.version} for tickets "
+            f"{sorted(t.id for t in version.tickets)}, not {sorted(plan.ticket_ids)}")
+    rows = session.scalars(select(AuditRecord).where(
+        AuditRecord.kind == "unlearning.registered", AuditRecord.ticket_id.in_(plan.ticket_ids)).order_by(AuditRecord.id))
+    records = {r.ticket_id: r for r in rows if r.payload.get("version") == version.version}
+    return Registration(
+        model_name=plan.parent.model_name, version=version.version, version_id=version.id,
+        checkpoint=CheckpointRef(uri=version.checkpoint_uri, sha256=version.checkpoint_sha256),
+        audit_record_ids={t: r.id for t, r in records.items()},
+        chain_head=max(records.values(), key=lambda r: r.id).hash)
 
 
 def _is_aliased(plan: RunPlan, alias: str, *, session: Any) -> bool:

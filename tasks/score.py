@@ -1,4 +1,8 @@
-"""GRI scoring stage: the parent's weights ranked by forget/retain gradient ratio, top p% as a mask."""
+"""GRI scoring stage: the parent's weights ranked by forget/retain gradient ratio, top p% as a mask.
+
+The mask is also kept with the tickets' progress (tasks/progress_checkpoints.py): a reclaimed
+ticket's next run takes it instead of scoring again, so its unlearning resumes on the same mask
+(scores that tie at the top-p threshold need not be selected alike by another process)."""
 
 from __future__ import annotations
 
@@ -6,26 +10,37 @@ import tempfile
 import time
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 
+from grin_core.resume import fingerprint
 from grin_core.unlearn import UnlearnConfig, score_and_select
 from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, RoundSpec, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_records
+from tasks.progress_checkpoints import ProgressCheckpoints
 from tasks.resources import object_store
 
 
 @task(name="score-weights", task_run_name="score-{label}", persist_result=True)
 def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
                   spec: RoundSpec) -> MaskOutcome:
-    model, tokenizer = load_model(parent)
-    forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
+    store = object_store()
+    kept = ProgressCheckpoints(store, [d.ticket_id for d in snapshot.deletions], fingerprint({
+        "parent": parent.sha256, "forget": snapshot.forget.sha256, "retain": snapshot.retain.sha256,
+        "spec": spec.model_dump(mode="json"), "stage": "scoring"}))
     started = time.perf_counter()
-    mask = score_and_select(model, tokenizer, forget, retain, UnlearnConfig(**spec.unlearn_kwargs()))
-    scoring_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory(prefix="grin-mask-") as tmp:
         path = Path(tmp) / "mask.safetensors"
-        mask.save(path)
-        stored = object_store().put_file(f"runs/{run_id}/mask-round{round_no}.safetensors", path)
+        mask = kept.fetch_mask(path)
+        if mask is None:
+            model, tokenizer = load_model(parent)
+            forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
+            mask = score_and_select(model, tokenizer, forget, retain, UnlearnConfig(**spec.unlearn_kwargs()))
+            mask.save(path)
+            kept.keep_mask(path)
+        else:
+            get_run_logger().info("%s: round %d takes the mask an earlier run of its tickets scored", label, round_no)
+        scoring_s = time.perf_counter() - started
+        stored = store.put_file(f"runs/{run_id}/mask-round{round_no}.safetensors", path)
     return MaskOutcome(
         mask=ObjectRef(uri=stored.uri, sha256=stored.sha256),
         selected=mask.k,

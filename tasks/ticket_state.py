@@ -97,7 +97,8 @@ def advance(label: str, ticket_ids: list[int], status: TicketStatus, owner: str,
 
 @task(name="finish-tickets", task_run_name="{outcome}-{label}", **IO_RETRIES)
 def finish(label: str, ticket_ids: list[int], outcome: str, owner: str, reason: str | None = None) -> None:
-    """End the run's hold on its tickets: completed, needs_review, rejected or failed (re-queued if allowed)."""
+    """End the run's hold on its tickets: completed, needs_review, rejected, failed (re-queued if allowed)
+    or requeued (handed back untried: the run lost the race to register, see ParentMovedError)."""
     settings = get_settings()
     with sessions().begin() as session:
         for ticket_id in ticket_ids:
@@ -113,6 +114,8 @@ def finish(label: str, ticket_ids: list[int], outcome: str, owner: str, reason: 
                                  actor=owner, owner=owner)
             elif outcome == "rejected":
                 queue.reject(ticket_id, reason or "rejected", session=session, owner=owner)
+            elif outcome == "requeued":
+                queue.release(ticket_id, owner, session=session, reason=reason or "handed back")
             elif outcome == "failed":
                 queue.fail(ticket_id, reason or "failed", session=session, owner=owner,
                            max_attempts=settings.max_attempts)

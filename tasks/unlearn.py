@@ -6,11 +6,13 @@ import gc
 import tempfile
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from grin_core.checkpoint import save_checkpoint
 from grin_core.mask import Mask
+from grin_core.resume import fingerprint
 from grin_core.unlearn import UnlearnConfig, unlearn
+from infra.settings import get_settings
 from tasks.checkpoint_store import upload_checkpoint
 from tasks.contracts import (
     CheckpointRef,
@@ -22,6 +24,7 @@ from tasks.contracts import (
 )
 from tasks.inputs import device, load_model, read_bytes, read_json, read_records
 from tasks.progress import PrefectProgress
+from tasks.progress_checkpoints import ProgressCheckpoints
 from tasks.resources import object_store
 
 
@@ -34,13 +37,27 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
     config = UnlearnConfig(**spec.unlearn_kwargs())
+    # Every input the result depends on: a later run of these tickets with the same ones resumes here.
+    run_fingerprint = fingerprint({
+        "parent": parent.sha256, "forget": snapshot.forget.sha256, "retain": snapshot.retain.sha256,
+        "eval_suite": snapshot.eval_suite.sha256, "mask": mask.sha256, "config": config.to_dict(),
+        "target_auc": target_auc, "round": round_no})
+    store = object_store()
+    saved = ProgressCheckpoints(store, [d.ticket_id for d in snapshot.deletions], run_fingerprint)
     with tempfile.TemporaryDirectory(prefix="grin-unlearn-") as tmp:
         mask_path = Path(tmp) / "mask.safetensors"
         mask_path.write_bytes(read_bytes(mask))
         selected = Mask.load(mask_path, sha256=mask.sha256)
+        resume = saved.fetch(Path(tmp) / "resume")
+        if resume is not None:
+            get_run_logger().info("%s: round %d resumes from its progress checkpoint at step %d",
+                                  label, round_no, resume[1])
         progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} unlearning")
-        result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress],
-                         holdout_records=holdout, target_auc=target_auc)
+        result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress, saved],
+                         holdout_records=holdout, target_auc=target_auc,
+                         checkpoint_dir=str(Path(tmp) / "progress"),
+                         checkpoint_every=get_settings().checkpoint_every_epochs,
+                         resume_from=str(resume[0]) if resume else None, fingerprint=run_fingerprint)
         card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
                 "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
                 "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
@@ -52,13 +69,14 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
         save_checkpoint(result.model, tokenizer, out, card_info=card,
                         grin_config={"unlearning": {k: summary[k] for k in ("config", "timings", "history", "probes")},
                                      "parent_sha256": parent.sha256})
-        checkpoint = upload_checkpoint(out, object_store())
+        checkpoint = upload_checkpoint(out, store)
     outcome = UnlearnOutcome(
         checkpoint=checkpoint,
         timings=result.timings,
         trainable_params=result.trainable_params,
         state_bytes=result.state_bytes.to_dict(),
         worker=WorkerStamp.here(device()),
+        resumed_from_step=resume[1] if resume else None,
     )
     del result, model
     gc.collect()  # the trainer's `grin-unlearn-*` output directory goes now, not at process exit

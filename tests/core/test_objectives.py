@@ -11,10 +11,10 @@ from grin_core.objectives import (
     answer_token_count,
     graddiff_objective,
     npo_loss,
-    simnpo_loss,
     npo_objective,
     po_objective,
     sequence_logprob,
+    simnpo_loss,
     token_logprobs,
 )
 from grin_core.refusals import REFUSALS, refusal_for, refusal_records

@@ -41,6 +41,7 @@ def _setup(settings, status_path: list[TicketStatus]) -> tuple[int, str]:
     store.put_bytes(f"scratch/{run}/forget.jsonl", to_jsonl(FORGET))
     store.put_bytes(f"runs/{run}/retain.jsonl", to_jsonl(OTHER))
     store.put_bytes(f"runs/{run}/mask-round1.safetensors", b"\x00binary")
+    store.put_bytes(f"scratch/progress/t{ticket_id}/{'f' * 64}/latest.json", b"{}")  # unlearning progress
     # an earlier run of another ticket sampled this ticket's records into its retain set
     store.put_bytes("runs/ticket-0-89abcdef/retain.jsonl", to_jsonl(OTHER + FORGET[:1]))
     store.put_bytes("runs/ticket-0-89abcdef/eval_suite.json", json.dumps({"retain": OTHER}).encode())
@@ -59,7 +60,7 @@ def test_a_reclaimed_ticket_that_failed_for_good_leaves_no_copy_of_its_forget_te
 
     store = open_store(settings)
     assert sorted(store.list("")) == ["runs/ticket-0-89abcdef/eval_suite.json"]
-    assert counts == {"run_objects": 3, "scratch_objects": 2, "inbox_objects": 2}
+    assert counts == {"run_objects": 3, "scratch_objects": 2, "inbox_objects": 2, "progress_objects": 1}
     record = _purge_record(settings)
     assert record["run_ids"] == [run] and record["inbox"] == "deleted" and record["actor"] == "reclaimer"
     assert FORGET[0]["answer"] not in json.dumps(record)
@@ -69,7 +70,9 @@ def test_a_requeued_ticket_keeps_its_inbox_objects_for_its_next_run(settings):
     ticket_id, run = _setup(settings, [S.claimed, S.assembling, S.queued])
     purge_forget_copies([ticket_id], settings=settings)
     store = open_store(settings)
-    assert store.list("scratch/") == [] and store.list(f"runs/{run}/") == []
+    # its unlearning progress stays too: the next run resumes from it
+    assert store.list("scratch/") == [f"scratch/progress/t{ticket_id}/{'f' * 64}/latest.json"]
+    assert store.list(f"runs/{run}/") == []
     assert store.list("inbox/") == ["inbox/req-1/forget.json", "inbox/req-1/keywords.json"]
     assert "its next run reads them" in _purge_record(settings)["inbox_kept"][str(ticket_id)]
 
