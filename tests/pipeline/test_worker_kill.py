@@ -1,6 +1,7 @@
 """Fault injection on the production shape: the GPU worker (`grin worker`, its own process) is killed
-with SIGKILL mid-unlearning. The flow notices within the worker dead-after time instead of the
-6 h stage timeout, the ticket goes back to the queue, and a run with a fresh worker answers it."""
+with SIGKILL mid-unlearning, after its first progress checkpoint. The flow notices within the worker
+dead-after time instead of the 6 h stage timeout, the ticket goes back to the queue, and a run with a
+fresh worker answers it, resuming the unlearning where the dead worker's last checkpoint left it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from infra import queue
 from infra.db.models import TicketStatus
 from infra.intake import file_request
+from infra.storage import open_store
 from infra.ticket_request import TicketRequest
 from tasks.resources import sessions
 
@@ -29,19 +31,23 @@ def test_a_killed_worker_is_detected_and_the_ticket_answered_by_the_next_run(
     model = published_model(settings, gate_policy={"privacy_waived": True, "max_rounds": 1})
     forget_uri, _ = forget_objects(settings, model.forget)
     request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
-                            requested_by="dpo@example.org", legal_basis="GDPR Art. 17")
+                            requested_by="dpo@example.org", legal_basis="GDPR Art. 17",
+                            hparams={"max_epochs": 8})  # recovery is under test, not the schedule
     with sessions(settings).begin() as session:
         ticket_id = file_request(request, session=session, settings=settings).id
     worker = gpu_worker(env)
+
+    store = open_store(settings)
 
     def kill_during_unlearning() -> None:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             with sessions(settings).begin() as session:
-                if queue.get_ticket(ticket_id, session=session).status == TicketStatus.unlearning:
-                    time.sleep(1.0)
-                    worker.send_signal(signal.SIGKILL)
-                    return
+                unlearning = queue.get_ticket(ticket_id, session=session).status == TicketStatus.unlearning
+            if unlearning and any(k.endswith("/latest.json") for k in store.list("scratch/progress/")):
+                time.sleep(0.5)  # inside a later epoch
+                worker.send_signal(signal.SIGKILL)
+                return
             time.sleep(0.2)
 
     killer = threading.Thread(target=kill_during_unlearning, daemon=True)
@@ -62,5 +68,6 @@ def test_a_killed_worker_is_detected_and_the_ticket_answered_by_the_next_run(
     gpu_worker(env)  # a fresh worker
     report = process_ticket(ticket_id)
     assert report.outcome in ("completed", "needs_review"), report.reason
+    assert report.resumed, "the fresh worker trained from scratch instead of resuming"
     with sessions(settings).begin() as session:
         assert queue.get_ticket(ticket_id, session=session).attempts == 2
