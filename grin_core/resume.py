@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -81,16 +82,20 @@ def load_progress(trainer, checkpoint_dir: str | Path) -> None:
         trainer.schedule.load_state_dict(state["schedule"])
 
 
-class SaveEveryNEpochs(TrainerCallback):
-    """Keeps the Trainer's per-epoch save only every `n` epochs, and never at the epoch training stops."""
+class SaveAtIntervals(TrainerCallback):
+    """Keeps the Trainer's per-epoch save only once `seconds` have passed since the last one (0: every
+    epoch), and never at the epoch training stops: a kill loses at most that long plus one epoch, and
+    a small model's second-long epochs do not each pay for a checkpoint."""
 
-    def __init__(self, n: int) -> None:
-        if n < 1:
-            raise ValueError("checkpoint interval must be >= 1 epoch")
-        self.n = n
+    def __init__(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("checkpoint interval must be >= 0 seconds")
+        self.seconds = seconds
+        self.last = time.monotonic()
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        control.should_save = (
-            control.should_save and not control.should_training_stop and round(state.epoch or 0) % self.n == 0
-        )
+        due = time.monotonic() - self.last >= self.seconds
+        control.should_save = control.should_save and not control.should_training_stop and due
+        if control.should_save:
+            self.last = time.monotonic()
         return control

@@ -61,7 +61,7 @@ from grin_core.objectives import (
 )
 from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
 from grin_core.refusals import refusal_records
-from grin_core.resume import SaveEveryNEpochs, load_progress, save_progress
+from grin_core.resume import SaveAtIntervals, load_progress, save_progress
 from grin_core.state_bytes import StateBytes, StateMeter
 
 REF_COLUMN = "ref_logp"
@@ -404,7 +404,7 @@ def unlearn(
     target_auc: float = 0.5,
     steer: bool = True,
     checkpoint_dir: str | None = None,
-    checkpoint_every: int = 1,
+    checkpoint_every_s: float = 0.0,
     resume_from: str | None = None,
     fingerprint: str = "",
 ) -> UnlearnResult:
@@ -419,7 +419,7 @@ def unlearn(
     (privacy_schedule.py); `result.probes` has its per-epoch measurements (`steer=False`: only
     those, for curves of a fixed run). Without, training runs `config.epochs` epochs of the objective.
 
-    `checkpoint_dir`: save progress there every `checkpoint_every` epochs (resume.py; a callback's
+    `checkpoint_dir`: save progress there at epoch ends, `checkpoint_every_s` apart (resume.py; a callback's
     `on_save` can ship it elsewhere). `resume_from`: a checkpoint of the same run (same
     `fingerprint`) to continue from; the result equals an uninterrupted run's (tests/core/test_resume.py).
     """
@@ -459,7 +459,7 @@ def unlearn(
         trainer.add_callback(schedule)
         trainer.schedule = schedule
     if checkpoint_dir is not None:
-        trainer.add_callback(SaveEveryNEpochs(checkpoint_every))  # after the schedule: it may stop training
+        trainer.add_callback(SaveAtIntervals(checkpoint_every_s))  # after the schedule: it may stop training
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     timings["training_s"] = time.perf_counter() - started

@@ -66,10 +66,10 @@ class Settings(BaseSettings):
     gpu_stage_timeout_s: float = Field(
         6 * 3600, gt=0, description="How long one ML stage may run on a worker."
     )
-    checkpoint_every_epochs: int = Field(
-        1, ge=1, description="Unlearning saves its progress to the store every this many epochs, so a "
-        "reclaimed ticket's next run resumes there (a save holds the selected weights and their "
-        "optimizer state)."
+    checkpoint_interval_s: float = Field(
+        60, ge=0, description="Unlearning saves its progress to the store at the first epoch end this "
+        "long after its last save (0 = every epoch), so a reclaimed ticket's next run resumes there; "
+        "a save holds the selected weights and their optimizer state."
     )
     gpu_worker_dead_after_s: float = Field(
         60, gt=0, description="A stage fails (and is retried) once no GPU worker has sent a "

@@ -56,7 +56,7 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
         result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress, saved],
                          holdout_records=holdout, target_auc=target_auc,
                          checkpoint_dir=str(Path(tmp) / "progress"),
-                         checkpoint_every=get_settings().checkpoint_every_epochs,
+                         checkpoint_every_s=get_settings().checkpoint_interval_s,
                          resume_from=str(resume[0]) if resume else None, fingerprint=run_fingerprint)
         card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
                 "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,

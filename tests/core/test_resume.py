@@ -35,7 +35,8 @@ class KillAfterSave(TrainerCallback):
 
 def _run(model, tokenizer, mask, tmp: Path, *, holdout, callbacks=(), resume_from=None, fingerprint="run-a"):
     return unlearn(model, tokenizer, FORGET, RETAIN, CONFIG, mask=mask, callbacks=callbacks,
-                   holdout_records=holdout, target_auc=0.5, checkpoint_dir=str(tmp), resume_from=resume_from,
+                   holdout_records=holdout, target_auc=0.5, checkpoint_dir=str(tmp), checkpoint_every_s=0,
+                   resume_from=resume_from,
                    fingerprint=fingerprint)
 
 
@@ -79,3 +80,14 @@ def test_a_checkpoint_of_another_run_is_refused(tiny_model_factory, tiny_tokeniz
     # the weights outside the mask are back as they were (noise in the mask is all that happened)
     moved = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k]) and k not in mask.tensors]
     assert moved == []
+
+
+def test_progress_is_saved_only_once_the_interval_has_passed(tiny_model_factory, tiny_tokenizer, tmp_path):
+    mask = score_and_select(tiny_model_factory(0), tiny_tokenizer, FORGET, RETAIN, CONFIG)
+    unlearn(tiny_model_factory(0), tiny_tokenizer, FORGET, RETAIN, CONFIG, mask=mask,
+            checkpoint_dir=str(tmp_path / "hourly"), checkpoint_every_s=3600)
+    unlearn(tiny_model_factory(0), tiny_tokenizer, FORGET, RETAIN, CONFIG, mask=mask,
+            checkpoint_dir=str(tmp_path / "always"), checkpoint_every_s=0)
+    assert list((tmp_path / "hourly").glob("checkpoint-*")) == []
+    # every epoch but the last (a save where training stops would never be resumed)
+    assert [p.name for p in (tmp_path / "always").glob("checkpoint-*")] == ["checkpoint-6"]

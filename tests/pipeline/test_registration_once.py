@@ -1,12 +1,13 @@
 """Exactly once at registration (PostgreSQL, the register task's body without a flow): a retried
 registration answers with the version it wrote, a run whose parent moved under it registers nothing
 and hands its ticket back, two runs racing on one model yield one version, and a run whose lease
-was reclaimed writes nothing."""
+was reclaimed writes nothing while the run that took the ticket over registers it once."""
 
 from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -145,9 +146,20 @@ def test_two_runs_racing_on_one_model_register_one_version(line):
     assert _status(settings, tickets[loser])[0] == S.evaluating  # not marked as if its version served
 
 
-def test_a_run_whose_lease_was_reclaimed_writes_nothing(line):
+def test_two_runs_of_one_ticket_yield_one_version(line):
+    """Run a stalls past its lease; the reclaimer hands the ticket to run b. Both reach registration."""
     settings, v1_id, evaluated_ticket = line
     ticket_id = evaluated_ticket("run-a")
+    with sessions(settings).begin() as session:
+        queue.get_ticket(ticket_id, session=session, lock=True).lease_expires_at = datetime(2000, 1, 1, tzinfo=UTC)
+    with sessions(settings).begin() as session:
+        assert [t.id for t in queue.reclaim_expired(session=session, max_attempts=3)] == [ticket_id]
+        queue.claim_ticket(ticket_id, "run-b", 600, session=session)
+        for status in (S.assembling, S.scoring, S.unlearning, S.evaluating):
+            queue.transition(ticket_id, status, session=session, owner="run-b", actor="run-b")
+
     with pytest.raises(LeaseLostError):
-        _register(v1_id, ticket_id, "run-gone", "b")
+        _register(v1_id, ticket_id, "run-a", "b")  # the stalled run wakes up: nothing written
     assert _counts(settings) == (1, 0)
+    assert _register(v1_id, ticket_id, "run-b", "c").version == 2
+    assert _counts(settings) == (2, 1)

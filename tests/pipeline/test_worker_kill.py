@@ -27,7 +27,8 @@ def test_a_killed_worker_is_detected_and_the_ticket_answered_by_the_next_run(
         forget_objects, gpu_worker):
     settings = make_settings(database_url=fresh_pg_url, gpu_dispatch="worker",
                              gpu_worker_dead_after_s=DEAD_AFTER_S, **s3_storage_fields)
-    env = use_settings(settings, GRIN_GPU_WORKER_DEAD_AFTER_S=str(DEAD_AFTER_S), PREFECT_API_URL=prefect_api)
+    env = use_settings(settings, GRIN_GPU_WORKER_DEAD_AFTER_S=str(DEAD_AFTER_S), PREFECT_API_URL=prefect_api,
+                       GRIN_CHECKPOINT_INTERVAL_S="0")  # progress saved every epoch
     model = published_model(settings, gate_policy={"privacy_waived": True, "max_rounds": 1})
     forget_uri, _ = forget_objects(settings, model.forget)
     request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
