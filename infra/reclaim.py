@@ -9,7 +9,9 @@ that lapsed means the flow process died or lost the database. One sweep:
 - deletes the scratch copies of forget data of those tickets' runs (`scratch/<run id>/`, the run
   id starts with the run's label, which names its first ticket) with an audit record of counts;
 - deletes the candidate checkpoints those runs uploaded and no version registered (a candidate's
-  model card names its run), so a dead run's candidate can never be registered or linger.
+  model card names its run), so a dead run's candidate can never be registered or linger; and, on
+  every sweep, any unregistered candidate none of whose tickets is held by a run any more (one a
+  worker uploaded after its flow died and was swept).
 
 It is run at the start of every flow run, at worker start and on a schedule by `grin serve`, so
 recovery needs no one to remember it. Sweeps may overlap: rows are taken with SKIP LOCKED.
@@ -17,6 +19,7 @@ recovery needs no one to remember it. Sweeps may overlap: rows are taken with SK
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,10 +29,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from infra import audit, queue
-from infra.db.models import ModelVersion
+from infra.db.models import ModelVersion, Ticket
 from infra.errors import ObjectNotFoundError
 from infra.storage import ObjectStore
 
+_CARD_DETAILS = re.compile(r"```json\n(.*?)\n```", re.DOTALL)  # grin_core/checkpoint.py's model card
 # `ticket-17-0123abcd` or `batch-tofu-17-0123abcd` (flows/tickets.py names runs so).
 _RUN_ID = re.compile(r"^(?:ticket|batch-.+)-(\d+)-[0-9a-f]{8}$")
 
@@ -113,6 +117,44 @@ def purge_candidates_of(
     return sum(deleted.values())
 
 
+def _card_tickets(card: bytes) -> set[int]:
+    """The ticket ids a candidate's model card names (its `deletions`), empty if it names none."""
+    match = _CARD_DETAILS.search(card.decode("utf-8", errors="replace"))
+    try:
+        details = json.loads(match.group(1)) if match else {}
+        return {int(d["ticket_id"]) for d in details.get("deletions") or []}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return set()
+
+
+def purge_stale_candidates(*, store: ObjectStore, session: Session) -> int:
+    """Delete every unregistered candidate none of whose tickets a run holds any more.
+
+    Such a candidate can never be registered (registration needs the lease): a worker that outlived
+    its flow uploaded it after the sweep that reclaimed its tickets, or its run died mid-upload. A
+    checkpoint whose card names no tickets (a line's first version on its way in) is left alone.
+    """
+    registered = set(session.scalars(select(ModelVersion.checkpoint_sha256)))
+    deleted: dict[str, int] = {}
+    for sha in sorted({k.split("/")[1] for k in store.list("checkpoints/") if k.count("/") >= 2} - registered):
+        try:
+            tickets = _card_tickets(store.get_bytes(f"checkpoints/{sha}/README.md"))
+        except ObjectNotFoundError:
+            continue
+        statuses = set(session.scalars(select(Ticket.status).where(Ticket.id.in_(tickets)))) if tickets else set()
+        if not tickets or statuses & queue.LEASED:
+            continue
+        keys = store.list(f"checkpoints/{sha}/")
+        for key in sorted(keys, key=lambda k: k.endswith("manifest.json")):  # manifest last
+            store.delete(key)
+        deleted[sha] = len(keys)
+    if deleted:
+        audit.append("run.candidates_purged", {
+            "checkpoint_sha256": sorted(deleted), "objects": sum(deleted.values()),
+            "reason": "unregistered, and no run holds its tickets"}, session=session)
+    return sum(deleted.values())
+
+
 def sweep(
     *,
     sessions: sessionmaker[Session],
@@ -147,4 +189,6 @@ def sweep(
             report.candidate_objects = purge_candidates_of(
                 dead_runs, store=store, session=session, reason="its run's lease expired"
             )
+    with sessions.begin() as session:
+        report.candidate_objects += purge_stale_candidates(store=store, session=session)
     return report

@@ -3,6 +3,7 @@ scratch copies are purged; an operator can requeue a ticket."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -109,3 +110,26 @@ def test_an_operator_requeues_with_fresh_attempts_and_a_live_lease_needs_force(
     assert _moves(db, ticket_id)[-2:] == [("assembling", "failed", "ops"), ("failed", "queued", "ops")]
     with pytest.raises(IllegalTransitionError, match="only failed"), db.begin() as session:
         queue.requeue(ticket_id, session=session, actor="ops", reason="again")
+
+
+def test_a_candidate_uploaded_after_its_run_was_swept_goes_with_the_next_sweep(
+    db: Factory, model: str, make_request: Callable[..., TicketRequest], tmp_path: Path
+) -> None:
+    store = LocalStore(tmp_path / "objects")
+    live = _claimed(db, make_request(), "flow-run:alive", S.assembling, S.scoring, S.unlearning)
+    ended = _claimed(db, make_request(idempotency_key="other"), "flow-run:gone", S.assembling)
+    with db.begin() as session:
+        queue.reject(ended, "test", session=session)
+
+    def candidate(sha: str, tickets: list[int]) -> None:
+        card = {"run": "ticket-0-0123abcd", "deletions": [{"ticket_id": t, "forget_sha256": "f" * 64} for t in tickets]}
+        store.put_bytes(f"checkpoints/{sha}/README.md", f"# card\n\n```json\n{json.dumps(card)}\n```\n".encode())
+        store.put_bytes(f"checkpoints/{sha}/model.safetensors", b"w")
+
+    candidate("a" * 64, [live])  # its run still holds the ticket: may yet be registered
+    candidate("b" * 64, [ended])  # a late upload of a run whose ticket has ended
+    store.put_bytes(f"checkpoints/{'c' * 64}/README.md", b"# a first version on its way in")
+
+    report = sweep(sessions=db, store=store, max_attempts=2)
+    assert report.candidate_objects == 2
+    assert sorted({k.split("/")[1][0] for k in store.list("checkpoints/")}) == ["a", "c"]
