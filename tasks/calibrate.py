@@ -7,9 +7,11 @@ from prefect import task
 from grin_core.calibration import non_member_auc
 from tasks.contracts import CheckpointRef, ObjectRef
 from tasks.inputs import load_model, read_json
+from tasks.worker_liveness import reports_stage
 
 
 @task(name="calibrate-line", task_run_name="calibrate-{label}", persist_result=True)
+@reports_stage  # the worker's heartbeat names this stage while it runs
 def calibrate_line(label: str, checkpoint: CheckpointRef, eval_suite: ObjectRef) -> float | None:
     """Loss-MIA AUC of the suite's `calibration` records (training-like, never trained on) against its
     `holdout`; None when the suite lacks either (the gate then assumes 0.5)."""

@@ -41,7 +41,8 @@ def run_ml_stage(task: Task, settings: Settings | None = None, **parameters: Any
 
 
 def _wait_while_a_worker_lives(future: Any, name: str, settings: Settings) -> None:
-    """Wait for the stage to end; WorkerUnavailableError once no worker has beaten for the dead-after time."""
+    """Wait for the stage to end; WorkerUnavailableError once the worker running it (or, before its beat
+    names the stage, every worker) has not beaten for the dead-after time."""
     from tasks.worker_liveness import last_beat
 
     store = open_store(settings)
@@ -51,11 +52,12 @@ def _wait_while_a_worker_lives(future: Any, name: str, settings: Settings) -> No
         future.wait(timeout=min(dead_after / 2, 15.0))
         if future.state.is_final():
             return
-        newest = last_beat(store)
+        stage = getattr(future, "task_run_id", None)
+        newest = last_beat(store, str(stage) if stage else None)
         if newest is not None and time.time() - newest > dead_after:
             raise WorkerUnavailableError(
-                f"{name}: no GPU worker has sent a heartbeat for {time.time() - newest:.0f} s; "
-                "its worker died, so the stage is given up and the ticket retried"
+                f"{name}: its GPU worker has sent no heartbeat for {time.time() - newest:.0f} s; "
+                "it died, so the stage is given up and the ticket retried"
             )
 
 

@@ -10,9 +10,11 @@ from grin_core.evaluate import EvalSuite, evaluate
 from grin_core.probes import run_probes
 from tasks.contracts import CheckpointRef, EvalOutcome, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_json, read_records
+from tasks.worker_liveness import reports_stage
 
 
 @task(name="evaluate-checkpoint", task_run_name="evaluate-{label}", persist_result=True)
+@reports_stage  # the worker's heartbeat names this stage while it runs
 def evaluate_checkpoint(label: str, checkpoint: CheckpointRef, snapshot: Snapshot, relearn: bool = False,
                         seed: int = 0) -> EvalOutcome:
     """Every metric the suite allows, then the robustness probes (paraphrase, sampling, prompt

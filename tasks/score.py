@@ -18,9 +18,11 @@ from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, RoundSpec, Sn
 from tasks.inputs import device, load_model, read_records
 from tasks.progress_checkpoints import ProgressCheckpoints
 from tasks.resources import object_store
+from tasks.worker_liveness import reports_stage
 
 
 @task(name="score-weights", task_run_name="score-{label}", persist_result=True)
+@reports_stage  # the worker's heartbeat names this stage while it runs
 def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
                   spec: RoundSpec) -> MaskOutcome:
     store = object_store()

@@ -14,6 +14,7 @@ from tasks.checkpoint_store import upload_checkpoint
 from tasks.contracts import CheckpointRef, Frozen, ObjectRef, WorkerStamp
 from tasks.inputs import device, read_records
 from tasks.resources import object_store
+from tasks.worker_liveness import reports_stage
 
 
 class TrainOutcome(Frozen):
@@ -25,6 +26,7 @@ class TrainOutcome(Frozen):
 
 
 @task(name="train-target", task_run_name="train-{label}", persist_result=True)
+@reports_stage  # the worker's heartbeat names this stage while it runs
 def train_target(label: str, manifest: ObjectRef, model_config: dict[str, Any],
                  train_config: dict[str, Any]) -> TrainOutcome:
     records = read_records(manifest)

@@ -26,9 +26,11 @@ from tasks.inputs import device, load_model, read_bytes, read_json, read_records
 from tasks.progress import PrefectProgress
 from tasks.progress_checkpoints import ProgressCheckpoints
 from tasks.resources import object_store
+from tasks.worker_liveness import reports_stage
 
 
 @task(name="unlearn-weights", task_run_name="unlearn-{label}", persist_result=True)
+@reports_stage  # the worker's heartbeat names this stage while it runs
 def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
                     mask: ObjectRef, spec: RoundSpec, target_auc: float = 0.5) -> UnlearnOutcome:
     """`target_auc`: the line's non-member level; with a holdout part in the eval suite the privacy

@@ -4,14 +4,17 @@ and the heartbeats are the real ones."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 
 import pytest
+from prefect import task
+from prefect.runtime import task_run
 
 from infra.storage import open_store
 from tasks.dispatch import WorkerUnavailableError, run_ml_stage
-from tasks.worker_liveness import beat, last_beat, start_heartbeat
+from tasks.worker_liveness import beat, last_beat, reports_stage, start_heartbeat
 
 
 @dataclass
@@ -61,7 +64,7 @@ def worker_settings(make_settings, sqlite_url, clean_grin_environment):
 def test_a_stage_whose_worker_stopped_beating_fails_within_the_dead_after_time(worker_settings):
     beat(open_store(worker_settings), "gpu-1", now=time.time() - 30)
     started = time.monotonic()
-    with pytest.raises(WorkerUnavailableError, match="no GPU worker has sent a heartbeat for 3"):
+    with pytest.raises(WorkerUnavailableError, match="its GPU worker has sent no heartbeat for 3"):
         run_ml_stage(_Stage(runs_s=None), settings=worker_settings)
     assert time.monotonic() - started < 2
 
@@ -77,3 +80,45 @@ def test_a_stage_waits_while_a_worker_beats(worker_settings):
 
 def test_no_heartbeat_at_all_keeps_the_old_behaviour(worker_settings):
     assert run_ml_stage(_Stage(runs_s=0.3), settings=worker_settings) == "stage result"
+
+
+@dataclass
+class _NamedFuture(_Future):
+    task_run_id: str = "stage-7"
+
+
+@dataclass
+class _NamedStage(_Stage):
+    def delay(self, **parameters: object) -> _Future:
+        return _NamedFuture(self.runs_s)
+
+
+def test_the_death_of_the_worker_running_the_stage_is_caught_while_another_beats(worker_settings):
+    store = open_store(worker_settings)
+    stop = start_heartbeat(worker_settings)  # a healthy worker with nothing of ours
+    try:
+        beat(store, "gpu-2", now=time.time() - 30)  # the one that took the stage, dead
+        body = json.loads(store.get_bytes("workers/gpu-2.json"))
+        store.put_bytes("workers/gpu-2.json", json.dumps({**body, "stages": ["stage-7"]}).encode())
+        started = time.monotonic()
+        with pytest.raises(WorkerUnavailableError, match="its GPU worker has sent no heartbeat"):
+            run_ml_stage(_NamedStage(runs_s=None), settings=worker_settings)
+        assert time.monotonic() - started < 2
+    finally:
+        stop.set()
+
+
+def test_a_running_stage_is_named_in_its_workers_heartbeat(worker_settings, prefect_api, monkeypatch):
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    store = open_store(worker_settings)
+
+    @task
+    @reports_stage
+    def stage() -> str:
+        beat(store, "gpu-1")
+        return str(task_run.id)
+
+    stage_id = stage()
+    assert json.loads(store.get_bytes("workers/gpu-1.json"))["stages"] == [stage_id]
+    beat(store, "gpu-1")
+    assert json.loads(store.get_bytes("workers/gpu-1.json"))["stages"] == []  # done: no longer named
