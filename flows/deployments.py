@@ -14,11 +14,9 @@ from prefect import serve
 
 from flows.file_ticket import file_deletion_ticket
 from flows.reclaim import reclaim_expired_leases
+from flows.start_run import DEPLOYMENT
 from flows.tickets import batch_unlearning, process_ticket
 from infra.settings import Settings, get_settings
-
-DEPLOYMENT = "grin"
-PROCESS_TICKET = f"process-ticket/{DEPLOYMENT}"
 
 
 def deployments(settings: Settings) -> list:

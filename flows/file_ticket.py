@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.start_run import start_processing
 from infra import intake
 from infra.settings import get_settings
 from infra.ticket_request import TicketRequest
@@ -33,25 +34,6 @@ def file_deletion_ticket(request: TicketRequest, process_now: bool = True) -> di
         description=f"ticket {ticket_id}: filed",
     )
     if process_now and status == "queued":
-        _start_processing(ticket_id)
+        start_processing(ticket_id)
     return {"ticket_id": ticket_id, "status": status}
 
-
-def _start_processing(ticket_id: int) -> None:
-    from prefect.deployments import run_deployment
-    from prefect.exceptions import ObjectNotFound
-
-    from flows.deployments import PROCESS_TICKET
-
-    try:
-        run = run_deployment(
-            PROCESS_TICKET, parameters={"ticket_id": ticket_id}, timeout=0, as_subflow=False
-        )
-    except ObjectNotFound:
-        get_run_logger().info(
-            "ticket %d: no %s deployment is served; the batch run will answer it",
-            ticket_id,
-            PROCESS_TICKET,
-        )
-        return
-    get_run_logger().info("ticket %d: started flow run %s", ticket_id, run.name)
