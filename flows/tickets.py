@@ -1,10 +1,12 @@
-"""The ticket state machine, in one place: what happens to a deletion request from claim to completion.
+"""The ticket flows: what happens to a deletion request from claim to completion. The allowed moves
+are written once, in `infra.queue.TRANSITIONS`; this is the order the flows take them in:
 
     queued → claimed → assembling → scoring → unlearning → evaluating → registered → completed
                           │                                   │  ↑ retry ladder (larger p → scoring,
                           └→ rejected (bad input)             │     more epochs → unlearning)
                                                               └→ needs_review (gate failed at the top)
     any stage → failed (infrastructure error; re-queued while attempts remain)
+    evaluating → queued (lost the race to register: the version the tickets name moved; re-planned)
 
 `process_ticket` answers one ticket; `batch_unlearning` folds every queued ticket of one model into
 one run (one model version, one audit record per ticket). Both call `answer_tickets`. The flow only
