@@ -88,33 +88,37 @@ def purge_scratch_of(
     return count
 
 
-def purge_candidates_of(
-    run_ids: list[str], *, store: ObjectStore, session: Session, reason: str
-) -> int:
-    """Delete every unregistered candidate checkpoint whose model card names one of `run_ids`."""
-    if not run_ids:
-        return 0
+def _purge_candidates(store: ObjectStore, session: Session, doomed: Callable[[bytes], bool],
+                      record: dict[str, object]) -> int:
+    """Delete every unregistered candidate checkpoint whose model card `doomed` picks (manifest last,
+    so a half-deleted one is never taken for complete); one audit record (`record` + what went)."""
     registered = set(session.scalars(select(ModelVersion.checkpoint_sha256)))
-    marks = [f'"run": "{run}"'.encode() for run in run_ids]
     deleted: dict[str, int] = {}
     for sha in sorted({k.split("/")[1] for k in store.list("checkpoints/") if k.count("/") >= 2} - registered):
         try:
             card = store.get_bytes(f"checkpoints/{sha}/README.md")
         except ObjectNotFoundError:
             continue
-        if any(mark in card for mark in marks):
+        if doomed(card):
             keys = store.list(f"checkpoints/{sha}/")
-            for key in sorted(keys, key=lambda k: k.endswith("manifest.json")):  # manifest last
+            for key in sorted(keys, key=lambda k: k.endswith("manifest.json")):
                 store.delete(key)
             deleted[sha] = len(keys)
     if deleted:
-        audit.append(
-            "run.candidates_purged",
-            {"run_ids": sorted(run_ids), "checkpoint_sha256": sorted(deleted),
-             "objects": sum(deleted.values()), "reason": reason},
-            session=session,
-        )
+        audit.append("run.candidates_purged", {**record, "checkpoint_sha256": sorted(deleted),
+                                               "objects": sum(deleted.values())}, session=session)
     return sum(deleted.values())
+
+
+def purge_candidates_of(
+    run_ids: list[str], *, store: ObjectStore, session: Session, reason: str
+) -> int:
+    """Delete every unregistered candidate checkpoint whose model card names one of `run_ids`."""
+    if not run_ids:
+        return 0
+    marks = [f'"run": "{run}"'.encode() for run in run_ids]
+    return _purge_candidates(store, session, lambda card: any(mark in card for mark in marks),
+                             {"run_ids": sorted(run_ids), "reason": reason})
 
 
 def _card_tickets(card: bytes) -> set[int]:
@@ -134,25 +138,12 @@ def purge_stale_candidates(*, store: ObjectStore, session: Session) -> int:
     its flow uploaded it after the sweep that reclaimed its tickets, or its run died mid-upload. A
     checkpoint whose card names no tickets (a line's first version on its way in) is left alone.
     """
-    registered = set(session.scalars(select(ModelVersion.checkpoint_sha256)))
-    deleted: dict[str, int] = {}
-    for sha in sorted({k.split("/")[1] for k in store.list("checkpoints/") if k.count("/") >= 2} - registered):
-        try:
-            tickets = _card_tickets(store.get_bytes(f"checkpoints/{sha}/README.md"))
-        except ObjectNotFoundError:
-            continue
-        statuses = set(session.scalars(select(Ticket.status).where(Ticket.id.in_(tickets)))) if tickets else set()
-        if not tickets or statuses & queue.LEASED:
-            continue
-        keys = store.list(f"checkpoints/{sha}/")
-        for key in sorted(keys, key=lambda k: k.endswith("manifest.json")):  # manifest last
-            store.delete(key)
-        deleted[sha] = len(keys)
-    if deleted:
-        audit.append("run.candidates_purged", {
-            "checkpoint_sha256": sorted(deleted), "objects": sum(deleted.values()),
-            "reason": "unregistered, and no run holds its tickets"}, session=session)
-    return sum(deleted.values())
+    def unheld(card: bytes) -> bool:
+        tickets = _card_tickets(card)
+        return bool(tickets) and not set(session.scalars(
+            select(Ticket.status).where(Ticket.id.in_(tickets)))) & queue.LEASED
+
+    return _purge_candidates(store, session, unheld, {"reason": "unregistered, and no run holds its tickets"})
 
 
 def sweep(

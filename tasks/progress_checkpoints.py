@@ -2,8 +2,9 @@
 
 Layout: `scratch/progress/t<id>-<id>.../<fingerprint>/step-<N>/<file>` holds one checkpoint
 (grin_core/resume.py) and `.../latest.json` names the newest complete one with every file's
-sha256; the scoring stage keeps its mask the same way (`.../mask.safetensors`). The pointer is written after its files, and older steps are deleted after the pointer, so
-a kill at any moment leaves a complete checkpoint named (or none). The fingerprint hashes every
+sha256; the scoring stage keeps its mask the same way (`.../mask.safetensors`). The pointer is
+written after its files, and older steps are deleted after the pointer, so a kill at any moment
+leaves a complete checkpoint named (or none). The fingerprint hashes every
 input the result depends on (parent, snapshots, mask, settings), so a run resumes only its own
 progress. The prefix lies under `scratch/` and goes when its tickets end (tasks/purge.py).
 """
@@ -42,7 +43,6 @@ class ProgressCheckpoints(TrainerCallback):
     def __init__(self, store: ObjectStore, ticket_ids: Iterable[int], fingerprint: str) -> None:
         self.store = store
         self.prefix = f"{tickets_prefix(ticket_ids)}{fingerprint}/"
-        self.uploaded = 0
 
     def fetch(self, directory: Path) -> tuple[Path, int] | None:
         """The newest checkpoint, verified, copied into `directory`, and its global step; None if none."""
@@ -83,5 +83,4 @@ class ProgressCheckpoints(TrainerCallback):
         for key in self.store.list(self.prefix):
             if not key.startswith(step_prefix) and key != self.prefix + POINTER:
                 self.store.delete(key)
-        self.uploaded += 1
         return control
