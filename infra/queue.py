@@ -393,6 +393,11 @@ def _retry_if_allowed(ticket: Ticket, max_attempts: int, *, session: Session) ->
         _move(ticket, S.queued, session=session, reason=reason, actor="queue")
 
 
+def held(ticket_id: int, owner: str | None, *, session: Session) -> Ticket:
+    """The ticket, locked, if `owner` holds its lease; LeaseLostError otherwise."""
+    return _held(ticket_id, owner, session=session)
+
+
 def _held(ticket_id: int, owner: str | None, *, session: Session) -> Ticket:
     ticket = get_ticket(ticket_id, session=session, lock=True)
     if ticket.status not in LEASED or ticket.lease_owner != owner:

@@ -123,7 +123,7 @@ def register_version(
         registry.lock_model(plan.parent.model_name, session=session)  # one registration of a model at a time
         done = registry.find_registered(plan.parent.model_name, unlearned.checkpoint.sha256, session=session)
         if done is not None:  # a retry of a registration that committed: answer with what it wrote
-            return _registration_of(done, plan, session=session)
+            return _registration_of(done, plan, owner, session=session)
         registry.ensure_parent_current(plan.parent_ref or plan.parent.model_name, plan.parent.version_id,
                                        session=session)
         parent = session.get(ModelVersion, plan.parent.version_id)
@@ -174,9 +174,12 @@ def register_version(
     return registration
 
 
-def _registration_of(version: ModelVersion, plan: RunPlan, *, session: Any) -> Registration:
+def _registration_of(version: ModelVersion, plan: RunPlan, owner: str, *, session: Any) -> Registration:
     """The Registration a committed registration of `version` returned (idempotent per ticket set and
-    candidate); IllegalTransitionError if that candidate answers other tickets."""
+    candidate); IllegalTransitionError if that candidate answers other tickets, LeaseLostError if the
+    caller no longer holds them (a stalled run whose takeover registered the same candidate)."""
+    for ticket_id in plan.ticket_ids:
+        queue.held(ticket_id, owner, session=session)
     if sorted(t.id for t in version.tickets) != sorted(plan.ticket_ids):
         raise IllegalTransitionError(
             f"candidate {version.checkpoint_sha256[:12]} is registered as version {version.version} for tickets "

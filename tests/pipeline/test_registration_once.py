@@ -163,3 +163,5 @@ def test_two_runs_of_one_ticket_yield_one_version(line):
     assert _counts(settings) == (1, 0)
     assert _register(v1_id, ticket_id, "run-b", "c").version == 2
     assert _counts(settings) == (2, 1)
+    with pytest.raises(LeaseLostError):  # nor does it pass for the takeover's answer when its candidate is alike
+        _register(v1_id, ticket_id, "run-a", "c")
