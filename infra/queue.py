@@ -224,7 +224,7 @@ def heartbeat(
     ticket_id: int, owner: str, lease_seconds: int, *, session: Session, now: datetime | None = None
 ) -> Ticket:
     """Extend the lease; LeaseLostError if `owner` no longer holds it. Not audited: no status changes."""
-    ticket = _held(ticket_id, owner, session=session)
+    ticket = held(ticket_id, owner, session=session)
     ticket.lease_expires_at = (now or utcnow()) + timedelta(seconds=lease_seconds)
     return ticket
 
@@ -243,7 +243,7 @@ def transition(
     With `owner`, the move happens only while that owner holds the lease.
     """
     ticket = (
-        _held(ticket_id, owner, session=session)
+        held(ticket_id, owner, session=session)
         if owner
         else get_ticket(ticket_id, session=session, lock=True)
     )
@@ -255,7 +255,7 @@ def release(
     ticket_id: int, owner: str, *, session: Session, reason: str = "released by its worker"
 ) -> Ticket:
     """Give a ticket back to the queue untried (a worker shutting down); the claim is not counted."""
-    ticket = _held(ticket_id, owner, session=session)
+    ticket = held(ticket_id, owner, session=session)
     ticket.attempts = max(ticket.attempts - 1, 0)
     _move(ticket, S.queued, session=session, reason=reason, actor=owner)
     return ticket
@@ -395,10 +395,6 @@ def _retry_if_allowed(ticket: Ticket, max_attempts: int, *, session: Session) ->
 
 def held(ticket_id: int, owner: str | None, *, session: Session) -> Ticket:
     """The ticket, locked, if `owner` holds its lease; LeaseLostError otherwise."""
-    return _held(ticket_id, owner, session=session)
-
-
-def _held(ticket_id: int, owner: str | None, *, session: Session) -> Ticket:
     ticket = get_ticket(ticket_id, session=session, lock=True)
     if ticket.status not in LEASED or ticket.lease_owner != owner:
         raise LeaseLostError(

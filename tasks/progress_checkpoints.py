@@ -19,8 +19,10 @@ from prefect import get_run_logger
 from transformers import TrainerCallback
 
 from grin_core.mask import Mask, MaskIntegrityError
+from grin_core.resume import fingerprint
 from infra.errors import ChecksumMismatchError, ObjectNotFoundError
 from infra.storage import ObjectStore
+from tasks.contracts import CheckpointRef, Snapshot
 
 ROOT = "scratch/progress/"
 POINTER = "latest.json"
@@ -31,18 +33,24 @@ def tickets_prefix(ticket_ids: Iterable[int]) -> str:
     return f"{ROOT}t{'-'.join(str(i) for i in sorted(set(ticket_ids)))}/"
 
 
-def ticket_ids_of(prefix_name: str) -> set[int]:
-    """The ticket ids a `t<id>-<id>` progress directory belongs to (empty if not one)."""
-    body = prefix_name.removeprefix("t")
-    return {int(part) for part in body.split("-") if part.isdigit()} if prefix_name.startswith("t") else set()
+def ticket_ids_of(key: str) -> set[int]:
+    """The ticket ids a progress object (`scratch/progress/t<id>-<id>/...`) belongs to; empty if not one."""
+    name = key.removeprefix(ROOT).split("/", 1)[0]
+    return {int(part) for part in name[1:].split("-") if part.isdigit()} if name.startswith("t") else set()
 
 
 class ProgressCheckpoints(TrainerCallback):
-    """Ships every progress checkpoint the trainer saves to the store; fetches the newest to resume."""
+    """Ships every progress checkpoint the trainer saves to the store; fetches the newest to resume.
 
-    def __init__(self, store: ObjectStore, ticket_ids: Iterable[int], fingerprint: str) -> None:
+    The fingerprint covers the parent, the run's forget and retain snapshots and `parts` (what else
+    the stage's result depends on), so a stage resumes only what a run of the same inputs saved.
+    """
+
+    def __init__(self, store: ObjectStore, parent: CheckpointRef, snapshot: Snapshot, **parts: object) -> None:
         self.store = store
-        self.prefix = f"{tickets_prefix(ticket_ids)}{fingerprint}/"
+        self.fingerprint = fingerprint({"parent": parent.sha256, "forget": snapshot.forget.sha256,
+                                        "retain": snapshot.retain.sha256, **parts})
+        self.prefix = f"{tickets_prefix(d.ticket_id for d in snapshot.deletions)}{self.fingerprint}/"
 
     def fetch(self, directory: Path) -> tuple[Path, int] | None:
         """The newest checkpoint, verified, copied into `directory`, and its global step; None if none."""

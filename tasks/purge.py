@@ -158,7 +158,7 @@ def purge_forget_copies(
     scratch = [k for run in runs for k in store.list(f"scratch/{run}/")]
     ended = {t for t, (_, status) in inbox.items() if status in ENDED}
     progress = [k for k in store.list(PROGRESS_ROOT)  # unlearning progress is of no use once they end
-                if ticket_ids_of(k[len(PROGRESS_ROOT):].split("/", 1)[0]) & ended]
+                if ticket_ids_of(k) & ended]
     inbox_deleted, inbox_kept = [], {}
     for ticket_id, (uris, status) in inbox.items():
         if status not in ENDED:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from grin_core.resume import fingerprint
 from grin_core.unlearn import UnlearnConfig, score_and_select
 from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, RoundSpec, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_records
@@ -26,9 +25,7 @@ from tasks.worker_liveness import reports_stage
 def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
                   spec: RoundSpec) -> MaskOutcome:
     store = object_store()
-    kept = ProgressCheckpoints(store, [d.ticket_id for d in snapshot.deletions], fingerprint({
-        "parent": parent.sha256, "forget": snapshot.forget.sha256, "retain": snapshot.retain.sha256,
-        "spec": spec.model_dump(mode="json"), "stage": "scoring"}))
+    kept = ProgressCheckpoints(store, parent, snapshot, spec=spec.model_dump(mode="json"), stage="scoring")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grin-mask-") as tmp:
         path = Path(tmp) / "mask.safetensors"

@@ -10,7 +10,6 @@ from prefect import get_run_logger, task
 
 from grin_core.checkpoint import save_checkpoint
 from grin_core.mask import Mask
-from grin_core.resume import fingerprint
 from grin_core.unlearn import UnlearnConfig, unlearn
 from infra.settings import get_settings
 from tasks.checkpoint_store import upload_checkpoint
@@ -40,12 +39,9 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
     config = UnlearnConfig(**spec.unlearn_kwargs())
     # Every input the result depends on: a later run of these tickets with the same ones resumes here.
-    run_fingerprint = fingerprint({
-        "parent": parent.sha256, "forget": snapshot.forget.sha256, "retain": snapshot.retain.sha256,
-        "eval_suite": snapshot.eval_suite.sha256, "mask": mask.sha256, "config": config.to_dict(),
-        "target_auc": target_auc, "round": round_no})
     store = object_store()
-    saved = ProgressCheckpoints(store, [d.ticket_id for d in snapshot.deletions], run_fingerprint)
+    saved = ProgressCheckpoints(store, parent, snapshot, eval_suite=snapshot.eval_suite.sha256, mask=mask.sha256,
+                                config=config.to_dict(), target_auc=target_auc, round=round_no)
     with tempfile.TemporaryDirectory(prefix="grin-unlearn-") as tmp:
         mask_path = Path(tmp) / "mask.safetensors"
         mask_path.write_bytes(read_bytes(mask))
@@ -59,7 +55,7 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
                          holdout_records=holdout, target_auc=target_auc,
                          checkpoint_dir=str(Path(tmp) / "progress"),
                          checkpoint_every_s=get_settings().checkpoint_interval_s,
-                         resume_from=str(resume[0]) if resume else None, fingerprint=run_fingerprint)
+                         resume_from=str(resume[0]) if resume else None, fingerprint=saved.fingerprint)
         card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
                 "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
                 "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,

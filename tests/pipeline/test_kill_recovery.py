@@ -26,7 +26,7 @@ from infra.storage import open_store
 from infra.ticket_request import TicketRequest
 from tasks.purge import holds_forget_text
 from tasks.resources import sessions
-from tests.fixtures.pipeline import LENIENT_GATE, VENV_BIN
+from tests.fixtures.pipeline import LENIENT_GATE, VENV_BIN, progress_saved
 
 pytestmark = pytest.mark.slow
 LEASE_S = 4
@@ -41,7 +41,7 @@ POINTS = list(KILLS) if _ASKED == "all" else _ASKED.split(",")
 def _reached(settings, store, ticket_id: int, point: str) -> bool:
     if _status(settings, ticket_id)[0] != TicketStatus(KILLS[point][0]):
         return False
-    return point != "unlearning" or any(k.endswith("/latest.json") for k in store.list("scratch/progress/"))
+    return point != "unlearning" or progress_saved(store)
 
 
 def _status(settings, ticket_id: int) -> tuple[TicketStatus, str | None]:

@@ -22,7 +22,7 @@ from infra.intake import file_request
 from infra.storage import open_store
 from infra.ticket_request import TicketRequest
 from tasks.resources import sessions
-from tests.fixtures.pipeline import LENIENT_GATE
+from tests.fixtures.pipeline import LENIENT_GATE, progress_saved
 
 pytestmark = pytest.mark.slow
 DEAD_AFTER_S = 8
@@ -57,8 +57,7 @@ def test_a_killed_worker_is_detected_and_the_ticket_answered_by_the_next_run(
         while time.monotonic() < deadline:
             with sessions(settings).begin() as session:
                 there = queue.get_ticket(ticket_id, session=session).status == TicketStatus(status)
-            if there and (point != "unlearning" or any(k.endswith("/latest.json")
-                                                       for k in store.list("scratch/progress/"))):
+            if there and (point != "unlearning" or progress_saved(store)):
                 time.sleep(0.5)  # inside the stage (for unlearning: inside a later epoch)
                 worker.send_signal(signal.SIGKILL)
                 return
