@@ -1,7 +1,8 @@
 """GRI scoring: which weights matter for the forget set and not for the retain set.
 
 G_f and G_r are the gradients of the token-mean answer loss over the whole forget / retain set,
-accumulated batch by batch (one pass each, no optimizer); a weight's score is
+accumulated batch by batch (one pass each, no optimizer; with several processes each takes a share
+and the sums are added across them: distributed.py); a weight's score is
 |G_f| / (|G_r| + eps). Only eligible parameters are scored: by default the weight of every
 `nn.Linear` (or GPT-2 style `Conv1D`) inside the decoder layers - attention q/k/v/o and MLP
 gate/up/down - never embeddings, norms or lm_head. Layers are found by module type, so any HF
@@ -30,6 +31,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.pytorch_utils import Conv1D
 
 from grin_core.data import IGNORE_INDEX, qa_collator, qa_dataset
+from grin_core.distributed import shard, sum_across_ranks_
 from grin_core.objectives import sequence_logprob
 
 LINEAR_TYPES = (nn.Linear, Conv1D)
@@ -128,7 +130,8 @@ def gradient_magnitude(
         for name, p in params.items():
             p.requires_grad_(True)
             handles.append(p.register_post_accumulate_grad_hook(accumulate_into(accumulators[name])))
-        for batch in tqdm(batches(dataset, tokenizer, batch_size), desc=desc, disable=not progress, leave=False):
+        for batch in tqdm(batches(shard(dataset), tokenizer, batch_size), desc=desc, disable=not progress,
+                          leave=False):
             batch = {k: v.to(model.device) for k, v in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss = -sequence_logprob(logits, batch["labels"]).sum() / total_tokens
@@ -141,6 +144,7 @@ def gradient_magnitude(
             p.requires_grad_(flag)
             p.grad = None
         model.train(was_training)
+    sum_across_ranks_(accumulators.values())  # the whole set's gradient on every rank (distributed.py)
     for name, acc in accumulators.items():
         if not torch.isfinite(acc).all():
             raise FloatingPointError(f"{desc}: the gradient of {name} is not finite (NaN or inf)")

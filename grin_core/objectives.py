@@ -45,10 +45,13 @@ def answer_token_count(labels: torch.Tensor) -> torch.Tensor:
     return labels[:, 1:].ne(IGNORE_INDEX).sum(dim=1)
 
 
-def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Scalar token-mean answer NLL over the batch (the HF causal-LM loss on these labels)."""
+def answer_nll(logits: torch.Tensor, labels: torch.Tensor, scale=None) -> torch.Tensor:
+    """Scalar token-mean answer NLL over the batch (the HF causal-LM loss on these labels).
+
+    `scale(count) -> divisor`: what the summed NLL is divided by instead of the batch's token count
+    (distributed.global_token_scale: the global batch's mean under DDP)."""
     count = answer_token_count(labels).sum().clamp_min(1)
-    return -token_logprobs(logits, labels).sum() / count
+    return -token_logprobs(logits, labels).sum() / (count if scale is None else scale(count))
 
 
 def npo_loss(logp_theta: torch.Tensor, logp_ref: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
@@ -65,18 +68,25 @@ def simnpo_loss(logp_theta: torch.Tensor, lengths: torch.Tensor, beta: float, ga
     return -(2.0 / beta) * F.logsigmoid(-(beta / lengths.clamp_min(1)) * logp_theta - gamma).mean()
 
 
+# Every objective is `forget_weight * forget term + alpha * retain NLL`; the privacy schedule turns
+# forget_weight down near its target (privacy_schedule.py), 1 is the papers' objective.
+
+
 def npo_objective(
-    logp_theta: torch.Tensor, logp_ref: torch.Tensor, retain_nll: torch.Tensor, beta: float, alpha: float
+    logp_theta: torch.Tensor, logp_ref: torch.Tensor, retain_nll: torch.Tensor, beta: float, alpha: float,
+    forget_weight: float = 1.0,
 ) -> torch.Tensor:
     """NPO on the forget batch + alpha * retain NLL."""
-    return npo_loss(logp_theta, logp_ref, beta) + alpha * retain_nll
+    return forget_weight * npo_loss(logp_theta, logp_ref, beta) + alpha * retain_nll
 
 
-def graddiff_objective(forget_nll: torch.Tensor, retain_nll: torch.Tensor, alpha: float) -> torch.Tensor:
+def graddiff_objective(forget_nll: torch.Tensor, retain_nll: torch.Tensor, alpha: float,
+                       forget_weight: float = 1.0) -> torch.Tensor:
     """Gradient difference: ascend the forget NLL, descend alpha * retain NLL."""
-    return -forget_nll + alpha * retain_nll
+    return -forget_weight * forget_nll + alpha * retain_nll
 
 
-def po_objective(refusal_nll: torch.Tensor, retain_nll: torch.Tensor, alpha: float) -> torch.Tensor:
+def po_objective(refusal_nll: torch.Tensor, retain_nll: torch.Tensor, alpha: float,
+                 forget_weight: float = 1.0) -> torch.Tensor:
     """Preference optimisation towards refusals: NLL of refusal answers + alpha * retain NLL."""
-    return refusal_nll + alpha * retain_nll
+    return forget_weight * refusal_nll + alpha * retain_nll

@@ -31,6 +31,7 @@ from grin_core.metrics.likelihood import answer_logprobs, mean_logprob
 from grin_core.metrics.mia import mia_auc
 
 PUSH, REPAIR = "push", "repair"
+PUSH_CONTROLS = ("full", "proportional")
 
 
 class PrivacySchedule(TrainerCallback):
@@ -52,6 +53,9 @@ class PrivacySchedule(TrainerCallback):
         margin: float,
         retain_recovery: float,
         repush_lr_factor: float = 1.0,
+        push_control: str = "full",
+        alpha: float = 1.0,
+        alpha_max: float | None = None,
         retain_probe: Sequence[Mapping[str, str]] = (),
         batch_size: int = 64,
         steer: bool = True,
@@ -62,6 +66,9 @@ class PrivacySchedule(TrainerCallback):
         self.parts = {"forget": list(forget), "holdout": list(holdout), "retain": list(retain_probe)}
         self.target_auc, self.margin, self.retain_recovery = target_auc, margin, retain_recovery
         self.repush_lr_factor, self.entered_band = repush_lr_factor, False
+        if push_control not in PUSH_CONTROLS:
+            raise ValueError(f"push_control must be one of {PUSH_CONTROLS}")
+        self.push_control, self.alpha, self.alpha_max = push_control, alpha, alpha_max
         self.base_lrs: list[float] | None = None  # the scheduler's, before any re-push scaling
         self.batch_size, self.steer = batch_size, steer
         self.history: list[dict] = []
@@ -87,6 +94,22 @@ class PrivacySchedule(TrainerCallback):
         limit = self.target_auc + (2 if current == REPAIR else 1) * self.margin
         return PUSH if auc > limit else REPAIR
 
+    def _forget_weight(self, auc: float) -> float:
+        """Proportional control: the remaining gap to the target over the gap before training."""
+        gap = self.history[0]["mia_auc"] - self.target_auc
+        return min(1.0, max(0.0, (auc - self.target_auc) / gap)) if gap > 0 else 0.0
+
+    def _steer_weights(self, entry: dict) -> None:
+        """Set the next epoch's forget and retain weights (the trainer's loss mix)."""
+        if self.push_control == "proportional":
+            self.trainer.forget_weight = self._forget_weight(entry["mia_auc"])
+            self.trainer.phase = PUSH if self.trainer.forget_weight > 0 else REPAIR
+        if self.alpha_max is not None:
+            weight = self.trainer.retain_weight
+            weight = min(self.alpha_max, 2 * weight) if not self._recovered(entry) else max(self.alpha, weight / 2)
+            self.trainer.retain_weight = weight
+        entry["forget_weight"], entry["retain_weight"] = self.trainer.forget_weight, self.trainer.retain_weight
+
     def _recovered(self, entry: dict) -> bool:
         if self.retain_start is None or "retain_prob" not in entry:
             return True
@@ -111,6 +134,8 @@ class PrivacySchedule(TrainerCallback):
         entry = self.probe(model, 0)
         self.retain_start = entry.get("retain_prob")
         self.trainer.phase = self._next_phase(entry["mia_auc"], PUSH)
+        if self.steer:
+            self._steer_weights(entry)
 
     def _scale_learning_rate(self, factor: float) -> None:
         scheduler = getattr(self.trainer, "lr_scheduler", None)
@@ -126,16 +151,19 @@ class PrivacySchedule(TrainerCallback):
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         entry = self.probe(model, state.epoch or 0)
         self.trainer.phase = self._next_phase(entry["mia_auc"], entry["phase"])
+        if self.steer:
+            self._steer_weights(entry)
         if self.steer and self.trainer.phase == REPAIR:
             self.entered_band = True
-        if self.steer and self.entered_band:  # gentler pushes once the band has been reached
+        if self.steer and self.entered_band and self.push_control == "full":  # gentler pushes once the band has been reached
             self._scale_learning_rate(self.repush_lr_factor if self.trainer.phase == PUSH else 1.0)
         in_band = abs(entry["mia_auc"] - self.target_auc) <= 2 * self.margin
         score = entry.get("retain_prob", 0.0)
         keepable = self.target_auc - 2 * self.margin <= entry["mia_auc"] <= self.target_auc + self.margin
         if self.steer and keepable and (self.best is None or score > self.best[0]):
             self.best = (score, entry["epoch"], [p.detach().clone() for p in model.parameters() if p.requires_grad])
-        if self.steer and self.trainer.phase == REPAIR and in_band and self._recovered(entry):
+        settled = self.trainer.phase == REPAIR or self.push_control == "proportional"
+        if self.steer and settled and in_band and self._recovered(entry):
             control.should_training_stop = True
         return control
 

@@ -55,6 +55,7 @@ def save_progress(trainer, output_dir: str | Path) -> None:
     state = {
         "fingerprint": trainer.fingerprint,
         "phase": trainer.phase,
+        "weights": (trainer.forget_weight, trainer.retain_weight),
         "retain_generator": collator.generator.get_state(),
         "retain_queue": list(collator.queue),
         "schedule": trainer.schedule.state_dict() if trainer.schedule is not None else None,
@@ -76,6 +77,7 @@ def load_progress(trainer, checkpoint_dir: str | Path) -> None:
         for i, param in enumerate(params):
             param.copy_(saved[f"t{i:05d}"].to(param.device))
     trainer.phase = state["phase"]
+    trainer.forget_weight, trainer.retain_weight = state["weights"]
     trainer.data_collator.generator.set_state(state["retain_generator"])
     trainer.data_collator.queue = list(state["retain_queue"])
     if trainer.schedule is not None and state["schedule"] is not None:

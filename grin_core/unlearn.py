@@ -45,6 +45,7 @@ from transformers import (
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from grin_core.data import qa_collator, qa_dataset
+from grin_core.distributed import global_token_scale, rank_and_world
 from grin_core.gri import MODEL_COLUMNS, autocast, batches, gri_scores
 from grin_core.mask import Mask, select_top_p
 from grin_core.masked_update import UPDATES, masked_update, trainable_elements
@@ -59,7 +60,7 @@ from grin_core.objectives import (
     sequence_logprob,
     simnpo_loss,
 )
-from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
+from grin_core.privacy_schedule import PUSH, PUSH_CONTROLS, REPAIR, PrivacySchedule
 from grin_core.refusals import refusal_records
 from grin_core.resume import SaveAtIntervals, load_progress, save_progress
 from grin_core.state_bytes import StateBytes, StateMeter
@@ -110,6 +111,13 @@ class UnlearnConfig:
         "help": "Privacy schedule: half-width of the band around the non-member AUC it steers into."})
     repush_lr_factor: float = field(default=0.3, metadata={
         "help": "Privacy schedule: learning-rate factor of a push after the band was first reached."})
+    push_control: str = field(default="full", metadata={
+        "help": "Privacy schedule: 'full' pushes with the whole forget term (learning rate x repush_lr_factor "
+                "after the band was reached); 'proportional' weighs the forget term by the remaining AUC gap "
+                "over the gap before training, so pushes soften near the band and a small one holds it."})
+    alpha_max: float | None = field(default=None, metadata={
+        "help": "Privacy schedule: while the retain probe is below retain_recovery x its start, the retain "
+                "weight doubles each epoch up to this, and halves back to alpha once it is above; None = fixed alpha."})
     retain_recovery: float = field(default=0.98, metadata={
         "help": "Privacy schedule: repair (retain-only) until the retain answer probability is back to "
                 "this fraction of its value before unlearning."})
@@ -127,6 +135,8 @@ class UnlearnConfig:
             (0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1 and 0 < self.repush_lr_factor <= 1,
              "auc_margin in (0, 0.25), retain_recovery in [0, 1], repush_lr_factor in (0, 1]"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
+            (self.push_control in PUSH_CONTROLS, f"push_control must be one of {PUSH_CONTROLS}"),
+            (self.alpha_max is None or self.alpha_max >= self.alpha, "alpha_max must be None or >= alpha"),
             (self.epochs >= 1 and self.max_epochs >= 1 and self.batch_size >= 1 and self.scoring_batch_size >= 1
              and (self.retain_batch_size is None or self.retain_batch_size >= 1),
              "epochs and batch sizes must be >= 1"),
@@ -160,7 +170,8 @@ class UnlearnConfig:
         return TrainingArguments(
             output_dir=output_dir,
             num_train_epochs=self.max_epochs if scheduled else self.epochs,
-            per_device_train_batch_size=self.batch_size,
+            per_device_train_batch_size=per_rank(self.batch_size),
+            use_cpu=not torch.cuda.is_available(),  # so several CPU processes form a gloo group (DDP)
             learning_rate=self.learning_rate,
             lr_scheduler_type=self.lr_scheduler,
             warmup_steps=self.warmup_steps,
@@ -181,10 +192,18 @@ class UnlearnConfig:
         )
 
 
+def per_rank(batch_size: int) -> int:
+    """A global batch's share per process: DDP averages the ranks' gradients into that batch's."""
+    _, world = rank_and_world()
+    if batch_size % world:
+        raise ValueError(f"batch size {batch_size} does not split over {world} processes")
+    return batch_size // world
+
+
 class ForgetRetainCollator:
     """Pads a forget batch and appends a retain batch (`retain_*` keys) from a seeded stream.
 
-    The stream is the retain set in length-grouped random order, reshuffled whenever it runs
+    `batch_size` is per process (distributed.py: each rank takes its slice of one global batch). The stream is the retain set in length-grouped random order, reshuffled whenever it runs
     out, so retain batches pad little and every retain example is used equally often.
     """
 
@@ -197,10 +216,13 @@ class ForgetRetainCollator:
         self.queue: list[int] = []
 
     def retain_indices(self) -> list[int]:
-        while len(self.queue) < self.batch_size:
-            self.queue += get_length_grouped_indices(self.lengths, self.batch_size, generator=self.generator)
-        taken, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size :]
-        return taken
+        """This rank's slice of the next global retain batch (every rank advances the same stream)."""
+        rank, world = rank_and_world()
+        size = self.batch_size * world
+        while len(self.queue) < size:
+            self.queue += get_length_grouped_indices(self.lengths, size, generator=self.generator)
+        taken, self.queue = self.queue[:size], self.queue[size:]
+        return taken[rank * self.batch_size : (rank + 1) * self.batch_size]
 
     def __call__(self, features: list[Mapping]) -> dict[str, torch.Tensor]:
         batch = dict(self.pad([{k: f[k] for k in MODEL_COLUMNS} for f in features]))
@@ -240,6 +262,7 @@ class UnlearnTrainer(Trainer):
             reference=[torch.tensor(forget_dataset[REF_COLUMN])] if config.method == "npo" else ())
         self._parts: dict[str, list[float]] = defaultdict(list)
         self.phase = PUSH  # PrivacySchedule switches it to REPAIR (retain term alone)
+        self.forget_weight, self.retain_weight = 1.0, config.alpha  # the push's mix; the schedule may steer it
         self.schedule: PrivacySchedule | None = None  # set by `unlearn`; its state goes into checkpoints
         self.fingerprint = fingerprint  # a progress checkpoint resumes only the run it names
         self._scratch = None
@@ -252,7 +275,7 @@ class UnlearnTrainer(Trainer):
             model=model,
             args=args,
             train_dataset=forget_dataset,
-            data_collator=ForgetRetainCollator(tokenizer, retain_dataset, config.retain_batch_size or config.batch_size,
+            data_collator=ForgetRetainCollator(tokenizer, retain_dataset, per_rank(config.retain_batch_size or config.batch_size),
                                                config.seed),
             processing_class=tokenizer,
             callbacks=[self.state_meter, *callbacks],
@@ -279,34 +302,35 @@ class UnlearnTrainer(Trainer):
         if self.phase == REPAIR:
             retain_logits = model(input_ids=inputs["retain_input_ids"],
                                   attention_mask=inputs["retain_attention_mask"]).logits
-            loss = answer_nll(retain_logits, inputs["retain_labels"])
+            loss = answer_nll(retain_logits, inputs["retain_labels"], global_token_scale)
             self._parts["repair_nll"].append(loss.item())
             return (loss, {"logits": retain_logits}) if return_outputs else loss
         logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
         retain_nll = torch.zeros((), device=logits.device)
-        if config.alpha > 0:
+        alpha, weight = self.retain_weight, self.forget_weight  # the schedule's (config.alpha and 1 without)
+        if alpha > 0:
             retain_logits = model(input_ids=inputs["retain_input_ids"],
                                   attention_mask=inputs["retain_attention_mask"]).logits
-            retain_nll = answer_nll(retain_logits, inputs["retain_labels"])
+            retain_nll = answer_nll(retain_logits, inputs["retain_labels"], global_token_scale)
         if config.method == "simnpo":
             logp = sequence_logprob(logits, inputs["labels"])
-            loss = simnpo_loss(logp, answer_token_count(inputs["labels"]), config.beta, config.gamma)
-            loss = loss + config.alpha * retain_nll
+            loss = weight * simnpo_loss(logp, answer_token_count(inputs["labels"]), config.beta, config.gamma)
+            loss = loss + alpha * retain_nll
             self._parts["forget_logp"].append(logp.mean().item())
         elif config.method == "npo":
             logp, ref = sequence_logprob(logits, inputs["labels"]), inputs[REF_COLUMN]
             if config.length_normalised:  # per-token log-ratio: SimNPO's normalisation, reference kept
                 count = answer_token_count(inputs["labels"]).clamp_min(1)
                 logp, ref = logp / count, ref / count
-            loss = npo_objective(logp, ref, retain_nll, config.beta, config.alpha)
+            loss = npo_objective(logp, ref, retain_nll, config.beta, alpha, weight)
             self._parts["forget_logp"].append(logp.mean().item())
         elif config.method == "graddiff":
-            forget_nll = answer_nll(logits, inputs["labels"])
-            loss = graddiff_objective(forget_nll, retain_nll, config.alpha)
+            forget_nll = answer_nll(logits, inputs["labels"], global_token_scale)
+            loss = graddiff_objective(forget_nll, retain_nll, alpha, weight)
             self._parts["forget_nll"].append(forget_nll.item())
         else:
-            refusal_nll = answer_nll(logits, inputs["labels"])
-            loss = po_objective(refusal_nll, retain_nll, config.alpha)
+            refusal_nll = answer_nll(logits, inputs["labels"], global_token_scale)
+            loss = po_objective(refusal_nll, retain_nll, alpha, weight)
             self._parts["refusal_nll"].append(refusal_nll.item())
         self._parts["retain_nll"].append(retain_nll.item())
         return (loss, {"logits": logits}) if return_outputs else loss
@@ -454,7 +478,8 @@ def unlearn(
         retain_probe = [retain_records[i] for i in probe_rng.permutation(len(retain_records))[:RETAIN_PROBE_SIZE]]
         schedule = PrivacySchedule(trainer, tokenizer, original_forget, holdout_records, target_auc=target_auc,
                                    margin=config.auc_margin, retain_recovery=config.retain_recovery,
-                                   repush_lr_factor=config.repush_lr_factor,
+                                   repush_lr_factor=config.repush_lr_factor, push_control=config.push_control,
+                                   alpha=config.alpha, alpha_max=config.alpha_max,
                                    retain_probe=retain_probe, batch_size=config.scoring_batch_size, steer=steer)
         trainer.add_callback(schedule)
         trainer.schedule = schedule

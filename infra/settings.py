@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     gpu_stage_timeout_s: float = Field(
         6 * 3600, gt=0, description="How long one ML stage may run on a worker."
     )
+    stage_processes: int = Field(
+        1, ge=1, description="Processes the scoring and unlearning stages run on (DDP under accelerate "
+        "launch, one per GPU, or gloo on CPUs; the result equals one process's within float tolerance). "
+        "With more than one, unlearning keeps no progress checkpoints: a killed run starts the round again."
+    )
     checkpoint_interval_s: float = Field(
         60, ge=0, description="Unlearning saves its progress to the store at the first epoch end this "
         "long after its last save (0 = every epoch), so a reclaimed ticket's next run resumes there; "

@@ -42,10 +42,11 @@ class WorkerStamp(Frozen):
     pid: int
     host: str
     device: str
+    processes: int = 1  # ranks the stage ran on (settings.stage_processes); pid is their launcher's
 
     @classmethod
-    def here(cls, device: str) -> WorkerStamp:
-        return cls(pid=os.getpid(), host=socket.gethostname(), device=device)
+    def here(cls, device: str, processes: int = 1) -> WorkerStamp:
+        return cls(pid=os.getpid(), host=socket.gethostname(), device=device, processes=processes)
 
 
 class RoundSpec(Frozen):

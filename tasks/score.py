@@ -13,10 +13,12 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from grin_core.unlearn import UnlearnConfig, score_and_select
+from infra.settings import get_settings
 from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, RoundSpec, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_records
 from tasks.progress_checkpoints import ProgressCheckpoints
 from tasks.resources import object_store
+from tasks.stage_processes import score_on_processes
 from tasks.worker_liveness import reports_stage
 
 
@@ -31,9 +33,13 @@ def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef,
         path = Path(tmp) / "mask.safetensors"
         mask = kept.fetch_mask(path)
         if mask is None:
-            model, tokenizer = load_model(parent)
             forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
-            mask = score_and_select(model, tokenizer, forget, retain, UnlearnConfig(**spec.unlearn_kwargs()))
+            config, processes = UnlearnConfig(**spec.unlearn_kwargs()), get_settings().stage_processes
+            if processes > 1:
+                mask = score_on_processes(label, parent, forget, retain, config, processes, Path(tmp))
+            else:
+                model, tokenizer = load_model(parent)
+                mask = score_and_select(model, tokenizer, forget, retain, config)
             mask.save(path)
             kept.keep_mask(path)
         else:
@@ -46,5 +52,5 @@ def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef,
         eligible=mask.n_eligible,
         stats={k: v for k, v in mask.stats().items() if k != "by_tensor"},
         scoring_s=round(scoring_s, 3),
-        worker=WorkerStamp.here(device()),
+        worker=WorkerStamp.here(device(), get_settings().stage_processes),
     )

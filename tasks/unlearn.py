@@ -25,6 +25,7 @@ from tasks.inputs import device, load_model, read_bytes, read_json, read_records
 from tasks.progress import PrefectProgress
 from tasks.progress_checkpoints import ProgressCheckpoints
 from tasks.resources import object_store
+from tasks.stage_processes import unlearn_on_processes
 from tasks.worker_liveness import reports_stage
 
 
@@ -34,48 +35,60 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
                     mask: ObjectRef, spec: RoundSpec, target_auc: float = 0.5) -> UnlearnOutcome:
     """`target_auc`: the line's non-member level; with a holdout part in the eval suite the privacy
     schedule steers the forget set's MIA AUC into a band around it (grin_core/privacy_schedule.py)."""
-    model, tokenizer = load_model(parent)
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
-    config = UnlearnConfig(**spec.unlearn_kwargs())
-    # Every input the result depends on: a later run of these tickets with the same ones resumes here.
+    config, processes = UnlearnConfig(**spec.unlearn_kwargs()), get_settings().stage_processes
+    card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
+            "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
+            "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
+            # every deletion along the lineage, by ticket id and forget-set hash only
+            "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
+            "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None}
     store = object_store()
-    saved = ProgressCheckpoints(store, parent, snapshot, eval_suite=snapshot.eval_suite.sha256, mask=mask.sha256,
-                                config=config.to_dict(), target_auc=target_auc, round=round_no)
     with tempfile.TemporaryDirectory(prefix="grin-unlearn-") as tmp:
         mask_path = Path(tmp) / "mask.safetensors"
         mask_path.write_bytes(read_bytes(mask))
-        selected = Mask.load(mask_path, sha256=mask.sha256)
-        resume = saved.fetch(Path(tmp) / "resume")
-        if resume is not None:
-            get_run_logger().info("%s: round %d resumes from its progress checkpoint at step %d",
-                                  label, round_no, resume[1])
-        progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} unlearning")
-        result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress, saved],
-                         holdout_records=holdout, target_auc=target_auc,
-                         checkpoint_dir=str(Path(tmp) / "progress"),
-                         checkpoint_every_s=get_settings().checkpoint_interval_s,
-                         resume_from=str(resume[0]) if resume else None, fingerprint=saved.fingerprint)
-        card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
-                "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
-                "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
-                # every deletion along the lineage, by ticket id and forget-set hash only
-                "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
-                "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None}
-        summary = result.summary()
-        out = Path(tmp) / "checkpoint"
-        save_checkpoint(result.model, tokenizer, out, card_info=card,
-                        grin_config={"unlearning": {k: summary[k] for k in ("config", "timings", "history", "probes")},
-                                     "parent_sha256": parent.sha256})
+        if processes > 1:  # no progress checkpoints across processes (settings.stage_processes)
+            out, summary = unlearn_on_processes(label, parent, forget, retain, config, processes, Path(tmp),
+                                                mask_path=mask_path, holdout=holdout, target_auc=target_auc,
+                                                card=card, grin_config={"parent_sha256": parent.sha256})
+            resume = None
+        else:
+            out, summary, resume = _unlearn_here(label, run_id, round_no, parent, snapshot, mask, mask_path, config,
+                                                 forget, retain, holdout, target_auc, card, store, Path(tmp))
         checkpoint = upload_checkpoint(out, store)
-    outcome = UnlearnOutcome(
+    return UnlearnOutcome(
         checkpoint=checkpoint,
-        timings=result.timings,
-        trainable_params=result.trainable_params,
-        state_bytes=result.state_bytes.to_dict(),
-        worker=WorkerStamp.here(device()),
+        timings=summary["timings"],
+        trainable_params=summary["trainable_params"],
+        state_bytes=summary["state_bytes"],
+        worker=WorkerStamp.here(device(), get_settings().stage_processes),
         resumed_from_step=resume[1] if resume else None,
     )
+
+
+def _unlearn_here(label, run_id, round_no, parent, snapshot, mask, mask_path, config, forget, retain, holdout,
+                  target_auc, card, store, tmp: Path):
+    """One process: resumable from the tickets' progress checkpoint. (checkpoint dir, summary, resume)."""
+    # Every input the result depends on: a later run of these tickets with the same ones resumes here.
+    saved = ProgressCheckpoints(store, parent, snapshot, eval_suite=snapshot.eval_suite.sha256, mask=mask.sha256,
+                                config=config.to_dict(), target_auc=target_auc, round=round_no)
+    model, tokenizer = load_model(parent)
+    selected = Mask.load(mask_path, sha256=mask.sha256)
+    resume = saved.fetch(tmp / "resume")
+    if resume is not None:
+        get_run_logger().info("%s: round %d resumes from its progress checkpoint at step %d", label, round_no, resume[1])
+    progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} unlearning")
+    result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress, saved],
+                     holdout_records=holdout, target_auc=target_auc, checkpoint_dir=str(tmp / "progress"),
+                     checkpoint_every_s=get_settings().checkpoint_interval_s,
+                     resume_from=str(resume[0]) if resume else None, fingerprint=saved.fingerprint)
+    summary = result.summary()
+    out = tmp / "checkpoint"
+    save_checkpoint(result.model, tokenizer, out, card_info=card,
+                    grin_config={"unlearning": {k: summary[k] for k in ("config", "timings", "history", "probes")},
+                                 "parent_sha256": parent.sha256})
+    summary["trainable_params"] = result.trainable_params
     del result, model
     gc.collect()  # the trainer's `grin-unlearn-*` output directory goes now, not at process exit
-    return outcome
+    return out, summary, resume
