@@ -56,6 +56,7 @@ class PrivacySchedule(TrainerCallback):
         push_control: str = "full",
         alpha: float = 1.0,
         alpha_max: float | None = None,
+        band_lr_factor: float = 1.0,
         retain_probe: Sequence[Mapping[str, str]] = (),
         batch_size: int = 64,
         steer: bool = True,
@@ -69,6 +70,7 @@ class PrivacySchedule(TrainerCallback):
         if push_control not in PUSH_CONTROLS:
             raise ValueError(f"push_control must be one of {PUSH_CONTROLS}")
         self.push_control, self.alpha, self.alpha_max = push_control, alpha, alpha_max
+        self.band_lr_factor = band_lr_factor
         self.base_lrs: list[float] | None = None  # the scheduler's, before any re-push scaling
         self.batch_size, self.steer = batch_size, steer
         self.history: list[dict] = []
@@ -157,6 +159,10 @@ class PrivacySchedule(TrainerCallback):
             self.entered_band = True
         if self.steer and self.entered_band and self.push_control == "full":  # gentler pushes once the band has been reached
             self._scale_learning_rate(self.repush_lr_factor if self.trainer.phase == PUSH else 1.0)
+        elif self.steer and self.push_control == "proportional" and entry["mia_auc"] <= self.target_auc + self.margin:
+            self.entered_band = True
+        if self.steer and self.entered_band and self.push_control == "proportional":
+            self._scale_learning_rate(self.band_lr_factor)  # smaller steps both ways near the target
         in_band = abs(entry["mia_auc"] - self.target_auc) <= 2 * self.margin
         score = entry.get("retain_prob", 0.0)
         keepable = self.target_auc - 2 * self.margin <= entry["mia_auc"] <= self.target_auc + self.margin

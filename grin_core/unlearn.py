@@ -115,6 +115,9 @@ class UnlearnConfig:
         "help": "Privacy schedule: 'full' pushes with the whole forget term (learning rate x repush_lr_factor "
                 "after the band was reached); 'proportional' weighs the forget term by the remaining AUC gap "
                 "over the gap before training, so pushes soften near the band and a small one holds it."})
+    band_lr_factor: float = field(default=1.0, metadata={
+        "help": "Privacy schedule, proportional control: learning-rate factor of every epoch once the AUC "
+                "first reached target + margin (pushes and repairs)."})
     alpha_max: float | None = field(default=None, metadata={
         "help": "Privacy schedule: while the retain probe is below retain_recovery x its start, the retain "
                 "weight doubles each epoch up to this, and halves back to alpha once it is above; None = fixed alpha."})
@@ -136,6 +139,7 @@ class UnlearnConfig:
              "auc_margin in (0, 0.25), retain_recovery in [0, 1], repush_lr_factor in (0, 1]"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.push_control in PUSH_CONTROLS, f"push_control must be one of {PUSH_CONTROLS}"),
+            (0 < self.band_lr_factor <= 1, "band_lr_factor must be in (0, 1]"),
             (self.alpha_max is None or self.alpha_max >= self.alpha, "alpha_max must be None or >= alpha"),
             (self.epochs >= 1 and self.max_epochs >= 1 and self.batch_size >= 1 and self.scoring_batch_size >= 1
              and (self.retain_batch_size is None or self.retain_batch_size >= 1),
@@ -480,6 +484,7 @@ def unlearn(
                                    margin=config.auc_margin, retain_recovery=config.retain_recovery,
                                    repush_lr_factor=config.repush_lr_factor, push_control=config.push_control,
                                    alpha=config.alpha, alpha_max=config.alpha_max,
+                                   band_lr_factor=config.band_lr_factor,
                                    retain_probe=retain_probe, batch_size=config.scoring_batch_size, steer=steer)
         trainer.add_callback(schedule)
         trainer.schedule = schedule

@@ -1,6 +1,8 @@
 """The privacy schedule on a tiny random Llama: which phase each epoch trains, when it stops, and
 that `steer=False` only observes."""
 
+import pytest
+
 from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
 from grin_core.unlearn import UnlearnConfig, unlearn
 from tests.core.test_unlearn import FORGET, RETAIN, TINY
@@ -63,3 +65,33 @@ def test_pushes_after_the_band_was_reached_run_at_the_reduced_rate_and_repairs_a
     assert trainer.lr_scheduler.base_lrs == [0.003] and trainer.lr_scheduler.optimizer.param_groups[0]["lr"] == 0.003
     schedule._scale_learning_rate(1.0)
     assert trainer.lr_scheduler.base_lrs == [1e-2]  # scaled from the original, never compounded
+
+
+def test_proportional_control_weighs_the_forget_term_by_the_remaining_gap_and_repairs_at_or_below_target():
+    class Trainer:
+        phase, forget_weight, retain_weight = PUSH, 1.0, 1.0
+    trainer = Trainer()
+    schedule = PrivacySchedule(trainer, None, FORGET, HOLDOUT, target_auc=0.6, margin=0.05, retain_recovery=0.9,
+                               push_control="proportional")
+    schedule.history = [{"mia_auc": 1.0}]  # epoch 0: the gap to close is 0.4
+    for auc, weight, phase in [(1.0, 1.0, PUSH), (0.8, 0.5, PUSH), (0.7, 0.25, PUSH), (0.6, 0.0, REPAIR),
+                               (0.3, 0.0, REPAIR)]:
+        entry = {"mia_auc": auc}
+        schedule._steer_weights(entry)
+        assert trainer.forget_weight == pytest.approx(weight) and trainer.phase == phase
+        assert entry["forget_weight"] == pytest.approx(weight)  # recorded in the probe history
+
+
+def test_retain_weight_doubles_while_retain_is_below_recovery_and_halves_back_to_alpha():
+    class Trainer:
+        phase, forget_weight, retain_weight = PUSH, 1.0, 1.0
+    trainer = Trainer()
+    schedule = PrivacySchedule(trainer, None, FORGET, HOLDOUT, target_auc=0.6, margin=0.05, retain_recovery=0.9,
+                               alpha=1.0, alpha_max=4.0)
+    schedule.retain_start = 1.0
+    weights = []
+    for retain in (0.95, 0.8, 0.8, 0.8, 0.8, 0.95, 0.95, 0.95):
+        schedule._steer_weights({"mia_auc": 0.9, "retain_prob": retain})
+        weights.append(trainer.retain_weight)
+    assert weights == [1.0, 2.0, 4.0, 4.0, 4.0, 2.0, 1.0, 1.0]
+    assert trainer.forget_weight == 1.0  # full push control leaves the forget term alone

@@ -48,11 +48,14 @@ def test_gate_failure_climbs_the_ladder_then_needs_review_with_nothing_registere
     assert store.list("scratch/") == []
 
 
-def test_a_batch_answers_three_tickets_with_one_version_and_one_audit_record_each(
-        inline_settings, published_model, forget_objects):
+def test_a_batch_answers_three_tickets_with_one_version_and_one_audit_record_each_on_two_processes(
+        inline_settings, published_model, forget_objects, use_settings):
     settings = inline_settings
     # Batching is under test, not the gate (the end-to-end test runs the defaults): a short schedule
-    # budget and a gate it passes, so the one run is quick.
+    # budget and a gate it passes, so the one run is quick. Scoring and unlearning run on two
+    # processes (gloo; tests/core/test_distributed.py checks they equal one), so this also covers the
+    # stages' multi-process path.
+    use_settings(settings, GRIN_STAGE_PROCESSES="2")
     model = published_model(settings, gate_policy=LENIENT_GATE)
     thirds = [model.forget[i::3] for i in range(3)]
     ticket_ids = [file_ticket(settings, model, forget_objects(settings, rows)[0], hparams={"max_epochs": 8})
@@ -74,6 +77,8 @@ def test_a_batch_answers_three_tickets_with_one_version_and_one_audit_record_eac
         assert sorted(r.ticket_id for r in records) == sorted(ticket_ids)
         assert {r.payload["version"] for r in records} == {2}
         assert all(r.payload["forget_count"] == len(model.forget) for r in records)
+        assert {(r.payload["workers"]["score"]["processes"], r.payload["workers"]["unlearn"]["processes"],
+                 r.payload["workers"]["evaluate"]["processes"]) for r in records} == {(2, 2, 1)}
         assert audit.verify(session=session).ok
     assert open_store(settings).list("scratch/") == []
 
