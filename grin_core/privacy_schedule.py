@@ -3,17 +3,29 @@
 After every epoch the model's membership-inference AUC of the forget set against non-member
 (holdout) records is measured - loss only, two small likelihood passes. While it sits above the
 target band (the forget answers are still more likely than a model that never saw them would
-make them) the next epoch pushes: the unlearning objective plus the retain term. Once it is at most
-target + margin - or below the band, which is over-unlearning and a tell of its own - the next
-epochs repair: the retain term alone, on the same selected weights, until the retain probe's
-answer probability is back to `retain_recovery` x its value before unlearning. Repair gives way to
-pushing again only if the AUC climbs above target + 2 x margin (hysteresis, so the two phases do not
-alternate on noise), and such a second push runs at `repush_lr_factor` x the learning rate: one
-full-rate epoch near the band moved the AUC by 0.4 (0.83 -> 0.46 -> 0.19 on the demo's model), from
-just too recognisable to far over-unlearned. Training stops once the AUC is in band and retain has recovered, or at the
-epoch budget; then the model goes back to the epoch with the highest retain probability among
-those whose AUC was at most target + margin (and at least target - 2 x margin) - early stopping with the best state, as `load_best_model_at_end` does,
-but on the deletion's criterion. Only the trainable tensors are kept: with a sparse mask, k values.
+make them) the next epoch pushes: the unlearning objective plus the retain term.
+
+Two ways to push (`push_control`). "proportional" (the default) weighs the forget term by the
+remaining AUC gap over the gap before training: full strength far from the target, softer near it,
+zero (repair: retain term alone) at or below it, so a small push keeps holding the forget set down
+while retain is repaired. "full" is the bang-bang rule below: every push at full strength.
+Measured on the 40-author benchmark (docs/benchmarks.md): full pushes overshot the band by up to
+0.4 per epoch and alternated with repairs until the budget ran out (retain ROUGE-L 0.79-0.80);
+proportional pushes ended with retain ROUGE-L 0.875 (retain batch 8) and 0.919 (retain batch 32).
+
+The "full" rule: once the AUC is at most target + margin - or below the band, which is
+over-unlearning and a tell of its own - the next epochs repair: the retain term alone, on the same
+selected weights, until the retain probe's answer probability is back to `retain_recovery` x its
+value before unlearning. Repair gives way to pushing again only if the AUC climbs above target + 2 x
+margin (hysteresis), and such a second push runs at `repush_lr_factor` x the learning rate: one
+full-rate epoch near the band moved the AUC by 0.4 (0.83 -> 0.46 -> 0.19 on the demo's model).
+
+Either way training stops once the AUC is within target +- 2 x margin and retain has recovered, or
+at the epoch budget; then the model goes back to the epoch with the highest retain probability among
+those whose AUC was at most target + margin (and at least target - 2 x margin) - early stopping with
+the best state, as `load_best_model_at_end` does, but on the deletion's criterion. Only the
+trainable tensors are kept: with a sparse mask, k values. `alpha_max` (off by default) doubles the
+retain weight while retain is below recovery; it kept retain high but slowed forgetting (lever table).
 
 Why: NPO at a fixed beta either saturates far above the non-member level (beta 0.5) or drives the
 forget set far below it while retain collapses (beta 0.02); the right stopping point differs per

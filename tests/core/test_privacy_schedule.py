@@ -51,8 +51,9 @@ def test_phase_rules_push_above_the_band_and_repair_with_hysteresis():
 
 def test_pushes_after_the_band_was_reached_run_at_the_reduced_rate_and_repairs_at_the_full_one():
     class Scheduler:
-        base_lrs = [1e-2]
-        optimizer = type("Optimizer", (), {"param_groups": [{"lr": 1e-2}]})()
+        def __init__(self) -> None:
+            self.base_lrs = [1e-2]
+            self.optimizer = type("Optimizer", (), {"param_groups": [{"lr": 1e-2}]})()
 
     class Trainer:
         phase = PUSH
