@@ -50,6 +50,7 @@ class HparamOverrides(BaseModel):
     beta: float | None = Field(None, gt=0.0, le=100.0, description="NPO temperature.")
     alpha: float | None = Field(None, ge=0.0, le=1000.0, description="Weight of the retain-set term.")
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    retain_batch_size: int | None = Field(None, ge=1, le=4096, description="Retain examples per step.")
 
 
 class TicketRequest(BaseModel):

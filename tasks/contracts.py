@@ -62,6 +62,7 @@ class RoundSpec(Frozen):
     alpha: float = Field(_DEFAULTS.alpha, ge=0)
     seed: int = Field(_DEFAULTS.seed, ge=0)
     batch_size: int = Field(_DEFAULTS.batch_size, ge=1)
+    retain_batch_size: int | None = Field(_DEFAULTS.retain_batch_size, ge=1)
 
     def unlearn_kwargs(self) -> dict[str, Any]:
         """The fields as grin_core's UnlearnConfig names them."""

@@ -58,7 +58,7 @@ def test_a_batch_answers_three_tickets_with_one_version_and_one_audit_record_eac
     use_settings(settings, GRIN_STAGE_PROCESSES="2")
     model = published_model(settings, gate_policy=LENIENT_GATE)
     thirds = [model.forget[i::3] for i in range(3)]
-    ticket_ids = [file_ticket(settings, model, forget_objects(settings, rows)[0], hparams={"max_epochs": 8})
+    ticket_ids = [file_ticket(settings, model, forget_objects(settings, rows)[0], hparams={"max_epochs": 8, "retain_batch_size": 8})
                   for rows in thirds]
 
     from flows.tickets import batch_unlearning

@@ -67,7 +67,7 @@ def test_a_killed_run_is_recovered_by_the_next_one(
     # A short privacy-schedule budget: recovery is under test here, not how far the schedule gets.
     request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
                             requested_by="dpo@example.org", legal_basis="GDPR Art. 17",
-                            hparams={"max_epochs": 8})
+                            hparams={"max_epochs": 8, "retain_batch_size": 8})
     with sessions(settings).begin() as session:
         ticket_id = file_request(request, session=session, settings=settings).id
 

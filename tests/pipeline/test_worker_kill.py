@@ -45,7 +45,7 @@ def test_a_killed_worker_is_detected_and_the_ticket_answered_by_the_next_run(
     forget_uri, _ = forget_objects(settings, model.forget)
     request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
                             requested_by="dpo@example.org", legal_basis="GDPR Art. 17",
-                            hparams={"max_epochs": 8})  # recovery is under test, not the schedule
+                            hparams={"max_epochs": 8, "retain_batch_size": 8})  # recovery is under test, not the schedule
     with sessions(settings).begin() as session:
         ticket_id = file_request(request, session=session, settings=settings).id
     status, armed = KILLS[point]
