@@ -65,7 +65,7 @@ class PrivacySchedule(TrainerCallback):
         margin: float,
         retain_recovery: float,
         repush_lr_factor: float = 1.0,
-        push_control: str = "full",
+        push_control: str = "proportional",
         alpha: float = 1.0,
         alpha_max: float | None = None,
         band_lr_factor: float = 1.0,

@@ -41,7 +41,8 @@ def result_auc(model, tokenizer) -> float:
 def test_phase_rules_push_above_the_band_and_repair_with_hysteresis():
     class Trainer:
         phase = PUSH
-    schedule = PrivacySchedule(Trainer(), None, FORGET, HOLDOUT, target_auc=0.6, margin=0.05, retain_recovery=0.9)
+    schedule = PrivacySchedule(Trainer(), None, FORGET, HOLDOUT, target_auc=0.6, margin=0.05, retain_recovery=0.9,
+                               push_control="full")
     assert schedule._next_phase(0.66, PUSH) == PUSH
     assert schedule._next_phase(0.64, PUSH) == REPAIR
     assert schedule._next_phase(0.68, REPAIR) == REPAIR  # inside target + 2 x margin: keep repairing
@@ -61,7 +62,7 @@ def test_pushes_after_the_band_was_reached_run_at_the_reduced_rate_and_repairs_a
 
     trainer = Trainer()
     schedule = PrivacySchedule(trainer, None, FORGET, HOLDOUT, target_auc=0.6, margin=0.05, retain_recovery=0.9,
-                               repush_lr_factor=0.3)
+                               push_control="full", repush_lr_factor=0.3)
     schedule._scale_learning_rate(0.3)
     assert trainer.lr_scheduler.base_lrs == [0.003] and trainer.lr_scheduler.optimizer.param_groups[0]["lr"] == 0.003
     schedule._scale_learning_rate(1.0)
@@ -88,7 +89,7 @@ def test_retain_weight_doubles_while_retain_is_below_recovery_and_halves_back_to
         phase, forget_weight, retain_weight = PUSH, 1.0, 1.0
     trainer = Trainer()
     schedule = PrivacySchedule(trainer, None, FORGET, HOLDOUT, target_auc=0.6, margin=0.05, retain_recovery=0.9,
-                               alpha=1.0, alpha_max=4.0)
+                               push_control="full", alpha=1.0, alpha_max=4.0)
     schedule.retain_start = 1.0
     weights = []
     for retain in (0.95, 0.8, 0.8, 0.8, 0.8, 0.95, 0.95, 0.95):
