@@ -28,7 +28,7 @@ demo: venv
 
 # The whole suite, slow tests included (CI runs this).
 test: venv postgres
-	$(PY) -m pytest -m '' $(PYTEST_ARGS)
+	$(PY) -m pytest -m '' --durations=15 $(PYTEST_ARGS)
 
 # The quick loop: everything not marked slow.
 test-fast: venv postgres

@@ -7,7 +7,8 @@ why the ranks agree with one process) and rank 0 writes the outputs:
     job.json          {"stage": "score" | "unlearn", "config": UnlearnConfig fields, "target_auc", "steer",
                        "card": model-card info, "grin_config": extra grin_config.json entries}
     model/            the parent checkpoint (verified by its manifest on load)
-    forget.json, retain.json, holdout.json (optional: the privacy schedule), mask.safetensors (unlearn)
+    forget.json, retain.json, holdout.json (optional: the privacy schedule), mask.safetensors (unlearn;
+                      without it the ranks score first, as `unlearn` does without a mask)
     -> scored-mask.safetensors (score) | checkpoint/ + result.json (unlearn: UnlearnResult.summary() and costs)
 
 Progress goes to stdout as one JSON line per epoch (numbers only, from rank 0), for the caller to relay.
@@ -37,8 +38,6 @@ def write_job(directory: str | Path, stage: str, model_dir: str | Path, forget: 
     """Lay out a job directory (the model is linked, not copied)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}")
-    if stage == "unlearn" and mask_path is None and not config.get("full_parameter"):
-        raise ValueError("an unlearning job needs the scored mask")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "model").symlink_to(Path(model_dir).resolve(), target_is_directory=True)

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from grin_core.checkpoint import load_checkpoint, save_checkpoint
-from grin_core.mask import Mask
-from grin_core.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, write_job
-from grin_core.unlearn import UnlearnConfig, score_and_select, unlearn
+from grin_core.stage_job import CHECKPOINT, RESULT, launch, write_job
+from grin_core.unlearn import UnlearnConfig, unlearn
 from tests.core.test_unlearn import FORGET, RETAIN
 
 # One step per epoch covers the whole forget set (batch 8 = 2 ranks x 4), so both runs see the same
@@ -22,29 +21,24 @@ def test_two_processes_score_the_same_mask_and_unlearn_to_the_same_weights(tiny_
     parent = tmp_path / "parent"
     save_checkpoint(tiny_model_factory(0), tiny_tokenizer, parent)
     single_model, _ = load_checkpoint(parent)
-    single_mask = score_and_select(single_model, tiny_tokenizer, FORGET, RETAIN, CONFIG)
-    single_mask.save(tmp_path / "mask.safetensors")
-    unlearn(single_model, tiny_tokenizer, FORGET, RETAIN, CONFIG, mask=single_mask)
+    single = unlearn(single_model, tiny_tokenizer, FORGET, RETAIN, CONFIG)  # scores, then unlearns
 
-    score_job = write_job(tmp_path / "score", "score", parent, FORGET, RETAIN, CONFIG.to_dict())
-    launch(score_job, processes=2, log=lambda line: None)
-    assert Mask.load(score_job / SCORED_MASK).content_sha256() == single_mask.content_sha256()
-
+    # One launch does both stages (no mask given: the ranks score first), which keeps the test short.
     epochs = []
-    unlearn_job = write_job(tmp_path / "unlearn", "unlearn", parent, FORGET, RETAIN, CONFIG.to_dict(),
-                            mask_path=tmp_path / "mask.safetensors", card={"method": "GRIN-NPO"})
-    launch(unlearn_job, processes=2, log=epochs.append)
+    job = write_job(tmp_path / "job", "unlearn", parent, FORGET, RETAIN, CONFIG.to_dict(), card={"method": "GRIN-NPO"})
+    launch(job, processes=2, log=epochs.append)
     assert [round(e["epoch"]) for e in epochs if "loss" in e] == [1, 2, 3]  # rank 0's lines, relayed
-    result = json.loads((unlearn_job / RESULT).read_text())
-    assert result["processes"] == 2 and result["mask_sha256"] == single_mask.content_sha256()
+    result = json.loads((job / RESULT).read_text())
+    assert result["processes"] == 2
+    assert result["mask_sha256"] == single.mask.content_sha256()  # the same scores, the same top p %
 
     original, _ = load_checkpoint(parent)
-    distributed, _ = load_checkpoint(unlearn_job / CHECKPOINT)
+    distributed, _ = load_checkpoint(job / CHECKPOINT)
     before, after, expected = (dict(m.named_parameters()) for m in (original, distributed, single_model))
     moved = 0
     for name, weight in after.items():
         torch.testing.assert_close(weight, expected[name], rtol=0, atol=1e-5)
-        frozen = ~single_mask.tensors[name] if name in single_mask.tensors else torch.ones_like(weight, dtype=bool)
+        frozen = ~single.mask.tensors[name] if name in single.mask.tensors else torch.ones_like(weight, dtype=bool)
         assert torch.equal(weight[frozen], before[name][frozen]), name  # unselected: bit-identical
         moved += int((weight != before[name]).sum())
-    assert 0 < moved <= single_mask.k
+    assert 0 < moved <= single.mask.k

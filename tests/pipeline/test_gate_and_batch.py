@@ -23,7 +23,7 @@ def test_gate_failure_climbs_the_ladder_then_needs_review_with_nothing_registere
     model = published_model(settings, gate_policy={"forget_rougeL_max": 0.0, "max_rounds": 2,
                                                    "ladder_epochs_factor": 2.0, "max_epochs": 2})
     forget_uri, _ = forget_objects(settings, model.forget)
-    ticket_id = file_ticket(settings, model, forget_uri, hparams={"epochs": 1, "max_epochs": 2})
+    ticket_id = file_ticket(settings, model, forget_uri, hparams={"epochs": 1, "max_epochs": 2, "retain_batch_size": 8})
     store = open_store(settings)
     checkpoints_before = store.list("checkpoints/")
 

@@ -103,8 +103,10 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
 
     from flows.tickets import process_ticket
 
-    # Half the default schedule budget: what is checked is the lineage and the purge, not how far it gets.
-    t1 = _file(settings, model.name, *forget_objects(settings, first, model.keywords), max_epochs=30)
+    # Half the default schedule budget and the old retain batch: what is checked is the lineage and the
+    # purge, not how far it gets.
+    t1 = _file(settings, model.name, *forget_objects(settings, first, model.keywords), max_epochs=30,
+               retain_batch_size=8)
     r1 = process_ticket(t1)
     assert r1.outcome == "completed" and r1.version == 2, [(r.p_percent, r.epochs, r.learning_rate, r.reason)
                                                            for r in r1.rounds]
@@ -112,7 +114,8 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
     after_first = {"t1": len(_objects_holding(settings, first))}
     v2_dir = fetch_checkpoint(CheckpointRef(uri=v2_uri, sha256=v2_sha), settings)  # v2 is purged later
 
-    t2 = _file(settings, model.name, *forget_objects(settings, second), max_epochs=30)  # the ladder finds its rate
+    t2 = _file(settings, model.name, *forget_objects(settings, second), max_epochs=30,  # the ladder finds its rate
+               retain_batch_size=8)
     r2 = process_ticket(t2)
     assert r2.outcome == "completed" and r2.version == 3, [(r.p_percent, r.epochs, r.learning_rate, r.reason)
                                                            for r in r2.rounds]
