@@ -118,8 +118,7 @@ def run(directory: str | Path) -> None:
     if is_main():
         summary = result.summary()
         save_checkpoint(result.model, tokenizer, directory / CHECKPOINT, card_info=job["card"],
-                        grin_config={"unlearning": {k: summary[k] for k in ("config", "timings", "history", "probes")},
-                                     **job["grin_config"]})
+                        grin_config={**result.checkpoint_record(), **job["grin_config"]})
         out = {**summary, "trainable_params": result.trainable_params, "processes": rank_and_world()[1]}
         (directory / RESULT).write_text(json.dumps(out, default=str))
     state.wait_for_everyone()

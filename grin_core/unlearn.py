@@ -408,6 +408,11 @@ class UnlearnResult:
     history: list[dict] = field(default_factory=list)
     probes: list[dict] = field(default_factory=list)  # privacy schedule, per epoch (epoch 0 = before)
 
+    def checkpoint_record(self) -> dict:
+        """What an unlearned checkpoint's grin_config.json says of the run that made it."""
+        summary = self.summary()
+        return {"unlearning": {k: summary[k] for k in ("config", "timings", "history", "probes")}}
+
     def summary(self) -> dict:
         """JSON-ready numbers (no model, no mask tensors) for artifacts and audit records."""
         return {

@@ -54,7 +54,7 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
                                                 card=card, grin_config={"parent_sha256": parent.sha256})
             resume = None
         else:
-            out, summary, resume = _unlearn_here(label, run_id, round_no, parent, snapshot, mask, mask_path, config,
+            out, summary, resume = _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config,
                                                  forget, retain, holdout, target_auc, card, store, Path(tmp))
         checkpoint = upload_checkpoint(out, store)
     return UnlearnOutcome(
@@ -67,7 +67,7 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
     )
 
 
-def _unlearn_here(label, run_id, round_no, parent, snapshot, mask, mask_path, config, forget, retain, holdout,
+def _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config, forget, retain, holdout,
                   target_auc, card, store, tmp: Path):
     """One process: resumable from the tickets' progress checkpoint. (checkpoint dir, summary, resume)."""
     # Every input the result depends on: a later run of these tickets with the same ones resumes here.
@@ -86,8 +86,7 @@ def _unlearn_here(label, run_id, round_no, parent, snapshot, mask, mask_path, co
     summary = result.summary()
     out = tmp / "checkpoint"
     save_checkpoint(result.model, tokenizer, out, card_info=card,
-                    grin_config={"unlearning": {k: summary[k] for k in ("config", "timings", "history", "probes")},
-                                 "parent_sha256": parent.sha256})
+                    grin_config={**result.checkpoint_record(), "parent_sha256": parent.sha256})
     summary["trainable_params"] = result.trainable_params
     del result, model
     gc.collect()  # the trainer's `grin-unlearn-*` output directory goes now, not at process exit
