@@ -26,10 +26,6 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def is_main() -> bool:
-    return rank_and_world()[0] == 0
-
-
 def shard(dataset: Dataset) -> Dataset:
     """This rank's contiguous share (all of it with one process)."""
     rank, world = rank_and_world()

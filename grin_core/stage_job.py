@@ -93,21 +93,19 @@ def run(directory: str | Path) -> None:
     from accelerate import PartialState
 
     from grin_core.checkpoint import load_checkpoint, save_checkpoint
-    from grin_core.distributed import is_main, rank_and_world
     from grin_core.mask import Mask
     from grin_core.unlearn import UnlearnConfig, score_and_select, unlearn
 
     state = PartialState(cpu=not torch.cuda.is_available())  # forms the process group
     directory = Path(directory)
     job = json.loads((directory / "job.json").read_text())
-    config = UnlearnConfig(**{k: tuple(v) if k == "eligible_modules" and v is not None else v
-                              for k, v in job["config"].items()})
+    config = UnlearnConfig(**job["config"])  # its __post_init__ turns eligible_modules back into a tuple
     model, tokenizer = load_checkpoint(directory / "model", device=str(state.device))
     records = {name: json.loads((directory / f"{name}.json").read_text())
                for name in ("forget", "retain", "holdout") if (directory / f"{name}.json").exists()}
     if job["stage"] == "score":
         mask = score_and_select(model, tokenizer, records["forget"], records["retain"], config)
-        if is_main():
+        if state.is_main_process:
             mask.save(directory / SCORED_MASK)
         state.wait_for_everyone()
         return
@@ -115,11 +113,11 @@ def run(directory: str | Path) -> None:
     result = unlearn(model, tokenizer, records["forget"], records["retain"], config, mask=mask,
                      callbacks=[_EpochLines()], holdout_records=records.get("holdout"),
                      target_auc=job["target_auc"], steer=job["steer"])
-    if is_main():
+    if state.is_main_process:
         summary = result.summary()
         save_checkpoint(result.model, tokenizer, directory / CHECKPOINT, card_info=job["card"],
                         grin_config={**result.checkpoint_record(), **job["grin_config"]})
-        out = {**summary, "trainable_params": result.trainable_params, "processes": rank_and_world()[1]}
+        out = {**summary, "trainable_params": result.trainable_params, "processes": state.num_processes}
         (directory / RESULT).write_text(json.dumps(out, default=str))
     state.wait_for_everyone()
 
