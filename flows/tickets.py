@@ -2,7 +2,7 @@
 are written once, in `infra.queue.TRANSITIONS`; this is the order the flows take them in:
 
     queued → claimed → assembling → scoring → unlearning → evaluating → registered → completed
-                          │                                   │  ↑ retry ladder (larger p → scoring,
+                          │        └───(grun)────┘            │  ↑ retry ladder (larger p → scoring,
                           └→ rejected (bad input)             │     more epochs → unlearning)
                                                               └→ needs_review (gate failed at the top)
     any stage → failed (infrastructure error; re-queued while attempts remain)
@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from infra.db.models import TicketStatus
+from infra.db.models import Method, TicketStatus
 from infra.errors import ParentMovedError
 from infra.gate import GateDecision, GatePolicy, Rung, non_member_auc, nothing_to_forget
 from tasks.artifacts import publish_links, publish_metrics
@@ -33,6 +33,7 @@ from tasks.dispatch import run_ml_stage
 from tasks.evaluate import evaluate_checkpoint
 from tasks.faults import request_fault
 from tasks.gate import apply_gate
+from tasks.grun import train_intervention
 from tasks.plan import plan_run
 from tasks.purge import purge_after_run, purge_scratch
 from tasks.reclaim import reclaim_leases
@@ -152,7 +153,7 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
     forget_snapshot: ObjectRef | None = None
     candidates: list[CheckpointRef] = []
     masks: list[ObjectRef] = []
-    kept: tuple[CheckpointRef, ObjectRef] | None = None
+    kept: tuple[CheckpointRef, ObjectRef | None] | None = None
     try:
         plan = plan_run(label, ticket_ids, owner)
         ids = plan.ticket_ids
@@ -199,9 +200,10 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             report.outcome, report.reason, report.gate = "completed", never_learned.reason, never_learned
             return report
         spec, mask, rescore = plan.spec, None, True
+        grun = spec.method is Method.grun  # an intervention: no weights to score, none changed
         tried: list[tuple[Rung, GateDecision]] = []
         for round_no in range(1, policy.max_rounds + 1):
-            if rescore:
+            if rescore and not grun:
                 advance(
                     label,
                     ids,
@@ -221,16 +223,16 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
                 masks.append(mask.mask)
                 report.workers["score"] = mask.worker.pid
             advance(label, ids, S.unlearning, owner, f"round {round_no}: {spec.epochs} epochs")
+            stage = {"task": train_intervention} if grun else {"task": unlearn_weights, "mask": mask.mask}
             unlearned = run_ml_stage(
-                unlearn_weights,
                 label=label,
                 run_id=run_id,
                 round_no=round_no,
                 parent=plan.parent.checkpoint,
                 snapshot=snapshot,
-                mask=mask.mask,
                 spec=spec,
                 target_auc=non_member_auc(policy),
+                **stage,
             )
             candidates.append(unlearned.checkpoint)
             report.workers["unlearn"] = unlearned.worker.pid
@@ -313,7 +315,7 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             report.outcome, report.reason = "requeued", str(exc)
             return report
         # Kept only once registered: a run that lost its lease at registration purges its candidate.
-        kept = (unlearned.checkpoint, mask.mask)
+        kept = (unlearned.checkpoint, mask.mask if mask else None)
         report.version, report.checkpoint_sha256 = (
             registration.version,
             registration.checkpoint.sha256,
@@ -365,7 +367,7 @@ def _purge(
     forget_snapshot: ObjectRef | None,
     candidates: list[CheckpointRef],
     masks: list[ObjectRef],
-    kept: tuple[CheckpointRef, ObjectRef] | None,
+    kept: tuple[CheckpointRef, ObjectRef | None] | None,
 ) -> None:
     keep_checkpoint, keep_mask = kept or (None, None)
     purge_scratch(

@@ -35,7 +35,8 @@ TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
     S.queued: frozenset({S.claimed, S.rejected}),
     S.claimed: frozenset({S.assembling, S.queued, S.rejected, S.failed}),
     # Completed from assembling: the parent never learned the forget set (nothing to unlearn).
-    S.assembling: frozenset({S.scoring, S.queued, S.rejected, S.failed, S.completed}),
+    # Unlearning from assembling: GRUN scores no weights.
+    S.assembling: frozenset({S.scoring, S.unlearning, S.queued, S.rejected, S.failed, S.completed}),
     # A request's fault can surface in any stage (a parent checkpoint failing verification).
     S.scoring: frozenset({S.unlearning, S.queued, S.rejected, S.failed}),
     S.unlearning: frozenset({S.evaluating, S.queued, S.rejected, S.failed}),

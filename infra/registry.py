@@ -84,6 +84,8 @@ def add_version(
     eval_suite_uri: str | None = None,
     mask_uri: str | None = None,
     mask_sha256: str | None = None,
+    base_checkpoint_uri: str | None = None,
+    base_checkpoint_sha256: str | None = None,
     hparams: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     gate: Mapping[str, Any] | None = None,
@@ -96,7 +98,8 @@ def add_version(
     The training manifest and the evaluation suite are inherited from the parent when not given
     (an unlearning run gives the manifest it stands on: the parent's minus the forget records).
     `deletions` (`{"ticket_id", "forget_sha256"}`) are this version's own; its
-    `lineage_deletions` are the parent's followed by them.
+    `lineage_deletions` are the parent's followed by them. `base_checkpoint_*`: for an intervention
+    checkpoint (GRUN), the full-weight checkpoint it applies to.
     """
     model = get_model(model_name, session=session)
     if parent is not None and parent.model_id != model.id:
@@ -126,6 +129,8 @@ def add_version(
         eval_suite_uri=eval_suite_uri or (parent.eval_suite_uri if parent else None),
         mask_uri=mask_uri,
         mask_sha256=mask_sha256,
+        base_checkpoint_uri=base_checkpoint_uri,
+        base_checkpoint_sha256=base_checkpoint_sha256,
         hparams=dict(hparams or {}),
         metrics=dict(metrics or {}),
         gate=dict(gate or {}),
@@ -150,6 +155,8 @@ def add_version(
             "eval_suite_uri": version.eval_suite_uri,
             "mask_uri": mask_uri,
             "mask_sha256": mask_sha256,
+            "base_checkpoint_uri": base_checkpoint_uri,
+            "base_checkpoint_sha256": base_checkpoint_sha256,
             "hparams": version.hparams,
             "metrics": version.metrics,
             "gate": version.gate,

@@ -6,7 +6,7 @@ import re
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from infra.audit import canonical_json, sha256_hex
 from infra.db.models import Method
@@ -88,6 +88,14 @@ class TicketRequest(BaseModel):
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Text]
         | None
     ) = None
+
+    @model_validator(mode="after")
+    def _overrides_fit_the_method(self) -> TicketRequest:
+        grin_only = [k for k in ("p_percent", "sigma2") if getattr(self.hparams, k) is not None]
+        if self.method is Method.grun and grin_only:
+            raise ValueError(f"hparams {', '.join(grin_only)} select and perturb weights (GRIN); method grun "
+                             "changes no weight and has none to select")
+        return self
 
     @property
     def model_name(self) -> str:

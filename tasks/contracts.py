@@ -12,10 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from grin_core.grun_train import GrunConfig
 from grin_core.unlearn import UnlearnConfig
 from infra.db.models import Method
 
 _DEFAULTS = UnlearnConfig()  # the service's unlearning defaults are grin_core's
+_GRUN_DEFAULTS = GrunConfig()
+_GRUN_SCHEDULE = ("learning_rate", "epochs", "max_epochs", "batch_size", "retain_batch_size")
 
 
 class Frozen(BaseModel):
@@ -64,9 +67,21 @@ class RoundSpec(Frozen):
     batch_size: int = Field(_DEFAULTS.batch_size, ge=1)
     retain_batch_size: int | None = Field(_DEFAULTS.retain_batch_size, ge=1)
 
+    @classmethod
+    def for_method(cls, method: Method | str, **overrides: Any) -> RoundSpec:
+        """The ticket's overrides over its method's defaults: GRUN trains another kind of parameter
+        (an intervention, not selected weights) on its authors' schedule (grin_core/grun_train.py).
+        p_percent and sigma2 have no meaning for GRUN (intake refuses them as overrides)."""
+        base = {k: getattr(_GRUN_DEFAULTS, k) for k in _GRUN_SCHEDULE} if Method(method) is Method.grun else {}
+        return cls(method=method, **{**base, **overrides})
+
     def unlearn_kwargs(self) -> dict[str, Any]:
         """The fields as grin_core's UnlearnConfig names them."""
         return {**self.model_dump(), "method": self.method.value}
+
+    def grun_kwargs(self) -> dict[str, Any]:
+        """The fields grin_core's GrunConfig shares with a GRIN round (its objective is NPO)."""
+        return {k: getattr(self, k) for k in (*_GRUN_SCHEDULE, "alpha", "beta", "seed")}
 
 
 class Deletion(Frozen):
@@ -137,6 +152,7 @@ class MaskOutcome(Frozen):
 
 class UnlearnOutcome(Frozen):
     checkpoint: CheckpointRef
+    base: CheckpointRef | None = None  # GRUN: the full-weight checkpoint `checkpoint`'s intervention applies to
     timings: dict[str, float]
     trainable_params: int
     state_bytes: dict[str, Any]

@@ -10,6 +10,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from transformers.utils import logging as transformers_logging
 
 from grin_core.checkpoint import load_checkpoint
+from grin_core.grun import load_interventions, read_grun_config
 from grin_core.records import parse_qa_records
 from infra.settings import get_settings
 from infra.storage import locate
@@ -37,6 +38,18 @@ def device() -> str:
 
 
 def load_model(ref: CheckpointRef) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """A fresh, verified copy of the checkpoint on this process's device (stages may edit it)."""
+    """A fresh, verified copy of the checkpoint on this process's device (stages may edit it); a GRUN
+    checkpoint comes as its base model with the interventions attached, as it is served."""
     transformers_logging.disable_progress_bar()  # a bar per load would drown the stage logs
-    return load_checkpoint(fetch_checkpoint(ref), device=device())
+    directory = fetch_checkpoint(ref)
+    base = base_checkpoint(ref)
+    model, tokenizer = load_checkpoint(fetch_checkpoint(base) if base else directory, device=device())
+    if base is not None:
+        load_interventions(model, directory)
+    return model.eval(), tokenizer
+
+
+def base_checkpoint(ref: CheckpointRef) -> CheckpointRef | None:
+    """The full-weight checkpoint a GRUN checkpoint applies to; None for one that holds its weights."""
+    config = read_grun_config(fetch_checkpoint(ref))
+    return CheckpointRef(**config["base"]) if config is not None else None

@@ -205,7 +205,9 @@ def purge_superseded_versions(
     deleted by a later version for longer than `superseded_purge_days`; returns (model, version).
 
     An object another live version still names is kept; a version an alias points at is left
-    alone (the override that moved the alias there is audited, and the alias must move first).
+    alone (the override that moved the alias there is audited, and the alias must move first), and so
+    is one whose checkpoint a live GRUN version applies its intervention to (its registration's audit
+    record says that the base still holds the deleted data).
     """
     settings = settings or get_settings()
     if settings.superseded_purge_days is None:
@@ -217,9 +219,12 @@ def purge_superseded_versions(
         aliased = set(session.scalars(select(ModelAlias.version_id)))
         live = [v for v in rows if not v.holds_deleted_data_of]
         named = {u for v in live for u in (v.checkpoint_uri, v.training_manifest_uri, v.eval_suite_uri) if u}
+        bases = {v.base_checkpoint_uri for v in live if v.base_checkpoint_uri}
         for version in rows:
             if (not version.holds_deleted_data_of or version.superseded_at is None
                     or version.superseded_at > cutoff or version.id in aliased):
+                continue
+            if version.checkpoint_uri in bases:  # a live GRUN version is served on these weights: kept, unpurged
                 continue
             objects = 0
             if version.checkpoint_uri not in named:

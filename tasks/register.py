@@ -14,6 +14,7 @@ from prefect import task
 from pydantic import Field
 from sqlalchemy import select
 
+from grin_core.grun import THREAT_MODEL
 from infra import audit, queue, registry
 from infra.db.models import AuditRecord, ModelVersion, TicketStatus
 from infra.errors import IllegalTransitionError
@@ -66,9 +67,9 @@ class UnlearningAudit(Frozen):
     retain_snapshot: ObjectRef
     retain_count: int
     eval_suite: ObjectRef
-    mask: ObjectRef
-    selected_weights: int
-    eligible_weights: int
+    mask: ObjectRef | None  # None for GRUN: no weights were selected
+    selected_weights: int | None
+    eligible_weights: int | None
     hparams: RoundSpec
     rounds: list[RoundRecord]
     metrics_before: dict[str, float]
@@ -82,6 +83,10 @@ class UnlearningAudit(Frozen):
     lineage_deletions: list[Deletion] = Field(default_factory=list)
     origin_metrics: dict[str, float] | None = None
     versions_holding_deleted_data: list[int] = Field(default_factory=list)  # older versions now marked
+    # GRUN: the checkpoint is an intervention over these unchanged base weights, which still hold the data
+    base_checkpoint_sha256: str | None = None
+    base_weights_changed: bool = True
+    threat_model: str | None = None
 
 
 class Registration(Frozen):
@@ -112,13 +117,14 @@ def export_audit_records(label: str, record_ids: list[int]) -> dict[int, ObjectR
 
 @task(name="register-version", task_run_name="register-{label}", **IO_RETRIES)
 def register_version(
-    label: str, owner: str, plan: RunPlan, snapshot: Snapshot, mask: MaskOutcome, unlearned: UnlearnOutcome,
+    label: str, owner: str, plan: RunPlan, snapshot: Snapshot, mask: MaskOutcome | None, unlearned: UnlearnOutcome,
     spec: RoundSpec, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
     rounds: list[RoundRecord], flow_run_id: str | None,
 ) -> Registration:
     failpoint("register.before")  # crash-safety tests: die with the candidate evaluated, not registered
     settings = get_settings()
-    workers = {"score": mask.worker, "unlearn": unlearned.worker, "evaluate": after.worker}
+    workers = {**({"score": mask.worker} if mask else {}), "unlearn": unlearned.worker, "evaluate": after.worker}
+    base = unlearned.base
     with sessions().begin() as session:
         registry.lock_model(plan.parent.model_name, session=session)  # one registration of a model at a time
         done = registry.find_registered(plan.parent.model_name, unlearned.checkpoint.sha256, session=session)
@@ -130,7 +136,8 @@ def register_version(
         version = registry.add_version(
             plan.parent.model_name, session=session, parent=parent,
             checkpoint_uri=unlearned.checkpoint.uri, checkpoint_sha256=unlearned.checkpoint.sha256,
-            mask_uri=mask.mask.uri, mask_sha256=mask.mask.sha256,
+            mask_uri=mask.mask.uri if mask else None, mask_sha256=mask.mask.sha256 if mask else None,
+            base_checkpoint_uri=base.uri if base else None, base_checkpoint_sha256=base.sha256 if base else None,
             hparams=spec.model_dump(mode="json"),
             metrics={"before": before.metrics, "after": after.metrics},
             gate=decision.model_dump(mode="json"), ticket_ids=plan.ticket_ids,
@@ -157,13 +164,16 @@ def register_version(
                 checkpoint_sha256=unlearned.checkpoint.sha256, forget_snapshot_sha256=snapshot.forget.sha256,
                 forget_count=snapshot.forget_count, keyword_count=snapshot.keyword_count,
                 retain_snapshot=snapshot.retain, retain_count=snapshot.retain_count,
-                eval_suite=snapshot.eval_suite, mask=mask.mask, selected_weights=mask.selected,
-                eligible_weights=mask.eligible, hparams=spec, rounds=rounds,
+                eval_suite=snapshot.eval_suite, mask=mask.mask if mask else None,
+                selected_weights=mask.selected if mask else None, eligible_weights=mask.eligible if mask else None,
+                hparams=spec, rounds=rounds,
                 metrics_before=before.metrics, metrics_after=after.metrics, gate=decision,
                 tickets_in_run=plan.ticket_ids, flow_run_id=flow_run_id, workers=workers,
                 training_manifest=snapshot.manifest, origin_metrics=plan.parent.origin_metrics or before.metrics,
                 lineage_deletions=[Deletion(**d) for d in version.lineage_deletions],
                 versions_holding_deleted_data=superseded,
+                base_checkpoint_sha256=base.sha256 if base else None, base_weights_changed=base is None,
+                threat_model=THREAT_MODEL if base else None,
             )
             records[ticket_id] = audit.append("unlearning.registered", payload.model_dump(mode="json"),
                                               session=session, ticket_id=ticket_id)

@@ -38,9 +38,12 @@ class TicketStatus(StrEnum):
 
 
 class Method(StrEnum):
+    """GRIN objectives on selected weights, and GRUN (a gated intervention; base weights untouched)."""
+
     npo = "npo"
     graddiff = "graddiff"
     po = "po"
+    grun = "grun"
 
 
 def _values(enum: type[StrEnum]) -> list[str]:
@@ -147,6 +150,9 @@ class ModelVersion(Base):
         Text
     )  # QA sets its gate metrics are measured on
     training_manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    # GRUN: the full-weight checkpoint this version's intervention applies to (None: it holds its weights)
+    base_checkpoint_uri: Mapped[str | None] = mapped_column(Text)
+    base_checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
     mask_uri: Mapped[str | None] = mapped_column(Text)
     mask_sha256: Mapped[str | None] = mapped_column(String(64))
     hparams: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,230 @@
+"""GRUN's gated representation intervention (Liu et al. 2025, arXiv 2502.17823), attached with hooks.
+
+At the output h of chosen decoder layers:  h' = h + sigmoid(g(h)) * (W h + b - R h) R^T
+with R (r x d, orthonormal rows: torch's `parametrizations.orthogonal`), W, b a `Linear(d, r)` and g
+the gate (`Linear(d, 1)` or the authors' MLP d-256-64-1). The base weights are never touched: with
+the gate at 0 the model is the base model bit for bit, and removing the hooks gives it back.
+
+Positions: every position, not only the prompt's last token as in the authors' code. A model that
+intervenes everywhere is a function of its tokens alone, so every likelihood probe, the membership
+attack and generation (with or without a KV cache) see the same model a deployment serves; the
+last-token variant would need the prompt boundary in every forward pass. The gate is trained to
+fire from the prompt's last token on for forget examples and nowhere on retain examples (grun_train.py).
+
+Sequential requests: one `GrunModule` per request; their interventions add up, each on the same h.
+A new module is trained with the earlier ones attached and frozen, so no rescaling is needed at
+inference (the authors scale the sum by the module count; they train each module alone).
+
+Artifacts: `save_interventions` writes `interventions.safetensors` + `grun_config.json` into a
+directory of their own (with a manifest, checkpoint.py); the base checkpoint stays where it is.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from grin_core.checkpoint import checkpoint_sha256, model_card, write_manifest
+
+GATES = ("linear", "mlp")
+INTERVENTIONS = "interventions.safetensors"
+GRUN_CONFIG = "grun_config.json"
+ATTRIBUTE = "grun"  # the interventions live on the model under this submodule name
+THREAT_MODEL = ("GRUN leaves the base weights unchanged: anyone holding the base checkpoint can drop the "
+                "intervention and get the forgotten knowledge back, so the deletion holds only while the base "
+                "weights are never served or released without it.")
+
+
+@dataclass(frozen=True)
+class GrunShape:
+    """What one request's intervention looks like (saved with it; enough to rebuild it)."""
+
+    layers: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "Decoder layers whose output is intervened on; None = three in the upper half "
+                "(at 60, 80 and 100 %% of the depth), as the authors pick layers near the top."})
+    rank: int = field(default=4, metadata={"help": "Rank r of the intervention subspace (authors: 4)."})
+    gate: str = field(default="mlp", metadata={"help": "'mlp' (d-256-64-1, the authors') or 'linear'."})
+
+    def __post_init__(self) -> None:
+        if self.gate not in GATES:
+            raise ValueError(f"gate must be one of {GATES}")
+        if self.rank < 1:
+            raise ValueError("rank must be >= 1")
+        if self.layers is not None:
+            if not self.layers or any(not isinstance(i, int) or i < 0 for i in self.layers):
+                raise ValueError("layers must be None or a non-empty tuple of layer indices >= 0")
+            object.__setattr__(self, "layers", tuple(sorted(set(self.layers))))
+
+    def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
+        layers = self.layers or tuple(sorted({max(0, round(num_layers * f) - 1) for f in (0.6, 0.8, 1.0)}))
+        if max(layers) >= num_layers:
+            raise ValueError(f"layer {max(layers)} does not exist: the model has {num_layers} decoder layers")
+        return layers
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+class GatedIntervention(nn.Module):
+    """One layer's gated low-rank intervention; `force_gate` pins the gate (tests, ablations)."""
+
+    def __init__(self, hidden_size: int, rank: int, gate: str) -> None:
+        super().__init__()
+        self.subspace = parametrizations.orthogonal(nn.Linear(hidden_size, rank, bias=False))
+        self.source = nn.Linear(hidden_size, rank)
+        self.gate = (nn.Linear(hidden_size, 1) if gate == "linear" else
+                     nn.Sequential(nn.Linear(hidden_size, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(),
+                                   nn.Linear(64, 1)))
+        self.force_gate: float | None = None
+        self.recorded: list[torch.Tensor] | None = None  # gate logits of each forward while recording
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The increment sigmoid(g(h)) * (W h + b - R h) R^T, in `hidden`'s dtype (computed in fp32)."""
+        h = hidden.float()
+        logits = self.gate(h)  # (B, T, 1)
+        if self.recorded is not None:
+            self.recorded.append(logits.squeeze(-1))
+        opened = torch.full_like(logits, self.force_gate) if self.force_gate is not None else torch.sigmoid(logits)
+        basis = self.subspace.weight  # (r, d), orthonormal rows
+        delta = (self.source(h) - h @ basis.T) @ basis
+        return (opened * delta).to(hidden.dtype)
+
+
+class GrunModule(nn.Module):
+    """One request's interventions, one per hooked layer (keys are layer indices as strings)."""
+
+    def __init__(self, shape: GrunShape, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        self.shape = shape
+        self.layers = shape.resolved_layers(num_layers)
+        self.at = nn.ModuleDict({str(i): GatedIntervention(hidden_size, shape.rank, shape.gate) for i in self.layers})
+
+
+class Interventions(nn.Module):
+    """Every request's module on one model, and the hooks that apply them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = nn.ModuleList()
+        self._handles: list = []
+
+    def layer_hook(self, index: int):
+        key = str(index)
+
+        def hook(_module, _inputs, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            increments = [request.at[key](hidden) for request in self.requests if key in request.at]
+            hidden = hidden + sum(increments[1:], increments[0])  # every request's on the layer's own h
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+        return hook
+
+    def hook(self, model: nn.Module) -> None:
+        for handle in self._handles:
+            handle.remove()
+        layers = decoder_layers(model)
+        used = sorted({i for request in self.requests for i in request.layers})
+        self._handles = [layers[i].register_forward_hook(self.layer_hook(i)) for i in used]
+
+    def unhook(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def gates(self) -> list[GatedIntervention]:
+        return [m for request in self.requests for m in request.at.values()]
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The model's stack of decoder layers: the ModuleList as long as `config.num_hidden_layers`."""
+    count = model.config.num_hidden_layers
+    for _, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count and not isinstance(module, Interventions):
+            return module
+    raise ValueError(f"{type(model).__name__}: no list of {count} decoder layers to attach an intervention to")
+
+
+def interventions_of(model: nn.Module) -> Interventions | None:
+    return getattr(model, ATTRIBUTE, None)
+
+
+def attach(model: nn.Module, shape: GrunShape, seed: int = 0) -> GrunModule:
+    """Add one request's module to `model` (after any earlier ones), hooked and on the model's device."""
+    stack = interventions_of(model)
+    if stack is None:
+        stack = Interventions()
+        model.add_module(ATTRIBUTE, stack)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = GrunModule(shape, model.config.hidden_size, model.config.num_hidden_layers)
+    stack.requests.append(module.to(next(model.parameters()).device))
+    stack.hook(model)
+    return module
+
+
+def detach(model: nn.Module) -> None:
+    """Remove every intervention: `model` is its base again (its weights were never changed)."""
+    stack = interventions_of(model)
+    if stack is not None:
+        stack.unhook()
+        delattr(model, ATTRIBUTE)
+
+
+def intervention_parameters(model: nn.Module) -> int:
+    stack = interventions_of(model)
+    return sum(p.numel() for p in stack.parameters()) if stack is not None else 0
+
+
+def save_interventions(model: nn.Module, directory: str | Path, base: dict, extra: dict | None = None) -> None:
+    """`interventions.safetensors` (every request's tensors) + `grun_config.json` (their shapes, the
+    base checkpoint they apply to and `extra`) into `directory`; the caller writes the manifest."""
+    stack = interventions_of(model)
+    if stack is None or not len(stack.requests):
+        raise ValueError("the model has no interventions to save")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in stack.state_dict().items()}
+    save_file(tensors, directory / INTERVENTIONS)
+    requests = [{**r.shape.to_dict(), "layers": list(r.layers)} for r in stack.requests]
+    config = {"base": dict(base), "requests": requests, **(extra or {})}
+    (directory / GRUN_CONFIG).write_text(json.dumps(config, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def save_grun_checkpoint(model: nn.Module, directory: str | Path, base: dict, card_info: dict | None = None,
+                         extra: dict | None = None) -> str:
+    """An intervention checkpoint: tensors, config, a model card that states the threat model, and a
+    manifest (checkpoint.py); returns its hash. The base checkpoint is named, never copied."""
+    save_interventions(model, directory, base, extra)
+    model_card({**(card_info or {}), "base_checkpoint_sha256": base["sha256"], "threat_model": THREAT_MODEL}).save(
+        Path(directory) / "README.md")
+    write_manifest(directory)
+    return checkpoint_sha256(directory)
+
+
+def read_grun_config(directory: str | Path) -> dict | None:
+    """The directory's grun_config.json, or None when it is not an intervention directory."""
+    path = Path(directory) / GRUN_CONFIG
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_interventions(model: nn.Module, directory: str | Path) -> Interventions:
+    """Attach the directory's saved requests to `model` (a base model) with their trained tensors."""
+    config = read_grun_config(directory)
+    if config is None:
+        raise ValueError(f"{directory}: no {GRUN_CONFIG}")
+    detach(model)
+    for shape in config["requests"]:
+        attach(model, GrunShape(**{**shape, "layers": tuple(shape["layers"])}))
+    stack = interventions_of(model)
+    stack.load_state_dict(load_file(Path(directory) / INTERVENTIONS, device=str(next(model.parameters()).device)))
+    return stack
