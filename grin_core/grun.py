@@ -110,39 +110,46 @@ class GrunModule(nn.Module):
         self.at = nn.ModuleDict({str(i): GatedIntervention(hidden_size, shape.rank, shape.gate) for i in self.layers})
 
 
+class LayerHook:
+    """The forward hook on one decoder layer: adds every request's increment at that layer.
+
+    An object, not a closure: `copy.deepcopy` of the model (the quantisation and relearning probes)
+    then gives the copy hooks that apply the copy's interventions."""
+
+    def __init__(self, stack: Interventions, index: int) -> None:
+        self.stack, self.key = stack, str(index)
+
+    def __call__(self, _module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        increments = [request.at[self.key](hidden) for request in self.stack.requests if self.key in request.at]
+        if not increments:
+            return output
+        hidden = hidden + sum(increments[1:], increments[0])  # every request's on the layer's own h
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
 class Interventions(nn.Module):
-    """Every request's module on one model, and the hooks that apply them."""
+    """Every request's module on one model; `hook` puts a LayerHook on each layer they use."""
 
     def __init__(self) -> None:
         super().__init__()
         self.requests = nn.ModuleList()
-        self._handles: list = []
-
-    def layer_hook(self, index: int):
-        key = str(index)
-
-        def hook(_module, _inputs, output):
-            hidden = output[0] if isinstance(output, tuple) else output
-            increments = [request.at[key](hidden) for request in self.requests if key in request.at]
-            hidden = hidden + sum(increments[1:], increments[0])  # every request's on the layer's own h
-            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-        return hook
 
     def hook(self, model: nn.Module) -> None:
-        for handle in self._handles:
-            handle.remove()
+        unhook(model)
         layers = decoder_layers(model)
-        used = sorted({i for request in self.requests for i in request.layers})
-        self._handles = [layers[i].register_forward_hook(self.layer_hook(i)) for i in used]
-
-    def unhook(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        for i in sorted({i for request in self.requests for i in request.layers}):
+            layers[i].register_forward_hook(LayerHook(self, i))
 
     def gates(self) -> list[GatedIntervention]:
         return [m for request in self.requests for m in request.at.values()]
+
+
+def unhook(model: nn.Module) -> None:
+    """Remove every LayerHook from the model's decoder layers."""
+    for layer in decoder_layers(model):
+        for key in [k for k, hook in layer._forward_hooks.items() if isinstance(hook, LayerHook)]:
+            del layer._forward_hooks[key]
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -174,9 +181,8 @@ def attach(model: nn.Module, shape: GrunShape, seed: int = 0) -> GrunModule:
 
 def detach(model: nn.Module) -> None:
     """Remove every intervention: `model` is its base again (its weights were never changed)."""
-    stack = interventions_of(model)
-    if stack is not None:
-        stack.unhook()
+    if interventions_of(model) is not None:
+        unhook(model)
         delattr(model, ATTRIBUTE)
 
 

@@ -14,6 +14,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 def quantize_tensor(weight: torch.Tensor, bits: int) -> torch.Tensor:
@@ -41,13 +42,14 @@ def fake_quantize(model_or_tensor: nn.Module | torch.Tensor, bits: int) -> nn.Mo
     """A fake-quantised COPY: of a tensor (`quantize_tensor`), or of a model with every nn.Linear's
     weight quantised per output channel (biases, embeddings and norms stay float, as in weight-only
     int8/int4 schemes). The input is never modified. A tied lm_head shares its weight with the
-    input embedding in the copy as in the original, so that matrix is quantised for both."""
+    input embedding in the copy as in the original, so that matrix is quantised for both. A
+    parametrised weight (GRUN's orthonormal basis) is computed, not stored: it stays float."""
     if isinstance(model_or_tensor, torch.Tensor):
         return quantize_tensor(model_or_tensor, bits)
     quantised = copy.deepcopy(model_or_tensor)
     done: set[int] = set()
     for module in quantised.modules():
-        if isinstance(module, nn.Linear) and id(module.weight) not in done:
+        if isinstance(module, nn.Linear) and not parametrize.is_parametrized(module) and id(module.weight) not in done:
             module.weight.copy_(quantize_tensor(module.weight, bits))
             done.add(id(module.weight))
     return quantised

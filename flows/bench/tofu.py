@@ -52,8 +52,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NPO_FAMILY = ("npo", "graddiff", "po")
-METHODS = (*(f"grin-{m}" for m in NPO_FAMILY), *NPO_FAMILY, "retrain")
-DEFAULT_METHODS = ("grin-npo", "grin-graddiff", "grin-po", "npo", "graddiff", "retrain")
+METHODS = (*(f"grin-{m}" for m in NPO_FAMILY), *NPO_FAMILY, "grun", "retrain")
+DEFAULT_METHODS = ("grin-npo", "grin-graddiff", "grin-po", "npo", "graddiff", "grun", "retrain")
 SWEEPS = {"p": "p_percent", "sigma2": "sigma2"}  # --sweep name -> UnlearnConfig field (GRIN-NPO)
 REPORTED = ("forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_quality", "model_utility",
             "forget_keyword_acc", "mia_auc")
@@ -164,9 +164,17 @@ class BenchConfig:
                   "learning_rate": self.learning_rates.get(name, default_lr), **overrides}
         return UnlearnConfig(**values)
 
+    def grun_config(self, **overrides):
+        """GRUN's config: GrunConfig's defaults (the authors'); `--epochs` sets its budget as GRIN's."""
+        from grin_core.grun_train import GrunConfig
+
+        budget = {"epochs": self.epochs, "max_epochs": self.epochs} if self.epochs is not None else {}
+        lr = {"learning_rate": self.learning_rates["grun"]} if "grun" in self.learning_rates else {}
+        return GrunConfig(**{"seed": self.seed, **budget, **lr, **overrides})
+
     def steers(self, name: str) -> bool:
-        """Whether a method runs the privacy schedule (GRIN, unless --no-schedule) or only records it."""
-        return self.schedule and name.startswith("grin-")
+        """Whether a method runs the privacy schedule (GRIN and GRUN, unless --no-schedule) or only records it."""
+        return self.schedule and (name.startswith("grin-") or name == "grun")
 
 
 def default_tofu_dir() -> Path:
@@ -410,6 +418,66 @@ class TofuBench:
         if probes:
             entry["robustness"], entry["probes_s"] = self.robustness(name, model, tokenizer)
         return entry
+
+
+    def grun(self, name: str, target: Path, grun_config, steer: bool) -> dict:
+        """GRUN from a fresh copy of the target, measured as GRIN is; then a second request (the first
+        retain author) on top of it, and the first forget set measured again (`sequential`).
+
+        `base_forget`: the forget numbers of the base weights alone (the target's): what anyone who
+        holds them gets back by dropping the intervention (grin_core/grun.py, THREAT_MODEL)."""
+        from flows.bench.peak_rss import PeakRss
+        from grin_core.grun import THREAT_MODEL
+        from grin_core.grun_train import grun_unlearn
+
+        model, tokenizer = self.load(target)
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        self.log(f"{name}: unlearning (gated intervention, rank {grun_config.rank}, {grun_config.gate} gate, "
+                 f"lr {grun_config.learning_rate:g}, seed {grun_config.seed}, "
+                 + (f"privacy schedule to AUC {self.target_auc:.3f} within {grun_config.max_epochs} epochs)"
+                    if steer else f"{grun_config.epochs} epochs)"))
+        with PeakRss() as rss:
+            started = time.perf_counter()
+            result = grun_unlearn(model, tokenizer, self.data.forget, self.unlearn_retain, grun_config,
+                                  holdout_records=self.suite.holdout, target_auc=self.target_auc, steer=steer)
+            wall_s = _seconds(started)
+        entry = {
+            "wall_s": wall_s, "scoring_s": None, "peak_rss_mb": rss.mb, "peak_rss_stage_only": rss.stage_only,
+            "state_bytes": result.state_bytes.to_dict(), "trainable_params": result.trainable_params,
+            "intervention_bytes": sum(p.numel() * p.element_size() for p in result.module.parameters()),
+            "layers": list(result.module.layers), "timings": result.timings, "config": grun_config.to_dict(),
+            "base_weights_changed": False, "threat_model": THREAT_MODEL,
+        }
+        self.log(f"{name}: {wall_s:.1f} s, {result.trainable_params} intervention parameters, "
+                 f"state {result.state_bytes.total / 2**20:.1f} MiB")
+        entry["history"], entry["probes"] = result.history, result.probes
+        entry["schedule"] = schedule_summary(result.probes, self.target_auc, grun_config, steer)
+        entry["epochs_run"] = entry["schedule"]["epochs_run"]
+        entry["metrics"], entry["eval_s"], _ = self.evaluate(name, model, tokenizer)
+        entry["robustness"], entry["probes_s"] = self.robustness(name, model, tokenizer)
+        entry["sequential"] = self.second_request(name, model, tokenizer, grun_config, steer)
+        return entry
+
+    def second_request(self, name: str, model, tokenizer, grun_config, steer: bool) -> dict:
+        """A second GRUN request (the first retain author's QA) on the unlearned model; the first forget
+        set's numbers after it. Retain metrics then include the second author: they are not comparable."""
+        from grin_core.grun_train import grun_unlearn
+
+        author = self.subset.retain_authors[0]
+        second = [r for r in self.data.retain if r.get("author_id") == author]
+        rest = [r for r in self.unlearn_retain if r.get("author_id") != author]
+        started = time.perf_counter()
+        grun_unlearn(model, tokenizer, second, rest, grun_config, holdout_records=self.suite.holdout,
+                     target_auc=self.target_auc, steer=steer)
+        wall_s = _seconds(started)
+        metrics, _, _ = self.evaluate(f"{name} after a second request", model, tokenizer)
+        keys = [k for k in metrics if k.startswith(("forget_", "mia_", "privleak"))]
+        return {"second_author": author, "n_second": len(second), "wall_s": wall_s,
+                "first_forget_after_second": {k: metrics[k] for k in keys}}
 
 
 def retrain_state(checkpoint: Path, records: Sequence[Mapping], batch_size: int, lr: float) -> tuple[dict, int]:
@@ -663,6 +731,11 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
                 run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"], None)
                 runs.append(run)
             methods[name] = aggregate_seeds(runs)
+            continue
+        if name == "grun":
+            methods[name] = bench.grun(name, target_dir, config.grun_config(), steer=config.steers(name))
+            methods[name]["base_forget"] = {k: v for k, v in target["metrics"].items()
+                                            if k.startswith(("forget_", "mia_")) and v is not None}
             continue
         methods[name] = bench.unlearn(name, target_dir, config.method_config(name), steer=config.steers(name))
     if SEEDED_METHOD in methods and "npo" in methods:  # each seed against full-parameter NPO too

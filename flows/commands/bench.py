@@ -48,7 +48,8 @@ def tofu(
         str,
         typer.Option(
             help="Comma-separated: grin-npo, grin-graddiff, grin-po (GRIN), npo, graddiff, po "
-            "(full-parameter), retrain (from scratch on the retain authors)."
+            "(full-parameter), grun (gated intervention; base weights unchanged, and a second request on "
+            "top), retrain (from scratch on the retain authors)."
         ),
     ] = DEFAULT_METHODS,
     json_path: Annotated[

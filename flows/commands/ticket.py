@@ -92,7 +92,7 @@ def file_ticket(
     keywords: Annotated[
         str | None, typer.Option(help="URI of key phrases for keyword accuracy.")
     ] = None,
-    method: Annotated[str | None, typer.Option(help="npo (default), graddiff or po.")] = None,
+    method: Annotated[str | None, typer.Option(help="npo (default), graddiff or po (GRIN), or grun (a gated intervention; base weights unchanged).")] = None,
     hparam: Annotated[
         list[str] | None,
         typer.Option(

@@ -159,7 +159,7 @@ CASES: list[tuple[str, Callable[[Case], list[str]], str]] = [
     ("unknown alias", _flag("--model", "tofu@staging"), "no alias 'staging'"),
     ("unknown version", _flag("--model", "tofu@9"), "has no version 9"),
     ("model ref with SQL", _flag("--model", "tofu; drop table tickets"), "model: String should match pattern"),
-    ("unknown method", _flag("--method", "sgd"), "method: Input should be 'npo', 'graddiff' or 'po'"),
+    ("unknown method", _flag("--method", "sgd"), "method: Input should be 'npo', 'graddiff', 'po' or 'grun'"),
 ]
 
 

@@ -133,3 +133,18 @@ def test_a_second_request_keeps_the_first_ones_module_unchanged(tiny_model_facto
     for name, value in stack.requests[0].state_dict().items():
         assert torch.equal(value, first[name]), name
     assert result.total_intervention_params == 2 * result.trainable_params
+
+
+def test_a_deep_copy_applies_its_own_interventions(tiny_model_factory, tiny_tokenizer, records):
+    """The probes (quantisation, relearning) work on deep copies: a copy's hooks must use the copy's tensors."""
+    model = tiny_model_factory(0)
+    module = attach(model, GrunShape(rank=2, gate="linear", layers=(1,)), seed=1)
+    copied = copy.deepcopy(model)
+    inputs = batch(tiny_tokenizer, records[0])
+    assert torch.equal(logits(copied, inputs), logits(model, inputs))
+    for gate in interventions_of(copied).gates():
+        gate.force_gate = 0.0
+    base = tiny_model_factory(0)
+    assert torch.equal(logits(copied, inputs), logits(base, inputs))
+    assert not torch.equal(logits(model, inputs), logits(base, inputs))  # the original still intervenes
+    assert module.at["1"].force_gate is None

@@ -95,8 +95,10 @@ def test_a_good_request_is_queued(service: Service) -> None:
         (
             {"method": "sgd"},
             InvalidRequestError,
-            "method: Input should be 'npo', 'graddiff' or 'po'",
+            "method: Input should be 'npo', 'graddiff', 'po' or 'grun'",
         ),
+        ({"method": "grun", "hparams": {"p_percent": 2.0}}, InvalidRequestError,
+         "hparams p_percent select and perturb weights"),
         ({"model": "tofu; drop table"}, InvalidRequestError, "model: String should match pattern"),
         (
             {"subject": "  "},
