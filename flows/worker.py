@@ -12,8 +12,8 @@ from prefect.task_worker import serve
 
 from tasks.calibrate import calibrate_line
 from tasks.evaluate import evaluate_checkpoint
-from tasks.reclaim import sweep_now
 from tasks.grun import train_intervention
+from tasks.reclaim import sweep_now
 from tasks.score import score_weights
 from tasks.train import train_target
 from tasks.unlearn import unlearn_weights

@@ -20,19 +20,38 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainerCallback, set_seed
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    set_seed,
+)
 
 from grin_core.data import IGNORE_INDEX, qa_dataset
 from grin_core.distributed import global_token_scale
 from grin_core.grun import GATES, GrunModule, GrunShape, attach, intervention_parameters
-from grin_core.objectives import answer_nll, answer_token_count, graddiff_objective, npo_objective, sequence_logprob
+from grin_core.objectives import (
+    answer_nll,
+    answer_token_count,
+    graddiff_objective,
+    npo_objective,
+    sequence_logprob,
+)
 from grin_core.privacy_schedule import PUSH, PUSH_CONTROLS, REPAIR, PrivacySchedule
 from grin_core.state_bytes import StateBytes, StateMeter
-from grin_core.unlearn import REF_COLUMN, RETAIN_PROBE_SIZE, ForgetRetainCollator, UnlearnConfig, reference_logprobs
+from grin_core.unlearn import (
+    REF_COLUMN,
+    ForgetRetainCollator,
+    LossPartsLogging,
+    UnlearnConfig,
+    reference_logprobs,
+    retain_probe_sample,
+)
 
 OBJECTIVES = ("npo", "graddiff")
 
@@ -113,7 +132,7 @@ def gate_bce(recorded: Sequence[torch.Tensor], targets: torch.Tensor, weights: t
     return torch.stack(losses).mean()
 
 
-class GrunTrainer(Trainer):
+class GrunTrainer(LossPartsLogging, Trainer):
     """A Trainer over the base model with `module` attached: only the module's parameters train."""
 
     def __init__(self, model: PreTrainedModel, module: GrunModule, config: GrunConfig, forget: Dataset, retain: Dataset,
@@ -170,12 +189,6 @@ class GrunTrainer(Trainer):
         self._parts["gate_bce"].append(bce.item())
         return (loss, {"logits": logits}) if return_outputs else loss
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
-            logs = {**logs, **{k: float(np.mean(v)) for k, v in self._parts.items() if v}}
-            self._parts.clear()
-        super().log(logs, start_time)
-
 
 @dataclass
 class GrunResult:
@@ -228,8 +241,7 @@ def grun_unlearn(
                           scheduled=bool(holdout_records) and steer)
     schedule = None
     if holdout_records:
-        probe_rng = np.random.default_rng(config.seed)
-        retain_probe = [retain_records[i] for i in probe_rng.permutation(len(retain_records))[:RETAIN_PROBE_SIZE]]
+        retain_probe = retain_probe_sample(retain_records, config.seed)
         schedule = PrivacySchedule(trainer, tokenizer, forget_records, holdout_records, target_auc=target_auc,
                                    margin=config.auc_margin, retain_recovery=config.retain_recovery,
                                    push_control=config.push_control, alpha=config.alpha, retain_probe=retain_probe,

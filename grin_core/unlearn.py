@@ -200,6 +200,12 @@ class UnlearnConfig:
         )
 
 
+def retain_probe_sample(records: Sequence[Mapping[str, str]], seed: int) -> list[Mapping[str, str]]:
+    """The retain records the privacy schedule watches: RETAIN_PROBE_SIZE of them, seeded."""
+    order = np.random.default_rng(seed).permutation(len(records))[:RETAIN_PROBE_SIZE]
+    return [records[i] for i in order]
+
+
 def per_rank(batch_size: int) -> int:
     """A global batch's share per process: DDP averages the ranks' gradients into that batch's."""
     _, world = rank_and_world()
@@ -241,7 +247,20 @@ class ForgetRetainCollator:
         return batch
 
 
-class UnlearnTrainer(Trainer):
+class LossPartsLogging:
+    """A Trainer mixin: each log adds the mean of every loss part a trainer appended to `self._parts`
+    since the last one (forget_logp / retain_nll, ...)."""
+
+    _parts: dict[str, list[float]]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs = {**logs, **{k: float(np.mean(v)) for k, v in self._parts.items() if v}}
+            self._parts.clear()
+        super().log(logs, start_time)
+
+
+class UnlearnTrainer(LossPartsLogging, Trainer):
     """A Trainer whose loss is the configured unlearning objective on forget+retain batches.
 
     `mask=None` trains every parameter (the full-parameter baseline); otherwise only the mask's
@@ -343,12 +362,6 @@ class UnlearnTrainer(Trainer):
         self._parts["retain_nll"].append(retain_nll.item())
         return (loss, {"logits": logits}) if return_outputs else loss
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Adds the mean loss parts since the last log (forget_logp / retain_nll, ...)."""
-        if "loss" in logs:
-            logs = {**logs, **{k: float(np.mean(v)) for k, v in self._parts.items() if v}}
-            self._parts.clear()
-        super().log(logs, start_time)
 
 
 @torch.no_grad()
@@ -487,8 +500,7 @@ def unlearn(
                              checkpoint_dir=checkpoint_dir, fingerprint=fingerprint)
     schedule = None
     if holdout_records:
-        probe_rng = np.random.default_rng(config.seed)
-        retain_probe = [retain_records[i] for i in probe_rng.permutation(len(retain_records))[:RETAIN_PROBE_SIZE]]
+        retain_probe = retain_probe_sample(retain_records, config.seed)
         schedule = PrivacySchedule(trainer, tokenizer, original_forget, holdout_records, target_auc=target_auc,
                                    margin=config.auc_margin, retain_recovery=config.retain_recovery,
                                    repush_lr_factor=config.repush_lr_factor, push_control=config.push_control,

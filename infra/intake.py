@@ -76,7 +76,7 @@ def _read_checked(
 
 def check_request(request: TicketRequest, *, session: Session, settings: Settings) -> TicketRequest:
     """Raise if anything about the request is wrong; return it with its URIs resolved."""
-    registry.resolve(request.model, session=session)
+    registry.check_method_fits(registry.resolve(request.model, session=session), request.method)
     _check_due_date(request)
     _check_overrides(request, session=session, settings=settings)
     # Every URI is resolved against the roots before any object is looked at.

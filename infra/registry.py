@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from infra import audit
 from infra.db.base import utcnow
-from infra.db.models import ModelAlias, ModelVersion, RegisteredModel, Ticket
+from infra.db.models import Method, ModelAlias, ModelVersion, RegisteredModel, Ticket
 from infra.errors import (
     InvalidRequestError,
     ParentMovedError,
@@ -243,6 +243,16 @@ def resolve(ref: str, *, session: Session) -> ModelVersion:
     if newest is None:
         raise UnknownModelError(f"model {name!r} has no versions yet")
     return newest
+
+
+def check_method_fits(version: ModelVersion, method: str) -> None:
+    """A GRIN ticket on a GRUN version would fine-tune the base weights under an intervention trained
+    for the old ones, and save them without it: refused (InvalidRequestError) with what to do instead."""
+    if version.base_checkpoint_sha256 and method != Method.grun:
+        raise InvalidRequestError(
+            f"{version.model.name}@{version.version} is a GRUN intervention over base checkpoint "
+            f"{version.base_checkpoint_sha256[:12]}; file method grun against it, or {method} against a "
+            "version that holds its own weights")
 
 
 def lock_model(name: str, *, session: Session) -> RegisteredModel:

@@ -153,6 +153,7 @@ class MaskOutcome(Frozen):
 class UnlearnOutcome(Frozen):
     checkpoint: CheckpointRef
     base: CheckpointRef | None = None  # GRUN: the full-weight checkpoint `checkpoint`'s intervention applies to
+    intervention_sha256: str | None = None  # GRUN: sha256 of the checkpoint's interventions.safetensors
     timings: dict[str, float]
     trainable_params: int
     state_bytes: dict[str, Any]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from grin_core.grun import THREAT_MODEL, save_grun_checkpoint
+from grin_core.checkpoint import file_sha256
+from grin_core.grun import INTERVENTIONS, THREAT_MODEL, save_grun_checkpoint
 from grin_core.grun_train import GrunConfig, grun_unlearn
 from infra.settings import get_settings
 from tasks.checkpoint_store import upload_checkpoint
@@ -50,9 +51,10 @@ def train_intervention(label: str, run_id: str, round_no: int, parent: Checkpoin
                              extra={"parent_sha256": parent.sha256, "unlearning": {
                                  k: summary[k] for k in ("config", "layers", "timings", "history", "probes")}})
         checkpoint = upload_checkpoint(out, object_store())
+        intervention_sha256 = file_sha256(out / INTERVENTIONS)
     get_run_logger().info("%s: round %d trained %d intervention parameters; %s", label, round_no,
                           result.trainable_params, THREAT_MODEL)
     return UnlearnOutcome(
-        checkpoint=checkpoint, base=base, timings=summary["timings"], trainable_params=result.trainable_params,
+        checkpoint=checkpoint, base=base, intervention_sha256=intervention_sha256, timings=summary["timings"], trainable_params=result.trainable_params,
         state_bytes=summary["state_bytes"], worker=WorkerStamp.here(device()),
     )

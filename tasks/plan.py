@@ -35,6 +35,7 @@ def plan_run(label: str, ticket_ids: list[int], owner: str) -> RunPlan:
                 queue.release(ticket.id, owner, session=session, reason=released[ticket.id])
         ref = first.model_ref if len(tickets) == 1 else first.model_name
         version = registry.resolve(ref, session=session)
+        registry.check_method_fits(version, first.method)  # the alias may have moved since filing
         policy = registry.gate_policy(first.model_name, session=session, defaults=settings.gate)
         return RunPlan(
             ticket_ids=[t.id for t in kept],

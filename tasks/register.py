@@ -85,6 +85,7 @@ class UnlearningAudit(Frozen):
     versions_holding_deleted_data: list[int] = Field(default_factory=list)  # older versions now marked
     # GRUN: the checkpoint is an intervention over these unchanged base weights, which still hold the data
     base_checkpoint_sha256: str | None = None
+    intervention_sha256: str | None = None
     base_weights_changed: bool = True
     threat_model: str | None = None
 
@@ -173,6 +174,7 @@ def register_version(
                 lineage_deletions=[Deletion(**d) for d in version.lineage_deletions],
                 versions_holding_deleted_data=superseded,
                 base_checkpoint_sha256=base.sha256 if base else None, base_weights_changed=base is None,
+                intervention_sha256=unlearned.intervention_sha256,
                 threat_model=THREAT_MODEL if base else None,
             )
             records[ticket_id] = audit.append("unlearning.registered", payload.model_dump(mode="json"),

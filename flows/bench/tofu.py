@@ -354,6 +354,17 @@ class TofuBench:
                  f"relearned {out.get('relearn_forget_rougeL', nan):.3f}")
         return out, seconds
 
+    def fresh(self, checkpoint: Path):
+        """A fresh copy of the target for one method; on CUDA the peak counters restart with it (the
+        peak of this method alone, the loaded target included)."""
+        model, tokenizer = self.load(checkpoint)
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        return model, tokenizer
+
     def warm_up(self, checkpoint: Path) -> None:
         """One untimed fwd+bwd pass, so the first method's timings do not include the device's start-up
         (CUDA context and kernel loading: 13 s of the first GRI scoring on an H100, 0.8 s after)."""
@@ -371,12 +382,7 @@ class TofuBench:
         from grin_core.pass_timing import forward_backward_seconds
         from grin_core.unlearn import unlearn
 
-        model, tokenizer = self.load(target)
-        if self.device == "cuda":  # the peak of this method alone (the loaded target included)
-            import torch
-
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
+        model, tokenizer = self.fresh(target)
         self.log(f"{name}: unlearning ({unlearn_config.method}, "
                  f"{'full-parameter' if unlearn_config.full_parameter else f'p={unlearn_config.p_percent}%'}, "
                  f"lr {unlearn_config.learning_rate:g}, seed {unlearn_config.seed}, "
@@ -430,12 +436,7 @@ class TofuBench:
         from grin_core.grun import THREAT_MODEL
         from grin_core.grun_train import grun_unlearn
 
-        model, tokenizer = self.load(target)
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
+        model, tokenizer = self.fresh(target)
         self.log(f"{name}: unlearning (gated intervention, rank {grun_config.rank}, {grun_config.gate} gate, "
                  f"lr {grun_config.learning_rate:g}, seed {grun_config.seed}, "
                  + (f"privacy schedule to AUC {self.target_auc:.3f} within {grun_config.max_epochs} epochs)"

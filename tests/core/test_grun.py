@@ -47,7 +47,7 @@ def gate_means(model, tokenizer, forget, retain):
         for gate in gates:
             gate.recorded = []
         logits(model, inputs)
-        targets, weights = gate_targets(inputs["labels"], inputs["attention_mask"], forget=is_forget)
+        _, weights = gate_targets(inputs["labels"], inputs["attention_mask"], forget=is_forget)
         values = torch.stack([torch.sigmoid(g.recorded[0]) for g in gates]).mean(0)
         for gate in gates:
             gate.recorded = None

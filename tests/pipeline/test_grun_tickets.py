@@ -15,9 +15,10 @@ from transformers import AutoModelForCausalLM
 
 from grin_core.checkpoint import checkpoint_sha256, load_checkpoint
 from grin_core.evaluate import EvalSuite, evaluate
-from grin_core.grun import THREAT_MODEL, read_grun_config
+from grin_core.grun import INTERVENTIONS, THREAT_MODEL, read_grun_config
 from infra import audit, queue
 from infra.db.models import ModelVersion, TicketStatus
+from infra.errors import InvalidRequestError
 from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef
 from tasks.inputs import load_model
@@ -88,8 +89,15 @@ def test_two_grun_tickets_stand_on_the_unchanged_base_and_the_first_stays_forgot
         payload = record.payload
         assert payload["base_weights_changed"] is False and payload["threat_model"] == THREAT_MODEL
         assert payload["base_checkpoint_sha256"] == v1_ref.sha256
+        manifest = json.loads((fetch_checkpoint(CheckpointRef(uri=version.checkpoint_uri, sha256=version.checkpoint_sha256),
+                                                settings) / "manifest.json").read_text())
+        assert payload["intervention_sha256"] == manifest["files"][INTERVENTIONS]
         assert payload["checkpoint_sha256"] == version.checkpoint_sha256 and payload["mask"] is None
         assert payload["hparams"]["method"] == "grun"
+
+    # a GRIN ticket on a GRUN version would tune the base under the intervention and drop it: refused at filing
+    with pytest.raises(InvalidRequestError, match="is a GRUN intervention over base checkpoint"):
+        file_ticket(settings, model, *forget_objects(settings, second))
 
     # ticket 1's forgetting survives ticket 2 (a test in this process, on what the registry serves)
     suite = memorised_model.suite.forget
