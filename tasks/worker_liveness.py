@@ -76,6 +76,19 @@ def last_beat(store: ObjectStore, stage: str | None = None) -> float | None:
     return newest
 
 
+def host_alive(store: ObjectStore, host: str, dead_after_s: float, now: float | None = None) -> bool:
+    """Whether a worker on `host` has beaten within `dead_after_s` (a container's healthcheck)."""
+    for key in store.list(f"{PREFIX}{host}-"):
+        if key.removeprefix(PREFIX).removesuffix(".json").rsplit("-", 1)[0] != host:  # host "gpu" is not "gpu-2"
+            continue
+        try:
+            if (time.time() if now is None else now) - float(json.loads(store.get_bytes(key))["time"]) <= dead_after_s:
+                return True
+        except (ObjectNotFoundError, ValueError, KeyError, TypeError):
+            continue
+    return False
+
+
 def start_heartbeat(settings: Settings | None = None) -> threading.Event:
     """Beat from a daemon thread until the process ends (or the returned event is set)."""
     settings = settings or get_settings()

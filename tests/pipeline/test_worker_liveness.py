@@ -14,7 +14,7 @@ from prefect.runtime import task_run
 
 from infra.storage import open_store
 from tasks.dispatch import WorkerUnavailableError, run_ml_stage
-from tasks.worker_liveness import beat, last_beat, reports_stage, start_heartbeat
+from tasks.worker_liveness import beat, host_alive, last_beat, reports_stage, start_heartbeat
 
 
 @dataclass
@@ -122,3 +122,14 @@ def test_a_running_stage_is_named_in_its_workers_heartbeat(worker_settings, pref
     assert json.loads(store.get_bytes("workers/gpu-1.json"))["stages"] == [stage_id]
     beat(store, "gpu-1")
     assert json.loads(store.get_bytes("workers/gpu-1.json"))["stages"] == []  # done: no longer named
+
+
+def test_a_workers_healthcheck_reads_its_own_hosts_heartbeat(worker_settings):
+    store, now = open_store(worker_settings), time.time()
+    beat(store, "gpu-host-11", now=now - 30)  # this host's, stale
+    beat(store, "other-host-12", now=now)  # another host's, fresh
+    assert not host_alive(store, "gpu-host", dead_after_s=10, now=now)
+    beat(store, "gpu-host-13", now=now - 1)
+    assert host_alive(store, "gpu-host", dead_after_s=10, now=now)
+    assert not host_alive(store, "cpu-host", dead_after_s=10, now=now)
+    assert not host_alive(store, "gpu", dead_after_s=10, now=now)  # a prefix of another host's name
