@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from infra.db.models import Method, TicketStatus
 from infra.errors import ParentMovedError
 from infra.gate import GateDecision, GatePolicy, Rung, non_member_auc, nothing_to_forget
-from tasks.artifacts import publish_links, publish_metrics
+from tasks.artifacts import publish_deletion_reports, publish_links, publish_metrics
 from tasks.assemble import assemble_sets
 from tasks.contracts import CheckpointRef, EvalOutcome, ObjectRef
 from tasks.dispatch import run_ml_stage
@@ -197,6 +197,7 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             record_nothing_to_forget(label, plan, snapshot, before, never_learned,
                                      str(flow_run.id) if flow_run.id else None)
             finish(label, ids, "completed", owner)
+            publish_deletion_reports(label, ids)
             report.outcome, report.reason, report.gate = "completed", never_learned.reason, never_learned
             return report
         spec, mask, rescore = plan.spec, None, True
@@ -335,6 +336,7 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
         _purge(label, run_id, ids, forget_snapshot, candidates, masks, kept)
         forget_snapshot = None  # purged
         finish(label, ids, "completed", owner)
+        publish_deletion_reports(label, ids)
         report.outcome, report.reason = "completed", decision.reason
         return report
     except Exception as exc:

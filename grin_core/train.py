@@ -163,6 +163,7 @@ def train_or_load(
     train_config: TrainConfig,
     cache_dir: str | Path,
     progress: bool = True,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> Path:
     """The checkpoint dir of a model trained on `records`, trained only if not cached yet.
 
@@ -175,7 +176,7 @@ def train_or_load(
 
     def build(directory: Path) -> None:
         started = time.perf_counter()
-        result = train_model(records, model_config, train_config, progress=progress)
+        result = train_model(records, model_config, train_config, progress=progress, callbacks=callbacks)
         grin_config = {
             "model_config": model_config.to_dict(),
             "train_config": train_config.to_dict(),

@@ -5,18 +5,16 @@ Only numbers, hashes, counts and ids go into artifacts; never forget-set text.
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from infra.deletion_report import HEADLINE_METRICS, build_report, to_markdown
 from tasks.contracts import ObjectRef
-
-# The metrics a reviewer reads first, in this order; any others follow alphabetically.
-HEADLINE = ("forget_rougeL", "forget_keyword_acc", "forget_keyword_conf", "forget_prob", "forget_truth_ratio",
-            "retain_rougeL", "retain_prob", "model_utility")
+from tasks.resources import sessions
 
 
 def metrics_rows(before: dict[str, float], after: dict[str, float]) -> list[dict[str, object]]:
-    names = [m for m in HEADLINE if m in before or m in after]
+    names = [m for m in HEADLINE_METRICS if m in before or m in after]  # first; the rest alphabetically
     names += sorted((set(before) | set(after)) - set(names))
     rows = []
     for name in names:
@@ -57,3 +55,18 @@ def publish_links(label: str, model_name: str, version: int, checkpoint_uri: str
         ]),
         description=f"{label}: registration summary",
     )
+
+
+@task(name="publish-deletion-report", task_run_name="report-{label}")
+def publish_deletion_reports(label: str, ticket_ids: list[int]) -> None:
+    """Each ticket's deletion report (`grin ticket report`) as a markdown artifact of the run. The
+    tickets are already completed: a failure here is logged, and the CLI can still issue the report."""
+    try:
+        with sessions().begin() as session:
+            reports = {t: to_markdown(build_report(t, session=session)) for t in ticket_ids}
+    except Exception as exc:  # noqa: BLE001 - the run's outcome stands
+        get_run_logger().warning("%s: no deletion report artifact: %s", label, f"{type(exc).__name__}: {exc}"[:300])
+        return
+    for ticket_id, markdown in reports.items():
+        create_markdown_artifact(key=f"deletion-report-{ticket_id}", markdown=markdown,
+                                 description=f"{label}: deletion report of ticket {ticket_id}")

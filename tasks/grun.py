@@ -20,7 +20,7 @@ from infra.settings import get_settings
 from tasks.checkpoint_store import upload_checkpoint
 from tasks.contracts import CheckpointRef, RoundSpec, Snapshot, UnlearnOutcome, WorkerStamp
 from tasks.inputs import base_checkpoint, device, load_model, read_json, read_records
-from tasks.progress import PrefectProgress
+from tasks.progress import EpochLog, PrefectProgress
 from tasks.resources import object_store
 from tasks.worker_liveness import reports_stage
 
@@ -38,8 +38,8 @@ def train_intervention(label: str, run_id: str, round_no: int, parent: Checkpoin
     base = base_checkpoint(parent) or parent
     model, tokenizer = load_model(parent)
     progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} GRUN")
-    result = grun_unlearn(model, tokenizer, forget, retain, config, callbacks=[progress], holdout_records=holdout,
-                          target_auc=target_auc)
+    result = grun_unlearn(model, tokenizer, forget, retain, config, holdout_records=holdout, target_auc=target_auc,
+                          callbacks=[progress, EpochLog(f"{label} round {round_no}")])
     summary = result.summary()
     card = {"method": "GRUN", "epochs": spec.epochs, "parent": parent.sha256,
             "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,

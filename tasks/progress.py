@@ -1,9 +1,13 @@
-"""Training progress as a Prefect progress artifact, updated from inside the Trainer loop."""
+"""Training progress as a Prefect progress artifact and as log lines, from inside the Trainer loop.
+
+The log lines (epoch, loss, ETA) reach the terminal of `grin demo` / `grin ticket process` and the
+run's logs in the UI; a long stage is never silent for more than an epoch."""
 
 from __future__ import annotations
 
 import time
 
+from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from transformers import TrainerCallback
 
@@ -28,3 +32,26 @@ class PrefectProgress(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.artifact_id:
             update_progress_artifact(self.artifact_id, progress=100.0)
+
+
+class EpochLog(TrainerCallback):
+    """Logs one line per epoch: epoch n/N, the loss (and its parts: the unlearning trainers log them),
+    seconds so far and an ETA at the current pace (an upper bound when the privacy schedule may stop early)."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self._started = label, time.monotonic()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._started = time.monotonic()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs or not state.max_steps:
+            return
+        elapsed = time.monotonic() - self._started
+        done = state.global_step / state.max_steps
+        eta = elapsed * (1 - done) / done if done else float("nan")
+        parts = ", ".join(f"{k} {v:.3g}" for k, v in logs.items()
+                          if k in ("forget_logp", "retain_nll", "gate_bce", "repair_nll", "forget_nll"))
+        get_run_logger().info("%s: epoch %d/%d, loss %.4g%s, %.0f s, ETA <= %.0f s", self.label,
+                              round(state.epoch or 0), round(args.num_train_epochs), logs["loss"],
+                              f" ({parts})" if parts else "", elapsed, eta)

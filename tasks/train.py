@@ -13,6 +13,7 @@ from infra.settings import get_settings
 from tasks.checkpoint_store import upload_checkpoint
 from tasks.contracts import CheckpointRef, Frozen, ObjectRef, WorkerStamp
 from tasks.inputs import device, read_records
+from tasks.progress import EpochLog, PrefectProgress
 from tasks.resources import object_store
 from tasks.worker_liveness import reports_stage
 
@@ -31,8 +32,9 @@ def train_target(label: str, manifest: ObjectRef, model_config: dict[str, Any],
                  train_config: dict[str, Any]) -> TrainOutcome:
     records = read_records(manifest)
     cache = get_settings().cache_dir / "models"
+    callbacks = [PrefectProgress(key=f"training-{label}", description=f"{label}: training"), EpochLog(label)]
     directory = train_or_load(records, TinyLlamaConfig(**model_config), TrainConfig(**train_config), cache,
-                              progress=False)
+                              progress=False, callbacks=callbacks)
     info = load_grin_config(directory)
     history = info.get("history", [])
     return TrainOutcome(

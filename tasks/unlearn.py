@@ -22,7 +22,7 @@ from tasks.contracts import (
     WorkerStamp,
 )
 from tasks.inputs import device, load_model, read_bytes, read_json, read_records
-from tasks.progress import PrefectProgress
+from tasks.progress import EpochLog, PrefectProgress
 from tasks.progress_checkpoints import ProgressCheckpoints
 from tasks.resources import object_store
 from tasks.stage_processes import unlearn_on_processes
@@ -79,7 +79,8 @@ def _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config, fo
     if resume is not None:
         get_run_logger().info("%s: round %d resumes from its progress checkpoint at step %d", label, round_no, resume[1])
     progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} unlearning")
-    result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress, saved],
+    epochs = EpochLog(f"{label} round {round_no}")
+    result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress, epochs, saved],
                      holdout_records=holdout, target_auc=target_auc, checkpoint_dir=str(tmp / "progress"),
                      checkpoint_every_s=get_settings().checkpoint_interval_s,
                      resume_from=str(resume[0]) if resume else None, fingerprint=saved.fingerprint)

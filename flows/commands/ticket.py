@@ -352,3 +352,33 @@ def reclaim(as_json: JsonFlag = False) -> None:
             f"requeued {report.requeued or 'none'}, failed for good {report.failed or 'none'}, "
             f"completed {report.completed or 'none'}, {report.scratch_objects} scratch object(s) purged"
         )
+
+
+@app.command()
+@reports_errors
+def report(
+    ticket_id: Annotated[int, typer.Argument(help="Ticket id.")],
+    fmt: Annotated[str, typer.Option("--format", help="md (default), pdf or json.")] = "md",
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout (pdf needs it).")] = None,
+) -> None:
+    """The deletion report of a ticket, for the requester or the regulator: what was asked, the
+    versions changed and serving, the gate's every check, the checkpoint hash and the audit chain
+    head. Ids, hashes and numbers only: no forget-set text, the subject by its sha256."""
+    from flows.commands._session import transaction
+    from infra.deletion_report import build_report, to_markdown, to_pdf
+    from infra.errors import InvalidRequestError
+
+    if fmt not in ("md", "pdf", "json"):
+        raise InvalidRequestError(f"--format must be md, pdf or json, not {fmt!r}")
+    if fmt == "pdf" and out is None:
+        raise InvalidRequestError("--format pdf writes a file: give --out PATH")
+    with transaction() as session:
+        document = build_report(ticket_id, session=session)
+    body: bytes = (to_pdf(document) if fmt == "pdf" else
+                   (json.dumps(document.model_dump(mode="json"), indent=1) + "\n").encode() if fmt == "json" else
+                   to_markdown(document).encode())
+    if out is None:
+        sys.stdout.write(body.decode())
+        return
+    out.write_bytes(body)
+    typer.echo(f"wrote {out} ({len(body)} bytes)", err=True)

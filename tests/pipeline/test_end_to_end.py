@@ -183,3 +183,31 @@ def test_forget_text_is_absent_from_every_artifact_log_line_and_output(completed
         assert text, f"nothing captured from the {where}"
         leaked = [s for s in secrets if s in text]
         assert not leaked, f"{len(leaked)} forget answers appear in the {where}"
+
+
+def test_the_deletion_report_in_md_and_pdf_names_the_ticket_versions_and_gate_and_no_forget_text(
+        completed_run, tmp_path):
+    import pypdfium2
+
+    run = completed_run
+    env, ticket_id = {**os.environ, **run["env"]}, run["ticket_id"]
+    grin = [str(VENV_BIN / "grin"), "ticket", "report", str(ticket_id)]
+    md = subprocess.run(grin, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert md.returncode == 0, md.stderr
+    pdf_path = tmp_path / "report.pdf"
+    pdf = subprocess.run([*grin, "--format", "pdf", "--out", str(pdf_path)], env=env, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert pdf.returncode == 0, pdf.stderr
+    document = pypdfium2.PdfDocument(str(pdf_path))
+    first = document[0].render(scale=1.5).to_pil()  # the PDF opens and its first page renders
+    assert first.size[0] > 500 and first.getextrema() != ((255, 255), (255, 255), (255, 255))
+    first.save(tmp_path / "report-page-1.png")
+    pdf_text = "\n".join(document[i].get_textpage().get_text_range() for i in range(len(document)))
+    report = run["report"]
+    for text in (md.stdout, pdf_text):
+        assert f"ticket {ticket_id}" in text and "Evaluation gate: passed" in text
+        assert report.checkpoint_sha256 in text.replace("\r", "").replace("\n", "")
+        assert "New version" in text and str(report.version) in text
+        forget = [s for r in run["model"].forget for s in (r["question"], r["answer"])]
+        assert not [s for s in forget if s in text or s[:40] in text]
+    assert "production -> v2" in md.stdout and "GDPR Art. 17" in md.stdout
