@@ -146,9 +146,9 @@ def report_sections(report: DeletionReport) -> list[tuple[str, list[tuple[str, s
 
 
 def to_markdown(report: DeletionReport) -> str:
-    lines = [f"# Deletion report: ticket {report.ticket_id}", "",
-             "Ids, hashes and numbers only; the forgotten records' text is not in this report and no longer "
-             "in the service's storage.", ""]
+    note = ("Ids, hashes and numbers only; the forgotten records' text is not in this report and no longer "
+            "in the service's storage.")
+    lines = [f"# Deletion report: ticket {report.ticket_id}", "", note, ""]
     for title, rows in report_sections(report):
         lines += [f"## {title}", ""]
         if rows and isinstance(rows[0], tuple):
