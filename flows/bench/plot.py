@@ -24,6 +24,7 @@ STYLE = {  # method -> (colour, marker)
     "npo": ("#1f77b4", "s"),
     "graddiff": ("#17becf", "s"),
     "po": ("#8c564b", "s"),
+    "grun": ("#e377c2", "D"),
     "retrain": ("#2ca02c", "*"),
     "target": ("#000000", "X"),
 }

@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
+from flows.bench import tofu
+
 app = typer.Typer(
     help="Benchmarks: GRIN against full-parameter unlearning and retraining.", no_args_is_help=True
 )
 
-# Mirrors flows/bench/tofu.py (imported lazily: that module's work pulls in torch).
-DEFAULT_METHODS = "grin-npo,grin-graddiff,grin-po,npo,graddiff,retrain"
+DEFAULT_METHODS = ",".join(tofu.DEFAULT_METHODS)  # the module imports torch only inside its functions
 
 
 def _name_values(option: str, items: list[str]) -> dict[str, list[float]]:

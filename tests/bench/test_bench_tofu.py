@@ -25,7 +25,7 @@ from grin_core.tofu import TofuSubset, load_tofu
 pytestmark = pytest.mark.slow
 
 GRIN = Path(sys.executable).with_name("grin")
-METHODS = ("grin-npo", "grin-graddiff", "grin-po", "npo", "graddiff", "retrain")
+METHODS = ("grin-npo", "grin-graddiff", "grin-po", "npo", "graddiff", "grun", "retrain")
 METHOD_KEYS = {"wall_s", "scoring_s", "peak_rss_mb", "state_bytes", "trainable_params", "metrics", "config"}
 METRIC_KEYS = {"forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_quality", "model_utility",
                "forget_keyword_acc", "mia_auc", "mia_zlib_auc", "mia_mink_auc", "mia_minkpp_auc", "holdout_prob",
@@ -87,7 +87,7 @@ def test_tiny_benchmark_writes_the_report_and_the_plot(tmp_path: Path, tofu_dir:
         probes, schedule = entry["probes"], entry["schedule"]
         assert PROBE_KEYS <= set(probes[0]) and probes[0]["epoch"] == 0, name
         assert len(probes) == 1 + round(entry["epochs_run"]) and 1 <= entry["epochs_run"] <= 2, name
-        assert schedule["steer"] is name.startswith("grin-"), name
+        assert schedule["steer"] is (name.startswith("grin-") or name == "grun"), name
         assert schedule["target_auc"] == calibration["auc"], name
         assert schedule["band"][0] < calibration["auc"] < schedule["band"][1], name
         assert schedule["push_epochs"] + schedule["repair_epochs"] == len(probes) - 1, name
@@ -109,6 +109,14 @@ def test_tiny_benchmark_writes_the_report_and_the_plot(tmp_path: Path, tofu_dir:
     assert full["config"]["full_parameter"] and full["config"]["learning_rate"] == 2e-4
     assert full["config"]["epochs"] == 2 and grin["config"]["epochs"] == 2
     assert report["methods"]["retrain"]["wall_s"] == report["retrain"]["train_s"]
+    # GRUN: an intervention beside unchanged weights, the base's own forget numbers, a second request on top
+    grun = report["methods"]["grun"]
+    assert grun["base_weights_changed"] is False and "drop the intervention" in grun["threat_model"]
+    assert 0 < grun["trainable_params"] < full["trainable_params"] and grun["intervention_bytes"] > 0
+    assert grun["base_forget"]["forget_rougeL"] == report["target"]["metrics"]["forget_rougeL"]
+    sequential = grun["sequential"]
+    assert sequential["n_second"] > 0 and sequential["second_author"] not in report["data"]["forget_authors"]
+    assert {"forget_rougeL", "mia_auc"} <= set(sequential["first_forget_after_second"])
     assert report["retrain"]["metrics"]["forget_quality"] == 1.0
     assert METRIC_KEYS <= set(report["sweeps"]["p"]["1"]["metrics"])
     assert report["sweeps"]["p"]["1"]["config"]["p_percent"] == 1.0
