@@ -141,7 +141,8 @@ def report_sections(report: DeletionReport) -> list[tuple[str, list[tuple[str, s
                 ("Chain head now", f"#{r.chain_head_now['id']} {r.chain_head_now['hash']}")]
     timeline = [["at", "from", "to"]] + [[t["at"][:19], t["from"] or "", t["to"] or ""] for t in r.timeline]
     verdict = "passed" if r.gate_passed else ("failed" if r.gate_passed is False else "not run")
-    return [("Request", request), ("Models", model), (f"Evaluation gate: {verdict} ({r.gate_reason or '–'})", gate),
+    gate_title = f"Evaluation gate: {verdict}" + (f" ({r.gate_reason})" if r.gate_passed is False else "")
+    return [("Request", request), ("Models", model), (gate_title, gate),
             ("Metrics (before -> after)", metrics), ("Evidence", evidence), ("Timeline", timeline)]
 
 
