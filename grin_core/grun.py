@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from grin_core.checkpoint import checkpoint_sha256, model_card, write_manifest
+from grin_core.gri import decoder_layers
 
 GATES = ("linear", "mlp")
 INTERVENTIONS = "interventions.safetensors"
@@ -150,15 +151,6 @@ def unhook(model: nn.Module) -> None:
     for layer in decoder_layers(model):
         for key in [k for k, hook in layer._forward_hooks.items() if isinstance(hook, LayerHook)]:
             del layer._forward_hooks[key]
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The model's stack of decoder layers: the ModuleList as long as `config.num_hidden_layers`."""
-    count = model.config.num_hidden_layers
-    for _, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == count and not isinstance(module, Interventions):
-            return module
-    raise ValueError(f"{type(model).__name__}: no list of {count} decoder layers to attach an intervention to")
 
 
 def interventions_of(model: nn.Module) -> Interventions | None:

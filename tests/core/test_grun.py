@@ -7,11 +7,11 @@ import torch
 
 from grin_core.checkpoint import save_checkpoint
 from grin_core.data import qa_collator, qa_dataset
+from grin_core.gri import decoder_layers
 from grin_core.grun import (
     INTERVENTIONS,
     GrunShape,
     attach,
-    decoder_layers,
     detach,
     interventions_of,
     load_interventions,
