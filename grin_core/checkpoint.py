@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 MANIFEST = "manifest.json"
 GRIN_CONFIG = "grin_config.json"
@@ -100,7 +100,7 @@ def model_card(card_info: Mapping[str, object] | None) -> ModelCard:
 
 def save_checkpoint(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerFast,
+    tokenizer: PreTrainedTokenizerBase,
     directory: str | Path,
     card_info: Mapping[str, object] | None = None,
     grin_config: Mapping[str, object] | None = None,
@@ -125,11 +125,12 @@ def load_grin_config(directory: str | Path) -> dict:
 
 def load_checkpoint(
     directory: str | Path, device: str | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """Verify the manifest, then load model (safetensors only) and tokenizer; eval mode."""
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Verify the manifest, then load model (safetensors only) and tokenizer (whatever class the
+    directory's tokenizer_config names, through AutoTokenizer); eval mode."""
     verify_checkpoint(directory)
     model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
     if device is not None:
         model.to(device)
     return model.eval(), tokenizer

@@ -1,0 +1,73 @@
+"""Model families other than the tests' Llama: tiny random models built from transformers configs
+go through GRI scoring -> mask -> noise -> sparse masked NPO -> save -> load -> generate, and
+through a GRUN request; unselected (GRIN) and base (GRUN) weights stay bit-identical."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    MistralConfig,
+    PhiConfig,
+    Qwen2Config,
+)
+
+from grin_core.checkpoint import load_checkpoint, save_checkpoint
+from grin_core.generation import generate_answers
+from grin_core.gri import eligible_parameters
+from grin_core.grun_train import GrunConfig, grun_unlearn
+from grin_core.unlearn import UnlearnConfig, unlearn
+from tests.core.test_unlearn import FORGET, RETAIN, assert_only_mask_moved, snapshot
+
+SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "max_position_embeddings": 128}
+FAMILIES = {
+    "llama-tied": lambda: LlamaConfig(**SMALL, tie_word_embeddings=True),
+    "qwen2": lambda: Qwen2Config(**SMALL, num_key_value_heads=1),
+    "mistral": lambda: MistralConfig(**SMALL, num_key_value_heads=1, sliding_window=None),
+    "gpt2": lambda: GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=128),  # Conv1D layers
+    "gpt-neox": lambda: GPTNeoXConfig(**SMALL),
+    "phi": lambda: PhiConfig(**SMALL),
+}
+TINY = {"epochs": 1, "batch_size": 4, "learning_rate": 1e-2, "scoring_batch_size": 8, "p_percent": 5.0}
+
+
+def build(family: str, tokenizer):
+    config = FAMILIES[family]()
+    config.vocab_size = len(tokenizer)
+    config.pad_token_id, config.bos_token_id, config.eos_token_id = (
+        tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_grin_and_grun_on_each_family(family, tiny_tokenizer, tmp_path):
+    model = build(family, tiny_tokenizer)
+    eligible = eligible_parameters(model)
+    assert len(eligible) >= 4 * model.config.num_hidden_layers, sorted(eligible)  # attention and MLP of each layer
+    before = snapshot(model)
+    result = unlearn(model, tiny_tokenizer, FORGET, RETAIN, UnlearnConfig(**TINY))
+    assert result.mask.k > 0
+    assert_only_mask_moved(model, before, result.mask)
+
+    saved = tmp_path / family
+    save_checkpoint(model, tiny_tokenizer, saved)
+    reloaded, tokenizer = load_checkpoint(saved)
+    assert AutoTokenizer.from_pretrained(saved).encode("Question: who?") == tokenizer.encode("Question: who?")
+    for name, value in reloaded.state_dict().items():
+        assert torch.equal(value, model.state_dict()[name]), name
+    questions = [r["question"] for r in FORGET[:2]]
+    assert generate_answers(reloaded, tokenizer, questions, max_new_tokens=6) == \
+        generate_answers(model, tiny_tokenizer, questions, max_new_tokens=6)
+
+    base = snapshot(reloaded)
+    grun = grun_unlearn(reloaded, tokenizer, FORGET[:4], RETAIN, GrunConfig(epochs=1, batch_size=4, gate="linear"))
+    assert grun.trainable_params > 0
+    for name, value in base.items():
+        assert torch.equal(dict(reloaded.named_parameters())[name], value), name
