@@ -12,28 +12,25 @@ from collections.abc import Iterable, Mapping
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
+from grin_core.prompts import prompt_ids
+
 IGNORE_INDEX = -100
-PROMPT_TEMPLATE = "Question: {question}\nAnswer:"  # the training format; probes try others
-
-
-def format_prompt(question: str, template: str = PROMPT_TEMPLATE) -> str:
-    """The prompt a model sees; generation continues after "Answer:" (or the template's end)."""
-    return template.format(question=question)
 
 
 def encode_qa(
     question: str, answer: str, tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
-    template: str = PROMPT_TEMPLATE,
+    template: str | None = None,
 ) -> dict[str, list[int]]:
-    """Tokenize one QA pair as BOS + prompt + " " + answer + EOS, labels on answer and EOS.
+    """Tokenize one QA pair as the prompt (prompts.py; `template` None: the line's) + " " + answer
+    + EOS, labels on answer and EOS.
 
     Prompt and answer are tokenized apart so the prompt's tokens are the same ones that
     generation later starts from.
     """
-    prompt_ids = [tokenizer.bos_token_id] + tokenizer.encode(format_prompt(question, template), add_special_tokens=False)
+    prompt = prompt_ids(question, tokenizer, template)
     answer_ids = tokenizer.encode(" " + answer, add_special_tokens=False) + [tokenizer.eos_token_id]
-    input_ids = (prompt_ids + answer_ids)[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
+    input_ids = (prompt + answer_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt) + answer_ids)[:max_length]
     return {
         "input_ids": input_ids,
         "attention_mask": [1] * len(input_ids),

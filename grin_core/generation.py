@@ -16,12 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grin_core.data import PROMPT_TEMPLATE, format_prompt
-
-
-def prompt_ids(question: str, tokenizer: PreTrainedTokenizerBase, template: str = PROMPT_TEMPLATE) -> list[int]:
-    """Token ids of BOS + prompt, the same tokens `encode_qa` puts before an answer."""
-    return [tokenizer.bos_token_id] + tokenizer.encode(format_prompt(question, template), add_special_tokens=False)
+from grin_core.prompts import prompt_ids
 
 
 def generate_answers(
@@ -31,7 +26,7 @@ def generate_answers(
     max_new_tokens: int = 96,
     batch_size: int = 64,
     progress: bool = False,
-    template: str = PROMPT_TEMPLATE,
+    template: str | None = None,
 ) -> list[str]:
     """Greedy answers to `questions`, in their order; works on whatever device `model` is on."""
     return [texts[0] for texts in _generate(model, tokenizer, questions, max_new_tokens, batch_size, progress,
@@ -48,7 +43,7 @@ def sample_answers(
     max_new_tokens: int = 96,
     batch_size: int = 64,
     progress: bool = False,
-    template: str = PROMPT_TEMPLATE,
+    template: str | None = None,
 ) -> list[list[str]]:
     """Per question, `num_samples` answers sampled at `temperature` (full distribution: no top-k /
     top-p), deterministic for a seed; `batch_size` counts questions, each batch generates

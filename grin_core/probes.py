@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grin_core.data import PROMPT_TEMPLATE, qa_collator, qa_dataset
+from grin_core.data import qa_collator, qa_dataset
 from grin_core.evaluate import EvalSuite
 from grin_core.generation import generate_answers, sample_answers
 from grin_core.metrics.likelihood import answer_logprobs, mean_logprob, normalised_probability
@@ -71,7 +71,7 @@ def measure_rouge_and_prob(
     questions: Sequence[str],
     answers: Sequence[str],
     *,
-    template: str = PROMPT_TEMPLATE,
+    template: str | None = None,
     batch_size: int = 64,
     max_new_tokens: int | None = None,
 ) -> tuple[float, float]:

@@ -38,7 +38,8 @@ from transformers import (
 
 from grin_core.cache import cached_dir, content_key
 from grin_core.checkpoint import save_checkpoint
-from grin_core.data import format_prompt, qa_collator, qa_dataset
+from grin_core.data import qa_collator, qa_dataset
+from grin_core.prompts import format_prompt
 from grin_core.model import TinyLlamaConfig, build_model
 from grin_core.tokenizer import train_bpe_tokenizer
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grin_core.data import IGNORE_INDEX, PROMPT_TEMPLATE, encode_qa
+from grin_core.data import IGNORE_INDEX, encode_qa
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def answer_logprobs(
     batch_size: int = 64,
     progress: bool = False,
     desc: str = "likelihood",
-    template: str = PROMPT_TEMPLATE,
+    template: str | None = None,
 ) -> list[torch.Tensor]:
     """Per pair, a float32 CPU tensor (|a|,) of log P(a_t | q, a_<t) over the answer tokens + EOS.
 
@@ -95,7 +95,7 @@ def answer_token_stats(
     batch_size: int = 64,
     progress: bool = False,
     desc: str = "likelihood",
-    template: str = PROMPT_TEMPLATE,
+    template: str | None = None,
 ) -> list[AnswerTokenStats]:
     """Per pair, `AnswerTokenStats` over the answer tokens + EOS, in the same batched pass as
     `answer_logprobs` (its `.logp` equals that function's output to float32 rounding).

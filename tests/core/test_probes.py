@@ -4,7 +4,7 @@ the plain evaluation, seeded sampling, relearning on copies."""
 import pytest
 import torch
 
-from grin_core.data import PROMPT_TEMPLATE
+from grin_core.prompts import PROMPT_TEMPLATE
 from grin_core.evaluate import EvalSuite, evaluate
 from grin_core.generation import generate_answers, sample_answers
 from grin_core.probes import (
