@@ -39,8 +39,8 @@ from transformers import (
 from grin_core.cache import cached_dir, content_key
 from grin_core.checkpoint import save_checkpoint
 from grin_core.data import qa_collator, qa_dataset
-from grin_core.prompts import format_prompt
 from grin_core.model import TinyLlamaConfig, build_model
+from grin_core.prompts import format_prompt
 from grin_core.tokenizer import train_bpe_tokenizer
 
 RECIPE_VERSION = 1  # bump when the training code changes what a config produces

@@ -6,7 +6,14 @@ from grin_core.checkpoint import load_checkpoint, save_checkpoint
 from grin_core.data import encode_qa
 from grin_core.generation import generate_answers
 from grin_core.metrics.likelihood import answer_logprobs
-from grin_core.prompts import CHAT, PROMPT_TEMPLATE, check_template, line_template, prompt_ids, set_line_template
+from grin_core.prompts import (
+    CHAT,
+    PROMPT_TEMPLATE,
+    check_template,
+    line_template,
+    prompt_ids,
+    set_line_template,
+)
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
