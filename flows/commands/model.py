@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -167,3 +168,130 @@ def purge_superseded(as_json: JsonFlag = False) -> None:
         emit_json([{"model": m, "version": v} for m, v in purged])
     else:
         typer.echo(", ".join(f"{m}@{v}" for m, v in purged) or "nothing past its grace period")
+
+
+@app.command("import")
+@reports_errors
+def import_model(
+    name: Annotated[str, typer.Argument(help="Model line to import into (created if new).")],
+    source: Annotated[str, typer.Argument(help="A Hugging Face model directory: a local path, or a file:// or "
+                                               "s3:// prefix (safetensors weights, its own tokenizer).")],
+    training_manifest: Annotated[str | None, typer.Option(
+        help="QA records the model was trained on (retain sets are sampled from it).")] = None,
+    retain: Annotated[str | None, typer.Option(
+        help="Retain QA records, when the full training set is not available (used as the manifest).")] = None,
+    eval_suite: Annotated[str | None, typer.Option(
+        help="A JSON object of evaluation QA sets (retain, real_authors, world_facts, calibration, ...).")] = None,
+    holdout: Annotated[str | None, typer.Option(
+        help="Non-member QA records (data the model never saw) for the privacy checks.")] = None,
+    prompt_template: Annotated[str | None, typer.Option(
+        help="The line's prompt: a format string with {question}, or 'chat' (the tokenizer's chat template). "
+             "Default: 'Question: {question}\\nAnswer:'.")] = None,
+    description: Annotated[str | None, typer.Option(help="What the model is (new lines).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import a causal LM as the next version of NAME: checked (safetensors only, no fused experts),
+    re-saved with a sha256 manifest and the line's prompt template, uploaded content-addressed,
+    registered and aliased production if the line has none. Importing the same content again
+    answers with the version it already is."""
+    import tempfile
+
+    from flows.commands._session import transaction
+    from grin_core.checkpoint import save_checkpoint
+    from grin_core.model_import import UnsupportedModelError, load_importable
+    from grin_core.prompts import line_template, set_line_template
+    from grin_core.records import parse_qa_records
+    from infra import registry
+    from infra.errors import InvalidRequestError, UnknownModelError
+    from infra.settings import get_settings
+    from infra.storage import locate, open_store
+    from tasks.checkpoint_store import upload_checkpoint
+
+    settings = get_settings()
+    if training_manifest and retain:
+        raise InvalidRequestError("give --training-manifest or --retain, not both")
+
+    def records(uri: str) -> tuple[str, list[dict]]:
+        store, key = locate(uri, settings=settings)
+        return uri, parse_qa_records(store.get_bytes(key), source=uri)
+
+    manifest = records(training_manifest or retain) if (training_manifest or retain) else None
+    suite: dict[str, Any] = {}
+    if eval_suite:
+        store, key = locate(eval_suite, settings=settings)
+        try:
+            suite = json.loads(store.get_bytes(key))
+        except json.JSONDecodeError as exc:
+            raise InvalidRequestError(f"--eval-suite {eval_suite} is not JSON: {exc}") from None
+        if not isinstance(suite, dict):
+            raise InvalidRequestError("--eval-suite must hold a JSON object of QA sets")
+    if holdout:
+        suite["holdout"] = records(holdout)[1]
+    with tempfile.TemporaryDirectory(prefix="grin-import-") as tmp:
+        local = _fetch_model_dir(source, Path(tmp) / "source", settings)
+        try:
+            model, tokenizer = load_importable(local)
+            if prompt_template:
+                set_line_template(tokenizer, prompt_template)
+        except (UnsupportedModelError, ValueError, OSError) as exc:
+            raise InvalidRequestError(f"cannot import {source}: {exc}".splitlines()[0]) from None
+        out = Path(tmp) / "checkpoint"
+        save_checkpoint(model, tokenizer, out, card_info={"method": "imported"},
+                        grin_config={"imported": True, "prompt_template": line_template(tokenizer),
+                                     "architecture": type(model).__name__})
+        checkpoint = upload_checkpoint(out, open_store(settings))
+        template = line_template(tokenizer)
+    suite_uri = None
+    if suite:  # content-addressed, as the pipeline stores the suites it derives (suites/<sha256>.json)
+        from infra.audit import sha256_hex
+
+        body = json.dumps(suite, sort_keys=True).encode()
+        suite_uri = open_store(settings).put_bytes(f"suites/{sha256_hex(body)}.json", body).uri
+    with transaction() as session:
+        try:
+            registry.get_model(name, session=session)
+        except UnknownModelError:
+            registry.register_model(name, session=session, description=description)
+        version = registry.find_registered(name, checkpoint.sha256, session=session)
+        existed = version is not None
+        if version is None:
+            version = registry.add_version(
+                name, session=session, checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
+                training_manifest_uri=manifest[0] if manifest else None, eval_suite_uri=suite_uri,
+                hparams={"imported": True, "architecture": type(model).__name__, "prompt_template": template,
+                         "manifest": "training" if training_manifest else ("retain" if retain else None)})
+            try:
+                registry.resolve(f"{name}@{registry.PRODUCTION}", session=session)
+            except LookupError:
+                registry.set_alias(name, registry.PRODUCTION, version.version, session=session, actor="import")
+        summary = {"model": name, "version": version.version, "checkpoint_uri": version.checkpoint_uri,
+                   "checkpoint_sha256": version.checkpoint_sha256, "architecture": type(model).__name__,
+                   "prompt_template": template, "already_imported": existed,
+                   "manifest_records": len(manifest[1]) if manifest else None, "eval_suite_uri": version.eval_suite_uri}
+    if as_json:
+        emit_json(summary)
+    else:
+        typer.echo(f"{name} version {summary['version']} ({'already imported' if existed else 'imported'}): "
+                   f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}")
+
+
+def _fetch_model_dir(source: str, target: Path, settings) -> Path:
+    """A local directory holding the model: the path itself, or a copy of a file:// / s3:// prefix."""
+    from infra.errors import InvalidRequestError
+    from infra.storage import locate
+
+    if "://" not in source:
+        path = Path(source)
+        if not path.is_dir():
+            raise InvalidRequestError(f"{source} is not a directory (hub ids are not fetched: the hub is not "
+                                      "reachable from these machines; download the model and import its directory)")
+        return path
+    store, prefix = locate(source.rstrip("/") + "/", settings=settings)
+    keys = store.list(prefix)
+    if not keys:
+        raise InvalidRequestError(f"nothing under {source}")
+    for key in keys:
+        destination = target / key[len(prefix):]
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        store.get_file(key, destination)
+    return target
