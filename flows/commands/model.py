@@ -197,6 +197,7 @@ def import_model(
     import tempfile
 
     from flows.commands._session import transaction
+    from grin_core.calibration import non_member_auc
     from grin_core.checkpoint import save_checkpoint
     from grin_core.model_import import UnsupportedModelError, load_importable
     from grin_core.prompts import line_template, set_line_template
@@ -235,6 +236,9 @@ def import_model(
                 set_line_template(tokenizer, prompt_template)
         except (UnsupportedModelError, ValueError, OSError) as exc:
             raise InvalidRequestError(f"cannot import {source}: {exc}".splitlines()[0]) from None
+        # The line's non-member MIA level, measured as train-model measures it (grin_core/calibration.py)
+        reference = (round(non_member_auc(model, tokenizer, suite["calibration"], suite["holdout"]), 4)
+                     if suite.get("calibration") and suite.get("holdout") else None)
         out = Path(tmp) / "checkpoint"
         save_checkpoint(model, tokenizer, out, card_info={"method": "imported"},
                         grin_config={"imported": True, "prompt_template": line_template(tokenizer),
@@ -251,7 +255,8 @@ def import_model(
         try:
             registry.get_model(name, session=session)
         except UnknownModelError:
-            registry.register_model(name, session=session, description=description)
+            registry.register_model(name, session=session, description=description,
+                                    gate_policy={"mia_reference_auc": reference} if reference is not None else None)
         version = registry.find_registered(name, checkpoint.sha256, session=session)
         existed = version is not None
         if version is None:
@@ -267,7 +272,8 @@ def import_model(
         summary = {"model": name, "version": version.version, "checkpoint_uri": version.checkpoint_uri,
                    "checkpoint_sha256": version.checkpoint_sha256, "architecture": type(model).__name__,
                    "prompt_template": template, "already_imported": existed,
-                   "manifest_records": len(manifest[1]) if manifest else None, "eval_suite_uri": version.eval_suite_uri}
+                   "manifest_records": len(manifest[1]) if manifest else None, "eval_suite_uri": version.eval_suite_uri,
+                   "mia_reference_auc": reference}
     if as_json:
         emit_json(summary)
     else:
