@@ -17,7 +17,12 @@ from grin_core.tokenizer import train_bpe_tokenizer
 from grin_core.train import train_model
 from infra.storage import open_store
 from tests.cli.conftest import Grin
-from tests.fixtures.models import MEMORISED_MODEL_CONFIG, MEMORISED_SUBSET, MEMORISED_TRAIN_CONFIG, TOFU_DIR
+from tests.fixtures.models import (
+    MEMORISED_MODEL_CONFIG,
+    MEMORISED_SUBSET,
+    MEMORISED_TRAIN_CONFIG,
+    TOFU_DIR,
+)
 from tests.fixtures.pipeline import PublishedModel, file_ticket
 
 pytestmark = pytest.mark.slow
