@@ -71,3 +71,20 @@ def test_grin_and_grun_on_each_family(family, tiny_tokenizer, tmp_path):
     assert grun.trainable_params > 0
     for name, value in base.items():
         assert torch.equal(dict(reloaded.named_parameters())[name], value), name
+
+
+def test_an_import_refuses_fused_experts_and_takes_a_plain_family(tiny_tokenizer, tmp_path):
+    from transformers import MixtralConfig
+
+    from grin_core.model_import import UnsupportedModelError, load_importable
+
+    moe = MixtralConfig(**SMALL, num_key_value_heads=1, num_local_experts=4, num_experts_per_tok=2,
+                        vocab_size=len(tiny_tokenizer))
+    AutoModelForCausalLM.from_config(moe).save_pretrained(tmp_path / "moe")
+    tiny_tokenizer.save_pretrained(tmp_path / "moe")
+    with pytest.raises(UnsupportedModelError, match="mixture of experts"):
+        load_importable(tmp_path / "moe")
+    build("qwen2", tiny_tokenizer).save_pretrained(tmp_path / "qwen2")
+    tiny_tokenizer.save_pretrained(tmp_path / "qwen2")
+    model, tokenizer = load_importable(tmp_path / "qwen2")
+    assert type(model).__name__ == "Qwen2ForCausalLM" and tokenizer.encode("a b") == tiny_tokenizer.encode("a b")
