@@ -83,7 +83,7 @@ def test_an_imported_mistral_with_its_own_prompt_answers_a_ticket_with_a_gated_v
     # The import is under test, not the schedule: the old retain batch and half the budget (as the
     # sequential test); the gate is the service's default one.
     ticket = file_ticket(settings, PublishedModel("users-mistral", forget, keywords), forget_uri, keywords_uri,
-                         hparams={"retain_batch_size": 8, "max_epochs": 20})
+                         hparams={"retain_batch_size": 8, "max_epochs": 30})
 
     from flows.tickets import process_ticket
 
