@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 # resolving a multi-GB CUDA build. On a GPU host: make TORCH_SPEC='torch==2.13.0' (CUDA index).
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# Test files run on this many processes, one thread of torch each (two torch processes with two
+# threads each fight over the 2 cores of a dev machine). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: venv demo test test-fast bench postgres clean
 
@@ -28,11 +32,11 @@ demo: venv
 
 # The whole suite, slow tests included (CI runs this).
 test: venv postgres
-	$(PY) -m pytest -m '' --durations=15 $(PYTEST_ARGS)
+	$(PYTEST) -m '' --durations=15 $(PYTEST_ARGS)
 
 # The quick loop: everything not marked slow.
 test-fast: venv postgres
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 # Issue 9's acceptance: both data settings, GRIN-NPO over 3 seeds, report + figure + per-epoch curves.
 bench: venv

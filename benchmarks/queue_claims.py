@@ -49,7 +49,7 @@ def seed(url: str, tickets: int) -> None:
                 )
                 queue.file_ticket(request, session=session)
     finally:
-        engine.dispose()  # no connection may be shared with the forked claimers
+        engine.dispose()
 
 
 def _claimer(url: str, owner: str, ready: Any, results: Any) -> None:
@@ -82,7 +82,9 @@ def _claimer(url: str, owner: str, ready: Any, results: Any) -> None:
 def run(url: str, *, tickets: int = 200, workers: int = 8) -> dict[str, Any]:
     """Seed `url` (a migrated, empty database), drain it with `workers` processes, and report."""
     seed(url, tickets)
-    context = mp.get_context("fork")
+    # Spawned, not forked: a fork inherits the parent's threading at-exit hooks, and once Prefect has
+    # run in the parent (a test session) its events worker's hook fails in the child, exit code 1.
+    context = mp.get_context("spawn")
     ready, results = context.Barrier(workers + 1), context.Queue()
     processes = [
         context.Process(target=_claimer, args=(url, f"claimer-{n}", ready, results))
