@@ -58,6 +58,7 @@ from grin_core.metrics.truth_ratio import (
     truth_ratio,
 )
 from grin_core.metrics.utility import model_utility
+from grin_core.steps import StepCallback, Steps
 
 
 @dataclass
@@ -93,6 +94,7 @@ class _Evaluator:
     batch_size: int
     max_new_tokens: int | None
     progress: bool
+    steps: Steps
     result: EvalResult = field(default_factory=EvalResult)
 
     def put(self, key: str, value: float | None, per_example: torch.Tensor | list | None = None) -> None:
@@ -103,6 +105,7 @@ class _Evaluator:
 
     def generate(self, part: str, records: list[dict]) -> list[str]:
         longest = max(len(self.tokenizer.encode(" " + r["answer"], add_special_tokens=False)) for r in records)
+        self.steps.begin(f"{part}: greedy answers to {len(records)} questions")
         return generate_answers(
             self.model, self.tokenizer, [r["question"] for r in records],
             max_new_tokens=self.max_new_tokens or longest + 8,
@@ -113,6 +116,7 @@ class _Evaluator:
                    ) -> tuple[list[torch.Tensor], list[AnswerTokenStats] | None]:
         """Token log-probs of each pair, and with `stats` the Min-K%++ statistics of the same pass."""
         kwargs = {"batch_size": self.batch_size, "progress": self.progress, "desc": f"{part}: likelihood"}
+        self.steps.begin(f"{part}: likelihood of {len(answers)} answers")
         if not stats:
             return answer_logprobs(self.model, self.tokenizer, questions, answers, **kwargs), None
         token_stats = answer_token_stats(self.model, self.tokenizer, questions, answers, **kwargs)
@@ -218,16 +222,20 @@ def evaluate_suite(
     retrained_forget_truth_ratios: list[float] | None = None,
     reference_auc: float | None = None,
     progress: bool = True,
+    on_step: StepCallback | None = None,
 ) -> EvalResult:
     """All metrics the suite's parts allow, and the per-example values behind them.
 
     `max_new_tokens` defaults, per part, to the longest gold answer + 8 tokens. Pass the retrained
     model's `per_example["forget_truth_ratio"]` as `retrained_forget_truth_ratios` to get
     `forget_quality`, and its `metrics["mia_mink_auc"]` as `reference_auc` to measure `privleak`
-    against it (0.5 otherwise; the value used is `privleak_reference_auc`).
+    against it (0.5 otherwise; the value used is `privleak_reference_auc`). `on_step` hears each
+    generation or likelihood pass begin (grin_core/steps.py).
     """
-    ev = _Evaluator(model, tokenizer, batch_size, max_new_tokens, progress)
     with_privacy = bool(suite.forget and suite.holdout)
+    parts = [p for p in ("forget", "retain", "real_authors", "world_facts") if getattr(suite, p)]
+    steps = Steps(2 * len(parts) + with_privacy, on_step)  # a part: answers + likelihood; privacy: holdout
+    ev = _Evaluator(model, tokenizer, batch_size, max_new_tokens, progress, steps)
     forget_stats = ev.qa_part("forget", suite.forget, stats=with_privacy) if suite.forget else None
     if suite.retain:
         ev.qa_part("retain", suite.retain)

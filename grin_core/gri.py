@@ -33,6 +33,7 @@ from transformers.pytorch_utils import Conv1D
 from grin_core.data import IGNORE_INDEX, qa_collator, qa_dataset
 from grin_core.distributed import shard, sum_across_ranks_
 from grin_core.objectives import sequence_logprob
+from grin_core.steps import StepCallback, Steps
 
 LINEAR_TYPES = (nn.Linear, Conv1D)
 MODEL_COLUMNS = ["input_ids", "attention_mask", "labels"]
@@ -176,12 +177,17 @@ def gri_scores(
     batch_size: int = 16,
     max_length: int = 256,
     progress: bool = False,
+    on_step: StepCallback | None = None,
 ) -> dict[str, torch.Tensor]:
-    """name -> fp32 GRI score of every eligible weight (see module docstring)."""
+    """name -> fp32 GRI score of every eligible weight (see module docstring); `on_step` hears
+    each of the two gradient passes begin."""
     params = eligible_parameters(model, modules)
     forget = encoded_records(forget_records, tokenizer, max_length)
     retain = encoded_records(retain_records, tokenizer, max_length)
+    steps = Steps(2, on_step)
+    steps.begin(f"gradients of {len(forget)} forget records")
     g_forget = gradient_magnitude(model, forget, tokenizer, params, batch_size, progress, "GRI forget")
+    steps.begin(f"gradients of {len(retain)} retain records")
     g_retain = gradient_magnitude(model, retain, tokenizer, params, batch_size, progress, "GRI retain")
     return gri_ratio(g_forget, g_retain, eps)
 

@@ -35,6 +35,7 @@ from grin_core.metrics.likelihood import answer_logprobs, mean_logprob, normalis
 from grin_core.metrics.mia import mia_auc
 from grin_core.metrics.rouge import rouge_l_recall
 from grin_core.quantize import fake_quantize
+from grin_core.steps import StepCallback, Steps
 
 PROBES = ("paraphrase", "sampling", "formats", "quantization")
 
@@ -244,12 +245,13 @@ def run_probes(
     bits: Sequence[int] = (8, 4),
     relearn_steps: int = 10,
     relearn_lr: float = 1e-3,
+    on_step: StepCallback | None = None,
 ) -> dict[str, float]:
     """The named probes (any of `PROBES`) on the suite's forget set, plus relearning if asked.
 
     Probes whose data is missing (no forget set; no `paraphrased_question`; no holdout for the
     quantised MIA) leave their keys out; nothing reports 0 for "not measured". `model` is never
-    modified (quantisation and relearning work on copies).
+    modified (quantisation and relearning work on copies). `on_step` hears each probe begin.
     """
     unknown = set(probes) - set(PROBES)
     if unknown:
@@ -257,16 +259,21 @@ def run_probes(
     if not suite.forget:
         return {}
     common = {"batch_size": batch_size, "max_new_tokens": max_new_tokens}
+    chosen = [p for p in PROBES if p in probes] + (["relearn"] if relearn else [])
+    steps = Steps(len(chosen), on_step)
     out: dict[str, float] = {}
-    if "paraphrase" in probes:
-        out |= paraphrase_probe(model, tokenizer, suite.forget, **common)
-    if "sampling" in probes:
-        out |= sampling_probe(model, tokenizer, suite.forget, num_samples=num_samples, temperature=temperature,
-                              seed=seed, **common)
-    if "formats" in probes:
-        out |= format_probe(model, tokenizer, suite.forget, **common)
-    if "quantization" in probes:
-        out |= quantization_probe(model, tokenizer, suite, bits=bits, **common)
-    if relearn:
-        out |= relearn_probe(model, tokenizer, suite.forget, steps=relearn_steps, lr=relearn_lr, seed=seed, **common)
+    for probe in chosen:
+        steps.begin(f"probe: {probe}")
+        if probe == "paraphrase":
+            out |= paraphrase_probe(model, tokenizer, suite.forget, **common)
+        elif probe == "sampling":
+            out |= sampling_probe(model, tokenizer, suite.forget, num_samples=num_samples,
+                                  temperature=temperature, seed=seed, **common)
+        elif probe == "formats":
+            out |= format_probe(model, tokenizer, suite.forget, **common)
+        elif probe == "quantization":
+            out |= quantization_probe(model, tokenizer, suite, bits=bits, **common)
+        else:
+            out |= relearn_probe(model, tokenizer, suite.forget, steps=relearn_steps, lr=relearn_lr,
+                                 seed=seed, **common)
     return out

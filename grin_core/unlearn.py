@@ -67,6 +67,7 @@ from grin_core.privacy_schedule import PUSH, PUSH_CONTROLS, REPAIR, PrivacySched
 from grin_core.refusals import refusal_records
 from grin_core.resume import SaveAtIntervals, load_progress, save_progress
 from grin_core.state_bytes import StateBytes, StateMeter
+from grin_core.steps import StepCallback
 
 REF_COLUMN = "ref_logp"
 RETAIN_PROBE_SIZE = 100  # retain records the privacy schedule watches (40 tracked the gate's ROUGE-L poorly)
@@ -393,11 +394,13 @@ def score_and_select(
     retain_records: Sequence[Mapping[str, str]],
     config: UnlearnConfig,
     progress: bool = False,
+    on_step: StepCallback | None = None,
 ) -> Mask:
     """GRI scores of the eligible weights, then the global top-p% mask (the scoring stage)."""
     scores = gri_scores(
         model, tokenizer, forget_records, retain_records, modules=config.eligible_modules,
         eps=config.eps, batch_size=config.scoring_batch_size, max_length=config.max_length, progress=progress,
+        on_step=on_step,
     )
     return select_top_p(scores, config.p_percent)
 

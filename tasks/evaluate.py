@@ -10,6 +10,7 @@ from grin_core.evaluate import EvalSuite, evaluate
 from grin_core.probes import run_probes
 from tasks.contracts import CheckpointRef, EvalOutcome, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_json, read_records
+from tasks.progress import StageSteps
 from tasks.worker_liveness import reports_stage
 
 
@@ -27,7 +28,9 @@ def evaluate_checkpoint(label: str, checkpoint: CheckpointRef, snapshot: Snapsho
     # this stage up. Other parts (calibration) are the line's.
     known = ("retain", "real_authors", "world_facts", "holdout")
     suite = EvalSuite(forget=read_records(snapshot.forget), **{k: v or None for k, v in parts.items() if k in known})
-    metrics = evaluate(model, tokenizer, suite, progress=False)
-    metrics.update(run_probes(model, tokenizer, suite, relearn=relearn, seed=seed))
+    steps = StageSteps(key=f"evaluate-{label}", label=f"evaluate-{label}")
+    metrics = evaluate(model, tokenizer, suite, progress=False, on_step=steps.within(0.0, 0.6))
+    metrics.update(run_probes(model, tokenizer, suite, relearn=relearn, seed=seed, on_step=steps.within(0.6, 1.0)))
+    steps.finish()
     return EvalOutcome(metrics=metrics, seconds=round(time.perf_counter() - started, 3),
                        worker=WorkerStamp.here(device()))

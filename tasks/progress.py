@@ -1,7 +1,8 @@
-"""Training progress as a Prefect progress artifact and as log lines, from inside the Trainer loop.
+"""Stage progress as a Prefect progress artifact and as log lines: epochs from inside the Trainer
+loop, steps (grin_core/steps.py) of evaluation and scoring.
 
-The log lines (epoch, loss, ETA) reach the terminal of `grin demo` / `grin ticket process` and the
-run's logs in the UI; a long stage is never silent for more than an epoch."""
+The log lines (epoch, loss, ETA; step n/N) reach the terminal of `grin demo` / `grin ticket
+process` and the run's logs in the UI; a long stage is never silent for more than an epoch or a step."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from transformers import TrainerCallback
+
+from grin_core.steps import StepCallback
 
 
 class PrefectProgress(TrainerCallback):
@@ -55,3 +58,25 @@ class EpochLog(TrainerCallback):
         get_run_logger().info("%s: epoch %d/%d, loss %.4g%s, %.0f s, ETA <= %.0f s", self.label,
                               round(state.epoch or 0), round(args.num_train_epochs), logs["loss"],
                               f" ({parts})" if parts else "", elapsed, eta)
+
+
+class StageSteps:
+    """A log line per step of a stage and one progress artifact over all its parts.
+
+    A stage made of several pieces of work (evaluation: metrics, then probes) gives each its share
+    of the bar: `within(0.0, 0.7)` is the callback for the first, `within(0.7, 1.0)` for the next."""
+
+    def __init__(self, key: str, label: str) -> None:
+        self.label, self._started = label, time.monotonic()
+        self.artifact_id = create_progress_artifact(progress=0.0, key=key, description=f"{label}: steps done")
+
+    def within(self, start: float, end: float) -> StepCallback:
+        def on_step(what: str, done: int, total: int) -> None:
+            get_run_logger().info("%s: %s (step %d/%d, %.0f s)", self.label, what, done + 1, total,
+                                  time.monotonic() - self._started)
+            update_progress_artifact(self.artifact_id, progress=100.0 * (start + (end - start) * done / total))
+
+        return on_step
+
+    def finish(self) -> None:
+        update_progress_artifact(self.artifact_id, progress=100.0)

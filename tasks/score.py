@@ -16,6 +16,7 @@ from grin_core.unlearn import UnlearnConfig, score_and_select
 from infra.settings import get_settings
 from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, RoundSpec, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_records
+from tasks.progress import StageSteps
 from tasks.progress_checkpoints import ProgressCheckpoints
 from tasks.resources import object_store
 from tasks.stage_processes import score_on_processes
@@ -39,7 +40,9 @@ def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef,
                 mask = score_on_processes(label, parent, forget, retain, config, processes, Path(tmp))
             else:
                 model, tokenizer = load_model(parent)
-                mask = score_and_select(model, tokenizer, forget, retain, config)
+                steps = StageSteps(key=f"scoring-{label}", label=f"{label} round {round_no} scoring")
+                mask = score_and_select(model, tokenizer, forget, retain, config, on_step=steps.within(0.0, 1.0))
+                steps.finish()
             mask.save(path)
             kept.keep_mask(path)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -281,17 +282,27 @@ def import_model(
                    f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}")
 
 
+# A hub id, `owner/name` with an optional `@revision`, as `from_pretrained` takes it.
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
+# What an import reads from a hub repository: config, tokenizer, safetensors weights (pickled
+# weights are never fetched: the import refuses them anyway, and they can run code when loaded).
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
+
+
 def _fetch_model_dir(source: str, target: Path, settings) -> Path:
-    """A local directory holding the model: the path itself, or a copy of a file:// / s3:// prefix."""
+    """A local directory holding the model: the path itself, a copy of a file:// / s3:// prefix, or
+    a hub id's snapshot (huggingface_hub: its cache first, the network where it is reachable)."""
     from infra.errors import InvalidRequestError
     from infra.storage import locate
 
     if "://" not in source:
         path = Path(source)
-        if not path.is_dir():
-            raise InvalidRequestError(f"{source} is not a directory (hub ids are not fetched: the hub is not "
-                                      "reachable from these machines; download the model and import its directory)")
-        return path
+        if path.is_dir():
+            return path
+        if path.exists() or not HUB_ID.match(source):
+            raise InvalidRequestError(f"{source} is not a directory, an s3:// or file:// prefix, "
+                                      "or a hub id (owner/name[@revision])")
+        return _fetch_from_hub(source)
     store, prefix = locate(source.rstrip("/") + "/", settings=settings)
     keys = store.list(prefix)
     if not keys:
@@ -301,3 +312,20 @@ def _fetch_model_dir(source: str, target: Path, settings) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)
         store.get_file(key, destination)
     return target
+
+
+def _fetch_from_hub(source: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    from infra.errors import InvalidRequestError
+
+    repo_id, _, revision = source.partition("@")
+    try:
+        # Into the hub cache (HF_HUB_CACHE), where an offline machine finds what was fetched before.
+        return Path(snapshot_download(repo_id, revision=revision or None, allow_patterns=HUB_FILES))
+    except LocalEntryNotFoundError:
+        raise InvalidRequestError(f"cannot fetch {source}: the hub is not reachable from here and the model "
+                                  "is not in the local hub cache; download it and import its directory") from None
+    except HfHubHTTPError as exc:
+        raise InvalidRequestError(f"cannot fetch {source} from the hub: {exc}".splitlines()[0]) from None

@@ -72,3 +72,27 @@ def test_pickle_weights_bad_templates_and_missing_directories_are_refused_with_n
     assert result.exit_code != 0 and "not a directory" in result.output
     assert grin.json("model", "list") == []
     assert LocalStore(grin.settings.state_dir / "objects").list("checkpoints/") == []
+
+
+def test_a_hub_id_imports_from_the_hub_cache_and_an_unreachable_one_is_refused(grin: Grin, tiny_tokenizer,
+                                                                               tmp_path, monkeypatch):
+    """The hub is unreachable here, so the hub's own offline mode stands in for a machine whose cache
+    holds what an earlier `snapshot_download` fetched (huggingface_hub's cache layout)."""
+    from huggingface_hub import constants
+
+    cache, commit = tmp_path / "hub", "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--acme--qwen2-user"
+    (repo / "snapshots").mkdir(parents=True)
+    _hf_directory(tmp_path, tiny_tokenizer).rename(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+    imported = grin.json("model", "import", "hub-qwen", "acme/qwen2-user")
+    assert (imported["version"], imported["architecture"]) == (1, "Qwen2ForCausalLM")
+    pinned = grin.json("model", "import", "hub-qwen", f"acme/qwen2-user@{commit}")
+    assert pinned["already_imported"] is True and pinned["checkpoint_sha256"] == imported["checkpoint_sha256"]
+    result = grin("model", "import", "hub-qwen", "acme/never-fetched")
+    assert result.exit_code != 0 and "not reachable" in result.output and "import its directory" in result.output
+    assert [m["name"] for m in grin.json("model", "list")] == ["hub-qwen"]
