@@ -22,6 +22,8 @@ COPY grin_core ./grin_core
 COPY infra ./infra
 COPY tasks ./tasks
 COPY flows ./flows
+COPY cli ./cli
+COPY benchmarks ./benchmarks
 COPY migrations ./migrations
 RUN pip install .
 

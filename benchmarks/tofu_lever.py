@@ -14,7 +14,7 @@ import argparse
 import ast
 import json
 
-from flows.bench.tofu import BenchConfig, TofuBench
+from benchmarks.tofu import BenchConfig, TofuBench
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.bench import tofu
+from benchmarks import tofu
 
 app = typer.Typer(
     help="Benchmarks: GRIN against full-parameter unlearning and retraining.", no_args_is_help=True
@@ -128,7 +128,7 @@ def tofu(
 
     from rich.console import Console
 
-    from flows.bench.tofu import BenchConfig, run_tofu_bench
+    from benchmarks.tofu import BenchConfig, run_tofu_bench
 
     learning_rates = {k: v[-1] for k, v in _name_values("--lr", lr or []).items() if v}
     sweeps = {k: tuple(v) for k, v in _name_values("--sweep", sweep or []).items()}
@@ -177,11 +177,11 @@ def tofu(
     else:
         typer.echo(text)
     if plot is not None:
-        from flows.bench.plot import plot_report
+        from benchmarks.plot import plot_report
 
         console.log(f"plot: {plot_report(report, plot)}")
     if curves is not None:
-        from flows.bench.plot import plot_curves
+        from benchmarks.plot import plot_curves
 
         console.log(f"curves: {plot_curves(report, curves)}")
     _summary(console, report)

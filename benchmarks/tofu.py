@@ -50,7 +50,9 @@ from dataclasses import dataclass, field
 from math import nan
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from benchmarks.recipes import RECIPES
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 NPO_FAMILY = ("npo", "graddiff", "po")
 METHODS = (*(f"grin-{m}" for m in NPO_FAMILY), *NPO_FAMILY, "grun", "retrain")
 DEFAULT_METHODS = ("grin-npo", "grin-graddiff", "grin-po", "npo", "graddiff", "grun", "retrain")
@@ -66,48 +68,6 @@ SEEDED_METHOD = "grin-npo"  # the method --seeds repeats
 FULL_PARAMETER_LEARNING_RATE = {"npo": 1e-4, "graddiff": 1e-4, "po": 1e-4}
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How the target and the retrained model are built, and how much of the suite is read.
-
-    n_general: real_authors / world_facts questions in the training set (first n of each; None =
-    all 217). eval_retain: retain questions evaluated (first n of the subset's; None = all).
-    probes: keyword arguments of `run_probes` over PROBE_DEFAULTS (the issue's settings).
-    """
-
-    model: dict
-    train: dict
-    n_general: int | None = None
-    eval_retain: int | None = None
-    probes: dict = field(default_factory=dict)
-
-    @property
-    def probe_settings(self) -> dict:
-        return {**PROBE_DEFAULTS, **self.probes}
-
-
-# run_probes as the issue asks: best-of-8 at temperature 1, int8 and int4, relearning 10 steps on half
-# the forget set (lr 1e-3); the seed is the run's, so every model relearns the same half.
-PROBE_DEFAULTS = {"num_samples": 8, "temperature": 1.0, "bits": (8, 4), "relearn_steps": 10, "relearn_lr": 1e-3,
-                  "max_new_tokens": None}
-
-
-RECIPES = {
-    # 2 CPU cores, <= 30 min cold: the 1.6 M model of FINDINGS, batch 32, stop below mean answer loss
-    # 0.05, cosine over 60 epochs. The demo's 40-epoch horizon memorises 20 authors in 24 epochs, but
-    # the retrain set (18 authors) learnt slower there and the decayed rate left it at loss 0.42
-    # (retain ROUGE-L 0.47) after 40 epochs: no baseline. The longer horizon gives both room.
-    "cpu": Recipe(model={}, train={"max_epochs": 60}),
-    # The test's recipe: a few seconds per model; numbers are meaningless, the plumbing is not.
-    "tiny": Recipe(
-        model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
-        train={"max_epochs": 2, "stop_loss": None, "batch_size": 8, "warmup_steps": 2, "vocab_size": 512},
-        n_general=4, eval_retain=8,
-        probes={"num_samples": 2, "relearn_steps": 2, "max_new_tokens": 24},
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -272,7 +232,7 @@ class TofuBench:
 
     def train(self, name: str, records: Sequence[Mapping]) -> tuple[Path, dict]:
         """Train (or reuse) a model; `train_s` is the original training time either way."""
-        from flows.bench.peak_rss import PeakRss
+        from benchmarks.peak_rss import PeakRss
         from grin_core.checkpoint import load_grin_config
         from grin_core.train import train_or_load
 
@@ -378,7 +338,7 @@ class TofuBench:
 
         The per-epoch privacy probes run either way (`steer` False: recorded only); their
         likelihood passes are inside `wall_s`, as a deployed schedule would pay them."""
-        from flows.bench.peak_rss import PeakRss
+        from benchmarks.peak_rss import PeakRss
         from grin_core.pass_timing import forward_backward_seconds
         from grin_core.unlearn import unlearn
 
@@ -432,7 +392,7 @@ class TofuBench:
 
         `base_forget`: the forget numbers of the base weights alone (the target's): what anyone who
         holds them gets back by dropping the intervention (grin_core/grun.py, THREAT_MODEL)."""
-        from flows.bench.peak_rss import PeakRss
+        from benchmarks.peak_rss import PeakRss
         from grin_core.grun import THREAT_MODEL
         from grin_core.grun_train import grun_unlearn
 

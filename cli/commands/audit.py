@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.commands._output import JsonFlag, emit_json, emit_table, reports_errors
+from cli.commands._output import JsonFlag, emit_json, emit_table, reports_errors
 
 app = typer.Typer(help="Verify and read the audit trail.", no_args_is_help=True)
 
@@ -52,7 +52,7 @@ def head(
     """Print the chain's head (id, hash, count, time): pin it elsewhere, verify against it later."""
     from dataclasses import asdict
 
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import audit
 
     with transaction() as session:
@@ -85,7 +85,7 @@ def verify(
     """Recompute the whole chain and check ticket rows against it; exit 1 naming the first bad record."""
     from dataclasses import asdict
 
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import audit
 
     pinned = _pinned(expect_head) if expect_head else None
@@ -110,7 +110,7 @@ def log(
     as_json: JsonFlag = False,
 ) -> None:
     """Print audit records in chain order."""
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import audit
 
     with transaction() as session:
