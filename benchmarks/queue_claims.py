@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from infra import audit, queue, registry
-from infra.db.models import AuditRecord, Ticket, TicketStatus
+from infra.db.models import AuditRecord, Ticket
 from infra.db.session import make_engine, make_sessionmaker
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 
 MODEL = "bench"
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"

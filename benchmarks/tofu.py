@@ -51,11 +51,11 @@ from math import nan
 from pathlib import Path
 
 from benchmarks.recipes import RECIPES
+from grin_core.methods import GRIN_OBJECTIVES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-NPO_FAMILY = ("npo", "graddiff", "po")
-METHODS = (*(f"grin-{m}" for m in NPO_FAMILY), *NPO_FAMILY, "grun", "retrain")
-DEFAULT_METHODS = ("grin-npo", "grin-graddiff", "grin-po", "npo", "graddiff", "grun", "retrain")
+METHODS = (*(f"grin-{m}" for m in GRIN_OBJECTIVES), *GRIN_OBJECTIVES, "grun", "retrain")
+DEFAULT_METHODS = tuple(m for m in METHODS if m != "po")  # every method but full-parameter PO
 SWEEPS = {"p": "p_percent", "sigma2": "sigma2"}  # --sweep name -> UnlearnConfig field (GRIN-NPO)
 REPORTED = ("forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_quality", "model_utility",
             "forget_keyword_acc", "mia_auc")
@@ -108,7 +108,10 @@ class BenchConfig:
             if not values:
                 raise ValueError(f"--sweep {name} needs at least one value")
         if self.data_dir is None:
-            object.__setattr__(self, "data_dir", default_tofu_dir())
+            # imported here, not at the top: `grin --help` reads DEFAULT_METHODS
+            from infra.settings import get_settings
+
+            object.__setattr__(self, "data_dir", get_settings().tofu_dir)
 
     def method_config(self, name: str, **overrides):
         """The UnlearnConfig of a method: GRIN = UnlearnConfig defaults (max_epochs: the privacy
@@ -135,16 +138,6 @@ class BenchConfig:
     def steers(self, name: str) -> bool:
         """Whether a method runs the privacy schedule (GRIN and GRUN, unless --no-schedule) or only records it."""
         return self.schedule and (name.startswith("grin-") or name == "grun")
-
-
-def default_tofu_dir() -> Path:
-    """$GRIN_TOFU_DIR, else shared/data/tofu beside or inside the repository."""
-    if os.environ.get("GRIN_TOFU_DIR"):
-        return Path(os.environ["GRIN_TOFU_DIR"])
-    for root in (REPO_ROOT.parent, REPO_ROOT):
-        if (root / "shared" / "data" / "tofu").is_dir():
-            return root / "shared" / "data" / "tofu"
-    return REPO_ROOT.parent / "shared" / "data" / "tofu"
 
 
 def _device() -> str | None:

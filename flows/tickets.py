@@ -23,9 +23,10 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from infra.db.models import Method, TicketStatus
+from grin_core.methods import Method
 from infra.errors import ParentMovedError
 from infra.gate import GateDecision, GatePolicy, Rung, non_member_auc, nothing_to_forget
+from infra.ticket_status import TicketStatus
 from tasks.artifacts import publish_deletion_reports, publish_links, publish_metrics
 from tasks.assemble import assemble_sets
 from tasks.contracts import CheckpointRef, EvalOutcome, ObjectRef

@@ -52,9 +52,9 @@ from grin_core.distributed import global_token_scale, rank_and_world
 from grin_core.gri import MODEL_COLUMNS, autocast, batches, gri_scores
 from grin_core.mask import Mask, select_top_p
 from grin_core.masked_update import UPDATES, masked_update, trainable_elements
+from grin_core.methods import OBJECTIVES
 from grin_core.noise import inject_noise
 from grin_core.objectives import (
-    METHODS,
     answer_nll,
     answer_token_count,
     graddiff_objective,
@@ -135,7 +135,7 @@ class UnlearnConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.method in METHODS, f"method must be one of {METHODS}"),
+            (self.method in OBJECTIVES, f"method must be one of {OBJECTIVES}"),
             (self.update in UPDATES, f"update must be one of {UPDATES}"),
             (self.alpha >= 0, "alpha must be >= 0"),
             (math.isfinite(self.beta) and self.beta > 0, "beta must be a finite number > 0"),

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from infra import audit
 from infra.db.base import utcnow
-from infra.db.models import Ticket, TicketStatus
+from infra.db.models import Ticket
 from infra.errors import (
     IdempotencyConflictError,
     IllegalTransitionError,
@@ -27,6 +27,7 @@ from infra.errors import (
     TicketNotFoundError,
 )
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 
 S = TicketStatus
 

@@ -14,9 +14,10 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from grin_core.methods import Method
 from infra import audit
 from infra.db.base import utcnow
-from infra.db.models import Method, ModelAlias, ModelVersion, RegisteredModel, Ticket
+from infra.db.models import ModelAlias, ModelVersion, RegisteredModel, Ticket
 from infra.errors import (
     InvalidRequestError,
     ParentMovedError,

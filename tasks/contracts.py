@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from grin_core.grun_train import GrunConfig
+from grin_core.methods import Method
 from grin_core.unlearn import UnlearnConfig
-from infra.db.models import Method
 
 _DEFAULTS = UnlearnConfig()  # the service's unlearning defaults are grin_core's
 _GRUN_DEFAULTS = GrunConfig()

@@ -16,11 +16,12 @@ from sqlalchemy import select
 
 from grin_core.grun import THREAT_MODEL
 from infra import audit, queue, registry
-from infra.db.models import AuditRecord, ModelVersion, TicketStatus
+from infra.db.models import AuditRecord, ModelVersion
 from infra.errors import IllegalTransitionError
 from infra.failpoints import failpoint
 from infra.gate import GateDecision
 from infra.settings import get_settings
+from infra.ticket_status import TicketStatus
 from tasks.contracts import (
     CheckpointRef,
     Deletion,
@@ -104,9 +105,7 @@ def export_audit_records(label: str, record_ids: list[int]) -> dict[int, ObjectR
     """Copy committed audit records to `audit/records/<id>.json`; returns record id -> object."""
     with sessions().begin() as session:
         rows = [session.get(AuditRecord, i) for i in record_ids]
-        bodies = {r.id: {"id": r.id, "created_at": r.created_at.isoformat(), "kind": r.kind,
-                         "ticket_id": r.ticket_id, "payload": r.payload, "prev_hash": r.prev_hash,
-                         "hash": r.hash} for r in rows}
+        bodies = {r.id: audit.as_dict(r) for r in rows}
     store = object_store()
     exported = {}
     for record_id, body in bodies.items():

@@ -114,18 +114,7 @@ def log(
     from infra import audit
 
     with transaction() as session:
-        rows = [
-            {
-                "id": r.id,
-                "created_at": r.created_at.isoformat(),
-                "kind": r.kind,
-                "ticket_id": r.ticket_id,
-                "payload": r.payload,
-                "prev_hash": r.prev_hash,
-                "hash": r.hash,
-            }
-            for r in audit.records(session=session, ticket_id=ticket, limit=limit)
-        ]
+        rows = [audit.as_dict(r) for r in audit.records(session=session, ticket_id=ticket, limit=limit)]
     if as_json:
         emit_json(rows)
         return

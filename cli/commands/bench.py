@@ -14,8 +14,6 @@ app = typer.Typer(
     help="Benchmarks: GRIN against full-parameter unlearning and retraining.", no_args_is_help=True
 )
 
-DEFAULT_METHODS = ",".join(tofu.DEFAULT_METHODS)  # the module imports torch only inside its functions
-
 
 def _name_values(option: str, items: list[str]) -> dict[str, list[float]]:
     """['p=0.2,0.4', 'sigma2=0'] -> {'p': [0.2, 0.4], 'sigma2': [0.0]}."""
@@ -52,7 +50,7 @@ def tofu(
             "(full-parameter), grun (gated intervention; base weights unchanged, and a second request on "
             "top), retrain (from scratch on the retain authors)."
         ),
-    ] = DEFAULT_METHODS,
+    ] = ",".join(tofu.DEFAULT_METHODS),  # benchmarks.tofu imports torch only inside its functions
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the report here (else stdout).")
     ] = None,
@@ -153,8 +151,8 @@ def tofu(
         TofuSubset(authors, split)  # checks split and authors before any work
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if not (config.data_dir / "full.jsonl").is_file():
-        typer.echo(f"error: no TOFU data in {config.data_dir} (pass --data-dir)", err=True)
+    if config.data_dir is None or not (config.data_dir / "full.jsonl").is_file():
+        typer.echo(f"error: no TOFU data in {config.data_dir or 'shared/data/tofu'} (pass --data-dir)", err=True)
         raise typer.Exit(1)
 
     if threads is not None:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.commands._output import JsonFlag, emit_json, emit_table, fail, reports_errors
+from infra.ticket_status import TicketStatus
 
 if TYPE_CHECKING:
     from infra.db.models import Ticket
 
 app = typer.Typer(help="File deletion requests and follow their progress.", no_args_is_help=True)
 
-STATUSES = "queued, claimed, assembling, scoring, unlearning, evaluating, registered, completed, rejected, needs_review, failed"
+STATUSES = ", ".join(TicketStatus)
 
 
 def ticket_summary(ticket: Ticket) -> dict[str, Any]:
@@ -154,7 +155,6 @@ def list_tickets(
     """List tickets, newest first (subjects are not shown; see `grin ticket show`)."""
     from cli.commands._session import transaction
     from infra import queue
-    from infra.db.models import TicketStatus
 
     if status is not None and status not in TicketStatus.__members__:
         raise fail(f"unknown status {status!r}; one of: {STATUSES}")

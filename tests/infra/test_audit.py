@@ -11,8 +11,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from infra import audit, queue
-from infra.db.models import AuditRecord, TicketStatus
+from infra.db.models import AuditRecord
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 from tests.fixtures.services import edit_audit_records
 
 Factory = sessionmaker[Session]

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from infra import queue
 from infra.db.base import utcnow
-from infra.db.models import AuditRecord, Ticket, TicketStatus
+from infra.db.models import AuditRecord, Ticket
 from infra.errors import (
     IdempotencyConflictError,
     IllegalTransitionError,
@@ -17,6 +17,7 @@ from infra.errors import (
     TicketNotFoundError,
 )
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 
 S = TicketStatus
 Factory = sessionmaker[Session]

@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from infra import audit, queue
 from infra.db.base import utcnow
-from infra.db.models import AuditRecord, TicketStatus
+from infra.db.models import AuditRecord
 from infra.errors import IllegalTransitionError
 from infra.reclaim import sweep
 from infra.storage import LocalStore
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 
 S = TicketStatus
 Factory = sessionmaker[Session]

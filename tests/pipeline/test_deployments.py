@@ -24,9 +24,9 @@ def test_the_reclaimer_starts_a_run_for_each_ticket_it_requeues(
     from flows.start_run import DEPLOYMENT
     from flows.tickets import process_ticket
     from infra import queue
-    from infra.db.models import TicketStatus
     from infra.registry import add_version, register_model
     from infra.ticket_request import TicketRequest
+    from infra.ticket_status import TicketStatus
     from tasks.resources import sessions
 
     settings = make_settings(database_url=sqlite_url)

@@ -6,11 +6,11 @@ import time
 
 from infra import queue
 from infra.db.base import utcnow
-from infra.db.models import TicketStatus
 from infra.reclaim import sweep
 from infra.registry import add_version, register_model
 from infra.storage import open_store
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 from tasks.resources import sessions
 from tasks.ticket_state import keep_leases
 

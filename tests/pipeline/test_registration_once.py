@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import func, select
 
 from infra import queue, registry
-from infra.db.models import AuditRecord, ModelVersion, TicketStatus
+from infra.db.models import AuditRecord, ModelVersion
 from infra.errors import LeaseLostError, ParentMovedError
 from infra.gate import GateDecision
 from infra.intake import file_request
 from infra.storage import open_store
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 from tasks.contracts import (
     CheckpointRef,
     EvalOutcome,
