@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import fields
+from types import SimpleNamespace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from grin_core.grun_train import GrunConfig
+from grin_core.grun_config import GrunConfig
 from grin_core.methods import Method
-from grin_core.unlearn import UnlearnConfig
+from grin_core.unlearn_config import UnlearnConfig
 
-_DEFAULTS = UnlearnConfig()  # the service's unlearning defaults are grin_core's
-_GRUN_DEFAULTS = GrunConfig()
+
+def _defaults(config: type) -> Any:
+    """A grin_core config's defaults, read off its fields: building one would check it, which needs torch."""
+    return SimpleNamespace(**{f.name: f.default for f in fields(config)})
+
+
+_DEFAULTS = _defaults(UnlearnConfig)  # the service's unlearning defaults are grin_core's
+_GRUN_DEFAULTS = _defaults(GrunConfig)
 _GRUN_SCHEDULE = ("learning_rate", "epochs", "max_epochs", "batch_size", "retain_batch_size")
 
 

@@ -15,7 +15,8 @@ from prefect import get_run_logger, task
 
 from grin_core.checkpoint import file_sha256
 from grin_core.grun import INTERVENTIONS, THREAT_MODEL, save_grun_checkpoint
-from grin_core.grun_train import GrunConfig, grun_unlearn
+from grin_core.grun_config import GrunConfig
+from grin_core.grun_train import grun_unlearn
 from infra.settings import get_settings
 from tasks.checkpoint_store import upload_checkpoint
 from tasks.contracts import CheckpointRef, RoundSpec, Snapshot, UnlearnOutcome, WorkerStamp

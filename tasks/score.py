@@ -12,7 +12,8 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from grin_core.unlearn import UnlearnConfig, score_and_select
+from grin_core.unlearn import score_and_select
+from grin_core.unlearn_config import UnlearnConfig
 from infra.settings import get_settings
 from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, RoundSpec, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_records

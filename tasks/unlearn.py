@@ -10,7 +10,8 @@ from prefect import get_run_logger, task
 
 from grin_core.checkpoint import save_checkpoint
 from grin_core.mask import Mask
-from grin_core.unlearn import UnlearnConfig, unlearn
+from grin_core.unlearn import unlearn
+from grin_core.unlearn_config import UnlearnConfig
 from infra.settings import get_settings
 from tasks.checkpoint_store import upload_checkpoint
 from tasks.contracts import (
