@@ -23,10 +23,12 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from grin_core.methods import Method
 from infra.errors import ParentMovedError
-from infra.gate import GateDecision, GatePolicy, Rung, non_member_auc, nothing_to_forget
 from infra.ticket_status import TicketStatus
+from policy.gate import GateDecision, non_member_auc, nothing_to_forget
+from policy.gate_policy import GatePolicy
+from policy.ladder import next_round
+from policy.round_setting import RoundRecord, RoundSetting
 from tasks.artifacts import publish_deletion_reports, publish_links, publish_metrics
 from tasks.assemble import assemble_sets
 from tasks.contracts import CheckpointRef, EvalOutcome, ObjectRef
@@ -39,7 +41,6 @@ from tasks.plan import plan_run
 from tasks.purge import purge_after_run, purge_scratch
 from tasks.reclaim import reclaim_leases
 from tasks.register import (
-    RoundRecord,
     export_audit_records,
     record_nothing_to_forget,
     register_version,
@@ -201,11 +202,12 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             publish_deletion_reports(label, ids)
             report.outcome, report.reason, report.gate = "completed", never_learned.reason, never_learned
             return report
-        spec, mask, rescore = plan.spec, None, True
-        grun = spec.method is Method.grun  # an intervention: no weights to score, none changed
-        tried: list[tuple[Rung, GateDecision]] = []
+        spec, mask = plan.spec, None
+        grun = not spec.selects_weights  # an intervention: no weights to score, none changed
+        rescore = not grun  # the first round scores; later ones when the ladder moves p
+        tried: list[tuple[RoundSetting, GateDecision]] = []
         for round_no in range(1, policy.max_rounds + 1):
-            if rescore and not grun:
+            if rescore:
                 advance(
                     label,
                     ids,
@@ -252,33 +254,22 @@ def answer_tickets(label: str, ticket_ids: list[int], owner: str) -> RunReport:
             report.workers["evaluate"] = after.worker.pid
             decision = apply_gate(label, round_no, spec, plan.policy, before.metrics, after.metrics,
                                   plan.parent.origin_metrics or before.metrics)
-            report.rounds.append(
-                RoundRecord(
-                    round=round_no,
-                    p_percent=spec.p_percent,
-                    epochs=spec.epochs,
-                    learning_rate=spec.learning_rate,
-                    passed=decision.passed,
-                    reason=decision.reason,
-                )
-            )
+            report.rounds.append(RoundRecord.of(round_no, spec, decision))
             report.after, report.gate = after.metrics, decision
             if decision.passed:
                 break
-            current = Rung(p_percent=spec.p_percent, epochs=spec.epochs, learning_rate=spec.learning_rate)
-            rung = policy.next_rung(decision, current, tried)
-            tried.append((current, decision))
-            if rung is None or round_no == policy.max_rounds:
+            tried.append((spec, decision))
+            nxt = next_round(policy, tried)
+            if nxt is None:
                 break
-            rescore = rung.p_percent != spec.p_percent
-            spec = spec.model_copy(update=rung.model_dump())
+            rescore, spec = nxt.rescore, nxt.setting
             log.info(
                 "%s: gate failed in round %d; retrying with p=%g%%, %d epochs, lr %g",
                 label,
                 round_no,
-                rung.p_percent,
-                rung.epochs,
-                rung.learning_rate,
+                spec.p_percent,
+                spec.epochs,
+                spec.learning_rate,
             )
         report.timings_s["unlearn_and_evaluate"] = round(
             time.perf_counter() - started - report.timings_s["assemble"], 2

@@ -25,7 +25,7 @@ from infra.errors import (
     UnknownModelError,
     one_line,
 )
-from infra.gate import GatePolicy
+from policy.gate_policy import GatePolicy
 
 PRODUCTION = "production"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from infra.gate import GatePolicy
+from policy.gate_policy import GatePolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,25 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import fields
-from types import SimpleNamespace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from grin_core.grun_config import GrunConfig
-from grin_core.methods import Method
-from grin_core.unlearn_config import UnlearnConfig
-
-
-def _defaults(config: type) -> Any:
-    """A grin_core config's defaults, read off its fields: building one would check it, which needs torch."""
-    return SimpleNamespace(**{f.name: f.default for f in fields(config)})
-
-
-_DEFAULTS = _defaults(UnlearnConfig)  # the service's unlearning defaults are grin_core's
-_GRUN_DEFAULTS = _defaults(GrunConfig)
-_GRUN_SCHEDULE = ("learning_rate", "epochs", "max_epochs", "batch_size", "retain_batch_size")
+from policy.round_setting import RoundSetting
 
 
 class Frozen(BaseModel):
@@ -60,38 +46,6 @@ class WorkerStamp(Frozen):
         return cls(pid=os.getpid(), host=socket.gethostname(), device=device, processes=processes)
 
 
-class RoundSpec(Frozen):
-    """Hyper-parameters of one unlearning round: the ticket's overrides over the service defaults."""
-
-    method: Method = Method(_DEFAULTS.method)
-    p_percent: float = Field(_DEFAULTS.p_percent, gt=0, le=100)
-    sigma2: float = Field(_DEFAULTS.sigma2, ge=0)
-    epochs: int = Field(_DEFAULTS.epochs, ge=1)
-    max_epochs: int = Field(_DEFAULTS.max_epochs, ge=1)  # the privacy schedule's budget
-    learning_rate: float = Field(_DEFAULTS.learning_rate, gt=0)
-    beta: float = Field(_DEFAULTS.beta, gt=0)
-    alpha: float = Field(_DEFAULTS.alpha, ge=0)
-    seed: int = Field(_DEFAULTS.seed, ge=0)
-    batch_size: int = Field(_DEFAULTS.batch_size, ge=1)
-    retain_batch_size: int | None = Field(_DEFAULTS.retain_batch_size, ge=1)
-
-    @classmethod
-    def for_method(cls, method: Method | str, **overrides: Any) -> RoundSpec:
-        """The ticket's overrides over its method's defaults: GRUN trains another kind of parameter
-        (an intervention, not selected weights) on its authors' schedule (grin_core/grun_train.py).
-        p_percent and sigma2 have no meaning for GRUN (intake refuses them as overrides)."""
-        base = {k: getattr(_GRUN_DEFAULTS, k) for k in _GRUN_SCHEDULE} if Method(method) is Method.grun else {}
-        return cls(method=method, **{**base, **overrides})
-
-    def unlearn_kwargs(self) -> dict[str, Any]:
-        """The fields as grin_core's UnlearnConfig names them."""
-        return {**self.model_dump(), "method": self.method.value}
-
-    def grun_kwargs(self) -> dict[str, Any]:
-        """The fields grin_core's GrunConfig shares with a GRIN round (its objective is NPO)."""
-        return {k: getattr(self, k) for k in (*_GRUN_SCHEDULE, "alpha", "beta", "seed")}
-
-
 class Deletion(Frozen):
     """One ticket's forget set removed along a lineage, by id and hash only."""
 
@@ -123,7 +77,7 @@ class RunPlan(Frozen):
 
     ticket_ids: list[int]
     parent: ParentVersion
-    spec: RoundSpec
+    spec: RoundSetting
     policy: dict[str, Any]
     released: dict[int, str] = {}  # tickets handed back to the queue for a run of their own
     parent_ref: str = ""  # what `parent` was resolved from; registration checks it still resolves there

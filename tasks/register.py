@@ -19,9 +19,10 @@ from infra import audit, queue, registry
 from infra.db.models import AuditRecord, ModelVersion
 from infra.errors import IllegalTransitionError
 from infra.failpoints import failpoint
-from infra.gate import GateDecision
 from infra.settings import get_settings
 from infra.ticket_status import TicketStatus
+from policy.gate import GateDecision
+from policy.round_setting import RoundRecord, RoundSetting
 from tasks.contracts import (
     CheckpointRef,
     Deletion,
@@ -29,7 +30,6 @@ from tasks.contracts import (
     Frozen,
     MaskOutcome,
     ObjectRef,
-    RoundSpec,
     RunPlan,
     Snapshot,
     UnlearnOutcome,
@@ -37,17 +37,6 @@ from tasks.contracts import (
 )
 from tasks.resources import object_store, sessions
 from tasks.retry import IO_RETRIES
-
-
-class RoundRecord(Frozen):
-    """One rung of the retry ladder as the audit trail keeps it."""
-
-    round: int
-    p_percent: float
-    epochs: int
-    learning_rate: float
-    passed: bool
-    reason: str
 
 
 class UnlearningAudit(Frozen):
@@ -71,7 +60,7 @@ class UnlearningAudit(Frozen):
     mask: ObjectRef | None  # None for GRUN: no weights were selected
     selected_weights: int | None
     eligible_weights: int | None
-    hparams: RoundSpec
+    hparams: RoundSetting
     rounds: list[RoundRecord]
     metrics_before: dict[str, float]
     metrics_after: dict[str, float]
@@ -118,7 +107,7 @@ def export_audit_records(label: str, record_ids: list[int]) -> dict[int, ObjectR
 @task(name="register-version", task_run_name="register-{label}", **IO_RETRIES)
 def register_version(
     label: str, owner: str, plan: RunPlan, snapshot: Snapshot, mask: MaskOutcome | None, unlearned: UnlearnOutcome,
-    spec: RoundSpec, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
+    spec: RoundSetting, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
     rounds: list[RoundRecord], flow_run_id: str | None,
 ) -> Registration:
     failpoint("register.before")  # crash-safety tests: die with the candidate evaluated, not registered

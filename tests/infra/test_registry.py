@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from infra import queue, registry
 from infra.db.models import AuditRecord
 from infra.errors import InvalidRequestError, TicketNotFoundError, UnknownModelError
-from infra.gate import GatePolicy
 from infra.ticket_request import TicketRequest
+from policy.gate_policy import GatePolicy
 
 Factory = sessionmaker[Session]
 
