@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from policy.round_setting import RoundSetting
+from policy.gate import GateDecision
+from policy.round_setting import RoundRecord, RoundSetting
 
 
 class Frozen(BaseModel):
@@ -127,3 +128,25 @@ class EvalOutcome(Frozen):
     metrics: dict[str, float]
     seconds: float
     worker: WorkerStamp
+
+
+class RunReport(BaseModel):
+    """What one run did, for the CLI, the demo and the flow's result (numbers and ids only)."""
+
+    label: str
+    ticket_ids: list[int]
+    outcome: str  # completed | needs_review | rejected | failed | requeued | nothing_to_do
+    reason: str | None = None
+    model: str | None = None
+    parent_version: int | None = None
+    version: int | None = None
+    checkpoint_sha256: str | None = None
+    before: dict[str, float] = {}
+    after: dict[str, float] = {}
+    gate: GateDecision | None = None
+    rounds: list[RoundRecord] = []
+    rejected: dict[int, str] = {}
+    released: dict[int, str] = {}
+    workers: dict[str, int] = {}  # stage -> pid that ran it
+    resumed: dict[int, int] = {}  # round -> the step of the progress checkpoint its unlearning resumed from
+    timings_s: dict[str, float] = {}
