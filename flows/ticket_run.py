@@ -1,6 +1,8 @@
 """One run of the ticket state machine, as an object: the tickets it holds, what it has made, and
-its named steps. The allowed status changes are the table `infra.queue.TRANSITIONS`; every change
-this run makes goes through `stage` (a stage of the pipeline) or `finish` (the run's end).
+its named steps. The allowed status changes are the table `infra.queue.TRANSITIONS`; this class
+makes every change a run makes: `advance` (`assemble`, and `stage` before each ML stage), the
+`registered` transition inside `register_version` (`register`), and `finish` (the run's end:
+completed, needs_review, rejected, failed or requeued).
 
     answer = assemble → baseline → [nothing to forget → completed]
                       → ladder (gated rounds: score → unlearn → evaluate → gate)
