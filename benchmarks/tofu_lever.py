@@ -14,7 +14,8 @@ import argparse
 import ast
 import json
 
-from benchmarks.tofu import BenchConfig, TofuBench
+from benchmarks.tofu_bench import TofuBench
+from benchmarks.tofu_config import BenchConfig
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from benchmarks import tofu
+from benchmarks import tofu_config
 
 app = typer.Typer(
     help="Benchmarks: GRIN against full-parameter unlearning and retraining.", no_args_is_help=True
@@ -50,7 +50,7 @@ def tofu(
             "(full-parameter), grun (gated intervention; base weights unchanged, and a second request on "
             "top), retrain (from scratch on the retain authors)."
         ),
-    ] = ",".join(tofu.DEFAULT_METHODS),  # benchmarks.tofu imports torch only inside its functions
+    ] = ",".join(tofu_config.DEFAULT_METHODS),  # tofu_config imports no torch
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the report here (else stdout).")
     ] = None,
@@ -126,7 +126,8 @@ def tofu(
 
     from rich.console import Console
 
-    from benchmarks.tofu import BenchConfig, run_tofu_bench
+    from benchmarks.tofu import run_tofu_bench
+    from benchmarks.tofu_config import BenchConfig
 
     learning_rates = {k: v[-1] for k, v in _name_values("--lr", lr or []).items() if v}
     sweeps = {k: tuple(v) for k, v in _name_values("--sweep", sweep or []).items()}
