@@ -57,11 +57,11 @@ S = TicketStatus
 
 @dataclass(frozen=True)
 class Round:
-    """One gated round: its setting, the mask it unlearned with (None for GRUN), and the verdict."""
+    """One gated round: its setting, the scoring whose mask it unlearned with (None for GRUN), and the verdict."""
 
     number: int
     setting: RoundSetting
-    mask: MaskOutcome | None
+    scoring: MaskOutcome | None
     unlearned: UnlearnOutcome
     after: EvalOutcome
     decision: GateDecision
@@ -168,30 +168,31 @@ class TicketRun:
     def ladder(self, before: EvalOutcome) -> Round:
         """Gated rounds from the plan's setting, each as the ladder sets it, until one passes or the
         ladder ends; the last round."""
-        setting, mask, rescore = self.plan.spec, None, self.plan.spec.selects_weights
+        setting, scoring, rescore = self.plan.spec, None, self.plan.spec.selects_weights
         for number in range(1, self.policy.max_rounds + 1):
-            last = self.gated_round(number, setting, mask, rescore, before)
+            last = self.gated_round(number, setting, scoring, rescore, before)
             nxt = self.retry(last)
             if nxt is None:
                 break
-            setting, mask, rescore = nxt.setting, last.mask, nxt.rescore
+            setting, scoring, rescore = nxt.setting, last.scoring, nxt.rescore
             get_run_logger().info("%s: gate failed in round %d; retrying with p=%g%%, %d epochs, lr %g", self.label,
                                   number, setting.p_percent, setting.epochs, setting.learning_rate)
         self.report.timings_s["unlearn_and_evaluate"] = round(
             time.perf_counter() - self.started - self.report.timings_s["assemble"], 2)
         return last
 
-    def gated_round(self, number: int, setting: RoundSetting, mask: MaskOutcome | None, rescore: bool,
+    def gated_round(self, number: int, setting: RoundSetting, scoring: MaskOutcome | None, rescore: bool,
                     before: EvalOutcome) -> Round:
-        """Score (when `rescore`), unlearn, evaluate and gate one candidate."""
+        """Score (when `rescore`; else unlearn with `scoring`'s mask), unlearn, evaluate and gate one candidate."""
         common = {"label": self.label, "run_id": self.run_id, "round_no": number,
                   "parent": self.plan.parent.checkpoint, "snapshot": self.snapshot, "spec": setting}
         if rescore:
-            mask = self.stage(S.scoring, f"round {number}: top {setting.p_percent:g}% of weights",
-                              score_weights, **common)
-            self.masks.append(mask.mask)
-            self.report.workers["score"] = mask.worker.pid
-        ml = {"task": unlearn_weights, "mask": mask.mask} if setting.selects_weights else {"task": train_intervention}
+            scoring = self.stage(S.scoring, f"round {number}: top {setting.p_percent:g}% of weights",
+                                 score_weights, **common)
+            self.masks.append(scoring.mask)
+            self.report.workers["score"] = scoring.worker.pid
+        ml = ({"task": unlearn_weights, "mask": scoring.mask} if setting.selects_weights
+              else {"task": train_intervention})
         unlearned = self.stage(S.unlearning, f"round {number}: {setting.epochs} epochs", **ml, **common,
                                target_auc=non_member_auc(self.policy))
         self.candidates.append(unlearned.checkpoint)
@@ -206,7 +207,7 @@ class TicketRun:
                               self.plan.parent.origin_metrics or before.metrics)
         self.report.rounds.append(RoundRecord.of(number, setting, decision))
         self.report.after, self.report.gate = after.metrics, decision
-        return Round(number, setting, mask, unlearned, after, decision)
+        return Round(number, setting, scoring, unlearned, after, decision)
 
     def retry(self, last: Round) -> NextRound | None:
         """The ladder's next round after `last` (policy.ladder), or None: it passed or the ladder ended."""
@@ -226,7 +227,7 @@ class TicketRun:
         register (the parent moved) hands its tickets back to be planned again."""
         try:
             registration = register_version(
-                self.label, self.owner, self.plan, self.snapshot, last.mask, last.unlearned, last.setting, before,
+                self.label, self.owner, self.plan, self.snapshot, last.scoring, last.unlearned, last.setting, before,
                 last.after, last.decision, self.report.rounds, _flow_run_id())
         except ParentMovedError as exc:  # lost the race: its candidate is purged, the tickets re-planned
             get_run_logger().warning("%s: %s", self.label, exc)
@@ -234,7 +235,7 @@ class TicketRun:
             self.report.outcome, self.report.reason = "requeued", str(exc)
             return
         # Kept only once registered: a run that lost its lease at registration purges its candidate.
-        self.kept = (last.unlearned.checkpoint, last.mask.mask if last.mask else None)
+        self.kept = (last.unlearned.checkpoint, last.scoring.mask if last.scoring else None)
         self.report.version, self.report.checkpoint_sha256 = registration.version, registration.checkpoint.sha256
         exported = export_audit_records(self.label, sorted(registration.audit_record_ids.values()))
         by_ticket = {t: exported[r] for t, r in registration.audit_record_ids.items()}
