@@ -15,13 +15,7 @@ from prefect import get_run_logger, task
 from grin_core.unlearn import score_and_select
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
-from tasks.contracts import (
-    CheckpointRef,
-    MaskOutcome,
-    ObjectRef,
-    Snapshot,
-    WorkerStamp,
-)
+from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_records
 from tasks.progress_checkpoints import ProgressCheckpoints
 from tasks.resources import object_store

@@ -14,13 +14,7 @@ from grin_core.unlearn import unlearn
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
 from tasks.checkpoint_store import upload_checkpoint
-from tasks.contracts import (
-    CheckpointRef,
-    ObjectRef,
-    Snapshot,
-    UnlearnOutcome,
-    WorkerStamp,
-)
+from tasks.contracts import CheckpointRef, ObjectRef, Snapshot, UnlearnOutcome, WorkerStamp
 from tasks.inputs import device, load_model, read_bytes, read_json, read_records
 from tasks.progress import EpochLog, PrefectProgress
 from tasks.progress_checkpoints import ProgressCheckpoints
