@@ -103,6 +103,8 @@ class TicketRun:
         return GatePolicy(**self.plan.policy)
 
     def answer(self) -> RunReport:
+        """The whole run (see the module docstring); its report. Raises on an infrastructure error,
+        after marking the tickets failed (the flow's retry policy and the queue's attempts decide)."""
         try:
             if self.assemble():
                 before = self.baseline()

@@ -53,12 +53,8 @@ def process_ticket(ticket_id: int) -> RunReport:
     for _ in range(1 + REPLANS):
         if not claim_ticket(ticket_id, owner):
             get_run_logger().info("%s is not queued; nothing to do", label)
-            return report or RunReport(
-                label=label,
-                ticket_ids=[ticket_id],
-                outcome="nothing_to_do",
-                reason="the ticket is not queued",
-            )
+            return report or RunReport(label=label, ticket_ids=[ticket_id], outcome="nothing_to_do",
+                                       reason="the ticket is not queued")
         with keep_leases([ticket_id], owner):
             report = TicketRun(label, [ticket_id], owner).answer()
         if report.outcome != "requeued":
@@ -73,23 +69,14 @@ def batch_unlearning(model: str = "*", max_tickets: int = 20) -> list[RunReport]
     `model="*"` (the schedule's setting) runs one such batch per model that has queued tickets.
     """
     if model == "*":
-        return [
-            report for name in queued_models() for report in batch_unlearning(name, max_tickets)
-        ]
+        return [report for name in queued_models() for report in batch_unlearning(name, max_tickets)]
     owner = _owner()
     reclaim_leases()
     ticket_ids = claim_batch(model, max_tickets, owner)
     label = f"batch-{_slug(model)}-{ticket_ids[0] if ticket_ids else 'none'}"
     if not ticket_ids:
         get_run_logger().info("no queued tickets for %s", model)
-        return [
-            RunReport(
-                label=label,
-                ticket_ids=[],
-                outcome="nothing_to_do",
-                model=model,
-                reason="no queued tickets",
-            )
-        ]
+        return [RunReport(label=label, ticket_ids=[], outcome="nothing_to_do", model=model,
+                          reason="no queued tickets")]
     with keep_leases(ticket_ids, owner):
         return [TicketRun(label, ticket_ids, owner).answer()]

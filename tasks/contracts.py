@@ -1,4 +1,6 @@
-"""What crosses a task boundary: references, hashes, counts and numbers, never record text.
+"""What crosses a task boundary, and the report a ticket run returns: references, hashes, counts and
+numbers, never record text. No torch: the round's setting comes from policy/, whose defaults are
+grin_core's torch-free configs.
 
 Prefect shows task parameters and results in its UI and persists them, so a forget set travels
 only as the URI and sha256 of its snapshot.
