@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from grin_core.methods import GRUN_OBJECTIVES
 from grin_core.unlearn_config import PUSH_CONTROLS, UnlearnConfig
 
 GATES = ("linear", "mlp")
-OBJECTIVES = ("npo", "graddiff")  # GRUN's unlearning term
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class GrunConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}"),
+            (self.objective in GRUN_OBJECTIVES, f"objective must be one of {GRUN_OBJECTIVES}"),
             (self.gate in GATES, f"gate must be one of {GATES}"),
             (self.rank >= 1, "rank must be >= 1"),
             (self.gate_weight >= 0 and self.alpha >= 0 and self.beta > 0, "gate_weight, alpha >= 0 and beta > 0"),

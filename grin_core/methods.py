@@ -22,3 +22,5 @@ class Method(StrEnum):
 GRIN_OBJECTIVES = tuple(m.value for m in Method if m is not Method.grun)
 # What UnlearnConfig.method takes: the GRIN objectives and SimNPO, a library option the service does not offer.
 OBJECTIVES = (*GRIN_OBJECTIVES, "simnpo")
+# GRUN's unlearning term (grun_train.py): NPO or gradient difference.
+GRUN_OBJECTIVES = tuple(m for m in GRIN_OBJECTIVES if m != Method.po)
