@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from grin_core.methods import Method
 from infra import audit
 from infra.db.base import utcnow
 from infra.db.models import ModelAlias, ModelVersion, RegisteredModel, Ticket
@@ -26,6 +25,7 @@ from infra.errors import (
     one_line,
 )
 from policy.gate_policy import GatePolicy
+from policy.methods import Method
 
 PRODUCTION = "production"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -15,8 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-from grin_core.methods import Method
 from infra.audit import canonical_json, sha256_hex
+from policy.methods import Method
 
 MODEL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(@[A-Za-z0-9][A-Za-z0-9._-]{0,99})?$"
 

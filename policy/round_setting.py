@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from grin_core.grun_config import GrunConfig
-from grin_core.methods import Method
 from grin_core.unlearn_config import UnlearnConfig
 from policy.gate import GateDecision
+from policy.methods import Method
 
 
 def _defaults(config: type) -> Any:

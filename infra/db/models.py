@@ -20,9 +20,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from grin_core.methods import Method
 from infra.db.base import Base, JSONDocument, utcnow
 from infra.ticket_status import TicketStatus
+from policy.methods import Method
 
 
 def _values(enum: type[StrEnum]) -> list[str]:

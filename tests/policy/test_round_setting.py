@@ -1,8 +1,8 @@
 """A round's setting starts from its method's defaults; the ticket's overrides win."""
 
 from grin_core.grun_config import GrunConfig
-from grin_core.methods import Method
 from grin_core.unlearn_config import UnlearnConfig
+from policy.methods import Method
 from policy.round_setting import RoundSetting
 
 
