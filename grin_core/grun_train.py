@@ -89,7 +89,7 @@ class GrunTrainer(LossPartsLogging, Trainer):
         self._parts: dict[str, list[float]] = defaultdict(list)
         self._scratch = tempfile.TemporaryDirectory(prefix="grin-grun-")
         super().__init__(
-            model=model, args=unlearning_arguments(  # GRIN's arguments at this config's schedule
+            model=model, args=unlearning_arguments(  # an unlearning run's arguments at this schedule
                 self._scratch.name, epochs=config.max_epochs if scheduled else config.epochs,
                 batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
                 progress=progress),
