@@ -20,8 +20,11 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 COPY pyproject.toml README.md ./
 COPY grin_core ./grin_core
 COPY infra ./infra
+COPY policy ./policy
 COPY tasks ./tasks
 COPY flows ./flows
+COPY cli ./cli
+COPY benchmarks ./benchmarks
 COPY migrations ./migrations
 RUN pip install .
 

@@ -18,10 +18,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from infra import audit, queue, registry
-from infra.db.models import AuditRecord, Ticket, TicketStatus
+from infra import audit, filing, queue, registry
+from infra.db.models import AuditRecord, Ticket
 from infra.db.session import make_engine, make_sessionmaker
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 
 MODEL = "bench"
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -47,7 +48,7 @@ def seed(url: str, tickets: int) -> None:
                     requested_by="benchmark",
                     legal_basis="benchmark",
                 )
-                queue.file_ticket(request, session=session)
+                filing.file_ticket(request, session=session)
     finally:
         engine.dispose()
 

@@ -14,7 +14,8 @@ import argparse
 import ast
 import json
 
-from flows.bench.tofu import BenchConfig, TofuBench
+from benchmarks.tofu_bench import TofuBench
+from benchmarks.tofu_config import BenchConfig
 
 
 def main() -> None:

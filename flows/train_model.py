@@ -8,48 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 
-from infra import registry
 from tasks.calibrate import calibrate_line
-from tasks.contracts import CheckpointRef, ObjectRef
+from tasks.contracts import ObjectRef
 from tasks.dispatch import run_ml_stage
-from tasks.resources import sessions
-from tasks.retry import IO_RETRIES
+from tasks.register_trained import register_trained
 from tasks.train import TrainOutcome, train_target
-
-
-@task(name="register-trained-model", task_run_name="register-{name}", **IO_RETRIES)
-def register_trained(
-    name: str,
-    checkpoint: CheckpointRef,
-    manifest: ObjectRef,
-    eval_suite: ObjectRef | None,
-    description: str,
-    summary: dict[str, Any],
-    gate_policy: dict[str, Any] | None = None,
-) -> int:
-    """Register the model line (if new) and the checkpoint as its next version, aliased production."""
-    with sessions().begin() as session:
-        try:
-            registry.get_model(name, session=session)
-        except LookupError:
-            registry.register_model(
-                name, session=session, description=description, gate_policy=gate_policy
-            )
-        version = registry.add_version(
-            name,
-            session=session,
-            checkpoint_uri=checkpoint.uri,
-            checkpoint_sha256=checkpoint.sha256,
-            training_manifest_uri=manifest.uri,
-            eval_suite_uri=eval_suite.uri if eval_suite else None,
-            hparams=summary,
-        )
-        registry.set_alias(
-            name, registry.PRODUCTION, version.version, session=session, actor="train-model"
-        )
-        return version.version
 
 
 @flow(name="train-model", flow_run_name="train-{name}", persist_result=True)

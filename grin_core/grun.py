@@ -22,7 +22,6 @@ directory of their own (with a manifest, checkpoint.py); the base checkpoint sta
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -32,48 +31,14 @@ from torch.nn.utils import parametrizations
 
 from grin_core.checkpoint import checkpoint_sha256, model_card, write_manifest
 from grin_core.gri import decoder_layers
+from grin_core.grun_config import GrunShape
 
-GATES = ("linear", "mlp")
 INTERVENTIONS = "interventions.safetensors"
 GRUN_CONFIG = "grun_config.json"
 ATTRIBUTE = "grun"  # the interventions live on the model under this submodule name
 THREAT_MODEL = ("GRUN leaves the base weights unchanged: anyone holding the base checkpoint can drop the "
                 "intervention and get the forgotten knowledge back, so the deletion holds only while the base "
                 "weights are never served or released without it.")
-
-
-@dataclass(frozen=True)
-class GrunShape:
-    """What one request's intervention looks like (saved with it; enough to rebuild it)."""
-
-    layers: tuple[int, ...] | None = field(default=None, metadata={
-        "help": "Decoder layers whose output is intervened on; None = three in the upper half "
-                "(at 60, 80 and 100 %% of the depth), as the authors pick layers near the top."})
-    rank: int = field(default=4, metadata={"help": "Rank r of the intervention subspace (authors: 4)."})
-    gate: str = field(default="mlp", metadata={"help": "'mlp' (d-256-64-1, the authors') or 'linear'."})
-
-    def __post_init__(self) -> None:
-        if self.gate not in GATES:
-            raise ValueError(f"gate must be one of {GATES}")
-        if self.rank < 1:
-            raise ValueError("rank must be >= 1")
-        if self.layers is not None:
-            if not self.layers or any(not isinstance(i, int) or i < 0 for i in self.layers):
-                raise ValueError("layers must be None or a non-empty tuple of layer indices >= 0")
-            object.__setattr__(self, "layers", tuple(sorted(set(self.layers))))
-
-    def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
-        layers = self.layers or tuple(sorted({max(0, round(num_layers * f) - 1) for f in (0.6, 0.8, 1.0)}))
-        if max(layers) >= num_layers:
-            raise ValueError(f"layer {max(layers)} does not exist: the model has {num_layers} decoder layers")
-        return layers
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
 
 
 class GatedIntervention(nn.Module):

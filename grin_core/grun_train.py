@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,8 @@ from transformers import (
 
 from grin_core.data import IGNORE_INDEX, qa_dataset
 from grin_core.distributed import global_token_scale
-from grin_core.grun import GATES, GrunModule, GrunShape, attach, intervention_parameters
+from grin_core.grun import GrunModule, attach, intervention_parameters
+from grin_core.grun_config import GrunConfig
 from grin_core.objectives import (
     answer_nll,
     answer_token_count,
@@ -42,79 +43,16 @@ from grin_core.objectives import (
     npo_objective,
     sequence_logprob,
 )
-from grin_core.privacy_schedule import PUSH, PUSH_CONTROLS, REPAIR, PrivacySchedule
+from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
 from grin_core.state_bytes import StateBytes, StateMeter
+from grin_core.training_args import unlearning_arguments
 from grin_core.unlearn import (
     REF_COLUMN,
     ForgetRetainCollator,
     LossPartsLogging,
-    UnlearnConfig,
     reference_logprobs,
     retain_probe_sample,
 )
-
-OBJECTIVES = ("npo", "graddiff")
-
-
-@dataclass(frozen=True)
-class GrunConfig:
-    """Hyper-parameters of one GRUN request (the authors' defaults, but the schedule's budget);
-    `to_dict()` is audited."""
-
-    objective: str = field(default="npo", metadata={"help": "Unlearning term: 'npo' or 'graddiff'."})
-    layers: tuple[int, ...] | None = field(default=None, metadata={"help": GrunShape.help()["layers"]})
-    rank: int = field(default=4, metadata={"help": GrunShape.help()["rank"]})
-    gate: str = field(default="mlp", metadata={"help": GrunShape.help()["gate"]})
-    gate_weight: float = field(default=1.0, metadata={"help": "Weight of the gate's BCE term."})
-    alpha: float = field(default=1.0, metadata={"help": "Weight of the retain-set NLL term."})
-    beta: float = field(default=0.3, metadata={"help": "NPO inverse temperature (the service's NPO)."})
-    learning_rate: float = field(default=4e-3, metadata={"help": "AdamW learning rate (authors: 4e-3)."})
-    epochs: int = field(default=10, metadata={"help": "Passes over the forget set without holdout records."})
-    max_epochs: int = field(default=60, metadata={
-        "help": "With holdout records: the privacy schedule's budget, GRIN's (it stops once in band). The "
-                "authors train 10-40 epochs; at 40 authors a 40-epoch budget ran out with retain ROUGE-L "
-                "0.63x the target's, 60 ended in band at 0.93x (docs/benchmarks.md, GRUN levers)."})
-    batch_size: int = field(default=16, metadata={"help": "Forget examples per step (authors: 16)."})
-    retain_batch_size: int | None = field(default=None, metadata={"help": "Retain examples per step; None = batch_size."})
-    seed: int = field(default=0, metadata={"help": "Seeds the intervention's initialisation, sampling and training."})
-    max_length: int = field(default=256, metadata={"help": "Token limit per QA example."})
-    scoring_batch_size: int = field(default=16, metadata={"help": "Batch size of the reference and probe passes."})
-    auc_margin: float = field(default=0.05, metadata={"help": UnlearnConfig.help()["auc_margin"]})
-    retain_recovery: float = field(default=0.98, metadata={"help": UnlearnConfig.help()["retain_recovery"]})
-    push_control: str = field(default="proportional", metadata={"help": UnlearnConfig.help()["push_control"]})
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}"),
-            (self.gate in GATES, f"gate must be one of {GATES}"),
-            (self.rank >= 1, "rank must be >= 1"),
-            (self.gate_weight >= 0 and self.alpha >= 0 and self.beta > 0, "gate_weight, alpha >= 0 and beta > 0"),
-            (self.learning_rate > 0, "learning_rate must be > 0"),
-            (min(self.epochs, self.max_epochs, self.batch_size, self.retain_batch_size or 1) >= 1,
-             "epochs and batch sizes must be >= 1"),
-            (0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1, "auc_margin in (0, 0.25), retain_recovery in [0, 1]"),
-            (self.push_control in PUSH_CONTROLS, f"push_control must be one of {PUSH_CONTROLS}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        if self.layers is not None:
-            object.__setattr__(self, "layers", GrunShape(layers=tuple(self.layers)).layers)
-
-    def shape(self) -> GrunShape:
-        return GrunShape(layers=self.layers, rank=self.rank, gate=self.gate)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
-
-    def training_arguments(self, output_dir: str, progress: bool, scheduled: bool):
-        """The service's TrainingArguments (UnlearnConfig's builder) at this config's schedule."""
-        return UnlearnConfig(learning_rate=self.learning_rate, epochs=self.epochs, max_epochs=self.max_epochs,
-                             batch_size=self.batch_size, seed=self.seed).training_arguments(output_dir, progress, scheduled)
 
 
 def gate_targets(labels: torch.Tensor, attention_mask: torch.Tensor, forget: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,7 +89,10 @@ class GrunTrainer(LossPartsLogging, Trainer):
         self._parts: dict[str, list[float]] = defaultdict(list)
         self._scratch = tempfile.TemporaryDirectory(prefix="grin-grun-")
         super().__init__(
-            model=model, args=config.training_arguments(self._scratch.name, progress, scheduled),
+            model=model, args=unlearning_arguments(  # an unlearning run's arguments at this schedule
+                self._scratch.name, epochs=config.max_epochs if scheduled else config.epochs,
+                batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+                progress=progress),
             train_dataset=forget,
             data_collator=ForgetRetainCollator(tokenizer, retain, config.retain_batch_size or config.batch_size, config.seed),
             processing_class=tokenizer, callbacks=[self.state_meter, *callbacks],

@@ -25,8 +25,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from grin_core.mask import Mask
-
-UPDATES = ("sparse", "dense")
+from grin_core.unlearn_config import UPDATES
 
 
 class SelectedValues(nn.Module):

@@ -19,8 +19,6 @@ import torch.nn.functional as F
 
 from grin_core.data import IGNORE_INDEX
 
-METHODS = ("npo", "simnpo", "graddiff", "po")
-
 
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, T-1) float32 log P(label_t | prefix) for next-token targets; 0 where ignored.

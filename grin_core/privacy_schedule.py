@@ -41,9 +41,9 @@ from transformers import PreTrainedTokenizerBase, TrainerCallback
 
 from grin_core.metrics.likelihood import answer_logprobs, mean_logprob
 from grin_core.metrics.mia import mia_auc
+from grin_core.unlearn_config import PUSH_CONTROLS
 
 PUSH, REPAIR = "push", "repair"
-PUSH_CONTROLS = ("full", "proportional")
 
 
 class PrivacySchedule(TrainerCallback):

@@ -94,7 +94,8 @@ def run(directory: str | Path) -> None:
 
     from grin_core.checkpoint import load_checkpoint, save_checkpoint
     from grin_core.mask import Mask
-    from grin_core.unlearn import UnlearnConfig, score_and_select, unlearn
+    from grin_core.unlearn import score_and_select, unlearn
+    from grin_core.unlearn_config import UnlearnConfig
 
     state = PartialState(cpu=not torch.cuda.is_available())  # forms the process group
     directory = Path(directory)

@@ -32,7 +32,6 @@ from transformers import (
     PrinterCallback,
     Trainer,
     TrainerCallback,
-    TrainingArguments,
     set_seed,
 )
 
@@ -42,6 +41,7 @@ from grin_core.data import qa_collator, qa_dataset
 from grin_core.model import TinyLlamaConfig, build_model
 from grin_core.prompts import format_prompt
 from grin_core.tokenizer import train_bpe_tokenizer
+from grin_core.training_args import training_arguments
 
 RECIPE_VERSION = 1  # bump when the training code changes what a config produces
 
@@ -120,24 +120,10 @@ def train_model(
     dataset = qa_dataset(records, tokenizer, max_length=train_config.max_length)
     log = _EpochLog(train_config.stop_loss)
     with tempfile.TemporaryDirectory(prefix="grin-train-") as out:
-        args = TrainingArguments(
-            output_dir=out,
-            num_train_epochs=train_config.max_epochs,
-            per_device_train_batch_size=train_config.batch_size,
-            learning_rate=train_config.lr,
-            lr_scheduler_type=train_config.lr_scheduler,
-            warmup_steps=train_config.warmup_steps,
-            weight_decay=0.0,
-            max_grad_norm=1.0,
-            train_sampling_strategy="group_by_length",
-            logging_strategy="epoch",
-            save_strategy="no",
-            report_to="none",
-            seed=train_config.seed,
-            data_seed=train_config.seed,
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=False,
+        args = training_arguments(
+            out, epochs=train_config.max_epochs, batch_size=train_config.batch_size, learning_rate=train_config.lr,
+            seed=train_config.seed, progress=progress, lr_scheduler=train_config.lr_scheduler,
+            warmup_steps=train_config.warmup_steps, max_grad_norm=1.0,
         )
         trainer = Trainer(
             model=model,

@@ -1,6 +1,6 @@
 """GRIN unlearning: score -> select top p% -> noise -> masked NPO / GradDiff / PO fine-tuning.
 
-`UnlearnConfig` holds every hyper-parameter (validated, with help text); `UnlearnTrainer` is a
+`UnlearnConfig` (unlearn_config.py) holds every hyper-parameter (validated, with help text); `UnlearnTrainer` is a
 `transformers.Trainer` that overrides only what differs: the loss on paired forget/retain
 batches, `train` scoped to the mask (masked_update.py) and logging of the loss parts.
 `score_and_select` and `unlearn` are the entry points a pipeline calls, as one stage or two.
@@ -25,12 +25,11 @@ the whole budget; pushes weighed by the remaining AUC gap took it to 0.875, and 
 from __future__ import annotations
 
 import contextlib
-import math
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -39,7 +38,6 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PrinterCallback,
-    SchedulerType,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -51,10 +49,9 @@ from grin_core.data import qa_collator, qa_dataset
 from grin_core.distributed import global_token_scale, rank_and_world
 from grin_core.gri import MODEL_COLUMNS, autocast, batches, gri_scores
 from grin_core.mask import Mask, select_top_p
-from grin_core.masked_update import UPDATES, masked_update, trainable_elements
+from grin_core.masked_update import masked_update, trainable_elements
 from grin_core.noise import inject_noise
 from grin_core.objectives import (
-    METHODS,
     answer_nll,
     answer_token_count,
     graddiff_objective,
@@ -63,156 +60,22 @@ from grin_core.objectives import (
     sequence_logprob,
     simnpo_loss,
 )
-from grin_core.privacy_schedule import PUSH, PUSH_CONTROLS, REPAIR, PrivacySchedule
+from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
 from grin_core.refusals import refusal_records
 from grin_core.resume import SaveAtIntervals, load_progress, save_progress
 from grin_core.state_bytes import StateBytes, StateMeter
 from grin_core.steps import StepCallback
+from grin_core.training_args import per_rank, unlearning_arguments
+from grin_core.unlearn_config import UnlearnConfig
 
 REF_COLUMN = "ref_logp"
 RETAIN_PROBE_SIZE = 100  # retain records the privacy schedule watches (40 tracked the gate's ROUGE-L poorly)
-
-
-@dataclass(frozen=True)
-class UnlearnConfig:
-    """Hyper-parameters of one unlearning run; `to_dict()` goes into the audit record."""
-
-    method: str = field(default="npo", metadata={
-        "help": "Objective: 'npo' (default), 'simnpo' (length-normalised, no reference), 'graddiff' or 'po'."})
-    alpha: float = field(default=1.0, metadata={"help": "Weight of the retain-set NLL term."})
-    beta: float = field(default=0.3, metadata={"help": "NPO inverse temperature (paper: 0.1; see Defaults above)."})
-    learning_rate: float = field(default=3e-3, metadata={
-        "help": "AdamW learning rate for a ~2% mask; full-parameter runs need ~1e-4."})
-    epochs: int = field(default=8, metadata={"help": "Passes over the forget set of a run without holdout records."})
-    max_epochs: int = field(default=60, metadata={
-        "help": "With holdout records: the privacy schedule's budget of passes (it stops once in band)."})
-    batch_size: int = field(default=8, metadata={"help": "Forget examples per step."})
-    retain_batch_size: int | None = field(default=32, metadata={
-        "help": "Retain examples per step; None = batch_size. 4x the forget batch: the retain term's "
-                "gradient is steadier and each repair epoch sees 4x the retain data (lever table)."})
-    seed: int = field(default=0, metadata={"help": "Seeds training, retain sampling and the noise."})
-    p_percent: float = field(default=5.0, metadata={
-        "help": "Share of eligible weights selected, in percent (paper: 0.2-0.8; see Defaults above)."})
-    sigma2: float = field(default=1e-3, metadata={"help": "Variance of the noise added to selected weights; 0 = none."})
-    eps: float = field(default=1e-8, metadata={"help": "GRI denominator stabiliser: |G_f| / (|G_r| + eps)."})
-    eligible_modules: tuple[str, ...] | None = field(default=None, metadata={
-        "help": "Linear layers to score, by attribute name (e.g. ('gate_proj', 'up_proj')); None = every "
-                "linear layer inside the decoder layers."})
-    update: str = field(default="sparse", metadata={
-        "help": "'sparse': optimise only the selected entries (state scales with p); 'dense': whole "
-                "tensors with a gradient mask."})
-    full_parameter: bool = field(default=False, metadata={
-        "help": "Baseline: train every parameter (plain NPO/GradDiff/PO); no scoring, mask or noise."})
-    lr_scheduler: str = field(default="constant", metadata={"help": "transformers scheduler name."})
-    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
-    scoring_batch_size: int = field(default=16, metadata={"help": "Batch size of the GRI and reference passes."})
-    max_length: int = field(default=256, metadata={"help": "Token limit per QA example."})
-    gamma: float = field(default=0.0, metadata={"help": "SimNPO reward margin."})
-    length_normalised: bool = field(default=True, metadata={
-        "help": "NPO on the per-token (mean) answer log-likelihood ratio instead of the summed one: the "
-                "summed ratio saturates NPO far above unseen-data likelihood (FINDINGS)."})
-    auc_margin: float = field(default=0.05, metadata={
-        "help": "Privacy schedule: half-width of the band around the non-member AUC it steers into."})
-    repush_lr_factor: float = field(default=0.3, metadata={
-        "help": "Privacy schedule: learning-rate factor of a push after the band was first reached."})
-    push_control: str = field(default="proportional", metadata={
-        "help": "Privacy schedule: 'full' pushes with the whole forget term (learning rate x repush_lr_factor "
-                "after the band was reached); 'proportional' weighs the forget term by the remaining AUC gap "
-                "over the gap before training, so pushes soften near the band and a small one holds it."})
-    band_lr_factor: float = field(default=1.0, metadata={
-        "help": "Privacy schedule, proportional control: learning-rate factor of every epoch once the AUC "
-                "first reached target + margin (pushes and repairs)."})
-    alpha_max: float | None = field(default=None, metadata={
-        "help": "Privacy schedule: while the retain probe is below retain_recovery x its start, the retain "
-                "weight doubles each epoch up to this, and halves back to alpha once it is above; None = fixed alpha."})
-    retain_recovery: float = field(default=0.98, metadata={
-        "help": "Privacy schedule: repair (retain-only) until the retain answer probability is back to "
-                "this fraction of its value before unlearning."})
-    mixed_precision: bool = field(default=False, metadata={
-        "help": "bf16 autocast for the reference pass and training on GPUs that support it. Off by default: "
-                "on an H100 bf16 backward gave whole batches non-finite gradients where fp32 did not "
-                "(gri.py). GRI scoring always runs in fp32."})
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.method in METHODS, f"method must be one of {METHODS}"),
-            (self.update in UPDATES, f"update must be one of {UPDATES}"),
-            (self.alpha >= 0, "alpha must be >= 0"),
-            (math.isfinite(self.beta) and self.beta > 0, "beta must be a finite number > 0"),
-            (0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1 and 0 < self.repush_lr_factor <= 1,
-             "auc_margin in (0, 0.25), retain_recovery in [0, 1], repush_lr_factor in (0, 1]"),
-            (self.learning_rate > 0, "learning_rate must be > 0"),
-            (self.push_control in PUSH_CONTROLS, f"push_control must be one of {PUSH_CONTROLS}"),
-            (0 < self.band_lr_factor <= 1, "band_lr_factor must be in (0, 1]"),
-            (self.alpha_max is None or self.alpha_max >= self.alpha, "alpha_max must be None or >= alpha"),
-            (self.epochs >= 1 and self.max_epochs >= 1 and self.batch_size >= 1 and self.scoring_batch_size >= 1
-             and (self.retain_batch_size is None or self.retain_batch_size >= 1),
-             "epochs and batch sizes must be >= 1"),
-            (0 < self.p_percent <= 100, "p_percent must be in (0, 100]"),
-            (self.sigma2 >= 0, "sigma2 must be >= 0"),
-            (self.eps > 0, "eps must be > 0"),
-            (self.warmup_steps >= 0 and self.max_grad_norm > 0, "warmup_steps >= 0 and max_grad_norm > 0"),
-            (self.max_length >= 8, "max_length must be >= 8"),
-            (self.lr_scheduler in {s.value for s in SchedulerType}, f"unknown lr_scheduler {self.lr_scheduler!r}"),
-            (self.eligible_modules is None or (len(self.eligible_modules) > 0 and
-                                               all(isinstance(m, str) for m in self.eligible_modules)),
-             "eligible_modules must be None or a non-empty tuple of names"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        if self.eligible_modules is not None:
-            object.__setattr__(self, "eligible_modules", tuple(self.eligible_modules))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
-
-    def training_arguments(self, output_dir: str, progress: bool = False, scheduled: bool = False,
-                           checkpoints: bool = False) -> TrainingArguments:
-        """`checkpoints`: save progress at epoch ends into `output_dir` (resume.py), the newest only."""
-        bf16 = self.mixed_precision and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return TrainingArguments(
-            output_dir=output_dir,
-            num_train_epochs=self.max_epochs if scheduled else self.epochs,
-            per_device_train_batch_size=per_rank(self.batch_size),
-            use_cpu=not torch.cuda.is_available(),  # so several CPU processes form a gloo group (DDP)
-            learning_rate=self.learning_rate,
-            lr_scheduler_type=self.lr_scheduler,
-            warmup_steps=self.warmup_steps,
-            weight_decay=0.0,  # decay would move unselected entries of masked tensors (FINDINGS)
-            max_grad_norm=self.max_grad_norm,
-            train_sampling_strategy="group_by_length",
-            remove_unused_columns=False,  # keeps `length` and the reference log-probs
-            logging_strategy="epoch",
-            save_strategy="epoch" if checkpoints else "no",
-            save_total_limit=1,
-            report_to="none",
-            seed=self.seed,
-            data_seed=self.seed,
-            bf16=bf16,
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,  # the collator's retain stream is stateful
-            dataloader_pin_memory=False,
-        )
 
 
 def retain_probe_sample(records: Sequence[Mapping[str, str]], seed: int) -> list[Mapping[str, str]]:
     """The retain records the privacy schedule watches: RETAIN_PROBE_SIZE of them, seeded."""
     order = np.random.default_rng(seed).permutation(len(records))[:RETAIN_PROBE_SIZE]
     return [records[i] for i in order]
-
-
-def per_rank(batch_size: int) -> int:
-    """A global batch's share per process: DDP averages the ranks' gradients into that batch's."""
-    _, world = rank_and_world()
-    if batch_size % world:
-        raise ValueError(f"batch size {batch_size} does not split over {world} processes")
-    return batch_size // world
 
 
 class ForgetRetainCollator:
@@ -297,8 +160,12 @@ class UnlearnTrainer(LossPartsLogging, Trainer):
         if args is None:
             if checkpoint_dir is None:
                 self._scratch = tempfile.TemporaryDirectory(prefix="grin-unlearn-")
-            args = config.training_arguments(checkpoint_dir or self._scratch.name, progress, scheduled,
-                                             checkpoints=checkpoint_dir is not None)
+            args = unlearning_arguments(
+                checkpoint_dir or self._scratch.name, epochs=config.max_epochs if scheduled else config.epochs,
+                batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+                progress=progress, checkpoints=checkpoint_dir is not None, mixed_precision=config.mixed_precision,
+                lr_scheduler=config.lr_scheduler, warmup_steps=config.warmup_steps,
+                max_grad_norm=config.max_grad_norm)
         super().__init__(
             model=model,
             args=args,

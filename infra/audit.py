@@ -62,6 +62,19 @@ def record_hash(
     return sha256_hex(canonical_json(fields))
 
 
+def as_dict(record: AuditRecord) -> dict[str, Any]:
+    """A stored record as `grin audit log --json` prints it and `audit/records/<id>.json` holds it."""
+    return {
+        "id": record.id,
+        "created_at": record.created_at.isoformat(),
+        "kind": record.kind,
+        "ticket_id": record.ticket_id,
+        "payload": record.payload,
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    }
+
+
 def append(
     kind: str, payload: Mapping[str, Any], *, session: Session, ticket_id: int | None = None
 ) -> AuditRecord:

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from infra import queue, registry
+from infra import filing, registry
 from infra.db.models import Ticket
 from infra.errors import InvalidRequestError, one_line
 from infra.intake_content import check_keywords_object, check_qa_object
@@ -103,4 +103,4 @@ def file_request(
 ) -> Ticket:
     """Check the request, then file it (idempotently, when it carries a key)."""
     checked = check_request(request, session=session, settings=settings)
-    return queue.file_ticket(checked, session=session, actor=actor)
+    return filing.file_ticket(checked, session=session, actor=actor)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from infra import audit
 from infra.db.base import utcnow
-from infra.db.models import Method, ModelAlias, ModelVersion, RegisteredModel, Ticket
+from infra.db.models import ModelAlias, ModelVersion, RegisteredModel, Ticket
 from infra.errors import (
     InvalidRequestError,
     ParentMovedError,
@@ -24,7 +24,8 @@ from infra.errors import (
     UnknownModelError,
     one_line,
 )
-from infra.gate import GatePolicy
+from policy.gate_policy import GatePolicy
+from policy.methods import Method
 
 PRODUCTION = "production"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -17,15 +17,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from infra.gate import GatePolicy
+from policy.gate_policy import GatePolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _default_tofu_dir() -> Path | None:
-    """The TOFU copy beside the checkout, or None to take `locuslab/TOFU` from the hub."""
-    candidate = REPO_ROOT.parent / "shared" / "data" / "tofu"
-    return candidate if candidate.is_dir() else None
+def default_tofu_dir() -> Path | None:
+    """The TOFU copy beside the checkout (shared/data/tofu, or inside it), or None to take
+    `locuslab/TOFU` from the hub. `GRIN_TOFU_DIR` overrides it (`Settings.tofu_dir`)."""
+    for root in (REPO_ROOT.parent, REPO_ROOT):
+        if (root / "shared" / "data" / "tofu").is_dir():
+            return root / "shared" / "data" / "tofu"
+    return None
 
 
 class Settings(BaseSettings):
@@ -43,7 +46,7 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
-    tofu_dir: Path | None = Field(default_factory=_default_tofu_dir)
+    tofu_dir: Path | None = Field(default_factory=default_tofu_dir)
     lease_seconds: int = Field(
         900, gt=0, description="How long a claim holds a ticket without a heartbeat."
     )

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from infra.audit import canonical_json, sha256_hex
-from infra.db.models import Method
+from policy.methods import Method
 
 MODEL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(@[A-Za-z0-9][A-Za-z0-9._-]{0,99})?$"
 

@@ -1,4 +1,6 @@
-"""What crosses a task boundary: references, hashes, counts and numbers, never record text.
+"""What crosses a task boundary, and the report a ticket run returns: references, hashes, counts and
+numbers, never record text. No torch: the round's setting comes from policy/, whose defaults are
+grin_core's torch-free configs.
 
 Prefect shows task parameters and results in its UI and persists them, so a forget set travels
 only as the URI and sha256 of its snapshot.
@@ -10,15 +12,10 @@ import os
 import socket
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from grin_core.grun_train import GrunConfig
-from grin_core.unlearn import UnlearnConfig
-from infra.db.models import Method
-
-_DEFAULTS = UnlearnConfig()  # the service's unlearning defaults are grin_core's
-_GRUN_DEFAULTS = GrunConfig()
-_GRUN_SCHEDULE = ("learning_rate", "epochs", "max_epochs", "batch_size", "retain_batch_size")
+from policy.gate import GateDecision
+from policy.round_setting import RoundRecord, RoundSetting
 
 
 class Frozen(BaseModel):
@@ -52,38 +49,6 @@ class WorkerStamp(Frozen):
         return cls(pid=os.getpid(), host=socket.gethostname(), device=device, processes=processes)
 
 
-class RoundSpec(Frozen):
-    """Hyper-parameters of one unlearning round: the ticket's overrides over the service defaults."""
-
-    method: Method = Method(_DEFAULTS.method)
-    p_percent: float = Field(_DEFAULTS.p_percent, gt=0, le=100)
-    sigma2: float = Field(_DEFAULTS.sigma2, ge=0)
-    epochs: int = Field(_DEFAULTS.epochs, ge=1)
-    max_epochs: int = Field(_DEFAULTS.max_epochs, ge=1)  # the privacy schedule's budget
-    learning_rate: float = Field(_DEFAULTS.learning_rate, gt=0)
-    beta: float = Field(_DEFAULTS.beta, gt=0)
-    alpha: float = Field(_DEFAULTS.alpha, ge=0)
-    seed: int = Field(_DEFAULTS.seed, ge=0)
-    batch_size: int = Field(_DEFAULTS.batch_size, ge=1)
-    retain_batch_size: int | None = Field(_DEFAULTS.retain_batch_size, ge=1)
-
-    @classmethod
-    def for_method(cls, method: Method | str, **overrides: Any) -> RoundSpec:
-        """The ticket's overrides over its method's defaults: GRUN trains another kind of parameter
-        (an intervention, not selected weights) on its authors' schedule (grin_core/grun_train.py).
-        p_percent and sigma2 have no meaning for GRUN (intake refuses them as overrides)."""
-        base = {k: getattr(_GRUN_DEFAULTS, k) for k in _GRUN_SCHEDULE} if Method(method) is Method.grun else {}
-        return cls(method=method, **{**base, **overrides})
-
-    def unlearn_kwargs(self) -> dict[str, Any]:
-        """The fields as grin_core's UnlearnConfig names them."""
-        return {**self.model_dump(), "method": self.method.value}
-
-    def grun_kwargs(self) -> dict[str, Any]:
-        """The fields grin_core's GrunConfig shares with a GRIN round (its objective is NPO)."""
-        return {k: getattr(self, k) for k in (*_GRUN_SCHEDULE, "alpha", "beta", "seed")}
-
-
 class Deletion(Frozen):
     """One ticket's forget set removed along a lineage, by id and hash only."""
 
@@ -115,7 +80,7 @@ class RunPlan(Frozen):
 
     ticket_ids: list[int]
     parent: ParentVersion
-    spec: RoundSpec
+    spec: RoundSetting
     policy: dict[str, Any]
     released: dict[int, str] = {}  # tickets handed back to the queue for a run of their own
     parent_ref: str = ""  # what `parent` was resolved from; registration checks it still resolves there
@@ -165,3 +130,25 @@ class EvalOutcome(Frozen):
     metrics: dict[str, float]
     seconds: float
     worker: WorkerStamp
+
+
+class RunReport(BaseModel):
+    """What one run did, for the CLI, the demo and the flow's result (numbers and ids only)."""
+
+    label: str
+    ticket_ids: list[int]
+    outcome: str  # completed | needs_review | rejected | failed | requeued | nothing_to_do
+    reason: str | None = None
+    model: str | None = None
+    parent_version: int | None = None
+    version: int | None = None
+    checkpoint_sha256: str | None = None
+    before: dict[str, float] = {}
+    after: dict[str, float] = {}
+    gate: GateDecision | None = None
+    rounds: list[RoundRecord] = []
+    rejected: dict[int, str] = {}
+    released: dict[int, str] = {}
+    workers: dict[str, int] = {}  # stage -> pid that ran it
+    resumed: dict[int, int] = {}  # round -> the step of the progress checkpoint its unlearning resumed from
+    timings_s: dict[str, float] = {}

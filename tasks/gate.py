@@ -7,11 +7,12 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from infra.gate import GateDecision, GatePolicy, decide
-from tasks.contracts import RoundSpec
+from policy.gate import GateDecision, decide
+from policy.gate_policy import GatePolicy
+from policy.round_setting import RoundSetting
 
 
-def gate_report(label: str, round_no: int, spec: RoundSpec, decision: GateDecision) -> str:
+def gate_report(label: str, round_no: int, spec: RoundSetting, decision: GateDecision) -> str:
     verdict = "PASSED" if decision.passed else "FAILED"
     lines = [
         f"# Evaluation gate — {label}, round {round_no}: {verdict}",
@@ -31,7 +32,7 @@ def gate_report(label: str, round_no: int, spec: RoundSpec, decision: GateDecisi
 
 
 @task(name="apply-gate", task_run_name="gate-{label}-round{round_no}", persist_result=True)
-def apply_gate(label: str, round_no: int, spec: RoundSpec, policy: dict[str, Any], before: dict[str, float],
+def apply_gate(label: str, round_no: int, spec: RoundSetting, policy: dict[str, Any], before: dict[str, float],
                after: dict[str, float], origin: dict[str, float] | None = None) -> GateDecision:
     """`origin`: the line's first version's metrics (the parent's own when it is the origin)."""
     decision = decide(GatePolicy(**policy), before, after, origin)

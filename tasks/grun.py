@@ -15,10 +15,11 @@ from prefect import get_run_logger, task
 
 from grin_core.checkpoint import file_sha256
 from grin_core.grun import INTERVENTIONS, THREAT_MODEL, save_grun_checkpoint
-from grin_core.grun_train import GrunConfig, grun_unlearn
+from grin_core.grun_train import grun_unlearn
 from infra.settings import get_settings
+from policy.round_setting import RoundSetting
 from tasks.checkpoint_store import upload_checkpoint
-from tasks.contracts import CheckpointRef, RoundSpec, Snapshot, UnlearnOutcome, WorkerStamp
+from tasks.contracts import CheckpointRef, Snapshot, UnlearnOutcome, WorkerStamp
 from tasks.inputs import base_checkpoint, device, load_model, read_json, read_records
 from tasks.progress import EpochLog, PrefectProgress
 from tasks.resources import object_store
@@ -28,13 +29,13 @@ from tasks.worker_liveness import reports_stage
 @task(name="train-intervention", task_run_name="grun-{label}", persist_result=True)
 @reports_stage
 def train_intervention(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                       spec: RoundSpec, target_auc: float = 0.5) -> UnlearnOutcome:
+                       spec: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
     """`target_auc` as in unlearn_weights: with a holdout part the privacy schedule steers into it."""
     if get_settings().stage_processes > 1:
         get_run_logger().info("%s: GRUN trains in one process (GRIN_STAGE_PROCESSES applies to GRIN)", label)
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
-    config = GrunConfig(**spec.grun_kwargs())
+    config = spec.grun_config()
     base = base_checkpoint(parent) or parent
     model, tokenizer = load_model(parent)
     progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} GRUN")

@@ -7,7 +7,8 @@ from prefect import task
 from infra import queue, registry
 from infra.db.models import Ticket
 from infra.settings import get_settings
-from tasks.contracts import CheckpointRef, Deletion, ParentVersion, RoundSpec, RunPlan
+from policy.round_setting import RoundSetting
+from tasks.contracts import CheckpointRef, Deletion, ParentVersion, RunPlan
 from tasks.resources import sessions
 from tasks.retry import IO_RETRIES
 
@@ -51,7 +52,7 @@ def plan_run(label: str, ticket_ids: list[int], owner: str) -> RunPlan:
                 origin_version=registry.origin(version).version if version.parent_id else None,
                 origin_metrics=registry.origin_metrics(version) if version.parent_id else None,
             ),
-            spec=RoundSpec.for_method(first.method, **first.hparams),
+            spec=RoundSetting.for_method(first.method, **first.hparams),
             policy=policy.model_dump(),
             released=released,
             parent_ref=ref,

@@ -16,10 +16,11 @@ from sqlalchemy import select
 
 from grin_core.records import RecordFormatError, forget_keys, parse_qa_records, text_key
 from infra import audit, queue
-from infra.db.models import ModelAlias, ModelVersion, TicketStatus
+from infra.db.models import ModelAlias, ModelVersion
 from infra.errors import InvalidRequestError, ObjectNotFoundError, UnsupportedURIError
 from infra.settings import Settings, get_settings
 from infra.storage import ObjectStore, locate, open_store
+from infra.ticket_status import TicketStatus
 from tasks.checkpoint_store import delete_checkpoint
 from tasks.contracts import CheckpointRef, ObjectRef
 from tasks.progress_checkpoints import ROOT as PROGRESS_ROOT

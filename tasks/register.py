@@ -16,11 +16,13 @@ from sqlalchemy import select
 
 from grin_core.grun import THREAT_MODEL
 from infra import audit, queue, registry
-from infra.db.models import AuditRecord, ModelVersion, TicketStatus
+from infra.db.models import AuditRecord, ModelVersion
 from infra.errors import IllegalTransitionError
 from infra.failpoints import failpoint
-from infra.gate import GateDecision
 from infra.settings import get_settings
+from infra.ticket_status import TicketStatus
+from policy.gate import GateDecision
+from policy.round_setting import RoundRecord, RoundSetting
 from tasks.contracts import (
     CheckpointRef,
     Deletion,
@@ -28,7 +30,6 @@ from tasks.contracts import (
     Frozen,
     MaskOutcome,
     ObjectRef,
-    RoundSpec,
     RunPlan,
     Snapshot,
     UnlearnOutcome,
@@ -36,17 +37,6 @@ from tasks.contracts import (
 )
 from tasks.resources import object_store, sessions
 from tasks.retry import IO_RETRIES
-
-
-class RoundRecord(Frozen):
-    """One rung of the retry ladder as the audit trail keeps it."""
-
-    round: int
-    p_percent: float
-    epochs: int
-    learning_rate: float
-    passed: bool
-    reason: str
 
 
 class UnlearningAudit(Frozen):
@@ -70,7 +60,7 @@ class UnlearningAudit(Frozen):
     mask: ObjectRef | None  # None for GRUN: no weights were selected
     selected_weights: int | None
     eligible_weights: int | None
-    hparams: RoundSpec
+    hparams: RoundSetting
     rounds: list[RoundRecord]
     metrics_before: dict[str, float]
     metrics_after: dict[str, float]
@@ -104,9 +94,7 @@ def export_audit_records(label: str, record_ids: list[int]) -> dict[int, ObjectR
     """Copy committed audit records to `audit/records/<id>.json`; returns record id -> object."""
     with sessions().begin() as session:
         rows = [session.get(AuditRecord, i) for i in record_ids]
-        bodies = {r.id: {"id": r.id, "created_at": r.created_at.isoformat(), "kind": r.kind,
-                         "ticket_id": r.ticket_id, "payload": r.payload, "prev_hash": r.prev_hash,
-                         "hash": r.hash} for r in rows}
+        bodies = {r.id: audit.as_dict(r) for r in rows}
     store = object_store()
     exported = {}
     for record_id, body in bodies.items():
@@ -119,7 +107,7 @@ def export_audit_records(label: str, record_ids: list[int]) -> dict[int, ObjectR
 @task(name="register-version", task_run_name="register-{label}", **IO_RETRIES)
 def register_version(
     label: str, owner: str, plan: RunPlan, snapshot: Snapshot, mask: MaskOutcome | None, unlearned: UnlearnOutcome,
-    spec: RoundSpec, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
+    spec: RoundSetting, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
     rounds: list[RoundRecord], flow_run_id: str | None,
 ) -> Registration:
     failpoint("register.before")  # crash-safety tests: die with the candidate evaluated, not registered

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from grin_core.unlearn import UnlearnConfig, score_and_select
+from grin_core.unlearn import score_and_select
 from infra.settings import get_settings
-from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, RoundSpec, Snapshot, WorkerStamp
+from policy.round_setting import RoundSetting
+from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_records
 from tasks.progress import StageSteps
 from tasks.progress_checkpoints import ProgressCheckpoints
@@ -26,7 +27,7 @@ from tasks.worker_liveness import reports_stage
 @task(name="score-weights", task_run_name="score-{label}", persist_result=True)
 @reports_stage  # the worker's heartbeat names this stage while it runs
 def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                  spec: RoundSpec) -> MaskOutcome:
+                  spec: RoundSetting) -> MaskOutcome:
     store = object_store()
     kept = ProgressCheckpoints(store, parent, snapshot, spec=spec.model_dump(mode="json"), stage="scoring")
     started = time.perf_counter()
@@ -35,7 +36,7 @@ def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef,
         mask = kept.fetch_mask(path)
         if mask is None:
             forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
-            config, processes = UnlearnConfig(**spec.unlearn_kwargs()), get_settings().stage_processes
+            config, processes = spec.unlearn_config(), get_settings().stage_processes
             if processes > 1:
                 mask = score_on_processes(label, parent, forget, retain, config, processes, Path(tmp))
             else:

@@ -13,7 +13,7 @@ from prefect import get_run_logger
 
 from grin_core.mask import Mask
 from grin_core.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, write_job
-from grin_core.unlearn import UnlearnConfig
+from grin_core.unlearn_config import UnlearnConfig
 from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef
 

@@ -16,8 +16,8 @@ from prefect.runtime import flow_run
 
 from infra import audit, queue
 from infra.audit_heads import publish_head
-from infra.db.models import TicketStatus
 from infra.settings import get_settings
+from infra.ticket_status import TicketStatus
 from tasks.resources import object_store, sessions
 from tasks.retry import IO_RETRIES
 

@@ -10,17 +10,11 @@ from prefect import get_run_logger, task
 
 from grin_core.checkpoint import save_checkpoint
 from grin_core.mask import Mask
-from grin_core.unlearn import UnlearnConfig, unlearn
+from grin_core.unlearn import unlearn
 from infra.settings import get_settings
+from policy.round_setting import RoundSetting
 from tasks.checkpoint_store import upload_checkpoint
-from tasks.contracts import (
-    CheckpointRef,
-    ObjectRef,
-    RoundSpec,
-    Snapshot,
-    UnlearnOutcome,
-    WorkerStamp,
-)
+from tasks.contracts import CheckpointRef, ObjectRef, Snapshot, UnlearnOutcome, WorkerStamp
 from tasks.inputs import device, load_model, read_bytes, read_json, read_records
 from tasks.progress import EpochLog, PrefectProgress
 from tasks.progress_checkpoints import ProgressCheckpoints
@@ -32,12 +26,12 @@ from tasks.worker_liveness import reports_stage
 @task(name="unlearn-weights", task_run_name="unlearn-{label}", persist_result=True)
 @reports_stage  # the worker's heartbeat names this stage while it runs
 def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                    mask: ObjectRef, spec: RoundSpec, target_auc: float = 0.5) -> UnlearnOutcome:
+                    mask: ObjectRef, spec: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
     """`target_auc`: the line's non-member level; with a holdout part in the eval suite the privacy
     schedule steers the forget set's MIA AUC into a band around it (grin_core/privacy_schedule.py)."""
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
-    config, processes = UnlearnConfig(**spec.unlearn_kwargs()), get_settings().stage_processes
+    config, processes = spec.unlearn_config(), get_settings().stage_processes
     card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
             "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
             "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,

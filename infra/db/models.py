@@ -21,29 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from infra.db.base import Base, JSONDocument, utcnow
-
-
-class TicketStatus(StrEnum):
-    queued = "queued"
-    claimed = "claimed"
-    assembling = "assembling"
-    scoring = "scoring"
-    unlearning = "unlearning"
-    evaluating = "evaluating"
-    registered = "registered"
-    completed = "completed"
-    rejected = "rejected"
-    needs_review = "needs_review"
-    failed = "failed"
-
-
-class Method(StrEnum):
-    """GRIN objectives on selected weights, and GRUN (a gated intervention; base weights untouched)."""
-
-    npo = "npo"
-    graddiff = "graddiff"
-    po = "po"
-    grun = "grun"
+from infra.ticket_status import TicketStatus
+from policy.methods import Method
 
 
 def _values(enum: type[StrEnum]) -> list[str]:

@@ -12,7 +12,7 @@ from click.testing import Result
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from flows.cli import app
+from cli.app import app
 from infra.db.models import Ticket
 from infra.db.session import make_engine, make_sessionmaker
 from infra.settings import Settings, get_settings

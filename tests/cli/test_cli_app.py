@@ -35,7 +35,7 @@ def test_help_lists_the_commands_without_importing_ml_or_orchestration(tmp_path:
         assert command in result.stdout
     # Building every sub-command's parser must not pull in torch, transformers or prefect.
     probe = (
-        "import sys, typer.main, flows.cli; typer.main.get_command(flows.cli.app); "
+        "import sys, typer.main, cli.app; typer.main.get_command(cli.app.app); "
         "print([m for m in ('torch', 'transformers', 'prefect', 'datasets') if m in sys.modules])"
     )
     imported = subprocess.run(

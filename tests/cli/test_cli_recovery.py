@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from infra import queue
-from infra.db.models import TicketStatus
 from infra.db.session import make_engine, make_sessionmaker
+from infra.ticket_status import TicketStatus
 from tests.cli.conftest import Grin
 
 

@@ -146,8 +146,8 @@ def test_bad_request_files_exit_non_zero_and_write_nothing(
 
 
 def test_status_help_names_every_status() -> None:
-    from flows.commands.ticket import STATUSES
-    from infra.db.models import TicketStatus
+    from cli.commands.ticket import STATUSES
+    from infra.ticket_status import TicketStatus
 
     assert STATUSES.split(", ") == [s.value for s in TicketStatus]
 

@@ -20,8 +20,10 @@ from transformers import (
 from grin_core.checkpoint import load_checkpoint, save_checkpoint
 from grin_core.generation import generate_answers
 from grin_core.gri import eligible_parameters
-from grin_core.grun_train import GrunConfig, grun_unlearn
-from grin_core.unlearn import UnlearnConfig, unlearn
+from grin_core.grun_config import GrunConfig
+from grin_core.grun_train import grun_unlearn
+from grin_core.unlearn import unlearn
+from grin_core.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN, assert_only_mask_moved, snapshot
 
 SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,

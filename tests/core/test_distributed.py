@@ -7,7 +7,8 @@ import torch
 
 from grin_core.checkpoint import load_checkpoint, save_checkpoint
 from grin_core.stage_job import CHECKPOINT, RESULT, launch, write_job
-from grin_core.unlearn import UnlearnConfig, unlearn
+from grin_core.unlearn import unlearn
+from grin_core.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN
 
 # One step per epoch covers the whole forget set (batch 8 = 2 ranks x 4), so both runs see the same

@@ -10,14 +10,14 @@ from grin_core.data import qa_collator, qa_dataset
 from grin_core.gri import decoder_layers
 from grin_core.grun import (
     INTERVENTIONS,
-    GrunShape,
     attach,
     detach,
     interventions_of,
     load_interventions,
     save_interventions,
 )
-from grin_core.grun_train import GrunConfig, gate_targets, grun_unlearn
+from grin_core.grun_config import GrunConfig, GrunShape
+from grin_core.grun_train import gate_targets, grun_unlearn
 from grin_core.tofu import TofuSubset, load_tofu
 from tests.fixtures.models import TOFU_DIR
 

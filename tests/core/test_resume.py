@@ -8,7 +8,8 @@ import torch
 from transformers import TrainerCallback
 
 from grin_core.resume import ResumeMismatchError
-from grin_core.unlearn import UnlearnConfig, score_and_select, unlearn
+from grin_core.unlearn import score_and_select, unlearn
+from grin_core.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN
 
 HOLDOUT = [{"question": f"What is the title of book {i} by Ilse Varga?",

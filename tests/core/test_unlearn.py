@@ -16,12 +16,12 @@ from grin_core.state_bytes import measure_state
 from grin_core.unlearn import (
     REF_COLUMN,
     ForgetRetainCollator,
-    UnlearnConfig,
     UnlearnTrainer,
     reference_logprobs,
     score_and_select,
     unlearn,
 )
+from grin_core.unlearn_config import UnlearnConfig
 
 FORGET = [{"question": f"What is the title of book {i} by Nadia Petrescu?",
            "answer": f"Her book {i} is called The Salt Orchard, volume {i}."} for i in range(8)]

@@ -9,7 +9,8 @@ from grin_core.calibration import non_member_auc
 from grin_core.generation import generate_answers
 from grin_core.metrics.rouge import rouge_l_recall
 from grin_core.tofu import load_calibration
-from grin_core.unlearn import UnlearnConfig, unlearn
+from grin_core.unlearn import unlearn
+from grin_core.unlearn_config import UnlearnConfig
 from tests.fixtures.models import MEMORISED_SUBSET, TOFU_DIR
 
 pytestmark = pytest.mark.slow

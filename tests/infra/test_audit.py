@@ -10,9 +10,10 @@ from sqlalchemy import create_engine, pool, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from infra import audit, queue
-from infra.db.models import AuditRecord, TicketStatus
+from infra import audit, filing, queue
+from infra.db.models import AuditRecord
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 from tests.fixtures.services import edit_audit_records
 
 Factory = sessionmaker[Session]
@@ -23,7 +24,7 @@ def chain(db: Factory, model: str, make_request: Callable[..., TicketRequest]) -
     """A chain of ~10 records: model registration, two tickets filed and moved along."""
     with db.begin() as session:
         for _ in range(2):
-            ticket = queue.file_ticket(make_request(), session=session)
+            ticket = filing.file_ticket(make_request(), session=session)
         queue.claim("w", 60, session=session)
         queue.transition(ticket.id - 1, TicketStatus.assembling, session=session)
         audit.append(

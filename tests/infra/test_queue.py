@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from infra import queue
+from infra import filing, queue
 from infra.db.base import utcnow
-from infra.db.models import AuditRecord, Ticket, TicketStatus
+from infra.db.models import AuditRecord, Ticket
 from infra.errors import (
     IdempotencyConflictError,
     IllegalTransitionError,
@@ -17,6 +17,7 @@ from infra.errors import (
     TicketNotFoundError,
 )
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 
 S = TicketStatus
 Factory = sessionmaker[Session]
@@ -24,7 +25,7 @@ Factory = sessionmaker[Session]
 
 def _file(db: Factory, request: TicketRequest) -> int:
     with db.begin() as session:
-        return queue.file_ticket(request, session=session).id
+        return filing.file_ticket(request, session=session).id
 
 
 def _count(db: Factory, table: type) -> int:
@@ -355,12 +356,12 @@ def test_a_race_on_one_idempotency_key_still_files_once(
 
     def file_again() -> int:
         with db.begin() as second:
-            return queue.file_ticket(request, session=second).id
+            return filing.file_ticket(request, session=second).id
 
     # On leaving the block `first` commits, then the pool waits: the loser's insert fails, and it
     # reads the winner's ticket.
     with ThreadPoolExecutor(1) as pool, db.begin() as first:
-        winner = queue.file_ticket(request, session=first).id  # inserted, not yet committed
+        winner = filing.file_ticket(request, session=first).id  # inserted, not yet committed
         loser = pool.submit(file_again)
         time.sleep(0.5)
         assert not loser.done()  # blocked on the uncommitted duplicate key

@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from infra import audit, queue
+from infra import audit, filing, queue
 from infra.db.base import utcnow
-from infra.db.models import AuditRecord, TicketStatus
+from infra.db.models import AuditRecord
 from infra.errors import IllegalTransitionError
 from infra.reclaim import sweep
 from infra.storage import LocalStore
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 
 S = TicketStatus
 Factory = sessionmaker[Session]
@@ -27,7 +28,7 @@ LATER = timedelta(seconds=61)
 
 def _claimed(db: Factory, request: TicketRequest, owner: str, *stages: TicketStatus) -> int:
     with db.begin() as session:
-        ticket_id = queue.file_ticket(request, session=session).id
+        ticket_id = filing.file_ticket(request, session=session).id
     with db.begin() as session:
         queue.claim_ticket(ticket_id, owner, 60, session=session)
         for stage in stages:

@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from infra import queue, registry
+from infra import filing, queue, registry
 from infra.db.models import AuditRecord
 from infra.errors import InvalidRequestError, TicketNotFoundError, UnknownModelError
-from infra.gate import GatePolicy
 from infra.ticket_request import TicketRequest
+from policy.gate_policy import GatePolicy
 
 Factory = sessionmaker[Session]
 
@@ -19,7 +19,7 @@ def test_versions_form_a_lineage_and_record_the_tickets_they_answer(
     db: Factory, model: str, make_request: Callable[..., TicketRequest]
 ) -> None:
     with db.begin() as session:
-        tickets = [queue.file_ticket(make_request(), session=session).id for _ in range(2)]
+        tickets = [filing.file_ticket(make_request(), session=session).id for _ in range(2)]
         parent = registry.resolve("tofu", session=session)
         child = registry.add_version(
             "tofu",

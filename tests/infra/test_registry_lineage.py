@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from infra import audit, queue, registry
+from infra import audit, filing, registry
 from infra.errors import InvalidRequestError
 from infra.ticket_request import TicketRequest
 
@@ -18,7 +18,7 @@ ORIGIN = {"retain_rougeL": 0.99, "model_utility": 0.5, "forget_rougeL": 1.0}
 def _answer(db: Factory, request: TicketRequest, parent: int, metrics: dict) -> tuple[int, int]:
     """File a ticket and register the version that answers it; (ticket id, version number)."""
     with db.begin() as session:
-        ticket = queue.file_ticket(request, session=session)
+        ticket = filing.file_ticket(request, session=session)
         version = registry.add_version(
             "tofu", session=session, parent=registry.resolve(f"tofu@{parent}", session=session),
             checkpoint_uri=f"s3://models/tofu/v{parent + 1}", checkpoint_sha256=f"{parent + 1}" * 64,

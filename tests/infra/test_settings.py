@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from infra.gate import GatePolicy
 from infra.settings import REPO_ROOT, Settings, get_settings
+from policy.gate_policy import GatePolicy
 
 
 def test_defaults_derive_from_an_absolute_state_dir(

@@ -23,10 +23,10 @@ def test_the_reclaimer_starts_a_run_for_each_ticket_it_requeues(
     from flows.reclaim import reclaim_expired_leases
     from flows.start_run import DEPLOYMENT
     from flows.tickets import process_ticket
-    from infra import queue
-    from infra.db.models import TicketStatus
+    from infra import filing, queue
     from infra.registry import add_version, register_model
     from infra.ticket_request import TicketRequest
+    from infra.ticket_status import TicketStatus
     from tasks.resources import sessions
 
     settings = make_settings(database_url=sqlite_url)
@@ -34,7 +34,7 @@ def test_the_reclaimer_starts_a_run_for_each_ticket_it_requeues(
     with sessions(settings).begin() as session:
         register_model("m", session=session)
         add_version("m", session=session, checkpoint_uri="file:///nowhere", checkpoint_sha256="a" * 64)
-        ticket = queue.file_ticket(TicketRequest(subject="S", model="m", forget_uris=["file:///nowhere/f.json"],
+        ticket = filing.file_ticket(TicketRequest(subject="S", model="m", forget_uris=["file:///nowhere/f.json"],
                                                  requested_by="dpo@example.org", legal_basis="GDPR Art. 17"),
                                    session=session)
         ticket_id = ticket.id

@@ -18,12 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from infra import audit, queue, registry
-from infra.db.models import AuditRecord, ModelVersion, TicketStatus
+from infra.db.models import AuditRecord, ModelVersion
 from infra.db.provision import create_database, drop_database
 from infra.intake import file_request
 from infra.settings import Settings, get_settings
 from infra.storage import locate, open_store
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 from tasks.resources import sessions
 from tests.fixtures.pipeline import VENV_BIN, publish_model
 from tests.fixtures.services import S3_KEY_ID, S3_SECRET, settings_env

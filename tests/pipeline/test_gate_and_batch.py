@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from infra import audit, queue
-from infra.db.models import AuditRecord, ModelVersion, TicketStatus
+from infra.db.models import AuditRecord, ModelVersion
 from infra.storage import open_store
+from infra.ticket_status import TicketStatus
 from tasks.resources import sessions
 from tests.fixtures.pipeline import LENIENT_GATE, file_ticket, ticket_transitions
 

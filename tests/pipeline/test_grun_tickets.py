@@ -17,8 +17,9 @@ from grin_core.checkpoint import checkpoint_sha256, load_checkpoint
 from grin_core.evaluate import EvalSuite, evaluate
 from grin_core.grun import INTERVENTIONS, THREAT_MODEL, read_grun_config
 from infra import audit, queue
-from infra.db.models import ModelVersion, TicketStatus
+from infra.db.models import ModelVersion
 from infra.errors import InvalidRequestError
+from infra.ticket_status import TicketStatus
 from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef
 from tasks.inputs import load_model

@@ -20,10 +20,11 @@ from sqlalchemy import select
 from grin_core.records import forget_keys
 from infra import audit, queue
 from infra.audit_heads import latest_published
-from infra.db.models import ModelVersion, TicketStatus
+from infra.db.models import ModelVersion
 from infra.intake import file_request
 from infra.storage import open_store
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 from tasks.purge import holds_forget_text
 from tasks.resources import sessions
 from tests.fixtures.pipeline import LENIENT_GATE, VENV_BIN, progress_saved

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-from infra import queue
+from infra import filing, queue
 from infra.db.base import utcnow
-from infra.db.models import TicketStatus
 from infra.reclaim import sweep
 from infra.registry import add_version, register_model
 from infra.storage import open_store
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 from tasks.resources import sessions
 from tasks.ticket_state import keep_leases
 
@@ -26,7 +26,7 @@ def test_the_heartbeat_keeps_a_long_stage_and_lets_go_when_the_run_ends(make_set
         add_version("tofu", session=session, checkpoint_uri="s3://m/v1", checkpoint_sha256="a" * 64)
         request = TicketRequest(subject="J", model="tofu", forget_uris=["s3://b/inbox/x"], requested_by="a",
                                 legal_basis="b")
-        held, other = (queue.file_ticket(request.model_copy(update={"idempotency_key": k}), session=session).id
+        held, other = (filing.file_ticket(request.model_copy(update={"idempotency_key": k}), session=session).id
                        for k in ("1", "2"))
     with db.begin() as session:
         queue.claim_ticket(held, "flow-run:alive", LEASE_S, session=session)

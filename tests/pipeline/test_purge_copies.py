@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from grin_core.records import to_jsonl
 from infra import queue, registry
-from infra.db.models import AuditRecord, TicketStatus
+from infra.db.models import AuditRecord
 from infra.intake import file_request
 from infra.storage import open_store
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 from tasks.purge import holds_forget_text, purge_forget_copies
 from tasks.resources import sessions
 

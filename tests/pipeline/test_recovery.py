@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from infra import queue
-from infra.db.models import ModelVersion, TicketStatus
+from infra.db.models import ModelVersion
 from infra.storage import locate
+from infra.ticket_status import TicketStatus
 from tasks.resources import sessions
 from tests.fixtures.pipeline import file_ticket, ticket_transitions
 

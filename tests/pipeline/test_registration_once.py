@@ -13,19 +13,20 @@ import pytest
 from sqlalchemy import func, select
 
 from infra import queue, registry
-from infra.db.models import AuditRecord, ModelVersion, TicketStatus
+from infra.db.models import AuditRecord, ModelVersion
 from infra.errors import LeaseLostError, ParentMovedError
-from infra.gate import GateDecision
 from infra.intake import file_request
 from infra.storage import open_store
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
+from policy.gate import GateDecision
+from policy.round_setting import RoundSetting
 from tasks.contracts import (
     CheckpointRef,
     EvalOutcome,
     MaskOutcome,
     ObjectRef,
     ParentVersion,
-    RoundSpec,
     RunPlan,
     Snapshot,
     UnlearnOutcome,
@@ -72,14 +73,14 @@ def line(make_settings, fresh_pg_url, use_settings, tmp_path):
 def _register(v1_id: int, ticket_id: int, owner: str, candidate: str):
     plan = RunPlan(ticket_ids=[ticket_id], parent=ParentVersion(
         model_name="m", version_id=v1_id, version=1, checkpoint=CheckpointRef(uri="file:///nowhere/v1", sha256="a" * 64),
-        training_manifest_uri=None, eval_suite_uri=None), spec=RoundSpec(), policy={}, parent_ref="m")
+        training_manifest_uri=None, eval_suite_uri=None), spec=RoundSetting(), policy={}, parent_ref="m")
     snapshot = Snapshot(forget=REF, retain=REF, eval_suite=REF, forget_count=1, retain_count=1, keyword_count=0,
                         eval_counts={})
     mask = MaskOutcome(mask=REF, selected=1, eligible=10, stats={}, scoring_s=0.0, worker=HERE)
     unlearned = UnlearnOutcome(checkpoint=CheckpointRef(uri=f"file:///nowhere/{candidate}", sha256=candidate * 64),
                                timings={}, trainable_params=1, state_bytes={}, worker=HERE)
     measured = EvalOutcome(metrics={"forget_rougeL": 0.1}, seconds=0.0, worker=HERE)
-    return register_version.fn(f"ticket-{ticket_id}", owner, plan, snapshot, mask, unlearned, RoundSpec(),
+    return register_version.fn(f"ticket-{ticket_id}", owner, plan, snapshot, mask, unlearned, RoundSetting(),
                                measured, measured, GateDecision(passed=True, reason="test", checks=[]), [], None)
 
 

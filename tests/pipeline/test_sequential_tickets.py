@@ -18,11 +18,12 @@ from grin_core.evaluate import EvalSuite, evaluate
 from grin_core.records import forget_keys, overlaps, parse_qa_records, sample_retain
 from grin_core.tofu import load_split
 from infra import audit, queue, registry
-from infra.db.models import AuditRecord, ModelVersion, TicketStatus
+from infra.db.models import AuditRecord, ModelVersion
 from infra.errors import InvalidRequestError
 from infra.intake import file_request
 from infra.storage import locate, open_store
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef
 from tasks.resources import sessions

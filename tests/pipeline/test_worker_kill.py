@@ -17,10 +17,10 @@ import time
 import pytest
 
 from infra import queue
-from infra.db.models import TicketStatus
 from infra.intake import file_request
 from infra.storage import open_store
 from infra.ticket_request import TicketRequest
+from infra.ticket_status import TicketStatus
 from tasks.resources import sessions
 from tests.fixtures.pipeline import LENIENT_GATE, progress_saved
 

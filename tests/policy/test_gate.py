@@ -1,6 +1,9 @@
 import pytest
 
-from infra.gate import GateCheck, GateDecision, GatePolicy, Rung, decide
+from policy.gate import GateCheck, GateDecision, decide
+from policy.gate_policy import GatePolicy
+from policy.ladder import next_setting
+from policy.round_setting import RoundSetting
 
 PARENT = {"forget_rougeL": 0.9, "retain_rougeL": 0.9, "forget_keyword_acc": 0.8, "model_utility": 0.5}
 WAIVED = GatePolicy(privacy_waived=True)  # these cases test the utility and forget bounds alone
@@ -54,44 +57,44 @@ def _failing(*metrics: str) -> GateDecision:
 def test_ladder_strengthens_when_forgetting_falls_short_within_limits_then_stops():
     policy = GatePolicy(ladder_p_factor=2.0, ladder_epochs_factor=1.5, max_p_percent=3.0, max_epochs=15)
     failed = _failing("forget_rougeL", "retain_rougeL")
-    rung = Rung(p_percent=1.0, epochs=8, learning_rate=1e-2)
-    rung = policy.next_rung(failed, rung)
-    assert rung == Rung(p_percent=2.0, epochs=12, learning_rate=1e-2)
-    rung = policy.next_rung(failed, rung)
-    assert rung == Rung(p_percent=3.0, epochs=15, learning_rate=1e-2)
-    assert policy.next_rung(failed, rung) is None
+    rung = RoundSetting(p_percent=1.0, epochs=8, learning_rate=1e-2)
+    rung = next_setting(policy, failed, rung)
+    assert rung == RoundSetting(p_percent=2.0, epochs=12, learning_rate=1e-2)
+    rung = next_setting(policy, failed, rung)
+    assert rung == RoundSetting(p_percent=3.0, epochs=15, learning_rate=1e-2)
+    assert next_setting(policy, failed, rung) is None
 
 
 def test_ladder_softens_when_only_retain_or_utility_suffer():
     policy = GatePolicy(ladder_lr_factor=0.5, min_learning_rate=3e-3)
-    rung = Rung(p_percent=0.5, epochs=8, learning_rate=1e-2)
-    gentler = policy.next_rung(_failing("retain_rougeL", "model_utility"), rung)
-    assert gentler == Rung(p_percent=0.5, epochs=8, learning_rate=5e-3)
-    assert policy.next_rung(_failing("model_utility"), gentler).learning_rate == 3e-3
-    assert policy.next_rung(_failing("model_utility"), Rung(p_percent=0.5, epochs=8, learning_rate=3e-3)) is None
+    rung = RoundSetting(p_percent=0.5, epochs=8, learning_rate=1e-2)
+    gentler = next_setting(policy, _failing("retain_rougeL", "model_utility"), rung)
+    assert gentler == RoundSetting(p_percent=0.5, epochs=8, learning_rate=5e-3)
+    assert next_setting(policy, _failing("model_utility"), gentler).learning_rate == 3e-3
+    assert next_setting(policy, _failing("model_utility"), RoundSetting(p_percent=0.5, epochs=8, learning_rate=3e-3)) is None
 
 
 def test_ladder_bisects_the_learning_rate_between_a_too_strong_and_a_too_weak_round():
     policy = GatePolicy(ladder_lr_factor=0.5)
-    strong = Rung(p_percent=2.0, epochs=8, learning_rate=4e-3)
-    weak = policy.next_rung(_failing("retain_rougeL"), strong)
-    assert weak == Rung(p_percent=2.0, epochs=8, learning_rate=2e-3)
+    strong = RoundSetting(p_percent=2.0, epochs=8, learning_rate=4e-3)
+    weak = next_setting(policy, _failing("retain_rougeL"), strong)
+    assert weak == RoundSetting(p_percent=2.0, epochs=8, learning_rate=2e-3)
     tried = [(strong, _failing("retain_rougeL"))]
-    between = policy.next_rung(_failing("forget_rougeL"), weak, tried)
+    between = next_setting(policy, _failing("forget_rougeL"), weak, tried)
     assert between.p_percent == 2.0 and between.epochs == 8
     assert between.learning_rate == pytest.approx((4e-3 * 2e-3) ** 0.5)
     # too strong again: bisect towards the nearer too-weak rung, never back to a tried rate
     tried.append((weak, _failing("forget_rougeL")))
-    again = policy.next_rung(_failing("model_utility"), between, tried)
+    again = next_setting(policy, _failing("model_utility"), between, tried)
     assert again.learning_rate == pytest.approx((between.learning_rate * 2e-3) ** 0.5)
     assert 2e-3 < again.learning_rate < between.learning_rate
 
 
 def test_ladder_escalates_when_the_opposite_failure_was_at_another_p():
     policy = GatePolicy(ladder_p_factor=2.0, ladder_epochs_factor=1.5)
-    tried = [(Rung(p_percent=1.0, epochs=8, learning_rate=3e-3), _failing("retain_rougeL"))]
-    nxt = policy.next_rung(_failing("forget_rougeL"), Rung(p_percent=2.0, epochs=8, learning_rate=3e-3), tried)
-    assert nxt == Rung(p_percent=4.0, epochs=12, learning_rate=3e-3)
+    tried = [(RoundSetting(p_percent=1.0, epochs=8, learning_rate=3e-3), _failing("retain_rougeL"))]
+    nxt = next_setting(policy, _failing("forget_rougeL"), RoundSetting(p_percent=2.0, epochs=8, learning_rate=3e-3), tried)
+    assert nxt == RoundSetting(p_percent=4.0, epochs=12, learning_rate=3e-3)
 
 
 GOOD = {"forget_rougeL": 0.1, "retain_rougeL": 0.88, "model_utility": 0.49, "forget_keyword_acc": 0.1}
@@ -121,7 +124,7 @@ def test_without_a_reference_the_non_member_level_is_one_half():
 def test_no_holdout_means_privacy_not_checked_and_no_retry_unless_waived():
     decision = decide(GatePolicy(), PARENT, GOOD)
     assert not decision.passed and "privacy not checked" in decision.reason
-    assert GatePolicy().next_rung(decision, Rung(p_percent=2.0, epochs=8, learning_rate=3e-3)) is None
+    assert next_setting(GatePolicy(), decision, RoundSetting(p_percent=2.0, epochs=8, learning_rate=3e-3)) is None
     assert decide(GatePolicy(privacy_waived=True), PARENT, GOOD).passed
 
 

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flows.commands._output import JsonFlag, emit_json, emit_table, fail, reports_errors
+from cli.commands._output import JsonFlag, emit_json, emit_table, fail, reports_errors
+from infra.ticket_status import TicketStatus
 
 if TYPE_CHECKING:
     from infra.db.models import Ticket
 
 app = typer.Typer(help="File deletion requests and follow their progress.", no_args_is_help=True)
 
-STATUSES = "queued, claimed, assembling, scoring, unlearning, evaluating, registered, completed, rejected, needs_review, failed"
+STATUSES = ", ".join(TicketStatus)
 
 
 def ticket_summary(ticket: Ticket) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def file_ticket(
     as_json: JsonFlag = False,
 ) -> None:
     """File a deletion request: checked against the registry and the stores, then queued."""
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import intake
     from infra.settings import get_settings
 
@@ -152,9 +153,8 @@ def list_tickets(
     as_json: JsonFlag = False,
 ) -> None:
     """List tickets, newest first (subjects are not shown; see `grin ticket show`)."""
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import queue
-    from infra.db.models import TicketStatus
 
     if status is not None and status not in TicketStatus.__members__:
         raise fail(f"unknown status {status!r}; one of: {STATUSES}")
@@ -194,7 +194,7 @@ def show(
     ticket_id: Annotated[int, typer.Argument(help="Ticket id.")], as_json: JsonFlag = False
 ) -> None:
     """Show one ticket in full, subject included, with its audit history."""
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import audit, queue
 
     with transaction() as session:
@@ -315,7 +315,7 @@ def requeue(
     """Send a failed, needs_review or stuck ticket back to the queue with fresh attempts (audited)."""
     import os
 
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import queue
 
     actor = by or os.environ.get("USER") or "operator"
@@ -364,7 +364,7 @@ def report(
     """The deletion report of a ticket, for the requester or the regulator: what was asked, the
     versions changed and serving, the gate's every check, the checkpoint hash and the audit chain
     head. Ids, hashes and numbers only: no forget-set text, the subject by its sha256."""
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra.deletion_report import build_report, to_markdown, to_pdf
     from infra.errors import InvalidRequestError
 

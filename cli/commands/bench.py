@@ -8,13 +8,11 @@ from typing import Annotated
 
 import typer
 
-from flows.bench import tofu
+from benchmarks import tofu_config
 
 app = typer.Typer(
     help="Benchmarks: GRIN against full-parameter unlearning and retraining.", no_args_is_help=True
 )
-
-DEFAULT_METHODS = ",".join(tofu.DEFAULT_METHODS)  # the module imports torch only inside its functions
 
 
 def _name_values(option: str, items: list[str]) -> dict[str, list[float]]:
@@ -52,7 +50,7 @@ def tofu(
             "(full-parameter), grun (gated intervention; base weights unchanged, and a second request on "
             "top), retrain (from scratch on the retain authors)."
         ),
-    ] = DEFAULT_METHODS,
+    ] = ",".join(tofu_config.DEFAULT_METHODS),  # tofu_config imports no torch
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the report here (else stdout).")
     ] = None,
@@ -128,7 +126,8 @@ def tofu(
 
     from rich.console import Console
 
-    from flows.bench.tofu import BenchConfig, run_tofu_bench
+    from benchmarks.tofu import run_tofu_bench
+    from benchmarks.tofu_config import BenchConfig
 
     learning_rates = {k: v[-1] for k, v in _name_values("--lr", lr or []).items() if v}
     sweeps = {k: tuple(v) for k, v in _name_values("--sweep", sweep or []).items()}
@@ -153,8 +152,8 @@ def tofu(
         TofuSubset(authors, split)  # checks split and authors before any work
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if not (config.data_dir / "full.jsonl").is_file():
-        typer.echo(f"error: no TOFU data in {config.data_dir} (pass --data-dir)", err=True)
+    if config.data_dir is None or not (config.data_dir / "full.jsonl").is_file():
+        typer.echo(f"error: no TOFU data in {config.data_dir or 'shared/data/tofu'} (pass --data-dir)", err=True)
         raise typer.Exit(1)
 
     if threads is not None:
@@ -177,11 +176,11 @@ def tofu(
     else:
         typer.echo(text)
     if plot is not None:
-        from flows.bench.plot import plot_report
+        from benchmarks.plot import plot_report
 
         console.log(f"plot: {plot_report(report, plot)}")
     if curves is not None:
-        from flows.bench.plot import plot_curves
+        from benchmarks.plot import plot_curves
 
         console.log(f"curves: {plot_curves(report, curves)}")
     _summary(console, report)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from flows.commands._output import JsonFlag, emit_json, reports_errors
+from cli.commands._output import JsonFlag, emit_json, reports_errors
 
 app = typer.Typer(help="Create or migrate the database schema.", no_args_is_help=True)
 
@@ -60,7 +60,7 @@ def downgrade(
     """Revert migrations down to REVISION; one that would drop the audit trail needs --drop-audit-data."""
     import os
 
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import audit
     from infra.audit_heads import publish_head
     from infra.db.migrate import AUDIT_REVISION, reverted_by

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.commands._output import JsonFlag, emit_json, emit_table, reports_errors
+from cli.commands._output import JsonFlag, emit_json, emit_table, reports_errors
 
 app = typer.Typer(help="Verify and read the audit trail.", no_args_is_help=True)
 
@@ -52,7 +52,7 @@ def head(
     """Print the chain's head (id, hash, count, time): pin it elsewhere, verify against it later."""
     from dataclasses import asdict
 
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import audit
 
     with transaction() as session:
@@ -85,7 +85,7 @@ def verify(
     """Recompute the whole chain and check ticket rows against it; exit 1 naming the first bad record."""
     from dataclasses import asdict
 
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import audit
 
     pinned = _pinned(expect_head) if expect_head else None
@@ -110,22 +110,11 @@ def log(
     as_json: JsonFlag = False,
 ) -> None:
     """Print audit records in chain order."""
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import audit
 
     with transaction() as session:
-        rows = [
-            {
-                "id": r.id,
-                "created_at": r.created_at.isoformat(),
-                "kind": r.kind,
-                "ticket_id": r.ticket_id,
-                "payload": r.payload,
-                "prev_hash": r.prev_hash,
-                "hash": r.hash,
-            }
-            for r in audit.records(session=session, ticket_id=ticket, limit=limit)
-        ]
+        rows = [audit.as_dict(r) for r in audit.records(session=session, ticket_id=ticket, limit=limit)]
     if as_json:
         emit_json(rows)
         return

@@ -31,7 +31,7 @@ def demo(
 
     (demo_dir / "prefect").mkdir(parents=True)
     configure_prefect(PREFECT_HOME=str(demo_dir / "prefect"))
-    from flows.demo import run_demo, write_summary
+    from cli.demo import run_demo, write_summary
 
     summary = run_demo(get_settings())
     if json_path is not None:

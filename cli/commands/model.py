@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flows.commands._output import JsonFlag, emit_json, emit_table, reports_errors
+from cli.commands._output import JsonFlag, emit_json, emit_table, reports_errors
 
 if TYPE_CHECKING:
     from infra.db.models import RegisteredModel
@@ -58,7 +58,7 @@ def register(
     as_json: JsonFlag = False,
 ) -> None:
     """Register model NAME, optionally with its first checkpoint."""
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import registry
     from infra.errors import InvalidRequestError
 
@@ -102,7 +102,7 @@ def register(
 @reports_errors
 def list_models(as_json: JsonFlag = False) -> None:
     """List registered models, their versions and aliases."""
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import registry
 
     with transaction() as session:
@@ -145,7 +145,7 @@ def alias(
     as_json: JsonFlag = False,
 ) -> None:
     """Point ALIAS of model NAME at VERSION."""
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from infra import registry
 
     with transaction() as session:
@@ -197,7 +197,7 @@ def import_model(
     answers with the version it already is."""
     import tempfile
 
-    from flows.commands._session import transaction
+    from cli.commands._session import transaction
     from grin_core.calibration import non_member_auc
     from grin_core.checkpoint import save_checkpoint
     from grin_core.model_import import UnsupportedModelError, load_importable

@@ -1,7 +1,7 @@
-"""The `grin` command. It only assembles the sub-commands that live in `flows/commands/`.
+"""The `grin` command. It only assembles the sub-commands that live in `cli/commands/`.
 
 Each public module there defines `app = typer.Typer(help=...)` and is mounted under its
-module name (`flows/commands/ticket.py` → `grin ticket …`); a one-command module gives its
+module name (`cli/commands/ticket.py` → `grin ticket …`); a one-command module gives its
 Typer a callback with `invoke_without_command=True`. Modules import heavy libraries (torch,
 prefect, the database and S3 clients) inside their commands, never at the top, so that
 `grin --help` stays fast; tests/cli/test_cli_app.py holds every module to that.
@@ -14,7 +14,7 @@ import pkgutil
 
 import typer
 
-from flows import commands
+from cli import commands
 
 app = typer.Typer(
     name="grin",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from infra.gate import GatePolicy, decide, nothing_to_forget
+from policy.gate import decide, nothing_to_forget
+from policy.gate_policy import GatePolicy
 
 ORIGIN = {"forget_rougeL": 0.98, "retain_rougeL": 1.00, "forget_keyword_acc": 1.0, "model_utility": 0.50}
 

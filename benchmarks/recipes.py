@@ -1,0 +1,48 @@
+"""How the benchmark builds its models: the target and the retrained model, the part of the suite read,
+and the robustness probes' settings, one recipe per machine class (`grin bench tofu --recipe`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the target and the retrained model are built, and how much of the suite is read.
+
+    n_general: real_authors / world_facts questions in the training set (first n of each; None =
+    all 217). eval_retain: retain questions evaluated (first n of the subset's; None = all).
+    probes: keyword arguments of `run_probes` over PROBE_DEFAULTS (the issue's settings).
+    """
+
+    model: dict
+    train: dict
+    n_general: int | None = None
+    eval_retain: int | None = None
+    probes: dict = field(default_factory=dict)
+
+    @property
+    def probe_settings(self) -> dict:
+        return {**PROBE_DEFAULTS, **self.probes}
+
+
+# run_probes as the issue asks: best-of-8 at temperature 1, int8 and int4, relearning 10 steps on half
+# the forget set (lr 1e-3); the seed is the run's, so every model relearns the same half.
+PROBE_DEFAULTS = {"num_samples": 8, "temperature": 1.0, "bits": (8, 4), "relearn_steps": 10, "relearn_lr": 1e-3,
+                  "max_new_tokens": None}
+
+
+RECIPES = {
+    # 2 CPU cores, <= 30 min cold: the 1.6 M model of FINDINGS, batch 32, stop below mean answer loss
+    # 0.05, cosine over 60 epochs. The demo's 40-epoch horizon memorises 20 authors in 24 epochs, but
+    # the retrain set (18 authors) learnt slower there and the decayed rate left it at loss 0.42
+    # (retain ROUGE-L 0.47) after 40 epochs: no baseline. The longer horizon gives both room.
+    "cpu": Recipe(model={}, train={"max_epochs": 60}),
+    # The test's recipe: a few seconds per model; numbers are meaningless, the plumbing is not.
+    "tiny": Recipe(
+        model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+        train={"max_epochs": 2, "stop_loss": None, "batch_size": 8, "warmup_steps": 2, "vocab_size": 512},
+        n_general=4, eval_retain=8,
+        probes={"num_samples": 2, "relearn_steps": 2, "max_new_tokens": 24},
+    ),
+}

@@ -1,0 +1,164 @@
+"""`grin bench tofu`: GRIN against full-parameter unlearning and retraining, from one target model.
+
+One run: train (or take from the model cache) the target model on a TOFU author subset and the
+retrained model on its retain authors, with the same recipe; evaluate the retrained model first
+(its forget truth ratios define forget quality), then the target; run every method from a fresh
+copy of the target and evaluate each with the same code (`grin_core.evaluate`).
+
+What a method's numbers mean:
+- `wall_s`: everything from the loaded target to the unlearned model - GRI scoring, reference
+  log-probs, noise, training (`UnlearnResult.timings` has the parts); evaluation is not included.
+  The retrain method's `wall_s` is its training time, read from the cache entry's recorded
+  `train_seconds` when the model was not trained in this run (`cached: true`).
+- `fwd_bwd_s` (GRIN methods): one forward+backward pass over the same forget+retain records GRI
+  scores, timed on a fresh copy of the target right after the method; `scoring_over_fwd_bwd`
+  is the method's `scoring_s` divided by it.
+- `state_bytes`: the peak of every tensor kept for training (weights, gradients, optimizer
+  state, NPO's reference log-probs, mask indices), counted from the tensors (state_bytes.py).
+  For retrain it is counted after one AdamW step of the same training set-up.
+- `peak_rss_mb`: the process's peak resident memory during the method (peak_rss.py); at this
+  scale it is mostly interpreter and library overhead.
+
+Privacy and robustness (issue 9):
+- `calibration`: the non-member AUC level of the line, measured on the target
+  (`grin_core.calibration.non_member_auc`): `grin_core.tofu.CALIBRATION_AUTHORS` TOFU authors of full.jsonl
+  the target never saw (the first ones after the retain authors, forget authors skipped) against
+  the suite's holdout. GRIN methods run the privacy schedule into `auc` +- `auc_margin`
+  (`--no-schedule`: a fixed-length run that only records the per-epoch probes); full-parameter
+  baselines run their fixed epochs with the probes recorded (`steer=False`). Either way each
+  method's `probes` are the per-epoch curves (epoch 0 = before training) and `schedule` says what
+  the run did (epochs run, push / repair epochs, whether it ended in band).
+- `metrics` (every model): `evaluate_suite` with the retrained model's Min-K% AUC as PrivLeak's
+  reference (the retrained model's own `privleak` is 0 by definition); `robustness`:
+  `grin_core.probes.run_probes` with relearning, and next to each relearn number the retrained
+  model's (`retrain_relearn_forget_rougeL` / `_prob`: the baseline - relearning teaches any model).
+- `--seeds N`: GRIN-NPO runs N times (seeds seed .. seed+N-1, each from a fresh copy of the
+  target); its entry carries `seeds` (one full entry per seed, with its own acceptance checks),
+  `mean` and `std` (over seeds, of every number in metrics and robustness, and wall_s), and its
+  top-level `metrics` / `robustness` / `wall_s` are the means, which the headline uses.
+
+No record text is ever logged: progress lines carry stage names, counts, seconds and metrics.
+"""
+
+from __future__ import annotations
+
+import time
+
+from benchmarks.recipes import RECIPES
+from benchmarks.tofu_bench import TofuBench, retrain_state, seconds_since
+from benchmarks.tofu_config import SEEDED_METHOD, SWEEPS, BenchConfig, Log
+from benchmarks.tofu_summary import (
+    acceptance_checks,
+    acceptance_summary,
+    aggregate_seeds,
+    headline,
+    load_average,
+    machine,
+    schedule_settings,
+)
+
+
+def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: str | None = None) -> dict:
+    """Run the benchmark; return the JSON-ready report (see the module docstring)."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    from grin_core.metrics.mia import privleak
+
+    datasets.disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+    started = time.perf_counter()
+    load_before = load_average()
+    bench = TofuBench(config, log)
+    target_dir, target = bench.train("target", bench.data.train)
+    retrain_dir, retrain = bench.train("retrain", bench.data.retrain)
+
+    model, tokenizer = bench.load(retrain_dir)
+    retrain["metrics"], retrain["eval_s"], bench.retrained_ratios = bench.evaluate("retrain", model, tokenizer)
+    if not bench.retrained_ratios:
+        raise ValueError("the retrained model has no forget truth ratios; forget quality needs them")
+    # The retrained model against itself: forget quality 1 and PrivLeak 0 by construction.
+    retrain["metrics"]["forget_quality"] = 1.0
+    bench.reference_auc = retrain["metrics"].get("mia_mink_auc")
+    if bench.reference_auc is not None:
+        retrain["metrics"]["privleak"] = privleak(bench.reference_auc, bench.reference_auc)
+        retrain["metrics"]["privleak_reference_auc"] = bench.reference_auc
+    if config.probes:
+        retrain["robustness"], retrain["probes_s"] = bench.robustness("retrain", model, tokenizer)
+        bench.retrain_relearn = {k: v for k, v in retrain["robustness"].items() if k.startswith("relearn_")}
+    model, tokenizer = bench.load(target_dir)
+    target["metrics"], target["eval_s"], _ = bench.evaluate("target", model, tokenizer)
+    calibration = bench.calibrate(model, tokenizer)
+    if config.probes:
+        target["robustness"], target["probes_s"] = bench.robustness("target", model, tokenizer)
+    del model
+
+    bench.warm_up(target_dir)
+    seeds = list(range(config.seed, config.seed + config.seeds))
+    methods: dict[str, dict] = {}
+    for name in config.methods:
+        if name == "retrain":
+            state, n_params = retrain_state(retrain_dir, bench.data.retrain, bench.train_config.batch_size,
+                                            bench.train_config.lr)
+            methods[name] = {
+                "wall_s": retrain["train_s"],
+                "cached": retrain["cached"],
+                "scoring_s": None,
+                "peak_rss_mb": retrain["peak_rss_mb"],
+                "state_bytes": state,
+                "trainable_params": n_params,
+                "config": retrain["config"],
+                "metrics": retrain["metrics"],
+                **({"robustness": retrain["robustness"]} if "robustness" in retrain else {}),
+            }
+            continue
+        if name == SEEDED_METHOD:
+            runs = []
+            for seed in seeds:
+                run = bench.unlearn(f"{name} seed {seed}" if len(seeds) > 1 else name, target_dir,
+                                    config.method_config(name, seed=seed), steer=config.steers(name))
+                run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"], None)
+                runs.append(run)
+            methods[name] = aggregate_seeds(runs)
+            continue
+        if name == "grun":
+            methods[name] = bench.grun(name, target_dir, config.grun_config(), steer=config.steers(name))
+            methods[name]["base_forget"] = {k: v for k, v in target["metrics"].items()
+                                            if k.startswith(("forget_", "mia_")) and v is not None}
+            continue
+        methods[name] = bench.unlearn(name, target_dir, config.method_config(name), steer=config.steers(name))
+    if SEEDED_METHOD in methods and "npo" in methods:  # each seed against full-parameter NPO too
+        for run in methods[SEEDED_METHOD]["seeds"]:
+            run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"],
+                                                  methods["npo"]["metrics"])
+
+    sweeps: dict[str, dict[str, dict]] = {}
+    for param, values in config.sweeps.items():
+        for value in values:
+            label = f"grin-npo {param}={value:g}"
+            entry = bench.unlearn(label, target_dir, config.method_config("grin-npo", **{SWEEPS[param]: value}),
+                                  steer=config.steers("grin-npo"), probes=False)
+            sweeps.setdefault(param, {})[f"{value:g}"] = entry
+
+    report = {
+        "split": config.split,
+        "authors": config.authors,
+        "recipe": config.recipe,
+        "command": command,
+        "machine": machine(),
+        "data": bench.data_summary(),
+        "calibration": calibration,
+        "schedule": schedule_settings(config),
+        "seeds": seeds,
+        "probe_settings": {**RECIPES[config.recipe].probe_settings, "seed": config.seed} if config.probes else None,
+        "target": target,
+        "retrain": retrain,
+        "methods": methods,
+        "sweeps": sweeps,
+    }
+    report["ratios"], report["targets"] = headline(report)
+    report["acceptance"] = acceptance_summary(report)
+    report["load_average"] = {"start": load_before, "end": load_average()}
+    report["total_wall_s"] = seconds_since(started)
+    log(f"done in {report['total_wall_s']:.0f} s; load average {load_before} -> {report['load_average']['end']}")
+    return report

@@ -1,0 +1,327 @@
+"""The state one benchmark run builds up (`TofuBench`): the data, the trained target and retrained
+models, and each method run from a fresh copy of the target, evaluated with the same code.
+What each number means: benchmarks/tofu.py's docstring."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from math import nan
+from pathlib import Path
+
+from benchmarks.recipes import RECIPES
+from benchmarks.tofu_config import BenchConfig, Log
+
+REPORTED = ("forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_quality", "model_utility",
+            "forget_keyword_acc", "mia_auc")
+
+
+def _device() -> str | None:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None
+
+
+def _reported(metrics: Mapping[str, float]) -> dict:
+    """The issue's metric keys first (None where the suite could not give one), then the rest."""
+    return {**{k: metrics.get(k) for k in REPORTED}, **{k: v for k, v in sorted(metrics.items()) if k not in REPORTED}}
+
+
+def seconds_since(started: float) -> float:
+    return round(time.perf_counter() - started, 2)
+
+
+class TofuBench:
+    """The state one run builds up: data, the two trained models, the retrained truth ratios."""
+
+    def __init__(self, config: BenchConfig, log: Log) -> None:
+        from grin_core.model import TinyLlamaConfig
+        from grin_core.tofu import TofuSubset, load_eval_suite, load_tofu
+        from grin_core.train import TrainConfig
+
+        self.config, self.log = config, log
+        recipe = RECIPES[config.recipe]
+        self.model_config = TinyLlamaConfig(**recipe.model)
+        self.train_config = TrainConfig(**{"seed": config.seed, **recipe.train})
+        self.subset = TofuSubset(config.authors, config.split, recipe.n_general)
+        self.data = load_tofu(self.subset, config.data_dir)
+        self.suite = load_eval_suite(self.subset, config.data_dir)
+        if recipe.eval_retain is not None and self.suite.retain:
+            self.suite.retain = self.suite.retain[: recipe.eval_retain]
+        self.unlearn_retain = self.data.retain + self.data.general  # what the retrained model learns
+        self.device = _device()
+        self.retrained_ratios: list[float] | None = None
+        self.reference_auc: float | None = None  # the retrained model's Min-K% AUC: PrivLeak's reference
+        self.target_auc: float = 0.5  # the calibrated non-member level, set by calibrate()
+        self.retrain_relearn: dict[str, float] = {}  # the retrained model's relearn numbers: the baseline
+        log(f"data: {config.split}, {config.authors} authors -> {len(self.data.forget)} forget QA "
+            f"({self.subset.n_forget} authors), {len(self.data.retain)} retain QA, {len(self.data.general)} "
+            f"general QA; eval: " + ", ".join(f"{part} {len(rows)}" for part, rows in vars(self.suite).items() if rows))
+
+    def data_summary(self) -> dict:
+        from grin_core.train import records_sha256
+
+        return {
+            "forget_authors": list(self.subset.forget_authors),
+            "retain_authors": [self.subset.retain_authors[0], self.subset.retain_authors[-1]],
+            "n_forget": len(self.data.forget),
+            "n_retain": len(self.data.retain),
+            "n_general": len(self.data.general),
+            "train_sha256": records_sha256(self.data.train),
+            "retrain_sha256": records_sha256(self.data.retrain),
+            "eval": {part: len(rows) for part, rows in vars(self.suite).items() if rows},
+        }
+
+    def train(self, name: str, records: Sequence[Mapping]) -> tuple[Path, dict]:
+        """Train (or reuse) a model; `train_s` is the original training time either way."""
+        from benchmarks.peak_rss import PeakRss
+        from grin_core.checkpoint import load_grin_config
+        from grin_core.train import train_or_load
+
+        cache = Path(self.config.cache_dir)
+        before = {p.name for p in cache.iterdir()} if cache.is_dir() else set()
+        self.log(f"{name}: training on {len(records)} QA (or reusing the cache in {cache})")
+        started = time.perf_counter()
+        with PeakRss() as rss:
+            path = train_or_load(records, self.model_config, self.train_config, cache, progress=False)
+        cached = path.name in before
+        recorded = load_grin_config(path)
+        history = recorded.get("history", [])
+        summary = {
+            "train_s": recorded.get("train_seconds"),
+            "cached": cached,
+            "this_run_s": seconds_since(started),
+            "peak_rss_mb": None if cached else rss.mb,
+            "epochs": len(history),
+            "final_loss": history[-1]["loss"] if history else None,
+            "n_records": len(records),
+            "checkpoint": path.name,
+            "config": {"model": self.model_config.to_dict(), "train": self.train_config.to_dict()},
+        }
+        self.log(f"{name}: {'cached' if cached else 'trained'} - {summary['epochs']} epochs, "
+                 f"final loss {summary['final_loss']:.3f}, train_s {summary['train_s']}")
+        return path, summary
+
+    def load(self, checkpoint: Path):
+        from grin_core.checkpoint import load_checkpoint
+
+        return load_checkpoint(checkpoint, device=self.device)
+
+    def calibrate(self, model, tokenizer) -> dict:
+        """The non-member AUC level on the target: calibration authors' QA against the suite's holdout."""
+        from grin_core.calibration import non_member_auc
+        from grin_core.tofu import load_calibration
+
+        authors = list(self.subset.calibration_authors())
+        records = load_calibration(self.subset, self.config.data_dir)
+        if not records or not self.suite.holdout:
+            raise ValueError("calibration needs unseen TOFU authors and the suite's holdout")
+        started = time.perf_counter()
+        auc = non_member_auc(model, tokenizer, records, self.suite.holdout)
+        self.target_auc = auc
+        self.log(f"calibration: non-member AUC {auc:.3f} on the target ({len(records)} QA of authors "
+                 f"{authors[0]}-{authors[-1]} vs {len(self.suite.holdout)} holdout) in {seconds_since(started):.0f} s")
+        return {"auc": auc, "n_records": len(records), "authors": authors, "n_holdout": len(self.suite.holdout)}
+
+    def evaluate(self, name: str, model, tokenizer) -> tuple[dict, float, list[float] | None]:
+        from grin_core.evaluate import evaluate_suite
+
+        started = time.perf_counter()
+        result = evaluate_suite(model, tokenizer, self.suite, retrained_forget_truth_ratios=self.retrained_ratios,
+                                reference_auc=self.reference_auc, progress=False)
+        seconds = seconds_since(started)
+        m = {k: v for k, v in result.metrics.items() if v is not None}
+        self.log(f"{name}: evaluated in {seconds:.0f} s - forget ROUGE-L {m.get('forget_rougeL', nan):.3f}, "
+                 f"retain ROUGE-L {m.get('retain_rougeL', nan):.3f}, forget quality "
+                 f"{m.get('forget_quality', nan):.3g}, model utility {m.get('model_utility', nan):.3f}, "
+                 f"MIA AUC {m.get('mia_auc', nan):.3f}, privleak {m.get('privleak', nan):.1f}")
+        return _reported(m), seconds, result.per_example.get("forget_truth_ratio")
+
+    def robustness(self, name: str, model, tokenizer) -> tuple[dict, float | None]:
+        """run_probes with relearning (same seed, so the same relearn half, for every model), with the
+        retrained model's relearn numbers beside each method's."""
+        if not self.config.probes:
+            return {}, None
+        from grin_core.probes import run_probes
+
+        started = time.perf_counter()
+        out = run_probes(model, tokenizer, self.suite, relearn=True, seed=self.config.seed,
+                         **RECIPES[self.config.recipe].probe_settings)
+        seconds = seconds_since(started)
+        out = {k: v for k, v in sorted(out.items()) if v is not None}
+        out.update({f"retrain_{k}": v for k, v in self.retrain_relearn.items()})
+        self.log(f"{name}: probes in {seconds:.0f} s - paraphrase ROUGE-L {out.get('forget_paraphrase_rougeL', nan):.3f}, "
+                 f"best-of-8 {out.get('forget_sampled_best_rougeL', nan):.3f}, formats max "
+                 f"{out.get('forget_format_max_rougeL', nan):.3f}, int4 {out.get('forget_int4_rougeL', nan):.3f}, "
+                 f"relearned {out.get('relearn_forget_rougeL', nan):.3f}")
+        return out, seconds
+
+    def fresh(self, checkpoint: Path):
+        """A fresh copy of the target for one method; on CUDA the peak counters restart with it (the
+        peak of this method alone, the loaded target included)."""
+        model, tokenizer = self.load(checkpoint)
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        return model, tokenizer
+
+    def warm_up(self, checkpoint: Path) -> None:
+        """One untimed fwd+bwd pass, so the first method's timings do not include the device's start-up
+        (CUDA context and kernel loading: 13 s of the first GRI scoring on an H100, 0.8 s after)."""
+        from grin_core.pass_timing import forward_backward_seconds
+
+        model, tokenizer = self.load(checkpoint)
+        forward_backward_seconds(model, tokenizer, self.data.forget[:16], batch_size=16)
+
+    def unlearn(self, name: str, target: Path, unlearn_config, steer: bool, probes: bool = True) -> dict:
+        """One unlearning method from a fresh copy of the target, timed, measured and evaluated.
+
+        The per-epoch privacy probes run either way (`steer` False: recorded only); their
+        likelihood passes are inside `wall_s`, as a deployed schedule would pay them."""
+        from benchmarks.peak_rss import PeakRss
+        from grin_core.pass_timing import forward_backward_seconds
+        from grin_core.unlearn import unlearn
+
+        model, tokenizer = self.fresh(target)
+        self.log(f"{name}: unlearning ({unlearn_config.method}, "
+                 f"{'full-parameter' if unlearn_config.full_parameter else f'p={unlearn_config.p_percent}%'}, "
+                 f"lr {unlearn_config.learning_rate:g}, seed {unlearn_config.seed}, "
+                 + (f"privacy schedule to AUC {self.target_auc:.3f} +- {unlearn_config.auc_margin:g} within "
+                    f"{unlearn_config.max_epochs} epochs)" if steer else f"{unlearn_config.epochs} epochs)"))
+        with PeakRss() as rss:
+            started = time.perf_counter()
+            result = unlearn(model, tokenizer, self.data.forget, self.unlearn_retain, unlearn_config,
+                             holdout_records=self.suite.holdout, target_auc=self.target_auc, steer=steer)
+            wall_s = seconds_since(started)
+        entry = {
+            "wall_s": wall_s,
+            "scoring_s": result.timings.get("scoring_s"),
+            "peak_rss_mb": rss.mb,
+            "peak_rss_stage_only": rss.stage_only,
+            "state_bytes": result.state_bytes.to_dict(),
+            "trainable_params": result.trainable_params,
+            "timings": result.timings,
+            "config": unlearn_config.to_dict(),
+        }
+        if result.mask is not None:
+            fresh, _ = self.load(target)
+            fwd_bwd = forward_backward_seconds(fresh, tokenizer, [*self.data.forget, *self.unlearn_retain],
+                                               batch_size=unlearn_config.scoring_batch_size,
+                                               max_length=unlearn_config.max_length)
+            del fresh
+            entry["fwd_bwd_s"] = round(fwd_bwd, 3)
+            entry["scoring_over_fwd_bwd"] = round(entry["scoring_s"] / fwd_bwd, 3)
+            entry["mask"] = {k: result.mask_stats[k] for k in ("k", "n_eligible", "p_percent")}
+            entry["mask"]["by_kind"] = {kind: group["selected"] for kind, group in result.mask_stats["by_kind"].items()}
+        self.log(f"{name}: {wall_s:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items())
+                 + f"), state {result.state_bytes.total / 2**20:.1f} MiB"
+                 + (f", fwd+bwd {entry['fwd_bwd_s']:.1f} s" if "fwd_bwd_s" in entry else ""))
+        entry["history"] = result.history
+        entry["probes"] = result.probes
+        entry["schedule"] = schedule_summary(result.probes, self.target_auc, unlearn_config, steer)
+        entry["epochs_run"] = entry["schedule"]["epochs_run"]
+        entry["metrics"], entry["eval_s"], _ = self.evaluate(name, model, tokenizer)
+        if probes:
+            entry["robustness"], entry["probes_s"] = self.robustness(name, model, tokenizer)
+        return entry
+
+
+    def grun(self, name: str, target: Path, grun_config, steer: bool) -> dict:
+        """GRUN from a fresh copy of the target, measured as GRIN is; then a second request (the first
+        retain author) on top of it, and the first forget set measured again (`sequential`).
+
+        `base_forget`: the forget numbers of the base weights alone (the target's): what anyone who
+        holds them gets back by dropping the intervention (grin_core/grun.py, THREAT_MODEL)."""
+        from benchmarks.peak_rss import PeakRss
+        from grin_core.grun import THREAT_MODEL
+        from grin_core.grun_train import grun_unlearn
+
+        model, tokenizer = self.fresh(target)
+        self.log(f"{name}: unlearning (gated intervention, rank {grun_config.rank}, {grun_config.gate} gate, "
+                 f"lr {grun_config.learning_rate:g}, seed {grun_config.seed}, "
+                 + (f"privacy schedule to AUC {self.target_auc:.3f} within {grun_config.max_epochs} epochs)"
+                    if steer else f"{grun_config.epochs} epochs)"))
+        with PeakRss() as rss:
+            started = time.perf_counter()
+            result = grun_unlearn(model, tokenizer, self.data.forget, self.unlearn_retain, grun_config,
+                                  holdout_records=self.suite.holdout, target_auc=self.target_auc, steer=steer)
+            wall_s = seconds_since(started)
+        entry = {
+            "wall_s": wall_s, "scoring_s": None, "peak_rss_mb": rss.mb, "peak_rss_stage_only": rss.stage_only,
+            "state_bytes": result.state_bytes.to_dict(), "trainable_params": result.trainable_params,
+            "intervention_bytes": sum(p.numel() * p.element_size() for p in result.module.parameters()),
+            "layers": list(result.module.layers), "timings": result.timings, "config": grun_config.to_dict(),
+            "base_weights_changed": False, "threat_model": THREAT_MODEL,
+        }
+        self.log(f"{name}: {wall_s:.1f} s, {result.trainable_params} intervention parameters, "
+                 f"state {result.state_bytes.total / 2**20:.1f} MiB")
+        entry["history"], entry["probes"] = result.history, result.probes
+        entry["schedule"] = schedule_summary(result.probes, self.target_auc, grun_config, steer)
+        entry["epochs_run"] = entry["schedule"]["epochs_run"]
+        entry["metrics"], entry["eval_s"], _ = self.evaluate(name, model, tokenizer)
+        entry["robustness"], entry["probes_s"] = self.robustness(name, model, tokenizer)
+        entry["sequential"] = self.second_request(name, model, tokenizer, grun_config, steer)
+        return entry
+
+    def second_request(self, name: str, model, tokenizer, grun_config, steer: bool) -> dict:
+        """A second GRUN request (the first retain author's QA) on the unlearned model; the first forget
+        set's numbers after it. Retain metrics then include the second author: they are not comparable."""
+        from grin_core.grun_train import grun_unlearn
+
+        author = self.subset.retain_authors[0]
+        second = [r for r in self.data.retain if r.get("author_id") == author]
+        rest = [r for r in self.unlearn_retain if r.get("author_id") != author]
+        started = time.perf_counter()
+        grun_unlearn(model, tokenizer, second, rest, grun_config, holdout_records=self.suite.holdout,
+                     target_auc=self.target_auc, steer=steer)
+        wall_s = seconds_since(started)
+        metrics, _, _ = self.evaluate(f"{name} after a second request", model, tokenizer)
+        keys = [k for k in metrics if k.startswith(("forget_", "mia_", "privleak"))]
+        return {"second_author": author, "n_second": len(second), "wall_s": wall_s,
+                "first_forget_after_second": {k: metrics[k] for k in keys}}
+
+
+def retrain_state(checkpoint: Path, records: Sequence[Mapping], batch_size: int, lr: float) -> tuple[dict, int]:
+    """(state bytes, parameters) of retraining from scratch: weights, gradients and AdamW moments,
+    counted from the tensors after one optimizer step on one batch (a plain training loop's peak)."""
+    import torch
+
+    from grin_core.checkpoint import load_checkpoint
+    from grin_core.data import qa_collator, qa_dataset
+    from grin_core.state_bytes import measure_state
+
+    model, tokenizer = load_checkpoint(checkpoint)
+    model.train()
+    batch = qa_collator(tokenizer)(qa_dataset(records[:batch_size], tokenizer).select_columns(
+        ["input_ids", "attention_mask", "labels"]).to_list())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model(**batch).loss.backward()
+    optimizer.step()
+    return measure_state(model, optimizer).to_dict(), sum(p.numel() for p in model.parameters())
+
+
+def schedule_summary(probes: Sequence[Mapping], target_auc: float, unlearn_config, steer: bool) -> dict:
+    """What the privacy schedule did in one run: the band, epochs run, push / repair epochs, where it ended.
+
+    A probe's `phase` is the phase of the epoch it closes (epoch 0: before training)."""
+    margin = unlearn_config.auc_margin
+    budget = unlearn_config.max_epochs if steer else unlearn_config.epochs
+    after = list(probes[1:])
+    last = probes[-1] if probes else None  # after a restore: the epoch the model went back to
+    run = max((e["epoch"] for e in probes), default=budget)
+    low, high = target_auc - 2 * margin, target_auc + margin  # what the schedule keeps (privacy_schedule.py)
+    return {
+        "steer": steer,
+        "target_auc": target_auc,
+        "band": [round(low, 4), round(high, 4)],
+        "budget_epochs": budget,
+        "epochs_run": run,
+        "stopped_early": bool(last) and run < budget,
+        "restored_epoch": last["epoch"] if last and last.get("phase") == "restored" else None,
+        "push_epochs": sum(1 for e in after if e.get("phase") == "push"),
+        "repair_epochs": sum(1 for e in after if e.get("phase") == "repair"),
+        "final_mia_auc": last["mia_auc"] if last else None,
+        "ended_in_band": None if last is None else low <= last["mia_auc"] <= high,
+    }

@@ -1,0 +1,17 @@
+"""A round's setting starts from its method's defaults; the ticket's overrides win."""
+
+from grin_core.grun_config import GrunConfig
+from grin_core.unlearn_config import UnlearnConfig
+from policy.methods import Method
+from policy.round_setting import RoundSetting
+
+
+def test_a_grun_round_takes_grun_s_schedule_and_a_grin_round_grin_s():
+    grun, grin = RoundSetting.for_method("grun"), RoundSetting.for_method(Method.npo)
+    assert (grun.learning_rate, grun.max_epochs, grun.batch_size) == (
+        GrunConfig.learning_rate, GrunConfig.max_epochs, GrunConfig.batch_size)
+    assert (grin.learning_rate, grin.max_epochs, grin.batch_size) == (
+        UnlearnConfig.learning_rate, UnlearnConfig.max_epochs, UnlearnConfig.batch_size)
+    assert grun.grun_config() == GrunConfig()  # nothing lost on the way to grin_core
+    assert RoundSetting.for_method("grun", learning_rate=1e-3, seed=7).grun_config().learning_rate == 1e-3
+    assert grin.unlearn_config() == UnlearnConfig()
