@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -59,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     vocab_size: int = 2048  # of the BPE tokenizer trained on the training text
     max_length: int = 256
+    bf16: bool = False  # bf16 autocast of the forward pass (weights and optimizer stay fp32)
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.batch_size < 1 or self.warmup_steps < 0:
@@ -123,7 +125,8 @@ def train_model(
         args = training_arguments(
             out, epochs=train_config.max_epochs, batch_size=train_config.batch_size, learning_rate=train_config.lr,
             seed=train_config.seed, progress=progress, lr_scheduler=train_config.lr_scheduler,
-            warmup_steps=train_config.warmup_steps, max_grad_norm=1.0,
+            warmup_steps=train_config.warmup_steps, max_grad_norm=1.0, bf16=train_config.bf16,
+            use_cpu=not torch.cuda.is_available(),  # bf16 autocast on a CPU needs the CPU named
         )
         trainer = Trainer(
             model=model,
