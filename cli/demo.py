@@ -93,7 +93,7 @@ def run_demo(settings: Settings, console: Console | None = None) -> dict:
     import datasets
 
     from flows.tickets import process_ticket
-    from flows.train_model import train_model
+    from flows.train_line import train_line
     from tasks.contracts import ObjectRef
     from tasks.resources import sessions
 
@@ -109,7 +109,7 @@ def run_demo(settings: Settings, console: Console | None = None) -> dict:
         f"{objects['counts']['forget']} QA and {objects['counts']['keywords']} key phrases"
     )
     with _timed(timings, "train_or_load_model"):
-        trained = train_model(
+        trained = train_line(
             MODEL,
             ObjectRef(uri=objects["manifest"].uri, sha256=objects["manifest"].sha256),
             ObjectRef(uri=objects["eval_suite"].uri, sha256=objects["eval_suite"].sha256),

@@ -18,7 +18,7 @@ from tasks.train import TrainOutcome, train_target
 
 
 @flow(name="train-model", flow_run_name="train-{name}", persist_result=True)
-def train_model(
+def train_line(
     name: str,
     manifest: ObjectRef,
     eval_suite: ObjectRef | None = None,
