@@ -5,25 +5,9 @@ Uses benchmarks/queue_claims.py's `run()`, so the benchmark and this test measur
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def queue_claims() -> Iterator[ModuleType]:
-    # Imported by name from a path entry, so the spawned claimer processes import it the same way.
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("queue_claims")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+from benchmarks import queue_claims
 
 
 @pytest.mark.parametrize(
@@ -33,7 +17,6 @@ def queue_claims() -> Iterator[ModuleType]:
 )
 def test_every_ticket_is_claimed_exactly_once(
     request: pytest.FixtureRequest,
-    queue_claims: ModuleType,
     backend: str,
     workers: int,
     tickets: int,
