@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: venv demo test test-fast bench postgres clean
+.PHONY: venv demo test test-fast bench gpu-kit postgres clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: venv
 		--plot docs/img/tofu_bench.png --curves docs/img/tofu_curves.png
 	$(VENV)/bin/grin bench tofu --authors 40 --seeds 3 --json .grin/bench/tofu-40.json \
 		--plot docs/img/tofu_bench_40.png --curves docs/img/tofu_curves_40.png
+
+# What a lent GPU's call carries beside the repository (.gpu-kit/: the TOFU files and the wheels the
+# device image lacks); docs/benchmarks.md, "The GPU run".
+gpu-kit: venv
+	PY=$(PY) bash benchmarks/gpu_kit.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -23,7 +23,9 @@ Privacy and robustness (issue 9):
 - `calibration`: the non-member AUC level of the line, measured on the target
   (`grin_core.calibration.non_member_auc`): `grin_core.tofu.CALIBRATION_AUTHORS` TOFU authors of full.jsonl
   the target never saw (the first ones after the retain authors, forget authors skipped) against
-  the suite's holdout. GRIN methods run the privacy schedule into `auc` +- `auc_margin`
+  the suite's holdout (`source: unseen authors`). At 200 authors none is unseen: the level is then
+  the retrained model's forget-vs-holdout AUC (`source: retrained`), an oracle a deployment lacks.
+  GRIN methods run the privacy schedule into `auc` +- `auc_margin`
   (`--no-schedule`: a fixed-length run that only records the per-epoch probes); full-parameter
   baselines run their fixed epochs with the probes recorded (`steer=False`). Either way each
   method's `probes` are the per-epoch curves (epoch 0 = before training) and `schedule` says what
@@ -43,7 +45,9 @@ No record text is ever logged: progress lines carry stage names, counts, seconds
 from __future__ import annotations
 
 import time
+from functools import partial
 
+from benchmarks.bench_memo import Memo, source_digest
 from benchmarks.recipes import RECIPES
 from benchmarks.tofu_bench import TofuBench, retrain_state, seconds_since
 from benchmarks.tofu_config import SEEDED_METHOD, SWEEPS, BenchConfig, Log
@@ -73,25 +77,47 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     target_dir, target = bench.train("target", bench.data.train)
     retrain_dir, retrain = bench.train("retrain", bench.data.retrain)
 
-    model, tokenizer = bench.load(retrain_dir)
-    retrain["metrics"], retrain["eval_s"], bench.retrained_ratios = bench.evaluate("retrain", model, tokenizer)
-    if not bench.retrained_ratios:
-        raise ValueError("the retrained model has no forget truth ratios; forget quality needs them")
-    # The retrained model against itself: forget quality 1 and PrivLeak 0 by construction.
-    retrain["metrics"]["forget_quality"] = 1.0
+    memo = Memo(config.resume_dir, {
+        "code": source_digest(), "split": config.split, "authors": config.authors, "recipe": config.recipe,
+        "seed": config.seed, "probes": config.probes, "target": target_dir.name, "retrain": retrain_dir.name}, log)
+
+    def evaluate_retrain() -> dict:
+        model, tokenizer = bench.load(retrain_dir)
+        metrics, eval_s, ratios = bench.evaluate("retrain", model, tokenizer)
+        if not ratios:
+            raise ValueError("the retrained model has no forget truth ratios; forget quality needs them")
+        # The retrained model against itself: forget quality 1 and PrivLeak 0 by construction.
+        metrics["forget_quality"] = 1.0
+        reference = metrics.get("mia_mink_auc")
+        if reference is not None:
+            metrics["privleak"] = privleak(reference, reference)
+            metrics["privleak_reference_auc"] = reference
+        part = {"metrics": metrics, "eval_s": eval_s, "forget_truth_ratios": ratios}
+        if config.probes:
+            part["robustness"], part["probes_s"] = bench.robustness("retrain", model, tokenizer)
+        return part
+
+    retrain.update(memo.run("retrain", {}, evaluate_retrain))
+    bench.retrained_ratios = retrain.pop("forget_truth_ratios")
     bench.reference_auc = retrain["metrics"].get("mia_mink_auc")
-    if bench.reference_auc is not None:
-        retrain["metrics"]["privleak"] = privleak(bench.reference_auc, bench.reference_auc)
-        retrain["metrics"]["privleak_reference_auc"] = bench.reference_auc
-    if config.probes:
-        retrain["robustness"], retrain["probes_s"] = bench.robustness("retrain", model, tokenizer)
-        bench.retrain_relearn = {k: v for k, v in retrain["robustness"].items() if k.startswith("relearn_")}
-    model, tokenizer = bench.load(target_dir)
-    target["metrics"], target["eval_s"], _ = bench.evaluate("target", model, tokenizer)
-    calibration = bench.calibrate(model, tokenizer)
-    if config.probes:
-        target["robustness"], target["probes_s"] = bench.robustness("target", model, tokenizer)
-    del model
+    bench.retrain_relearn = {k: v for k, v in retrain.get("robustness", {}).items() if k.startswith("relearn_")}
+
+    def evaluate_target() -> dict:
+        model, tokenizer = bench.load(target_dir)
+        metrics, eval_s, _ = bench.evaluate("target", model, tokenizer)
+        part = {"metrics": metrics, "eval_s": eval_s,
+                "calibration": bench.calibrate(model, tokenizer, retrain["metrics"].get("mia_auc"))}
+        if config.probes:
+            part["robustness"], part["probes_s"] = bench.robustness("target", model, tokenizer)
+        return part
+
+    target.update(memo.run("target", {}, evaluate_target))
+    calibration = target.pop("calibration")
+    bench.target_auc = calibration["auc"]
+
+    def unlearn(label: str, unlearn_config, steer: bool, probes: bool = True) -> dict:
+        return memo.run(label, {"config": unlearn_config.to_dict(), "steer": steer, "probes": probes},
+                        lambda: bench.unlearn(label, target_dir, unlearn_config, steer=steer, probes=probes))
 
     bench.warm_up(target_dir)
     seeds = list(range(config.seed, config.seed + config.seeds))
@@ -115,18 +141,20 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
         if name == SEEDED_METHOD:
             runs = []
             for seed in seeds:
-                run = bench.unlearn(f"{name} seed {seed}" if len(seeds) > 1 else name, target_dir,
-                                    config.method_config(name, seed=seed), steer=config.steers(name))
+                run = unlearn(f"{name} seed {seed}" if len(seeds) > 1 else name,
+                              config.method_config(name, seed=seed), steer=config.steers(name))
                 run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"], None)
                 runs.append(run)
             methods[name] = aggregate_seeds(runs)
             continue
         if name == "grun":
-            methods[name] = bench.grun(name, target_dir, config.grun_config(), steer=config.steers(name))
+            grun_config, steer = config.grun_config(), config.steers(name)
+            methods[name] = memo.run(name, {"config": grun_config.to_dict(), "steer": steer},
+                                     partial(bench.grun, name, target_dir, grun_config, steer=steer))
             methods[name]["base_forget"] = {k: v for k, v in target["metrics"].items()
                                             if k.startswith(("forget_", "mia_")) and v is not None}
             continue
-        methods[name] = bench.unlearn(name, target_dir, config.method_config(name), steer=config.steers(name))
+        methods[name] = unlearn(name, config.method_config(name), steer=config.steers(name))
     if SEEDED_METHOD in methods and "npo" in methods:  # each seed against full-parameter NPO too
         for run in methods[SEEDED_METHOD]["seeds"]:
             run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"],
@@ -136,8 +164,8 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     for param, values in config.sweeps.items():
         for value in values:
             label = f"grin-npo {param}={value:g}"
-            entry = bench.unlearn(label, target_dir, config.method_config("grin-npo", **{SWEEPS[param]: value}),
-                                  steer=config.steers("grin-npo"), probes=False)
+            entry = unlearn(label, config.method_config("grin-npo", **{SWEEPS[param]: value}),
+                            steer=config.steers("grin-npo"), probes=False)
             sweeps.setdefault(param, {})[f"{value:g}"] = entry
 
     report = {

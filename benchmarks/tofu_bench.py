@@ -87,41 +87,70 @@ class TofuBench:
         cached = path.name in before
         recorded = load_grin_config(path)
         history = recorded.get("history", [])
+        peak_cuda = recorded.get("peak_cuda_bytes")
         summary = {
             "train_s": recorded.get("train_seconds"),
             "cached": cached,
             "this_run_s": seconds_since(started),
             "peak_rss_mb": None if cached else rss.mb,
+            "peak_cuda_mb": None if peak_cuda is None else round(peak_cuda / 2**20, 1),
             "epochs": len(history),
             "final_loss": history[-1]["loss"] if history else None,
             "n_records": len(records),
             "checkpoint": path.name,
+            "throughput": self.throughput(path, records, history, recorded.get("device", "cpu")),
             "config": {"model": self.model_config.to_dict(), "train": self.train_config.to_dict()},
         }
+        mfu = summary["throughput"].get("mfu")
         self.log(f"{name}: {'cached' if cached else 'trained'} - {summary['epochs']} epochs, "
-                 f"final loss {summary['final_loss']:.3f}, train_s {summary['train_s']}")
+                 f"final loss {summary['final_loss']:.3f}, train_s {summary['train_s']}, "
+                 f"{summary['throughput'].get('tokens_per_s', 0):.0f} tokens/s"
+                 + (f", MFU {mfu:.1%}" if mfu is not None else ""))
         return path, summary
+
+    def throughput(self, checkpoint: Path, records: Sequence[Mapping], history: Sequence[Mapping],
+                   device_name: str) -> dict:
+        """Tokens/s and MFU of the recorded training (throughput.py), on the device that trained it."""
+        from benchmarks.throughput import matmul_params, training_throughput
+        from grin_core.data import qa_dataset
+
+        model, tokenizer = self.load(checkpoint)
+        lengths = qa_dataset(records, tokenizer, max_length=self.train_config.max_length)["length"]
+        return training_throughput(history, lengths, matmul_params(model), self.model_config.num_hidden_layers,
+                                   self.model_config.hidden_size, device_name)
 
     def load(self, checkpoint: Path):
         from grin_core.checkpoint import load_checkpoint
 
         return load_checkpoint(checkpoint, device=self.device)
 
-    def calibrate(self, model, tokenizer) -> dict:
-        """The non-member AUC level on the target: calibration authors' QA against the suite's holdout."""
+    def calibrate(self, model, tokenizer, retrained_auc: float | None) -> dict:
+        """The non-member AUC level on the target: calibration authors' QA against the suite's holdout.
+
+        With all 200 authors trained no TOFU author is left unseen, so the level is the retrained
+        model's forget-vs-holdout AUC (`source: retrained`): an oracle no deployment has, named so."""
         from grin_core.calibration import non_member_auc
         from grin_core.tofu import load_calibration
 
+        if not self.suite.holdout:
+            raise ValueError("calibration needs the suite's holdout")
         authors = list(self.subset.calibration_authors())
+        if not authors:
+            if retrained_auc is None:
+                raise ValueError("no unseen TOFU authors to calibrate on, and no retrained model's MIA AUC")
+            self.target_auc = retrained_auc
+            self.log(f"calibration: no unseen TOFU authors at {self.config.authors}; the level is the retrained "
+                     f"model's forget-vs-holdout AUC {retrained_auc:.3f}")
+            return {"auc": retrained_auc, "source": "retrained", "n_records": len(self.data.forget), "authors": [],
+                    "n_holdout": len(self.suite.holdout)}
         records = load_calibration(self.subset, self.config.data_dir)
-        if not records or not self.suite.holdout:
-            raise ValueError("calibration needs unseen TOFU authors and the suite's holdout")
         started = time.perf_counter()
         auc = non_member_auc(model, tokenizer, records, self.suite.holdout)
         self.target_auc = auc
         self.log(f"calibration: non-member AUC {auc:.3f} on the target ({len(records)} QA of authors "
                  f"{authors[0]}-{authors[-1]} vs {len(self.suite.holdout)} holdout) in {seconds_since(started):.0f} s")
-        return {"auc": auc, "n_records": len(records), "authors": authors, "n_holdout": len(self.suite.holdout)}
+        return {"auc": auc, "source": "unseen authors", "n_records": len(records), "authors": authors,
+                "n_holdout": len(self.suite.holdout)}
 
     def evaluate(self, name: str, model, tokenizer) -> tuple[dict, float, list[float] | None]:
         from grin_core.evaluate import evaluate_suite

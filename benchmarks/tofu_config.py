@@ -44,6 +44,7 @@ class BenchConfig:
     probes: bool = True  # robustness probes (run_probes with relearning) on every model
     data_dir: Path | None = None
     cache_dir: Path = REPO_ROOT / ".grin" / "cache" / "models"
+    resume_dir: Path | None = None  # finished parts kept here; a rerun resumes (bench_memo.py)
 
     def __post_init__(self) -> None:
         unknown = [m for m in (*self.methods, *self.learning_rates) if m not in METHODS]

@@ -165,6 +165,9 @@ def train_or_load(
                       {"tokenizer": "byte-level-bpe", "vocab_size": train_config.vocab_size})
 
     def build(directory: Path) -> None:
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
         result = train_model(records, model_config, train_config, progress=progress, callbacks=callbacks)
         grin_config = {
@@ -174,6 +177,9 @@ def train_or_load(
             "n_records": len(records),
             "history": result.history,
             "train_seconds": round(time.perf_counter() - started, 1),
+            # where the seconds were spent, and the training's CUDA peak (None on a CPU)
+            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "peak_cuda_bytes": torch.cuda.max_memory_allocated() if cuda else None,
         }
         card = {"method": "trained from scratch", "epochs": len(result.history), "data_sha256": data_hash}
         save_checkpoint(result.model, result.tokenizer, directory, card_info=card, grin_config=grin_config)

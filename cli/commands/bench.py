@@ -117,6 +117,11 @@ def tofu(
         Path | None,
         typer.Option(help="Trained-model cache (default: .grin/cache/models in the repository)."),
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Keep each finished evaluation and method here; a rerun with the same folder "
+                     "and settings picks up where a killed run stopped."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seeds training, unlearning and the noise.")] = 0,
     threads: Annotated[int | None, typer.Option(
         help="torch CPU threads (default: torch's choice, one per core).")] = None,
@@ -145,6 +150,7 @@ def tofu(
             schedule=schedule,
             probes=probes,
             data_dir=data_dir,
+            resume_dir=resume,
             **({"cache_dir": cache_dir} if cache_dir else {}),
         )
         from grin_core.tofu import TofuSubset

@@ -61,6 +61,7 @@ def test_tiny_benchmark_writes_the_report_and_the_plot(tmp_path: Path, tofu_dir:
     # The non-member level: 10 authors the target never saw (3 authors: 2 retained, author 199 forgotten).
     calibration = report["calibration"]
     assert calibration["authors"] == list(range(2, 12)) and calibration["n_records"] == 200
+    assert calibration["source"] == "unseen authors"
     assert 0 <= calibration["auc"] <= 1
 
     for model in ("target", "retrain"):
