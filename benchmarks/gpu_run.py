@@ -4,11 +4,15 @@
 `--recipe tiny` the same path runs on a CPU, which is how it is tested):
 1. train: the target (every author) and each split's retrained model, a process each, all at once:
    models this small leave a GPU launch-bound, so concurrent processes fill it;
-2. bench: `run_tofu_bench` per split, a process each, all at once, the models from the cache;
-   each finished part (an evaluation, a method) is kept in `<work>/parts_<split>/` (bench_memo.py)
-   and the split's report lands in `<work>/<split>.json` when it is whole;
-3. report: what finished goes into `<out>`: gpu_run.json, gpu_run.md (benchmarks/gpu_report.py)
-   and a figure per split. A split the deadline cut is listed under `missing`, never dropped.
+2. evaluate: per split, the retrained model's and the target's evaluation (every method needs them);
+3. methods: a process per split and method, all at once;
+4. report: per split, `run_tofu_bench` over every method again, each part read back from
+   `<work>/parts_<split>/` (bench_memo.py), into `<work>/<split>.json`.
+Phases 2-4 are `run_tofu_bench` processes sharing the split's parts; models come from the cache.
+Then what finished goes into `<out>`: gpu_run.json, gpu_run.md (benchmarks/gpu_report.py), a
+figure per split and children.log (every child's log; the console shows their news only). A split the deadline cut is listed under `missing` with the phase, never dropped.
+Methods run side by side, so a wall time includes the others' contention: `phases` records how
+many processes shared the device.
 
 Device time is short (15 minutes a session), so `--budget-s` bounds the whole run and a second run
 with the same `--work` and cache resumes: trained models, finished parts and splits are not redone.
@@ -31,6 +35,8 @@ from benchmarks.tofu_config import DEFAULT_METHODS, REPO_ROOT
 
 SPLITS = ("forget01", "forget05", "forget10")
 INCOMPLETE = 3
+# lines every child repeats (which data, the cache hits) stay in its log (out/children.log), off the console
+QUIET = ("data: ", "(or reusing the cache in", ": cached - ", "Generating ", "Map: ")
 
 
 @dataclass
@@ -45,9 +51,10 @@ class Child:
     result: str | None = field(default=None)  # "ok", "failed (rc N)", "cut by the deadline"
 
 
-def _common(args: argparse.Namespace) -> list[str]:
+def _common(args: argparse.Namespace, methods: str | None = None) -> list[str]:
+    """A child's settings: the run's, with its own methods if given."""
     return ["--recipe", args.recipe, "--authors", str(args.authors), "--data", str(args.data),
-            "--cache", str(args.cache), "--seed", str(args.seed), "--methods", args.methods]
+            "--cache", str(args.cache), "--seed", str(args.seed), "--methods", methods or args.methods]
 
 
 def _bench_config(args: argparse.Namespace, split: str):
@@ -73,10 +80,13 @@ def train_one(args: argparse.Namespace) -> None:
 
 
 def bench_one(args: argparse.Namespace) -> None:
-    """Child: one split's whole benchmark; the report is written only once it is whole."""
+    """Child: `run_tofu_bench` on one split with its methods; every finished part is kept (bench_memo.py).
+    With --report, the split's report, written only once it is whole."""
     from benchmarks.tofu import run_tofu_bench
 
     report = run_tofu_bench(_bench_config(args, args.split), _log, command=" ".join(sys.argv))
+    if not args.report:
+        return
     path = Path(args.work) / f"{args.split}.json"
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(report, indent=1, default=str))
@@ -97,7 +107,7 @@ def _run_all(children: list[Child], deadline: float, started: float, threads: in
         for child in children:
             lines = child.log.read_text(errors="replace").splitlines()
             for line in lines[child.printed:]:
-                if line.strip() and not line.startswith(("Generating", "Map")):
+                if line.strip() and not any(quiet in line for quiet in QUIET):
                     print(f"[{time.monotonic() - started:6.0f} s] {child.name}: {line[:300]}", flush=True)
             child.printed = len(lines)
             if child.result is None and (rc := child.process.poll()) is not None:
@@ -123,40 +133,71 @@ def orchestrate(args: argparse.Namespace) -> int:
     if unknown or not splits:
         raise SystemExit(f"--splits takes {', '.join(SPLITS)}; got {args.splits!r}")
     phases: dict[str, dict] = {}
+    launched: list[Child] = []
 
-    def phase(name: str, children: list[Child]) -> list[Child]:
-        if not children:
+    def phase(name: str, batch: list[Child]) -> list[Child]:
+        """Run one phase's children at once under the run's deadline."""
+        launched.extend(batch)
+        if not batch:
             phases[name] = {"seconds": 0.0, "children": {}}
-            return children
+            return batch
         t0 = time.monotonic()
-        _log(f"[{t0 - started:6.0f} s] {name}: {', '.join(c.name for c in children)} "
+        _log(f"[{t0 - started:6.0f} s] {name}: {len(batch)} process(es): {', '.join(c.name for c in batch)} "
              f"({max(0.0, deadline - t0):.0f} s left)")
         # the cores shared out; a caller's OMP_NUM_THREADS caps it (torch processes oversubscribed run 10x slower)
-        threads = max(1, (os.cpu_count() or 1) // len(children))
+        threads = max(1, (os.cpu_count() or 1) // len(batch))
         threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))
-        _run_all(children, deadline, started, threads)
-        phases[name] = {"seconds": round(time.monotonic() - t0, 1), "children": {c.name: c.result for c in children}}
-        return children
+        _run_all(batch, deadline, started, threads)
+        phases[name] = {"seconds": round(time.monotonic() - t0, 1), "processes": len(batch),
+                        "children": {c.name: c.result for c in batch}}
+        return batch
 
     todo = [s for s in splits if not (work / f"{s}.json").is_file()]
     for split in splits:
         if split not in todo:
             _log(f"{split}: reported by an earlier run ({work / f'{split}.json'})")
+    missing: dict[str, str] = {}
+
+    def children(role: str, pairs, *extra: str) -> list[Child]:
+        """A bench child per (split, methods) pair, named "role split [methods]", a log each."""
+        return [Child(f"{role} {split}" + ("" if methods is None else f" {methods}"),
+                      ["bench", "--split", split, "--work", str(work), *_common(args, methods), *extra],
+                      work / (f"{role}_{split}" + ("" if methods is None else f"_{methods}") + ".log"))
+                for split, methods in pairs]
+
+    def survivors(stage: str, splits_in: list[str], ran: list[Child]) -> list[str]:
+        """The splits all of whose children of this phase finished; the rest are missing, with why."""
+        kept = []
+        for split in splits_in:
+            bad = [c for c in ran if c.name.split()[1] == split and c.result != "ok"]
+            if bad:
+                missing[split] = f"{stage}: " + "; ".join(f"{' '.join(c.name.split()[2:]) or split} {c.result}"
+                                                            for c in bad)
+            else:
+                kept.append(split)
+        return kept
+
     # The target is the same model for every split (all authors): trained once, by the first split's child.
-    trains = [Child(f"train {m} {s}", ["train", "--model", m, "--split", s, "--work", str(work), *_common(args)],
+    trains = [Child(f"train {s} {m}", ["train", "--model", m, "--split", s, "--work", str(work), *_common(args)],
                     work / f"train_{m}_{s}.log")
               for m, s in [("target", splits[0]), *(("retrain", s) for s in todo)]]
     phase("train", trains)
-    trained = all(c.result == "ok" for c in trains)
-    benches = [Child(f"bench {s}", ["bench", "--split", s, "--work", str(work), *_common(args)],
-                     work / f"bench_{s}.log") for s in todo] if trained else []
-    phase("bench", benches)
+    if any(c.result != "ok" for c in trains):
+        missing.update({s: "train: " + "; ".join(f"{c.name} {c.result}" for c in trains if c.result != "ok")
+                        for s in todo})
+        todo = []
+    # Then per split the retrained model's and the target's evaluation (every method needs both), then a
+    # process per split and method, then the split's report from the parts they left (bench_memo.py).
+    todo = survivors("evaluate", todo, phase("evaluate", children("evaluate", [(s, "retrain") for s in todo])))
+    methods = [m for m in args.methods.split(",") if m and m != "retrain"]
+    todo = survivors("methods", todo, phase("methods", children("unlearn", [(s, m) for s in todo for m in methods])))
+    survivors("report", todo, phase("report", children("report", [(s, None) for s in todo], "--report")))
 
-    missing = {c.name.split()[-1]: c.result for c in benches if c.result != "ok"}
-    if not trained:
-        missing.update({s: "not run: training did not finish" for s in todo})
     write_report(work, out, splits, missing, phases, args, command=" ".join(sys.argv))
-    failed = [c for c in [*trains, *benches] if c.result and c.result.startswith("failed")]
+    # every child's whole log (the last 200 kB of each), for what the console left out
+    (out / "children.log").write_text("".join(f"==> {c.name}\n{c.log.read_text(errors='replace')[-200_000:]}\n"
+                                              for c in launched if c.log.is_file()))
+    failed = [c for c in launched if c.result and c.result.startswith("failed")]
     for child in failed:
         _log(f"{child.name} {child.result}; its log: {child.log}")
     _log(f"done in {time.monotonic() - started:.0f} s: {len(splits) - len(missing)}/{len(splits)} splits reported"
@@ -181,6 +222,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=float, default=330.0, help="the whole run's deadline")
     parser.add_argument("--split", help="(train, bench) the split")
     parser.add_argument("--model", choices=("target", "retrain"), help="(train) which model")
+    parser.add_argument("--report", action="store_true", help="(bench) write the split's report")
     args = parser.parse_args(argv)
     if args.role == "run" and args.out is None:
         parser.error("--out is required")

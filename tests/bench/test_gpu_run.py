@@ -47,7 +47,10 @@ def test_the_device_run_reports_every_split_and_a_rerun_resumes(tmp_path: Path, 
     assert "### forget01: 40 forget QA" in table and "| grin-npo |" in table and "| retrain |" in table
     assert (tmp_path / "out" / "gpu_run_forget01.png").read_bytes().startswith(b"\x89PNG")
     # progress lines and files carry stage names and numbers, never a forget record's text
-    said = first.stdout + "".join(f.read_text() for f in (tmp_path / "work").glob("*.log"))
+    children = (tmp_path / "out" / "children.log").read_text()
+    assert "==> train forget01 target" in children and "==> unlearn forget01 grin-npo" in children
+    assert "data: forget01" in children and "data: forget01" not in first.stdout  # repeated lines: log only
+    said = first.stdout + children + "".join(f.read_text() for f in (tmp_path / "work").glob("*.log"))
     said += table + (tmp_path / "out" / "gpu_run.json").read_text()
     for row in json.loads((tofu_dir / "forget01.json").read_text()):
         assert row["prompt"] not in said and row["response"] not in said
@@ -56,8 +59,9 @@ def test_the_device_run_reports_every_split_and_a_rerun_resumes(tmp_path: Path, 
     (tmp_path / "work" / "forget01.json").unlink()
     resumed = _run(tmp_path, tofu_dir, "--budget-s", "300")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
-    for part in ("retrain", "target", "grin-npo"):
-        assert f"bench forget01: {part}: from the earlier run" in resumed.stdout
+    for child, part in [("evaluate forget01 retrain", "retrain"), ("evaluate forget01 retrain", "target"),
+                        ("unlearn forget01 grin-npo", "grin-npo"), ("report forget01", "grin-npo")]:
+        assert f"{child}: {part}: from the earlier run" in resumed.stdout
     assert "unlearning" not in resumed.stdout and "evaluated in" not in resumed.stdout
     again = json.loads((tmp_path / "out" / "gpu_run.json").read_text())["splits"]["forget01"]
     assert again["methods"] == report["methods"] and again["calibration"] == report["calibration"]
@@ -65,7 +69,7 @@ def test_the_device_run_reports_every_split_and_a_rerun_resumes(tmp_path: Path, 
 
     done = _run(tmp_path, tofu_dir, "--budget-s", "120")
     assert done.returncode == 0, done.stdout[-3000:]
-    assert "forget01: reported by an earlier run" in done.stdout and "bench forget01" not in done.stdout
+    assert "forget01: reported by an earlier run" in done.stdout and "unlearn forget01" not in done.stdout
 
 
 def test_a_run_cut_by_its_deadline_says_what_is_missing(tmp_path: Path, tofu_dir: Path) -> None:
@@ -73,6 +77,8 @@ def test_a_run_cut_by_its_deadline_says_what_is_missing(tmp_path: Path, tofu_dir
     assert cut.returncode == 3, cut.stdout[-3000:]
     combined = json.loads((tmp_path / "out" / "gpu_run.json").read_text())
     assert combined["splits"] == {}
-    assert combined["missing"] == {"forget01": "not run: training did not finish"}
-    assert combined["phases"]["train"]["children"]["train target forget01"] == "cut by the deadline"
-    assert "forget01: missing (not run: training did not finish)" in (tmp_path / "out" / "gpu_run.md").read_text()
+    why = "train: train forget01 target cut by the deadline; train forget01 retrain cut by the deadline"
+    assert combined["missing"] == {"forget01": why}
+    assert combined["phases"]["train"]["children"]["train forget01 target"] == "cut by the deadline"
+    assert combined["phases"]["evaluate"] == {"seconds": 0.0, "children": {}}  # nothing ran past the cut
+    assert f"forget01: missing ({why})" in (tmp_path / "out" / "gpu_run.md").read_text()
