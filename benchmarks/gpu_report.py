@@ -17,13 +17,14 @@ def _mib(value) -> str:
 
 
 def _training_rows(models: Mapping[str, Mapping]) -> list[str]:
-    rows = ["| model | records | epochs | final loss | train s | tokens/s | model TFLOP/s | MFU | peak CUDA MiB |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [("| model | records | epochs | final loss | train s | ms / step | tokens/s | model TFLOP/s | MFU "
+            "| peak CUDA MiB |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in models.items():
         t = m.get("throughput") or {}
-        rows.append(f"| {name} | {m['n_records']} | {m['epochs']} | {_fmt(m['final_loss'])} | {_fmt(m['train_s'], '.1f')} "
-                    f"| {_fmt(t.get('tokens_per_s'), '.0f')} | {_fmt(t.get('model_tflops_per_s'), '.2f')} "
-                    f"| {_fmt(t.get('mfu'), '.2%')} | {_fmt(m.get('peak_cuda_mb'), '.0f')} |")
+        cells = [name, m["n_records"], m["epochs"], _fmt(m["final_loss"]), _fmt(m["train_s"], ".1f"),
+                 _fmt(t.get("step_ms"), ".1f"), _fmt(t.get("tokens_per_s"), ".0f"),
+                 _fmt(t.get("model_tflops_per_s"), ".2f"), _fmt(t.get("mfu"), ".2%"), _fmt(m.get("peak_cuda_mb"), ".0f")]
+        rows.append("| " + " | ".join(map(str, cells)) + " |")
     return rows
 
 

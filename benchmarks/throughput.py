@@ -10,6 +10,7 @@ FLOPs per second over the chip's dense bf16 peak from its data sheet.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -35,7 +36,7 @@ def train_flops(lengths: Iterable[int], n_params: int, n_layers: int, hidden: in
 
 
 def training_throughput(history: Sequence[Mapping], lengths: Sequence[int], n_params: int, n_layers: int,
-                        hidden: int, device_name: str) -> dict:
+                        hidden: int, device_name: str, batch_size: int | None = None) -> dict:
     """Tokens/s and MFU of a training run from its per-epoch seconds (`train_model`'s history).
 
     The median epoch after the first: the first pays kernel loading and allocator warm-up."""
@@ -50,6 +51,7 @@ def training_throughput(history: Sequence[Mapping], lengths: Sequence[int], n_pa
         "tokens_per_epoch": int(sum(lengths)),
         "epoch_s": round(epoch_s, 3),
         "tokens_per_s": round(sum(lengths) / epoch_s, 1),
+        "step_ms": None if batch_size is None else round(1000 * epoch_s / math.ceil(len(lengths) / batch_size), 2),
         "matmul_params": n_params,
         "model_tflops_per_epoch": round(flops / 1e12, 4),
         "model_tflops_per_s": round(achieved / 1e12, 4),

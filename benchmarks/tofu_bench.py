@@ -117,7 +117,7 @@ class TofuBench:
         model, tokenizer = self.load(checkpoint)
         lengths = qa_dataset(records, tokenizer, max_length=self.train_config.max_length)["length"]
         return training_throughput(history, lengths, matmul_params(model), self.model_config.num_hidden_layers,
-                                   self.model_config.hidden_size, device_name)
+                                   self.model_config.hidden_size, device_name, self.train_config.batch_size)
 
     def load(self, checkpoint: Path):
         from grin_core.checkpoint import load_checkpoint

@@ -27,6 +27,8 @@ def test_mfu_is_achieved_flops_over_the_chips_bf16_peak():
     assert out["mfu"] == pytest.approx(1.0) and out["peak_bf16_tflops"] == 312
     on_cpu = training_throughput(history, [1], 10, 0, 1, device_name="cpu")
     assert on_cpu["mfu"] is None and on_cpu["model_tflops_per_s"] == pytest.approx(60e-12, abs=1e-4)
+    # 5 sequences in batches of 2 are 3 steps an epoch
+    assert training_throughput(history, [1] * 5, 10, 0, 1, "cpu", batch_size=2)["step_ms"] == pytest.approx(333.33)
     assert peak_bf16_flops("NVIDIA H200") == peak_bf16_flops("NVIDIA H100 80GB HBM3") == 989.4e12
     assert training_throughput([], [1], 10, 0, 1, "cpu") == {}
 
