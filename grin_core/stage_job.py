@@ -79,6 +79,11 @@ def launch(directory: str | Path, processes: int, log=print) -> None:
         raise RuntimeError(f"the {processes}-process stage failed (exit {proc.returncode}):\n" + "\n".join(tail))
 
 
+def _step_line(what: str, done: int, total: int) -> None:
+    """Rank 0's scoring steps (grin_core/steps.py) as JSON lines on stdout."""
+    print(json.dumps({"grin_progress": {"step": what, "done": done, "total": total}}), flush=True)
+
+
 class _EpochLines(TrainerCallback):
     """Rank 0's per-epoch numbers as JSON lines on stdout."""
 
@@ -105,7 +110,8 @@ def run(directory: str | Path) -> None:
     records = {name: json.loads((directory / f"{name}.json").read_text())
                for name in ("forget", "retain", "holdout") if (directory / f"{name}.json").exists()}
     if job["stage"] == "score":
-        mask = score_and_select(model, tokenizer, records["forget"], records["retain"], config)
+        mask = score_and_select(model, tokenizer, records["forget"], records["retain"], config,
+                                on_step=_step_line if state.is_main_process else None)
         if state.is_main_process:
             mask.save(directory / SCORED_MASK)
         state.wait_for_everyone()

@@ -37,13 +37,14 @@ def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef,
         if mask is None:
             forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
             config, processes = spec.unlearn_config(), get_settings().stage_processes
-            if processes > 1:
-                mask = score_on_processes(label, parent, forget, retain, config, processes, Path(tmp))
+            steps = StageSteps(key=f"scoring-{label}", label=f"{label} round {round_no} scoring")
+            if processes > 1:  # rank 0's steps come back through the launcher
+                mask = score_on_processes(label, parent, forget, retain, config, processes, Path(tmp),
+                                          on_step=steps.within(0.0, 1.0))
             else:
                 model, tokenizer = load_model(parent)
-                steps = StageSteps(key=f"scoring-{label}", label=f"{label} round {round_no} scoring")
                 mask = score_and_select(model, tokenizer, forget, retain, config, on_step=steps.within(0.0, 1.0))
-                steps.finish()
+            steps.finish()
             mask.save(path)
             kept.keep_mask(path)
         else:

@@ -13,21 +13,31 @@ from prefect import get_run_logger
 
 from grin_core.mask import Mask
 from grin_core.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, write_job
+from grin_core.steps import StepCallback
 from grin_core.unlearn_config import UnlearnConfig
 from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef
 
 
-def _run(job: Path, label: str, processes: int) -> None:
+def _run(job: Path, label: str, processes: int, on_step: StepCallback | None = None) -> None:
+    """Launch the job; rank 0's steps go to `on_step` (the stage's progress), its epochs to the log."""
     logger = get_run_logger()
     logger.info("%s: %s on %d processes", label, json.loads((job / "job.json").read_text())["stage"], processes)
-    launch(job, processes, log=lambda numbers: logger.info("%s: %s", label, json.dumps(numbers)))
+
+    def relay(numbers: dict) -> None:
+        if on_step is not None and "step" in numbers:
+            on_step(numbers["step"], numbers["done"], numbers["total"])
+        else:
+            logger.info("%s: %s", label, json.dumps(numbers))
+
+    launch(job, processes, log=relay)
 
 
 def score_on_processes(label: str, parent: CheckpointRef, forget: Sequence[Mapping], retain: Sequence[Mapping],
-                       config: UnlearnConfig, processes: int, workdir: Path) -> Mask:
+                       config: UnlearnConfig, processes: int, workdir: Path,
+                       on_step: StepCallback | None = None) -> Mask:
     job = write_job(workdir / "score-job", "score", fetch_checkpoint(parent), forget, retain, config.to_dict())
-    _run(job, label, processes)
+    _run(job, label, processes, on_step)
     return Mask.load(job / SCORED_MASK)
 
 

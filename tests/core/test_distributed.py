@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from grin_core.checkpoint import load_checkpoint, save_checkpoint
-from grin_core.stage_job import CHECKPOINT, RESULT, launch, write_job
-from grin_core.unlearn import unlearn
+from grin_core.mask import Mask
+from grin_core.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, write_job
+from grin_core.unlearn import score_and_select, unlearn
 from grin_core.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN
 
@@ -43,3 +44,19 @@ def test_two_processes_score_the_same_mask_and_unlearn_to_the_same_weights(tiny_
         assert torch.equal(weight[frozen], before[name][frozen]), name  # unselected: bit-identical
         moved += int((weight != before[name]).sum())
     assert 0 < moved <= single.mask.k
+
+
+@pytest.mark.slow
+def test_two_processes_score_the_same_mask_and_relay_rank_zeros_steps(tiny_model_factory, tiny_tokenizer, tmp_path):
+    parent = tmp_path / "parent"
+    save_checkpoint(tiny_model_factory(0), tiny_tokenizer, parent)
+    model, _ = load_checkpoint(parent)
+    expected = score_and_select(model, tiny_tokenizer, FORGET, RETAIN, CONFIG)
+
+    relayed = []
+    job = write_job(tmp_path / "job", "score", parent, FORGET, RETAIN, CONFIG.to_dict())
+    launch(job, processes=2, log=relayed.append)
+    assert Mask.load(job / SCORED_MASK).content_sha256() == expected.content_sha256()
+    steps = [r for r in relayed if "step" in r]
+    # rank 0's two gradient passes (forget, retain), each announced once, with their count
+    assert [(r["done"], r["total"]) for r in steps] == [(0, 2), (1, 2)]
