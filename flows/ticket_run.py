@@ -177,8 +177,7 @@ class TicketRun:
             if nxt is None:
                 break
             setting, scoring, rescore = nxt.setting, last.scoring, nxt.rescore
-            get_run_logger().info("%s: gate failed in round %d; retrying with p=%g%%, %d epochs, lr %g", self.label,
-                                  number, setting.p_percent, setting.epochs, setting.learning_rate)
+            get_run_logger().info("%s: gate failed in round %d; retrying: %s", self.label, number, setting.describe())
         self.report.timings_s["unlearn_and_evaluate"] = round(
             time.perf_counter() - self.started - self.report.timings_s["assemble"], 2)
         return last

@@ -61,10 +61,10 @@ def next_setting(
         bound = min(opposite, key=lambda lr: abs(math.log(lr / setting.learning_rate)))
         nxt = setting.model_copy(update={"learning_rate": math.sqrt(bound * setting.learning_rate)})
     elif too_weak:
-        nxt = setting.model_copy(update={
-            "p_percent": min(setting.p_percent * policy.ladder_p_factor, policy.max_p_percent),
-            "epochs": min(math.ceil(setting.epochs * policy.ladder_epochs_factor), policy.max_epochs),
-        })
+        more = {"epochs": min(math.ceil(setting.epochs * policy.ladder_epochs_factor), policy.max_epochs)}
+        if setting.selects_weights:  # GRUN selects no weights: only its training grows
+            more["p_percent"] = min(setting.p_percent * policy.ladder_p_factor, policy.max_p_percent)
+        nxt = setting.model_copy(update=more)
     else:
         nxt = setting.model_copy(
             update={"learning_rate": max(setting.learning_rate * policy.ladder_lr_factor, policy.min_learning_rate)}

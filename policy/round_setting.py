@@ -11,7 +11,7 @@ from dataclasses import fields
 from types import SimpleNamespace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from grin_core.grun_config import GrunConfig
 from grin_core.unlearn_config import UnlearnConfig
@@ -27,6 +27,7 @@ def _defaults(config: type) -> Any:
 _DEFAULTS = _defaults(UnlearnConfig)  # the service's unlearning defaults are grin_core's
 _GRUN_DEFAULTS = _defaults(GrunConfig)
 _GRUN_SCHEDULE = ("learning_rate", "epochs", "max_epochs", "batch_size", "retain_batch_size")
+GRIN_ONLY = ("p_percent", "sigma2")  # weight selection and noise: GRUN has neither
 
 
 class RoundSetting(BaseModel):
@@ -55,10 +56,25 @@ class RoundSetting(BaseModel):
         base = {k: getattr(_GRUN_DEFAULTS, k) for k in _GRUN_SCHEDULE} if Method(method) is Method.grun else {}
         return cls(method=method, **{**base, **overrides})
 
+    @model_serializer(mode="wrap")
+    def _recorded(self, handler):
+        """As the audit, the registry and the reports keep it: a GRUN round carries no p_percent or
+        sigma2 (it selects no weights and adds no noise; they stay at the defaults, never read)."""
+        data = handler(self)
+        return data if self.selects_weights else {k: v for k, v in data.items() if k not in GRIN_ONLY}
+
     @property
     def selects_weights(self) -> bool:
         """GRIN scores and selects weights; GRUN trains an intervention and changes none."""
         return self.method is not Method.grun
+
+    def describe(self) -> str:
+        """One line for the gate report and the run log."""
+        if not self.selects_weights:
+            return (f"GRUN (a gated intervention; the base weights unchanged), {self.epochs} epochs, "
+                    f"lr {self.learning_rate:g}")
+        return (f"GRIN-{self.method.value.upper()} on the top {self.p_percent:g}% of weights by GRI, "
+                f"{self.epochs} epochs, noise σ²={self.sigma2:g}, lr {self.learning_rate:g}")
 
     def unlearn_config(self) -> UnlearnConfig:
         """grin_core's config of a GRIN round at this setting."""
@@ -75,7 +91,7 @@ class RoundRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     round: int
-    p_percent: float
+    p_percent: float | None  # None for GRUN: no weights selected
     epochs: int
     learning_rate: float
     passed: bool
@@ -83,5 +99,6 @@ class RoundRecord(BaseModel):
 
     @classmethod
     def of(cls, round_no: int, setting: RoundSetting, decision: GateDecision) -> RoundRecord:
-        return cls(round=round_no, p_percent=setting.p_percent, epochs=setting.epochs,
+        return cls(round=round_no, p_percent=setting.p_percent if setting.selects_weights else None,
+                   epochs=setting.epochs,
                    learning_rate=setting.learning_rate, passed=decision.passed, reason=decision.reason)

@@ -17,8 +17,7 @@ def gate_report(label: str, round_no: int, spec: RoundSetting, decision: GateDec
     lines = [
         f"# Evaluation gate — {label}, round {round_no}: {verdict}",
         "",
-        (f"Unlearning: {spec.method.value.upper()} on the top {spec.p_percent:g}% of weights by GRI, "
-         f"{spec.epochs} epochs, noise σ²={spec.sigma2:g}, lr {spec.learning_rate:g}."),
+        f"Unlearning: {spec.describe()}.",
         "",
         "| check | metric | value | bound | result |",
         "|---|---|---|---|---|",

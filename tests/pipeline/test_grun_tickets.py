@@ -95,6 +95,9 @@ def test_two_grun_tickets_stand_on_the_unchanged_base_and_the_first_stays_forgot
         assert payload["intervention_sha256"] == manifest["files"][INTERVENTIONS]
         assert payload["checkpoint_sha256"] == version.checkpoint_sha256 and payload["mask"] is None
         assert payload["hparams"]["method"] == "grun"
+        assert not {"p_percent", "sigma2"} & set(payload["hparams"])  # no weight selection, no noise
+        assert all(r["p_percent"] is None for r in payload["rounds"])
+        assert "p_percent" not in version.hparams
 
     # a GRIN ticket on a GRUN version would tune the base under the intervention and drop it: refused at filing
     with pytest.raises(InvalidRequestError, match="is a GRUN intervention over base checkpoint"):

@@ -29,9 +29,11 @@ def test_a_lower_learning_rate_keeps_the_mask():
     assert nxt is not None and not nxt.rescore and nxt.setting.learning_rate == 2e-3
 
 
-def test_grun_never_rescores_even_when_p_moves():
-    nxt = next_round(GatePolicy(), [(RoundSetting.for_method("grun"), _failing("forget_rougeL"))])
+def test_grun_forgetting_too_little_trains_longer_and_never_rescores():
+    grun = RoundSetting.for_method("grun", epochs=8)
+    nxt = next_round(GatePolicy(), [(grun, _failing("forget_rougeL"))])
     assert nxt is not None and not nxt.rescore
+    assert nxt.setting.epochs == 12 and nxt.setting.p_percent == grun.p_percent  # it selects no weights
 
 
 def test_no_next_round_after_a_pass_or_once_the_rounds_are_used_up():
