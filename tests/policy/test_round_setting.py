@@ -2,8 +2,8 @@
 
 from grin_core.grun_config import GrunConfig
 from grin_core.unlearn_config import UnlearnConfig
-from policy.methods import Method
 from policy.gate import GateDecision
+from policy.methods import Method
 from policy.round_setting import RoundRecord, RoundSetting
 
 
