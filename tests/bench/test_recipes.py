@@ -3,6 +3,7 @@ at tiny dimensions on the CPU (its bf16 autocast included) with fp32 weights out
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -42,3 +43,15 @@ def test_the_gpu_recipe_trains_at_tiny_dimensions_with_bf16_autocast_and_fp32_we
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in result.model.parameters())
     # bf16 is part of the cache key: an fp32 target is never served for a bf16 one
     assert replace(schedule, bf16=False).to_dict() != schedule.to_dict()
+
+
+def test_recipe_shape_logs_each_epoch_and_the_epochs_it_took(tofu_dir, tmp_path):
+    from benchmarks.recipe_shape import main
+
+    out = tmp_path / "shape.jsonl"
+    main(["--recipe", "tiny", "--authors", "3", "--general", "2", "--set", "max_epochs=2", "lr=2e-3",
+          "--data", str(tofu_dir), "--jsonl", str(out)])
+    header, *epochs, done = [json.loads(line) for line in out.read_text().splitlines()]
+    assert header["records"] == 3 * 20 + 4 and header["train"]["lr"] == 2e-3 and header["train"]["max_epochs"] == 2
+    assert [e["epoch"] for e in epochs] == [1.0, 2.0] and all(e["loss"] > 0 for e in epochs)
+    assert done["done"] and done["epochs"] == 2
