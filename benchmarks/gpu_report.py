@@ -63,11 +63,13 @@ def render_markdown(combined: Mapping) -> str:
         lines += [*_split_rows(report), ""]
     for split, why in combined["missing"].items():
         lines += [f"### {split}: missing ({why})", ""]
+    for split, methods in combined["lost"].items():
+        lines += [f"{split} lacks: " + "; ".join(f"{m} ({why})" for m, why in methods.items()), ""]
     return "\n".join(lines)
 
 
-def write_report(work: Path, out: Path, splits: list[str], missing: Mapping[str, str], phases: Mapping,
-                 args, command: str) -> Path:
+def write_report(work: Path, out: Path, splits: list[str], requested: list[str], missing: Mapping[str, str],
+                 lost: Mapping[str, Mapping[str, str]], phases: Mapping, args, command: str) -> Path:
     """Combine the finished splits' reports into `out` (gpu_run.json, gpu_run.md, one PNG per split)."""
     from benchmarks.plot import plot_report
     from benchmarks.tofu_summary import machine
@@ -83,6 +85,9 @@ def write_report(work: Path, out: Path, splits: list[str], missing: Mapping[str,
         "recipe": args.recipe, "authors": args.authors, "command": command, "machine": machine(),
         "phases": dict(phases), "models": models, "splits": reports,
         "missing": {s: missing.get(s, "not reported") for s in splits if s not in reports},
+        # methods asked for that a split's report lacks, with why (a rerun runs them)
+        "lost": {s: {m: lost.get(s, {}).get(m, "not reported") for m in requested if m not in r["methods"]}
+                 for s, r in reports.items() if not set(requested) <= set(r["methods"])},
     }
     (out / "gpu_run.json").write_text(json.dumps(combined, indent=1, default=str) + "\n")
     (out / "gpu_run.md").write_text(render_markdown(combined) + "\n")

@@ -10,7 +10,9 @@
    `<work>/parts_<split>/` (bench_memo.py), into `<work>/<split>.json`.
 Phases 2-4 are `run_tofu_bench` processes sharing the split's parts; models come from the cache.
 Then what finished goes into `<out>`: gpu_run.json, gpu_run.md (benchmarks/gpu_report.py), a
-figure per split and children.log (every child's log; the console shows their news only). A split the deadline cut is listed under `missing` with the phase, never dropped.
+figure per split and children.log (every child's log; the console shows their news only). A split
+or method the deadline cut, or that failed, is listed under `missing` / `lost` with the phase,
+never dropped; a split's report holds the methods that finished, and a rerun runs the rest.
 Methods run side by side, so a wall time includes the others' contention: `phases` records how
 many processes shared the device.
 
@@ -31,10 +33,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.tofu_config import DEFAULT_METHODS, REPO_ROOT
+from benchmarks.tofu_config import DEFAULT_METHODS, METHODS, REPO_ROOT
 
 SPLITS = ("forget01", "forget05", "forget10")
 INCOMPLETE = 3
+REPORT_RESERVE_S = 45.0  # the methods phase stops this long before the deadline: the reports need it
 # lines every child repeats (which data, the cache hits) stay in its log (out/children.log), off the console
 QUIET = ("data: ", "(or reusing the cache in", ": cached - ", "Generating ", "Map: ")
 
@@ -63,6 +66,12 @@ def _bench_config(args: argparse.Namespace, split: str):
     return BenchConfig(split=split, authors=args.authors, recipe=args.recipe, seed=args.seed, data_dir=args.data,
                        cache_dir=args.cache, methods=tuple(m for m in args.methods.split(",") if m),
                        resume_dir=Path(args.work) / f"parts_{split}")
+
+
+def _reported(work: Path, split: str, methods: list[str]) -> bool:
+    """Whether an earlier run left this split's report with every method asked for."""
+    path = work / f"{split}.json"
+    return path.is_file() and set(methods) <= set(json.loads(path.read_text())["methods"])
 
 
 def _log(line: str) -> None:
@@ -126,74 +135,85 @@ def orchestrate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     deadline = started + args.budget_s
     work, out = Path(args.work), Path(args.out)
-    work.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
     splits = [s for s in args.splits.split(",") if s]
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise SystemExit(f"--splits takes {', '.join(SPLITS)}; got {args.splits!r}")
+    if bad := [m for m in args.methods.split(",") if m and m not in METHODS] or not args.methods.strip(","):
+        raise SystemExit(f"--methods takes {', '.join(METHODS)}; got {args.methods!r}" + (f" ({bad})" if bad else ""))
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     phases: dict[str, dict] = {}
     launched: list[Child] = []
 
-    def phase(name: str, batch: list[Child]) -> list[Child]:
-        """Run one phase's children at once under the run's deadline."""
+    def phase(name: str, batch: list[Child], until: float) -> list[Child]:
+        """Run one phase's children at once; stop those still running at `until`."""
         launched.extend(batch)
         if not batch:
             phases[name] = {"seconds": 0.0, "children": {}}
             return batch
         t0 = time.monotonic()
         _log(f"[{t0 - started:6.0f} s] {name}: {len(batch)} process(es): {', '.join(c.name for c in batch)} "
-             f"({max(0.0, deadline - t0):.0f} s left)")
+             f"({max(0.0, until - t0):.0f} s left)")
         # the cores shared out; a caller's OMP_NUM_THREADS caps it (torch processes oversubscribed run 10x slower)
         threads = max(1, (os.cpu_count() or 1) // len(batch))
         threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))
-        _run_all(batch, deadline, started, threads)
+        _run_all(batch, until, started, threads)
         phases[name] = {"seconds": round(time.monotonic() - t0, 1), "processes": len(batch),
                         "children": {c.name: c.result for c in batch}}
         return batch
 
-    todo = [s for s in splits if not (work / f"{s}.json").is_file()]
+    requested = [m for m in args.methods.split(",") if m]
+    todo = [s for s in splits if not _reported(work, s, requested)]
     for split in splits:
         if split not in todo:
             _log(f"{split}: reported by an earlier run ({work / f'{split}.json'})")
-    missing: dict[str, str] = {}
+    missing: dict[str, str] = {}  # split -> why it has no report
+    lost: dict[str, dict[str, str]] = {}  # split -> method -> why its report lacks it
 
-    def children(role: str, pairs, *extra: str) -> list[Child]:
-        """A bench child per (split, methods) pair, named "role split [methods]", a log each."""
-        return [Child(f"{role} {split}" + ("" if methods is None else f" {methods}"),
+    def children(role: str, runs, *extra: str) -> list[Child]:
+        """A bench child per (split, methods, tag): named "role split [tag]", a log each."""
+        return [Child(" ".join(filter(None, [role, split, tag])),
                       ["bench", "--split", split, "--work", str(work), *_common(args, methods), *extra],
-                      work / (f"{role}_{split}" + ("" if methods is None else f"_{methods}") + ".log"))
-                for split, methods in pairs]
+                      work / ("_".join(filter(None, [role, split, tag])) + ".log"))
+                for split, methods, tag in runs]
 
-    def survivors(stage: str, splits_in: list[str], ran: list[Child]) -> list[str]:
-        """The splits all of whose children of this phase finished; the rest are missing, with why."""
-        kept = []
-        for split in splits_in:
-            bad = [c for c in ran if c.name.split()[1] == split and c.result != "ok"]
-            if bad:
-                missing[split] = f"{stage}: " + "; ".join(f"{' '.join(c.name.split()[2:]) or split} {c.result}"
-                                                            for c in bad)
-            else:
-                kept.append(split)
-        return kept
+    def failures(batch: list[Child], split: str) -> dict[str, str]:
+        return {c.name: c.result for c in batch if c.name.split()[1] == split and c.result != "ok"}
 
     # The target is the same model for every split (all authors): trained once, by the first split's child.
-    trains = [Child(f"train {s} {m}", ["train", "--model", m, "--split", s, "--work", str(work), *_common(args)],
+    trains = [Child(f"train {s} {m}", ["train", "--model", m, "--split", s, "--work", str(work),
+                                       *_common(args, "retrain")],
                     work / f"train_{m}_{s}.log")
               for m, s in [("target", splits[0]), *(("retrain", s) for s in todo)]]
-    phase("train", trains)
+    phase("train", trains, deadline)
     if any(c.result != "ok" for c in trains):
         missing.update({s: "train: " + "; ".join(f"{c.name} {c.result}" for c in trains if c.result != "ok")
                         for s in todo})
         todo = []
-    # Then per split the retrained model's and the target's evaluation (every method needs both), then a
-    # process per split and method, then the split's report from the parts they left (bench_memo.py).
-    todo = survivors("evaluate", todo, phase("evaluate", children("evaluate", [(s, "retrain") for s in todo])))
-    methods = [m for m in args.methods.split(",") if m and m != "retrain"]
-    todo = survivors("methods", todo, phase("methods", children("unlearn", [(s, m) for s in todo for m in methods])))
-    survivors("report", todo, phase("report", children("report", [(s, None) for s in todo], "--report")))
+    # Per split the retrained model's and the target's evaluation: every method needs both.
+    evaluations = phase("evaluate", children("evaluate", [(s, "retrain", None) for s in todo]), deadline)
+    for split in list(todo):
+        if bad := failures(evaluations, split):
+            missing[split] = "evaluate: " + "; ".join(f"{name} {why}" for name, why in bad.items())
+            todo.remove(split)
+    # A process per split and method; the report phase keeps time to write what they finished.
+    methods = [m for m in requested if m != "retrain"]
+    ran = phase("methods", children("unlearn", [(s, m, m) for s in todo for m in methods]),
+                deadline - REPORT_RESERVE_S)
+    reports = []
+    for split in todo:
+        lost[split] = {name.split()[2]: why for name, why in failures(ran, split).items()}
+        kept = [m for m in requested if m not in lost[split]]
+        if kept:  # a split's report holds the methods that finished; `lost` names the others
+            reports.append((split, ",".join(kept), None))
+        else:
+            missing[split] = "methods: every method " + "; ".join(sorted(set(lost[split].values())))
+    for child in phase("report", children("report", reports, "--report"), deadline):
+        if child.result != "ok":
+            missing[child.name.split()[1]] = f"report: {child.result}"
 
-    write_report(work, out, splits, missing, phases, args, command=" ".join(sys.argv))
+    write_report(work, out, splits, requested, missing, lost, phases, args, command=" ".join(sys.argv))
     # every child's whole log (the last 200 kB of each), for what the console left out
     (out / "children.log").write_text("".join(f"==> {c.name}\n{c.log.read_text(errors='replace')[-200_000:]}\n"
                                               for c in launched if c.log.is_file()))
@@ -219,7 +239,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--splits", default=",".join(SPLITS))
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget-s", type=float, default=330.0, help="the whole run's deadline")
+    parser.add_argument("--budget-s", type=float, default=400.0, help="the whole run's deadline, seconds")
     parser.add_argument("--split", help="(train, bench) the split")
     parser.add_argument("--model", choices=("target", "retrain"), help="(train) which model")
     parser.add_argument("--report", action="store_true", help="(bench) write the split's report")

@@ -20,5 +20,5 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import torch, transformers, datasets, pyarrow, rouge_score; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "transformers", transformers.__version__, "datasets", datasets.__version__, "pyarrow", pyarrow.__version__)' || exit 1
-python3 -m benchmarks.gpu_run --data "$KIT/tofu" --out "$OUT" --budget-s "${BUDGET_S:-330}" "$@" 2>&1 | tee "$OUT/run.log"
+python3 -m benchmarks.gpu_run --data "$KIT/tofu" --out "$OUT" --budget-s "${BUDGET_S:-400}" "$@" 2>&1 | tee "$OUT/run.log"
 exit "${PIPESTATUS[0]}"

@@ -55,11 +55,23 @@ def test_the_device_run_reports_every_split_and_a_rerun_resumes(tmp_path: Path, 
     for row in json.loads((tofu_dir / "forget01.json").read_text()):
         assert row["prompt"] not in said and row["response"] not in said
 
+    # a method the report lacks (here: never run) is listed with why, and makes the split due again
+    from benchmarks.gpu_report import write_report
+    from benchmarks.gpu_run import _reported, parse
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    assert _reported(work, "forget01", ["grin-npo", "retrain"]) and not _reported(work, "forget01", ["npo"])
+    args = parse(["--data", str(tofu_dir), "--out", str(out), "--recipe", "tiny"])
+    write_report(work, out, ["forget01"], ["grin-npo", "npo", "retrain"], {}, {"forget01": {"npo": "cut by the deadline"}},
+                 combined["phases"], args, command="test")
+    assert json.loads((out / "gpu_run.json").read_text())["lost"] == {"forget01": {"npo": "cut by the deadline"}}
+    assert "forget01 lacks: npo (cut by the deadline)" in (out / "gpu_run.md").read_text()
+
     # a split cut before its report was whole: the rerun takes every finished part from disk
     (tmp_path / "work" / "forget01.json").unlink()
     resumed = _run(tmp_path, tofu_dir, "--budget-s", "300")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
-    for child, part in [("evaluate forget01 retrain", "retrain"), ("evaluate forget01 retrain", "target"),
+    for child, part in [("evaluate forget01", "retrain"), ("evaluate forget01", "target"),
                         ("unlearn forget01 grin-npo", "grin-npo"), ("report forget01", "grin-npo")]:
         assert f"{child}: {part}: from the earlier run" in resumed.stdout
     assert "unlearning" not in resumed.stdout and "evaluated in" not in resumed.stdout
@@ -70,6 +82,13 @@ def test_the_device_run_reports_every_split_and_a_rerun_resumes(tmp_path: Path, 
     done = _run(tmp_path, tofu_dir, "--budget-s", "120")
     assert done.returncode == 0, done.stdout[-3000:]
     assert "forget01: reported by an earlier run" in done.stdout and "unlearn forget01" not in done.stdout
+
+
+def test_bad_splits_or_methods_are_refused_before_any_work(tmp_path: Path, tofu_dir: Path) -> None:
+    for flag, value in [("--splits", "forget02"), ("--methods", "grin-npo,nope")]:
+        refused = _run(tmp_path, tofu_dir, flag, value)
+        assert refused.returncode == 1 and value in refused.stderr and "train" not in refused.stdout
+    assert not (tmp_path / "work").exists()
 
 
 def test_a_run_cut_by_its_deadline_says_what_is_missing(tmp_path: Path, tofu_dir: Path) -> None:
