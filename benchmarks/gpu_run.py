@@ -5,7 +5,7 @@
 1. train: the target (every author) and each split's retrained model, a process each, all at once:
    models this small leave a GPU launch-bound, so concurrent processes fill it;
 2. evaluate: per split, the retrained model's and the target's evaluation (every method needs them);
-3. methods: a process per split and method, all at once;
+3. methods: a process per split and method, up to `--at-once` at a time, the largest split's first;
 4. report: per split, `run_tofu_bench` over every method again, each part read back from
    `<work>/parts_<split>/` (bench_memo.py), into `<work>/<split>.json`.
 Phases 2-4 are `run_tofu_bench` processes sharing the split's parts; models come from the cache.
@@ -102,31 +102,46 @@ def bench_one(args: argparse.Namespace) -> None:
     partial.replace(path)
 
 
-def _run_all(children: list[Child], deadline: float, started: float, threads: int) -> None:
-    """Start every child, relay their new log lines prefixed with the elapsed time, stop at the deadline."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
-    for child in children:
-        # a rerun appends to the earlier run's log; only the new lines are relayed
-        child.printed = len(child.log.read_text(errors="replace").splitlines()) if child.log.is_file() else 0
-        out = child.log.open("a")
+def _start(child: Child, env: dict) -> None:
+    # a rerun appends to the earlier run's log; only the new lines are relayed
+    child.printed = len(child.log.read_text(errors="replace").splitlines()) if child.log.is_file() else 0
+    with child.log.open("a") as out:
         child.process = subprocess.Popen([sys.executable, "-m", "benchmarks.gpu_run", *child.args], stdout=out,
                                          stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT, start_new_session=True)
+
+
+def _run_all(children: list[Child], deadline: float, started: float, at_once: int) -> None:
+    """Run the children, at most `at_once` at a time in their order, relaying their new log lines
+    with the elapsed time; stop what still runs at the deadline (what never started: never started)."""
+    at_once = max(1, min(at_once, len(children)))
+    # the cores shared out; a caller's OMP_NUM_THREADS caps it (torch processes oversubscribed run 10x slower)
+    threads = max(1, (os.cpu_count() or 1) // at_once)
+    threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
+    waiting = list(children)
     while any(c.result is None for c in children):
+        running = [c for c in children if c.process is not None and c.result is None]
+        while waiting and len(running) < at_once and time.monotonic() < deadline:
+            _start(child := waiting.pop(0), env)
+            running.append(child)
         time.sleep(1)
-        for child in children:
+        for child in running:
+            rc = child.process.poll()  # before the read: an exited child's lines are all in its log
             lines = child.log.read_text(errors="replace").splitlines()
             for line in lines[child.printed:]:
                 if line.strip() and not any(quiet in line for quiet in QUIET):
                     print(f"[{time.monotonic() - started:6.0f} s] {child.name}: {line[:300]}", flush=True)
             child.printed = len(lines)
-            if child.result is None and (rc := child.process.poll()) is not None:
+            if rc is not None:
                 child.result = "ok" if rc == 0 else f"failed (rc {rc})"
         if time.monotonic() > deadline:
             for child in children:
-                if child.result is None:
+                if child.result is None and child.process is not None:
                     os.killpg(child.process.pid, signal.SIGKILL)
                     child.process.wait()
                     child.result = "cut by the deadline"
+                elif child.result is None:
+                    child.result = "not started before the deadline"
 
 
 def orchestrate(args: argparse.Namespace) -> int:
@@ -155,12 +170,9 @@ def orchestrate(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         _log(f"[{t0 - started:6.0f} s] {name}: {len(batch)} process(es): {', '.join(c.name for c in batch)} "
              f"({max(0.0, until - t0):.0f} s left)")
-        # the cores shared out; a caller's OMP_NUM_THREADS caps it (torch processes oversubscribed run 10x slower)
-        threads = max(1, (os.cpu_count() or 1) // len(batch))
-        threads = min(threads, int(os.environ.get("OMP_NUM_THREADS", threads)))
-        _run_all(batch, until, started, threads)
+        _run_all(batch, until, started, args.at_once)
         phases[name] = {"seconds": round(time.monotonic() - t0, 1), "processes": len(batch),
-                        "children": {c.name: c.result for c in batch}}
+                        "at_once": min(args.at_once, len(batch)), "children": {c.name: c.result for c in batch}}
         return batch
 
     requested = [m for m in args.methods.split(",") if m]
@@ -199,7 +211,8 @@ def orchestrate(args: argparse.Namespace) -> int:
             todo.remove(split)
     # A process per split and method; the report phase keeps time to write what they finished.
     methods = [m for m in requested if m != "retrain"]
-    ran = phase("methods", children("unlearn", [(s, m, m) for s in todo for m in methods]),
+    # the largest split's first: its runs are the longest, so they start in the first wave
+    ran = phase("methods", children("unlearn", [(s, m, m) for s in sorted(todo, reverse=True) for m in methods]),
                 deadline - REPORT_RESERVE_S)
     reports = []
     for split in todo:
@@ -240,6 +253,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget-s", type=float, default=400.0, help="the whole run's deadline, seconds")
+    parser.add_argument("--at-once", type=int, default=os.cpu_count() or 1,
+                        help="child processes at a time (default: one per core)")
     parser.add_argument("--split", help="(train, bench) the split")
     parser.add_argument("--model", choices=("target", "retrain"), help="(train) which model")
     parser.add_argument("--report", action="store_true", help="(bench) write the split's report")
