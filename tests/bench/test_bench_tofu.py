@@ -47,12 +47,16 @@ def test_tiny_benchmark_writes_the_report_and_the_plot(tmp_path: Path, tofu_dir:
         [str(GRIN), "bench", "tofu", "--split", "forget10", "--authors", "3", "--recipe", "tiny",
          "--methods", ",".join(METHODS), "--epochs", "2", "--seeds", "2", "--sweep", "p=1", "--lr", "npo=2e-4",
          "--threads", "1",
-         "--cache-dir", str(tmp_path / "models"), "--json", str(out), "--plot", str(plot), "--curves", str(curves)],
+         "--cache-dir", str(tmp_path / "models"), "--json", str(out), "--plot", str(plot), "--curves", str(curves),
+         "--resume", str(tmp_path / "parts")],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
     report = json.loads(out.read_text())
+    # --resume keeps every finished part (bench_memo.py): a killed run would pick up from them
+    kept = {path.stem for path in (tmp_path / "parts").glob("*.json")}
+    assert {"retrain", "target", "grin-npo_seed_0", "grin-npo_seed_1", "npo", "grun", "grin-npo_p_1"} <= kept
     assert {"split", "authors", "target", "retrain", "methods", "sweeps", "ratios", "targets", "calibration",
             "acceptance", "seeds", "schedule"} <= set(report)
     assert (report["split"], report["authors"]) == ("forget10", 3)
