@@ -18,7 +18,8 @@ many processes shared the device.
 
 Device time is short (15 minutes a session), so `--budget-s` bounds the whole run and a second run
 with the same `--work` and cache resumes: trained models, finished parts and splits are not redone.
-Exit status 0 = every split reported, 3 = some missing (run again to resume), 1 = a process failed.
+Exit status 0 = every split and method reported, 3 = some missing (run again to resume), 1 = a
+process failed (its log is named).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     launched: list[Child] = []
 
     def phase(name: str, batch: list[Child], until: float) -> list[Child]:
-        """Run one phase's children at once; stop those still running at `until`."""
+        """Run one phase's children, up to --at-once at a time; stop those still running at `until`."""
         launched.extend(batch)
         if not batch:
             phases[name] = {"seconds": 0.0, "children": {}}
@@ -233,9 +234,10 @@ def orchestrate(args: argparse.Namespace) -> int:
     failed = [c for c in launched if c.result and c.result.startswith("failed")]
     for child in failed:
         _log(f"{child.name} {child.result}; its log: {child.log}")
+    lost = {split: methods for split, methods in lost.items() if methods}
     _log(f"done in {time.monotonic() - started:.0f} s: {len(splits) - len(missing)}/{len(splits)} splits reported"
-         + (f"; missing {missing}" if missing else ""))
-    return 1 if failed else INCOMPLETE if missing else 0
+         + (f"; missing {missing}" if missing else "") + (f"; methods lost {lost}" if lost else ""))
+    return 1 if failed else INCOMPLETE if missing or lost else 0
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
