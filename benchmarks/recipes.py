@@ -44,7 +44,7 @@ RECIPES = {
     # 8 layers of 512. At 8 M every schedule tried memorised 10 authors (26-40 epochs) and bf16
     # autocast tracked fp32 within an epoch; 1e-3 with 100 warm-up steps is the cautious rate for a
     # model twice as wide (the warm-up is 1.5 epochs at 200 authors), batch 64 keeps the GPU busy.
-    # This model and schedule on the CPU: 10 authors stopped at epoch 45, 50 authors at 31 (more
+    # This model and schedule on the CPU: 10 authors stopped at epoch 45, 50 at 31, 100 at 20 (more
     # steps per epoch, fewer epochs), so 200 authors should stop well inside the 100 epochs.
     # bf16 only for training the targets: GRI scoring and unlearning keep fp32
     # (UnlearnConfig.mixed_precision). Retain is evaluated on its first 400 QA, as TOFU's
