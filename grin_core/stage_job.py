@@ -29,6 +29,7 @@ from transformers import TrainerCallback
 
 STAGES = ("score", "unlearn")
 SCORED_MASK, CHECKPOINT, RESULT = "scored-mask.safetensors", "checkpoint", "result.json"
+PROGRESS = '{"grin_progress"'  # how a rank's progress line starts (_step_line, _EpochLines)
 
 
 def write_job(directory: str | Path, stage: str, model_dir: str | Path, forget: Sequence[Mapping],
@@ -58,6 +59,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def progress_in(line: str) -> dict | None:
+    """The numbers of a rank's progress line, wherever another rank's output left it on the line."""
+    at = line.find(PROGRESS)
+    return None if at < 0 else json.JSONDecoder().raw_decode(line, at)[0]["grin_progress"]
+
+
 def launch(directory: str | Path, processes: int, log=print) -> None:
     """Run the job on `processes` ranks; relay rank 0's progress lines to `log`; raise if any rank fails.
 
@@ -68,12 +75,13 @@ def launch(directory: str | Path, processes: int, log=print) -> None:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(_free_port()), "-m", "grin_core.stage_job", str(directory)]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    # the ranks share one pipe: no progress bars in it (a bar's unterminated line would run into ours)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TQDM_DISABLE": "1"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
         tail: list[str] = []
         for line in proc.stdout:
-            if line.startswith("{\"grin_progress\""):
-                log(json.loads(line)["grin_progress"])
+            if (numbers := progress_in(line)) is not None:
+                log(numbers)
             tail = [*tail[-40:], line.rstrip()]
     if proc.returncode != 0:
         raise RuntimeError(f"the {processes}-process stage failed (exit {proc.returncode}):\n" + "\n".join(tail))

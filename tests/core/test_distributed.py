@@ -7,7 +7,7 @@ import torch
 
 from grin_core.checkpoint import load_checkpoint, save_checkpoint
 from grin_core.mask import Mask
-from grin_core.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, write_job
+from grin_core.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, progress_in, write_job
 from grin_core.unlearn import score_and_select, unlearn
 from grin_core.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN
@@ -60,3 +60,11 @@ def test_two_processes_score_the_same_mask_and_relay_rank_zeros_steps(tiny_model
     steps = [r for r in relayed if "step" in r]
     # rank 0's two gradient passes (forget, retain), each announced once, with their count
     assert [(r["done"], r["total"]) for r in steps] == [(0, 2), (1, 2)]
+
+
+def test_a_progress_line_is_read_wherever_another_rank_left_it():
+    line = '{"grin_progress": {"step": "retain", "done": 1, "total": 2}}\n'
+    # rank 1's unterminated progress bar ran into rank 0's line on the shared pipe (seen once in CI)
+    glued = "Loading weights: 100%|##########| 21/21 [00:00<00:00]\r" + line
+    assert progress_in(line) == progress_in(glued) == {"step": "retain", "done": 1, "total": 2}
+    assert progress_in("Loading weights:  0%|\n") is None
