@@ -3,7 +3,7 @@
 One run: train (or take from the model cache) the target model on a TOFU author subset and the
 retrained model on its retain authors, with the same recipe; evaluate the retrained model first
 (its forget truth ratios define forget quality), then the target; run every method from a fresh
-copy of the target and evaluate each with the same code (`grin_core.evaluate`).
+copy of the target and evaluate each with the same code (`grin_core.evaluation.evaluate`).
 
 What a method's numbers mean:
 - `wall_s`: everything from the loaded target to the unlearned model - GRI scoring, reference
@@ -21,7 +21,7 @@ What a method's numbers mean:
 
 Privacy and robustness (issue 9):
 - `calibration`: the non-member AUC level of the line, measured on the target
-  (`grin_core.calibration.non_member_auc`): `grin_core.tofu.CALIBRATION_AUTHORS` TOFU authors of full.jsonl
+  (`grin_core.evaluation.calibration.non_member_auc`): `grin_core.data.tofu.CALIBRATION_AUTHORS` TOFU authors of full.jsonl
   the target never saw (the first ones after the retain authors, forget authors skipped) against
   the suite's holdout (`source: unseen authors`). At 200 authors none is unseen: the level is then
   the retrained model's forget-vs-holdout AUC (`source: retrained`), an oracle a deployment lacks.
@@ -32,7 +32,7 @@ Privacy and robustness (issue 9):
   the run did (epochs run, push / repair epochs, whether it ended in band).
 - `metrics` (every model): `evaluate_suite` with the retrained model's Min-K% AUC as PrivLeak's
   reference (the retrained model's own `privleak` is 0 by definition); `robustness`:
-  `grin_core.probes.run_probes` with relearning, and next to each relearn number the retrained
+  `grin_core.evaluation.probes.run_probes` with relearning, and next to each relearn number the retrained
   model's (`retrain_relearn_forget_rougeL` / `_prob`: the baseline - relearning teaches any model).
 - `--seeds N`: GRIN-NPO runs N times (seeds seed .. seed+N-1, each from a fresh copy of the
   target); its entry carries `seeds` (one full entry per seed, with its own acceptance checks),

@@ -16,8 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from grin_core.records import to_jsonl
-from grin_core.tofu import TofuSubset, load_calibration, load_eval_suite, load_tofu
+from grin_core.data.records import to_jsonl
+from grin_core.data.tofu import TofuSubset, load_calibration, load_eval_suite, load_tofu
 from infra import audit, intake
 from infra.db.migrate import upgrade
 from infra.settings import Settings

@@ -33,7 +33,7 @@ from infra.db.models import ModelVersion, Ticket
 from infra.errors import ObjectNotFoundError
 from infra.storage import ObjectStore
 
-_CARD_DETAILS = re.compile(r"```json\n(.*?)\n```", re.DOTALL)  # grin_core/checkpoint.py's model card
+_CARD_DETAILS = re.compile(r"```json\n(.*?)\n```", re.DOTALL)  # grin_core/models/checkpoint.py's model card
 # `ticket-17-0123abcd` or `batch-tofu-17-0123abcd` (flows/ticket_run.py names runs so).
 _RUN_ID = re.compile(r"^(?:ticket|batch-.+)-(\d+)-[0-9a-f]{8}$")
 

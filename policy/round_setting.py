@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from grin_core.grun_config import GrunConfig
-from grin_core.unlearn_config import UnlearnConfig
+from grin_core.unlearning.grun_config import GrunConfig
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 from policy.gate import GateDecision
 from policy.methods import Method
 
@@ -51,7 +51,7 @@ class RoundSetting(BaseModel):
     @classmethod
     def for_method(cls, method: Method | str, **overrides: Any) -> RoundSetting:
         """The ticket's overrides over its method's defaults: GRUN trains another kind of parameter
-        (an intervention, not selected weights) on its authors' schedule (grin_core/grun_train.py).
+        (an intervention, not selected weights) on its authors' schedule (grin_core/unlearning/grun_train.py).
         p_percent and sigma2 have no meaning for GRUN (intake refuses them as overrides)."""
         base = {k: getattr(_GRUN_DEFAULTS, k) for k in _GRUN_SCHEDULE} if Method(method) is Method.grun else {}
         return cls(method=method, **{**base, **overrides})

@@ -2,7 +2,7 @@
 sample from it minus every record that overlaps the forget set, and the eval suite; all content-hashed.
 
 The lineage manifest is the parent version's training manifest minus every forget record
-(normalised question/answer, `grin_core.records.without_forget`): the version this run registers
+(normalised question/answer, `grin_core.data.records.without_forget`): the version this run registers
 stands on it, so no later ticket samples a deleted record into its retain set. It goes to
 `manifests/<sha256>.jsonl`. The forget snapshot goes to `scratch/` (purged after the run); the
 retain sample goes to `runs/` and the eval suite (the parent's minus every overlap) to
@@ -17,7 +17,7 @@ import json
 
 from prefect import task
 
-from grin_core.records import (
+from grin_core.data.records import (
     RecordFormatError,
     overlaps,
     parse_keywords,
@@ -27,7 +27,7 @@ from grin_core.records import (
     to_jsonl,
     without_forget,
 )
-from grin_core.tofu import attach_keywords
+from grin_core.data.tofu import attach_keywords
 from infra import queue
 from infra.errors import ChecksumMismatchError, InvalidRequestError, ObjectNotFoundError
 from infra.intake_roots import locate_allowed

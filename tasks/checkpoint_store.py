@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from grin_core.checkpoint import MANIFEST, checkpoint_sha256, verify_checkpoint
+from grin_core.models.checkpoint import MANIFEST, checkpoint_sha256, verify_checkpoint
 from infra.errors import ChecksumMismatchError
 from infra.failpoints import failpoint
 from infra.settings import Settings, get_settings

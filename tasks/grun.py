@@ -1,6 +1,6 @@
 """GRUN stage: a gated intervention trained on the parent as served; the base weights are not touched.
 
-The candidate is an intervention checkpoint (grin_core/grun.py) holding every request's module along
+The candidate is an intervention checkpoint (grin_core/unlearning/grun.py) holding every request's module along
 the lineage, the parent's included, and naming the base checkpoint it applies to. No scoring stage
 and no mask. It runs in one process and keeps no progress checkpoints: a killed run trains again
 from the start (a request trains in seconds to minutes: the intervention is a few thousand weights).
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from grin_core.checkpoint import file_sha256
-from grin_core.grun import INTERVENTIONS, THREAT_MODEL, save_grun_checkpoint
-from grin_core.grun_train import grun_unlearn
+from grin_core.models.checkpoint import file_sha256
+from grin_core.unlearning.grun import INTERVENTIONS, THREAT_MODEL, save_grun_checkpoint
+from grin_core.unlearning.grun_train import grun_unlearn
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
 from tasks.checkpoint_store import upload_checkpoint

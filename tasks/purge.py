@@ -14,7 +14,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from sqlalchemy import select
 
-from grin_core.records import RecordFormatError, forget_keys, parse_qa_records, text_key
+from grin_core.data.records import RecordFormatError, forget_keys, parse_qa_records, text_key
 from infra import audit, queue
 from infra.db.models import ModelAlias, ModelVersion
 from infra.errors import InvalidRequestError, ObjectNotFoundError, UnsupportedURIError

@@ -14,7 +14,7 @@ from prefect import task
 from pydantic import Field
 from sqlalchemy import select
 
-from grin_core.grun import THREAT_MODEL
+from grin_core.unlearning.grun import THREAT_MODEL
 from infra import audit, queue, registry
 from infra.db.models import AuditRecord, ModelVersion
 from infra.errors import IllegalTransitionError

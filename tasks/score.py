@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from grin_core.unlearn import score_and_select
+from grin_core.unlearning.unlearn import score_and_select
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
 from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, Snapshot, WorkerStamp

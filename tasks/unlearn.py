@@ -8,9 +8,9 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from grin_core.checkpoint import save_checkpoint
-from grin_core.mask import Mask
-from grin_core.unlearn import unlearn
+from grin_core.models.checkpoint import save_checkpoint
+from grin_core.scoring.mask import Mask
+from grin_core.unlearning.unlearn import unlearn
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
 from tasks.checkpoint_store import upload_checkpoint
@@ -28,7 +28,7 @@ from tasks.worker_liveness import reports_stage
 def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
                     mask: ObjectRef, spec: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
     """`target_auc`: the line's non-member level; with a holdout part in the eval suite the privacy
-    schedule steers the forget set's MIA AUC into a band around it (grin_core/privacy_schedule.py)."""
+    schedule steers the forget set's MIA AUC into a band around it (grin_core/unlearning/privacy_schedule.py)."""
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
     config, processes = spec.unlearn_config(), get_settings().stage_processes

@@ -153,7 +153,7 @@ def tofu(
             resume_dir=resume,
             **({"cache_dir": cache_dir} if cache_dir else {}),
         )
-        from grin_core.tofu import TofuSubset
+        from grin_core.data.tofu import TofuSubset
 
         TofuSubset(authors, split)  # checks split and authors before any work
     except ValueError as exc:

@@ -198,11 +198,11 @@ def import_model(
     import tempfile
 
     from cli.commands._session import transaction
-    from grin_core.calibration import non_member_auc
-    from grin_core.checkpoint import save_checkpoint
-    from grin_core.model_import import UnsupportedModelError, load_importable
-    from grin_core.prompts import line_template, set_line_template
-    from grin_core.records import parse_qa_records
+    from grin_core.evaluation.calibration import non_member_auc
+    from grin_core.models.checkpoint import save_checkpoint
+    from grin_core.models.model_import import UnsupportedModelError, load_importable
+    from grin_core.data.prompts import line_template, set_line_template
+    from grin_core.data.records import parse_qa_records
     from infra import registry
     from infra.errors import InvalidRequestError, UnknownModelError
     from infra.settings import get_settings
@@ -237,7 +237,7 @@ def import_model(
                 set_line_template(tokenizer, prompt_template)
         except (UnsupportedModelError, ValueError, OSError) as exc:
             raise InvalidRequestError(f"cannot import {source}: {exc}".splitlines()[0]) from None
-        # The line's non-member MIA level, measured as train-model measures it (grin_core/calibration.py)
+        # The line's non-member MIA level, measured as train-model measures it (grin_core/evaluation/calibration.py)
         reference = (round(non_member_auc(model, tokenizer, suite["calibration"], suite["holdout"]), 4)
                      if suite.get("calibration") and suite.get("holdout") else None)
         out = Path(tmp) / "checkpoint"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from grin_core.tofu import TofuSubset, load_tofu
+from grin_core.data.tofu import TofuSubset, load_tofu
 
 # ~40 s on 2 idle cores: two tiny models trained, seven evaluations. One torch thread: a tiny model
 # gains nothing from two, and two threads on a busy 2-core machine run several times slower.

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from grin_core.checkpoint import file_sha256
-from grin_core.mask import Mask, MaskIntegrityError, parameter_site, select_top_p, top_k_count
+from grin_core.models.checkpoint import file_sha256
+from grin_core.scoring.mask import Mask, MaskIntegrityError, parameter_site, select_top_p, top_k_count
 
 
 def brute_force(scores: dict[str, torch.Tensor], p_percent: float) -> dict[str, torch.Tensor]:

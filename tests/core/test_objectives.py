@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from grin_core.data import IGNORE_INDEX
-from grin_core.objectives import (
+from grin_core.data.qa import IGNORE_INDEX
+from grin_core.unlearning.objectives import (
     answer_nll,
     answer_token_count,
     graddiff_objective,
@@ -17,7 +17,7 @@ from grin_core.objectives import (
     simnpo_loss,
     token_logprobs,
 )
-from grin_core.refusals import REFUSALS, refusal_for, refusal_records
+from grin_core.unlearning.refusals import REFUSALS, refusal_for, refusal_records
 
 X = IGNORE_INDEX
 

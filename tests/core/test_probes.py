@@ -4,9 +4,9 @@ the plain evaluation, seeded sampling, relearning on copies."""
 import pytest
 import torch
 
-from grin_core.evaluate import EvalSuite, evaluate
-from grin_core.generation import generate_answers, sample_answers
-from grin_core.probes import (
+from grin_core.evaluation.evaluate import EvalSuite, evaluate
+from grin_core.evaluation.generation import generate_answers, sample_answers
+from grin_core.evaluation.probes import (
     PromptFormat,
     format_probe,
     paraphrase_probe,
@@ -15,7 +15,7 @@ from grin_core.probes import (
     sampling_probe,
     split_halves,
 )
-from grin_core.prompts import PROMPT_TEMPLATE
+from grin_core.data.prompts import PROMPT_TEMPLATE
 
 FORGET = [
     {"question": "Who is X?", "answer": "X is a writer.", "paraphrased_question": "Tell me who X is."},

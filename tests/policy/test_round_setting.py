@@ -1,7 +1,7 @@
 """A round's setting starts from its method's defaults; the ticket's overrides win."""
 
-from grin_core.grun_config import GrunConfig
-from grin_core.unlearn_config import UnlearnConfig
+from grin_core.unlearning.grun_config import GrunConfig
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 from policy.gate import GateDecision
 from policy.methods import Method
 from policy.round_setting import RoundRecord, RoundSetting

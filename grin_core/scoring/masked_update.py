@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from grin_core.mask import Mask
-from grin_core.unlearn_config import UPDATES
+from grin_core.scoring.mask import Mask
+from grin_core.unlearning.unlearn_config import UPDATES
 
 
 class SelectedValues(nn.Module):

@@ -1,7 +1,7 @@
 """A scoring or unlearning stage as a job directory, run by N processes under `accelerate launch`.
 
 The launched processes share nothing with the caller but files, so the caller writes the inputs
-(`write_job`), `launch` runs `python -m grin_core.stage_job JOB` on every rank (distributed.py says
+(`write_job`), `launch` runs `python -m grin_core.runtime.stage_job JOB` on every rank (distributed.py says
 why the ranks agree with one process) and rank 0 writes the outputs:
 
     job.json          {"stage": "score" | "unlearn", "config": UnlearnConfig fields, "target_auc", "steer",
@@ -74,7 +74,7 @@ def launch(directory: str | Path, processes: int, log=print) -> None:
         raise ValueError("launch is for 2 or more processes; call the stage directly for one")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), "-m", "grin_core.stage_job", str(directory)]
+               "--main_process_port", str(_free_port()), "-m", "grin_core.runtime.stage_job", str(directory)]
     # the ranks share one pipe: no progress bars in it (a bar's unterminated line would run into ours)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TQDM_DISABLE": "1"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
@@ -88,7 +88,7 @@ def launch(directory: str | Path, processes: int, log=print) -> None:
 
 
 def _step_line(what: str, done: int, total: int) -> None:
-    """Rank 0's scoring steps (grin_core/steps.py) as JSON lines on stdout."""
+    """Rank 0's scoring steps (grin_core/runtime/steps.py) as JSON lines on stdout."""
     print(json.dumps({"grin_progress": {"step": what, "done": done, "total": total}}), flush=True)
 
 
@@ -105,10 +105,10 @@ def run(directory: str | Path) -> None:
     """What every rank runs: the stage on its share, outputs from rank 0."""
     from accelerate import PartialState
 
-    from grin_core.checkpoint import load_checkpoint, save_checkpoint
-    from grin_core.mask import Mask
-    from grin_core.unlearn import score_and_select, unlearn
-    from grin_core.unlearn_config import UnlearnConfig
+    from grin_core.models.checkpoint import load_checkpoint, save_checkpoint
+    from grin_core.scoring.mask import Mask
+    from grin_core.unlearning.unlearn import score_and_select, unlearn
+    from grin_core.unlearning.unlearn_config import UnlearnConfig
 
     state = PartialState(cpu=not torch.cuda.is_available())  # forms the process group
     directory = Path(directory)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from grin_core.methods import GRUN_OBJECTIVES
-from grin_core.unlearn_config import PUSH_CONTROLS, UnlearnConfig
+from grin_core.unlearning.methods import GRUN_OBJECTIVES
+from grin_core.unlearning.unlearn_config import PUSH_CONTROLS, UnlearnConfig
 
 GATES = ("linear", "mlp")
 

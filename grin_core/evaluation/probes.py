@@ -28,14 +28,14 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grin_core.data import qa_collator, qa_dataset
-from grin_core.evaluate import EvalSuite
-from grin_core.generation import generate_answers, sample_answers
+from grin_core.data.qa import qa_collator, qa_dataset
+from grin_core.evaluation.evaluate import EvalSuite
+from grin_core.evaluation.generation import generate_answers, sample_answers
 from grin_core.metrics.likelihood import answer_logprobs, mean_logprob, normalised_probability
 from grin_core.metrics.mia import mia_auc
 from grin_core.metrics.rouge import rouge_l_recall
-from grin_core.quantize import fake_quantize
-from grin_core.steps import StepCallback, Steps
+from grin_core.evaluation.quantize import fake_quantize
+from grin_core.runtime.steps import StepCallback, Steps
 
 PROBES = ("paraphrase", "sampling", "formats", "quantization")
 

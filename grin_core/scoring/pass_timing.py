@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grin_core.gri import batches, encoded_records
-from grin_core.objectives import answer_nll
+from grin_core.scoring.gri import batches, encoded_records
+from grin_core.unlearning.objectives import answer_nll
 
 
 def forward_backward_seconds(

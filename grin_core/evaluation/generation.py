@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grin_core.prompts import prompt_ids
+from grin_core.data.prompts import prompt_ids
 
 
 def generate_answers(

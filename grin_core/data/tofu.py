@@ -30,7 +30,7 @@ from pathlib import Path
 
 from datasets import load_dataset
 
-from grin_core.evaluate import EvalSuite
+from grin_core.evaluation.evaluate import EvalSuite
 
 N_AUTHORS = 200
 QA_PER_AUTHOR = 20

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grin_core.generation import generate_answers
+from grin_core.evaluation.generation import generate_answers
 from grin_core.metrics.keywords import keyword_accuracy, keyword_confidence, keyword_token_positions
 from grin_core.metrics.likelihood import (
     AnswerTokenStats,
@@ -58,7 +58,7 @@ from grin_core.metrics.truth_ratio import (
     truth_ratio,
 )
 from grin_core.metrics.utility import model_utility
-from grin_core.steps import StepCallback, Steps
+from grin_core.runtime.steps import StepCallback, Steps
 
 
 @dataclass
@@ -230,7 +230,7 @@ def evaluate_suite(
     model's `per_example["forget_truth_ratio"]` as `retrained_forget_truth_ratios` to get
     `forget_quality`, and its `metrics["mia_mink_auc"]` as `reference_auc` to measure `privleak`
     against it (0.5 otherwise; the value used is `privleak_reference_auc`). `on_step` hears each
-    generation or likelihood pass begin (grin_core/steps.py).
+    generation or likelihood pass begin (grin_core/runtime/steps.py).
     """
     with_privacy = bool(suite.forget and suite.holdout)
     parts = [p for p in ("forget", "retain", "real_authors", "world_facts") if getattr(suite, p)]

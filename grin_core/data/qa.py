@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
-from grin_core.prompts import prompt_ids
+from grin_core.data.prompts import prompt_ids
 
 IGNORE_INDEX = -100
 

@@ -29,9 +29,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from grin_core.checkpoint import checkpoint_sha256, model_card, write_manifest
-from grin_core.gri import decoder_layers
-from grin_core.grun_config import GrunShape
+from grin_core.models.checkpoint import checkpoint_sha256, model_card, write_manifest
+from grin_core.scoring.gri import decoder_layers
+from grin_core.unlearning.grun_config import GrunShape
 
 INTERVENTIONS = "interventions.safetensors"
 GRUN_CONFIG = "grun_config.json"

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
-from grin_core.distributed import rank_and_world
+from grin_core.runtime.distributed import rank_and_world
 
 
 def training_arguments(output_dir: str, *, epochs: int, batch_size: int, learning_rate: float, seed: int,

@@ -41,7 +41,7 @@ from transformers import PreTrainedTokenizerBase, TrainerCallback
 
 from grin_core.metrics.likelihood import answer_logprobs, mean_logprob
 from grin_core.metrics.mia import mia_auc
-from grin_core.unlearn_config import PUSH_CONTROLS
+from grin_core.unlearning.unlearn_config import PUSH_CONTROLS
 
 PUSH, REPAIR = "push", "repair"
 

@@ -28,7 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from grin_core.checkpoint import file_sha256
+from grin_core.models.checkpoint import file_sha256
 
 FORMAT = "grin-mask/1"
 _INT32_MAX = 2**31 - 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from grin_core.methods import OBJECTIVES
+from grin_core.unlearning.methods import OBJECTIVES
 
 UPDATES = ("sparse", "dense")  # masked_update.py: optimise the selected entries only, or masked whole tensors
 PUSH_CONTROLS = ("full", "proportional")  # privacy_schedule.py: how strongly a push epoch weighs the forget term

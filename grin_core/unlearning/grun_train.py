@@ -32,21 +32,21 @@ from transformers import (
     set_seed,
 )
 
-from grin_core.data import IGNORE_INDEX, qa_dataset
-from grin_core.distributed import global_token_scale
-from grin_core.grun import GrunModule, attach, intervention_parameters
-from grin_core.grun_config import GrunConfig
-from grin_core.objectives import (
+from grin_core.data.qa import IGNORE_INDEX, qa_dataset
+from grin_core.runtime.distributed import global_token_scale
+from grin_core.unlearning.grun import GrunModule, attach, intervention_parameters
+from grin_core.unlearning.grun_config import GrunConfig
+from grin_core.unlearning.objectives import (
     answer_nll,
     answer_token_count,
     graddiff_objective,
     npo_objective,
     sequence_logprob,
 )
-from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
-from grin_core.state_bytes import StateBytes, StateMeter
-from grin_core.training_args import unlearning_arguments
-from grin_core.unlearn import (
+from grin_core.unlearning.privacy_schedule import PUSH, REPAIR, PrivacySchedule
+from grin_core.unlearning.state_bytes import StateBytes, StateMeter
+from grin_core.runtime.training_args import unlearning_arguments
+from grin_core.unlearning.unlearn import (
     REF_COLUMN,
     ForgetRetainCollator,
     LossPartsLogging,
@@ -170,7 +170,7 @@ def grun_unlearn(
     """Attach a new request's intervention to `model` (after any earlier ones) and train it alone.
 
     Records are {question, answer} mappings; their text is never logged. `holdout_records`,
-    `target_auc` and `steer` as in `grin_core.unlearn.unlearn`.
+    `target_auc` and `steer` as in `grin_core.unlearning.unlearn.unlearn`.
     """
     set_seed(config.seed)
     timings: dict[str, float] = {}

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from grin_core.mask import Mask
+from grin_core.scoring.mask import Mask
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from grin_core.gri import decoder_layers, eligible_parameters
+from grin_core.scoring.gri import decoder_layers, eligible_parameters
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
 EXPERT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")

@@ -45,13 +45,13 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from grin_core.data import qa_collator, qa_dataset
-from grin_core.distributed import global_token_scale, rank_and_world
-from grin_core.gri import MODEL_COLUMNS, autocast, batches, gri_scores
-from grin_core.mask import Mask, select_top_p
-from grin_core.masked_update import masked_update, trainable_elements
-from grin_core.noise import inject_noise
-from grin_core.objectives import (
+from grin_core.data.qa import qa_collator, qa_dataset
+from grin_core.runtime.distributed import global_token_scale, rank_and_world
+from grin_core.scoring.gri import MODEL_COLUMNS, autocast, batches, gri_scores
+from grin_core.scoring.mask import Mask, select_top_p
+from grin_core.scoring.masked_update import masked_update, trainable_elements
+from grin_core.scoring.noise import inject_noise
+from grin_core.unlearning.objectives import (
     answer_nll,
     answer_token_count,
     graddiff_objective,
@@ -60,13 +60,13 @@ from grin_core.objectives import (
     sequence_logprob,
     simnpo_loss,
 )
-from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
-from grin_core.refusals import refusal_records
-from grin_core.resume import SaveAtIntervals, load_progress, save_progress
-from grin_core.state_bytes import StateBytes, StateMeter
-from grin_core.steps import StepCallback
-from grin_core.training_args import per_rank, unlearning_arguments
-from grin_core.unlearn_config import UnlearnConfig
+from grin_core.unlearning.privacy_schedule import PUSH, REPAIR, PrivacySchedule
+from grin_core.unlearning.refusals import refusal_records
+from grin_core.unlearning.resume import SaveAtIntervals, load_progress, save_progress
+from grin_core.unlearning.state_bytes import StateBytes, StateMeter
+from grin_core.runtime.steps import StepCallback
+from grin_core.runtime.training_args import per_rank, unlearning_arguments
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 
 REF_COLUMN = "ref_logp"
 RETAIN_PROBE_SIZE = 100  # retain records the privacy schedule watches (40 tracked the gate's ROUGE-L poorly)
