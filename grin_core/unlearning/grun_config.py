@@ -94,8 +94,23 @@ class GrunConfig:
     def shape(self) -> GrunShape:
         return GrunShape(layers=self.layers, rank=self.rank, gate=self.gate)
 
+    @property
+    def length_normalised(self) -> bool:
+        """GRUN's NPO is the service's: on the per-token log-ratio (not a field: never another choice)."""
+        return True
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def training_options(self, scheduled: bool) -> dict:
+        """`unlearning_arguments`' options of this run (the schedule's budget when it steers)."""
+        return {"epochs": self.max_epochs if scheduled else self.epochs, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "seed": self.seed}
+
+    def schedule_options(self) -> dict:
+        """The privacy schedule's settings of this run: GRIN's push control, no re-push or band factors."""
+        return {"margin": self.auc_margin, "retain_recovery": self.retain_recovery,
+                "push_control": self.push_control, "alpha": self.alpha}
 
     @classmethod
     def help(cls) -> dict[str, str]:

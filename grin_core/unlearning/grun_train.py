@@ -14,9 +14,7 @@ trainable tensors, which here are the intervention's alone.
 
 from __future__ import annotations
 
-import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -26,33 +24,23 @@ from datasets import Dataset
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    PrinterCallback,
-    Trainer,
     TrainerCallback,
     set_seed,
 )
 
-from grin_core.data.qa import IGNORE_INDEX, qa_dataset
+from grin_core.data.qa import IGNORE_INDEX
 from grin_core.runtime.distributed import global_token_scale
+from grin_core.unlearning.forget_retain import (
+    ForgetRetainTrainer,
+    forget_retain_datasets,
+    frozen_except,
+    run_scheduled,
+)
 from grin_core.unlearning.grun import GrunModule, attach, intervention_parameters
 from grin_core.unlearning.grun_config import GrunConfig
-from grin_core.unlearning.objectives import (
-    answer_nll,
-    answer_token_count,
-    graddiff_objective,
-    npo_objective,
-    sequence_logprob,
-)
-from grin_core.unlearning.privacy_schedule import PUSH, REPAIR, PrivacySchedule
-from grin_core.unlearning.state_bytes import StateBytes, StateMeter
-from grin_core.runtime.training_args import unlearning_arguments
-from grin_core.unlearning.unlearn import (
-    REF_COLUMN,
-    ForgetRetainCollator,
-    LossPartsLogging,
-    reference_logprobs,
-    retain_probe_sample,
-)
+from grin_core.unlearning.objectives import answer_nll
+from grin_core.unlearning.privacy_schedule import REPAIR
+from grin_core.unlearning.state_bytes import StateBytes
 
 
 def gate_targets(labels: torch.Tensor, attention_mask: torch.Tensor, forget: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,32 +61,22 @@ def gate_bce(recorded: Sequence[torch.Tensor], targets: torch.Tensor, weights: t
     return torch.stack(losses).mean()
 
 
-class GrunTrainer(LossPartsLogging, Trainer):
-    """A Trainer over the base model with `module` attached: only the module's parameters train."""
+class GrunTrainer(ForgetRetainTrainer):
+    """GRUN's trainer: the base model with `module` attached; only the module's parameters train, and
+    the gate's BCE joins the objective."""
+
+    scratch_prefix = "grin-grun-"
 
     def __init__(self, model: PreTrainedModel, module: GrunModule, config: GrunConfig, forget: Dataset, retain: Dataset,
                  tokenizer: PreTrainedTokenizerBase, callbacks: Sequence[TrainerCallback] = (), progress: bool = False,
                  scheduled: bool = False) -> None:
-        model.requires_grad_(False)
-        module.requires_grad_(True)
-        self.module, self.config = module, config
+        self.module = module
         self.gates = list(module.at.values())
-        self.phase, self.forget_weight, self.retain_weight = PUSH, 1.0, config.alpha  # the schedule steers these
-        self.schedule: PrivacySchedule | None = None
-        self.state_meter = StateMeter(reference=[torch.tensor(forget[REF_COLUMN])] if REF_COLUMN in forget.column_names else ())
-        self._parts: dict[str, list[float]] = defaultdict(list)
-        self._scratch = tempfile.TemporaryDirectory(prefix="grin-grun-")
-        super().__init__(
-            model=model, args=unlearning_arguments(  # an unlearning run's arguments at this schedule
-                self._scratch.name, epochs=config.max_epochs if scheduled else config.epochs,
-                batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
-                progress=progress),
-            train_dataset=forget,
-            data_collator=ForgetRetainCollator(tokenizer, retain, config.retain_batch_size or config.batch_size, config.seed),
-            processing_class=tokenizer, callbacks=[self.state_meter, *callbacks],
-        )
-        if not progress:
-            self.remove_callback(PrinterCallback)
+        super().__init__(model, config, forget, retain, tokenizer, objective=config.objective, callbacks=callbacks,
+                         progress=progress, scheduled=scheduled)
+
+    def trainable(self):
+        return frozen_except(self.model, self.module)
 
     def _forward(self, model, ids, attention_mask):
         """Logits and this module's gate logits of every hooked layer (recorded by the hooks)."""
@@ -112,24 +90,14 @@ class GrunTrainer(LossPartsLogging, Trainer):
                 gate.recorded = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        config = self.config
         logits, forget_gates = self._forward(model, inputs["input_ids"], inputs["attention_mask"])
         retain_logits, retain_gates = self._forward(model, inputs["retain_input_ids"], inputs["retain_attention_mask"])
         retain_nll = answer_nll(retain_logits, inputs["retain_labels"], global_token_scale)
         forget_t, forget_w = gate_targets(inputs["labels"], inputs["attention_mask"], forget=True)
         retain_t, retain_w = gate_targets(inputs["retain_labels"], inputs["retain_attention_mask"], forget=False)
         bce = (gate_bce(forget_gates, forget_t, forget_w) + gate_bce(retain_gates, retain_t, retain_w)) / 2
-        weight = 0.0 if self.phase == REPAIR else self.forget_weight
-        if config.objective == "npo":
-            count = answer_token_count(inputs["labels"]).clamp_min(1)
-            logp = sequence_logprob(logits, inputs["labels"]) / count
-            loss = npo_objective(logp, inputs[REF_COLUMN] / count, retain_nll, config.beta, self.retain_weight, weight)
-            self._parts["forget_logp"].append(logp.mean().item())
-        else:
-            loss = graddiff_objective(answer_nll(logits, inputs["labels"], global_token_scale), retain_nll,
-                                      self.retain_weight, weight)
-        loss = loss + config.gate_weight * bce
-        self._parts["retain_nll"].append(retain_nll.item())
+        weight = 0.0 if self.phase == REPAIR else self.forget_weight  # repair: retain and gate terms alone
+        loss = self.objective_loss(logits, inputs, retain_nll, weight) + self.config.gate_weight * bce
         self._parts["gate_bce"].append(bce.item())
         return (loss, {"logits": logits}) if return_outputs else loss
 
@@ -174,33 +142,18 @@ def grun_unlearn(
     """
     set_seed(config.seed)
     timings: dict[str, float] = {}
-    forget = qa_dataset(forget_records, tokenizer, config.max_length)
-    retain = qa_dataset(retain_records, tokenizer, config.max_length)
-    if config.objective == "npo":  # before the new module exists: the reference is the model it starts from
-        started = time.perf_counter()
-        forget = forget.add_column(REF_COLUMN, reference_logprobs(model, tokenizer, forget, config.scoring_batch_size))
-        timings["reference_s"] = time.perf_counter() - started
+    # before the new module exists: the reference is the model it starts from
+    forget, retain = forget_retain_datasets(model, tokenizer, forget_records, retain_records, config.objective,
+                                            config, timings)
     module = attach(model, config.shape(), seed=config.seed)
     trainer = GrunTrainer(model, module, config, forget, retain, tokenizer, callbacks, progress,
                           scheduled=bool(holdout_records) and steer)
-    schedule = None
-    if holdout_records:
-        retain_probe = retain_probe_sample(retain_records, config.seed)
-        schedule = PrivacySchedule(trainer, tokenizer, forget_records, holdout_records, target_auc=target_auc,
-                                   margin=config.auc_margin, retain_recovery=config.retain_recovery,
-                                   push_control=config.push_control, alpha=config.alpha, retain_probe=retain_probe,
-                                   batch_size=config.scoring_batch_size, steer=steer)
-        trainer.add_callback(schedule)
-        trainer.schedule = schedule
-    started = time.perf_counter()
-    trainer.train()
-    timings["training_s"] = time.perf_counter() - started
-    model.eval()
-    model.requires_grad_(True)  # as loaded: callers (probes) decide what trains next
+    run = run_scheduled(trainer, tokenizer, forget_records, retain_records, holdout_records, target_auc=target_auc,
+                        steer=steer)
+    timings["training_s"] = run.training_s
     return GrunResult(
         model=model, config=config, module=module, timings={k: round(v, 3) for k, v in timings.items()},
         trainable_params=sum(p.numel() for p in module.parameters()),
         total_intervention_params=intervention_parameters(model), state_bytes=trainer.state_meter.peak,
-        history=[e for e in trainer.state.log_history if "loss" in e],
-        probes=schedule.history if schedule is not None else [],
+        history=run.history, probes=run.probes,
     )

@@ -2,7 +2,8 @@
 
 GRIN fine-tunes the selected weights with one of its objectives; GRUN trains a gated intervention
 and leaves every base weight untouched (grun.py). The service's `policy.methods.Method` (what a
-ticket may ask for) is built from these names.
+ticket may ask for) is built from these names. The library runs any objective of
+`objective_registry.OBJECTIVES` (SimNPO too, which the service does not offer).
 """
 
 from __future__ import annotations
@@ -10,7 +11,5 @@ from __future__ import annotations
 # The objectives GRIN fine-tunes selected weights with (and the benchmark's full-parameter baselines).
 GRIN_OBJECTIVES = ("npo", "graddiff", "po")
 GRUN = "grun"  # the gated representation intervention (grun.py, grun_train.py)
-# What UnlearnConfig.method takes: the GRIN objectives and SimNPO, a library option the service does not offer.
-OBJECTIVES = (*GRIN_OBJECTIVES, "simnpo")
 # GRUN's unlearning term (grun_train.py): NPO or gradient difference.
 GRUN_OBJECTIVES = tuple(m for m in GRIN_OBJECTIVES if m != "po")

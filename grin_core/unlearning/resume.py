@@ -46,7 +46,7 @@ def trainable_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def save_progress(trainer, output_dir: str | Path) -> None:
-    """Write the trainable tensors and the grin state of `trainer` (an UnlearnTrainer) to `output_dir`."""
+    """Write the trainable tensors and the grin state of `trainer` (a ForgetRetainTrainer) to `output_dir`."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tensors = {f"t{i:05d}": t.detach().cpu().contiguous() for i, t in enumerate(trainable_tensors(trainer.model))}

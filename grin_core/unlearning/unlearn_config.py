@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from grin_core.unlearning.methods import OBJECTIVES
-
 UPDATES = ("sparse", "dense")  # masked_update.py: optimise the selected entries only, or masked whole tensors
 PUSH_CONTROLS = ("full", "proportional")  # privacy_schedule.py: how strongly a push epoch weighs the forget term
 
@@ -20,6 +18,12 @@ def _scheduler_names() -> set[str]:
     from transformers import SchedulerType  # imports torch: only when a config is checked
 
     return {s.value for s in SchedulerType}
+
+
+def _objective_names() -> tuple[str, ...]:
+    from grin_core.unlearning.objective_registry import OBJECTIVES  # imports torch, as above
+
+    return OBJECTIVES.names()
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,9 @@ class UnlearnConfig:
                 "(gri.py). GRI scoring always runs in fp32."})
 
     def __post_init__(self) -> None:
+        objectives = _objective_names()
         checks = [
-            (self.method in OBJECTIVES, f"method must be one of {OBJECTIVES}"),
+            (self.method in objectives, f"unknown unlearning objective {self.method!r}; known: {', '.join(objectives)}"),
             (self.update in UPDATES, f"update must be one of {UPDATES}"),
             (self.alpha >= 0, "alpha must be >= 0"),
             (math.isfinite(self.beta) and self.beta > 0, "beta must be a finite number > 0"),
@@ -116,6 +121,19 @@ class UnlearnConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def training_options(self, scheduled: bool) -> dict:
+        """`unlearning_arguments`' options of this run (the schedule's budget when it steers)."""
+        return {"epochs": self.max_epochs if scheduled else self.epochs, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "seed": self.seed, "mixed_precision": self.mixed_precision,
+                "lr_scheduler": self.lr_scheduler, "warmup_steps": self.warmup_steps,
+                "max_grad_norm": self.max_grad_norm}
+
+    def schedule_options(self) -> dict:
+        """The privacy schedule's settings of this run (privacy_schedule.py)."""
+        return {"margin": self.auc_margin, "retain_recovery": self.retain_recovery,
+                "repush_lr_factor": self.repush_lr_factor, "push_control": self.push_control, "alpha": self.alpha,
+                "alpha_max": self.alpha_max, "band_lr_factor": self.band_lr_factor}
 
     @classmethod
     def help(cls) -> dict[str, str]:

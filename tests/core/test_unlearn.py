@@ -13,14 +13,8 @@ from grin_core.scoring.mask import select_top_p
 from grin_core.scoring.masked_update import SelectedValues, masked_update
 from grin_core.unlearning.objectives import sequence_logprob
 from grin_core.unlearning.state_bytes import measure_state
-from grin_core.unlearning.unlearn import (
-    REF_COLUMN,
-    ForgetRetainCollator,
-    UnlearnTrainer,
-    reference_logprobs,
-    score_and_select,
-    unlearn,
-)
+from grin_core.unlearning.forget_retain import REF_COLUMN, ForgetRetainCollator, reference_logprobs
+from grin_core.unlearning.unlearn import UnlearnTrainer, score_and_select, unlearn
 from grin_core.unlearning.unlearn_config import UnlearnConfig
 
 FORGET = [{"question": f"What is the title of book {i} by Nadia Petrescu?",
