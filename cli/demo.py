@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from grin_core.data.records import to_jsonl
+from grin_core.metrics import names as m
 from grin_core.data.tofu import TofuSubset, load_calibration, load_eval_suite, load_tofu
 from infra import audit, intake
 from infra.db.migrate import upgrade
@@ -27,24 +28,11 @@ from infra.ticket_request import TicketRequest
 MODEL = "tofu-demo"
 SUBSET = TofuSubset(n_authors=20, split="forget10")  # retains authors 0-17, forgets 198-199
 EVAL_RETAIN = 100  # retain questions the gate reads (with their perturbed answers)
-SHOWN = (
-    "forget_rougeL",
-    "forget_keyword_acc",
-    "forget_keyword_conf",
-    "forget_truth_ratio",
-    "forget_prob",
-    "holdout_prob",
-    "mia_auc",
-    "mia_mink_auc",
-    "mia_minkpp_auc",
-    "mia_zlib_auc",
-    "forget_paraphrase_rougeL",
-    "forget_sampled_best_rougeL",
-    "forget_format_max_rougeL",
-    "forget_int4_rougeL",
-    "retain_rougeL",
-    "retain_prob",
-    "model_utility",
+SHOWN = (  # the before/after table's rows
+    m.FORGET_ROUGEL, m.FORGET_KEYWORD_ACC, m.FORGET_KEYWORD_CONF, m.FORGET_TRUTH_RATIO, m.FORGET_PROB, m.HOLDOUT_PROB,
+    m.MIA_AUC, m.MIA_MINK_AUC, m.MIA_MINKPP_AUC, m.MIA_ZLIB_AUC, m.FORGET_PARAPHRASE_ROUGEL,
+    m.FORGET_SAMPLED_BEST_ROUGEL, m.FORGET_FORMAT_MAX_ROUGEL, m.FORGET_INT4_ROUGEL, m.RETAIN_ROUGEL, m.RETAIN_PROB,
+    m.MODEL_UTILITY,
 )
 
 

@@ -19,10 +19,7 @@ from sqlalchemy.orm import Session
 from infra import audit, queue
 from infra.db.models import ModelAlias, ModelVersion, RegisteredModel
 from infra.ticket_status import TicketStatus
-
-# The metrics a reviewer reads first, in this order (the report, and the Prefect metrics artifact).
-HEADLINE_METRICS = ("forget_rougeL", "forget_keyword_acc", "forget_keyword_conf", "forget_prob", "forget_truth_ratio",
-                    "mia_auc", "retain_rougeL", "retain_prob", "model_utility")
+from policy.metric_names import HEADLINE_METRICS
 
 
 class ReportCheck(BaseModel):

@@ -41,6 +41,7 @@ from grin_core.metrics.likelihood import (
     normalised_probability,
     option_probability,
 )
+from grin_core.metrics import names as m
 from grin_core.metrics.mia import (
     mia_auc,
     min_k_plus_plus_score,
@@ -98,6 +99,7 @@ class _Evaluator:
     result: EvalResult = field(default_factory=EvalResult)
 
     def put(self, key: str, value: float | None, per_example: torch.Tensor | list | None = None) -> None:
+        m.check(key)  # every key is a constant of metrics/names.py
         if value is not None:
             self.result.metrics[key] = float(value)
         if per_example is not None:
@@ -125,7 +127,7 @@ class _Evaluator:
     def rouge(self, part: str, records: list[dict]) -> list[str]:
         generations = self.generate(part, records)
         scores = rouge_l_recall(generations, [r["answer"] for r in records])
-        self.put(f"{part}_rougeL", sum(scores) / len(scores), scores)
+        self.put(m.ROUGEL[part], sum(scores) / len(scores), scores)
         return generations
 
     def answer_and_options(self, part: str, records: list[dict], with_paraphrase: bool, stats: bool = False):
@@ -156,19 +158,19 @@ class _Evaluator:
                 part, records, with_paraphrase=True, stats=stats)
             ratios = truth_ratio(mean_logprob(paraphrase_lp), perturbed)
             stat = forget_truth_ratio_stat if part == "forget" else retain_truth_ratio_stat
-            self.put(f"{part}_truth_ratio", stat(ratios), ratios)
+            self.put(m.TRUTH_RATIO[part], stat(ratios), ratios)
         else:
             answer_lp, answer_stats = self.likelihood(part, [r["question"] for r in records],
                                                       [r["answer"] for r in records], stats)
         probs = normalised_probability(answer_lp)
-        self.put(f"{part}_prob", probs.mean().item(), probs)
-        self.put(f"{part}_loss", None, -mean_logprob(answer_lp))
+        self.put(m.PROB[part], probs.mean().item(), probs)
+        self.put(m.LOSS[part], None, -mean_logprob(answer_lp))
         keywords = [list(r.get("keywords") or []) for r in records]
         if any(keywords):
-            self.put(f"{part}_keyword_acc", keyword_accuracy(generations, keywords))
+            self.put(m.KEYWORD_ACC[part], keyword_accuracy(generations, keywords))
             positions = [[keyword_token_positions(r["answer"], k, self.tokenizer) for k in ks]
                          for r, ks in zip(records, keywords)]
-            self.put(f"{part}_keyword_conf", keyword_confidence(answer_lp, positions))
+            self.put(m.KEYWORD_CONF[part], keyword_confidence(answer_lp, positions))
         return answer_stats
 
     def choice_part(self, part: str, records: list[dict]) -> None:
@@ -176,9 +178,9 @@ class _Evaluator:
         answer_lp, _, _, perturbed = self.answer_and_options(part, records, with_paraphrase=False)
         correct_lp = mean_logprob(answer_lp)
         shares = torch.stack([option_probability(c, p.exp()) for c, p in zip(correct_lp.exp(), perturbed)])
-        self.put(f"{part}_prob", shares.mean().item(), shares)
+        self.put(m.PROB[part], shares.mean().item(), shares)
         ratios = truth_ratio(correct_lp, perturbed)
-        self.put(f"{part}_truth_ratio", retain_truth_ratio_stat(ratios), ratios)
+        self.put(m.TRUTH_RATIO[part], retain_truth_ratio_stat(ratios), ratios)
 
     def privacy(self, forget: list[dict], holdout: list[dict], forget_stats: list[AnswerTokenStats],
                 reference_auc: float | None) -> None:
@@ -187,29 +189,29 @@ class _Evaluator:
         holdout_lp, holdout_stats = self.likelihood(
             "holdout", [r["question"] for r in holdout], [r["answer"] for r in holdout], stats=True)
         holdout_probs = normalised_probability(holdout_lp)
-        self.put("holdout_prob", holdout_probs.mean().item(), holdout_probs)
-        self.put("holdout_loss", None, -mean_logprob(holdout_lp))
+        self.put(m.HOLDOUT_PROB, holdout_probs.mean().item(), holdout_probs)
+        self.put(m.HOLDOUT_LOSS, None, -mean_logprob(holdout_lp))
         if holdout_probs.mean() > 0:
-            self.put("forget_holdout_prob_ratio", self.result.metrics["forget_prob"] / holdout_probs.mean().item())
+            self.put(m.FORGET_HOLDOUT_PROB_RATIO, self.result.metrics[m.FORGET_PROB] / holdout_probs.mean().item())
         per = self.result.per_example
         # Typical (geometric) per-token likelihood ratio: robust to the few answers that dominate a mean.
-        self.put("forget_holdout_typical_prob_ratio",
-                 math.exp(sum(per["holdout_loss"]) / len(holdout) - sum(per["forget_loss"]) / len(forget)))
-        self.put("mia_auc", mia_auc(per["forget_loss"], per["holdout_loss"]))
+        self.put(m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO,
+                 math.exp(sum(per[m.HOLDOUT_LOSS]) / len(holdout) - sum(per[m.FORGET_LOSS]) / len(forget)))
+        self.put(m.MIA_AUC, mia_auc(per[m.FORGET_LOSS], per[m.HOLDOUT_LOSS]))
         scores = {}
         for part, records, token_stats in (("forget", forget, forget_stats), ("holdout", holdout, holdout_stats)):
             texts = [scored_answer_text(r["answer"], self.tokenizer) for r in records]
-            scores[part, "zlib"] = zlib_scores(per[f"{part}_loss"], texts)
+            scores[part, "zlib"] = zlib_scores(per[m.LOSS[part]], texts)
             scores[part, "mink"] = [min_k_score(without_eos(t.logp)) for t in token_stats]
             scores[part, "minkpp"] = [min_k_plus_plus_score(*(without_eos(v) for v in (t.logp, t.mu, t.sigma)))
                                       for t in token_stats]
         for attack in ("zlib", "mink", "minkpp"):
-            self.put(f"forget_{attack}", None, scores["forget", attack])
-            self.put(f"holdout_{attack}", None, scores["holdout", attack])
-            self.put(f"mia_{attack}_auc", mia_auc(scores["forget", attack], scores["holdout", attack]))
+            self.put(m.ATTACK_SCORES["forget", attack], None, scores["forget", attack])
+            self.put(m.ATTACK_SCORES["holdout", attack], None, scores["holdout", attack])
+            self.put(m.ATTACK_AUC[attack], mia_auc(scores["forget", attack], scores["holdout", attack]))
         reference = 0.5 if reference_auc is None else reference_auc
-        self.put("privleak", privleak(self.result.metrics["mia_mink_auc"], reference))
-        self.put("privleak_reference_auc", reference)
+        self.put(m.PRIVLEAK, privleak(self.result.metrics[m.MIA_MINK_AUC], reference))
+        self.put(m.PRIVLEAK_REFERENCE_AUC, reference)
 
 
 def evaluate_suite(
@@ -244,10 +246,10 @@ def evaluate_suite(
             ev.choice_part(part, getattr(suite, part))
     if with_privacy:
         ev.privacy(suite.forget, suite.holdout, forget_stats, reference_auc)
-    ev.put("model_utility", model_utility(ev.result.metrics))
-    forget_ratios = ev.result.per_example.get("forget_truth_ratio")
+    ev.put(m.MODEL_UTILITY, model_utility(ev.result.metrics))
+    forget_ratios = ev.result.per_example.get(m.FORGET_TRUTH_RATIO)
     if retrained_forget_truth_ratios is not None and forget_ratios:
-        ev.put("forget_quality", forget_quality(forget_ratios, retrained_forget_truth_ratios))
+        ev.put(m.FORGET_QUALITY, forget_quality(forget_ratios, retrained_forget_truth_ratios))
     return ev.result
 
 

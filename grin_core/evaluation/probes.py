@@ -14,14 +14,16 @@
   relearning `relearn_before_forget_rougeL` / `_prob`.
 ROUGE-L is recall against the gold answer (metrics/rouge.py), probability is the mean normalised
 answer probability P(a|q)^(1/|a|) (metrics/likelihood.py), both over the forget records.
-`run_probes` runs those whose data is present; a probe without data leaves its keys out.
+Each probe is an entry of `PROBES` (name -> `Probe`: how to run it on a `ProbeRun`, and whether it
+runs by default); `run_probes` runs those whose data is present, and a probe without data leaves its
+keys out. Adding one: its function and one `PROBES.register(name, Probe(...))` line.
 """
 
 from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,9 +37,8 @@ from grin_core.metrics.likelihood import answer_logprobs, mean_logprob, normalis
 from grin_core.metrics.mia import mia_auc
 from grin_core.metrics.rouge import rouge_l_recall
 from grin_core.evaluation.quantize import fake_quantize
+from grin_core.registry import Registry
 from grin_core.runtime.steps import StepCallback, Steps
-
-PROBES = ("paraphrase", "sampling", "formats", "quantization")
 
 
 @dataclass(frozen=True)
@@ -230,12 +231,60 @@ def relearn_probe(
     }
 
 
+@dataclass(frozen=True)
+class ProbeRun:
+    """What a probe is run with: the model (never modified), the suite and `run_probes`' options."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    suite: EvalSuite
+    seed: int = 0
+    batch_size: int = 64
+    max_new_tokens: int | None = None
+    num_samples: int = 8
+    temperature: float = 1.0
+    bits: Sequence[int] = (8, 4)
+    relearn_steps: int = 10
+    relearn_lr: float = 1e-3
+
+    @property
+    def common(self) -> dict:
+        return {"batch_size": self.batch_size, "max_new_tokens": self.max_new_tokens}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A probe: its metrics from a `ProbeRun` ({} without the data it needs), and whether `run_probes`
+    runs it unless named (relearning is costly: only when asked)."""
+
+    run: Callable[[ProbeRun], dict[str, float]]
+    default: bool = True
+
+
+PROBES: Registry[Probe] = Registry("probe")
+PROBES.register("paraphrase", Probe(lambda r: paraphrase_probe(r.model, r.tokenizer, r.suite.forget, **r.common)))
+PROBES.register("sampling", Probe(lambda r: sampling_probe(
+    r.model, r.tokenizer, r.suite.forget, num_samples=r.num_samples, temperature=r.temperature, seed=r.seed,
+    **r.common)))
+PROBES.register("formats", Probe(lambda r: format_probe(r.model, r.tokenizer, r.suite.forget, **r.common)))
+PROBES.register("quantization", Probe(lambda r: quantization_probe(r.model, r.tokenizer, r.suite, bits=r.bits,
+                                                                     **r.common)))
+PROBES.register("relearn", Probe(lambda r: relearn_probe(
+    r.model, r.tokenizer, r.suite.forget, steps=r.relearn_steps, lr=r.relearn_lr, seed=r.seed, **r.common),
+    default=False))
+
+
+def default_probes() -> tuple[str, ...]:
+    """The probes `run_probes` runs when none are named."""
+    return tuple(name for name in PROBES if PROBES[name].default)
+
+
 def run_probes(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     suite: EvalSuite,
     *,
-    probes: Sequence[str] = PROBES,
+    probes: Sequence[str] | None = None,
     relearn: bool = False,
     seed: int = 0,
     batch_size: int = 64,
@@ -247,33 +296,25 @@ def run_probes(
     relearn_lr: float = 1e-3,
     on_step: StepCallback | None = None,
 ) -> dict[str, float]:
-    """The named probes (any of `PROBES`) on the suite's forget set, plus relearning if asked.
+    """The named probes (default: every default one of `PROBES`) on the suite's forget set, plus
+    relearning if asked; an unknown name raises with the known ones.
 
     Probes whose data is missing (no forget set; no `paraphrased_question`; no holdout for the
     quantised MIA) leave their keys out; nothing reports 0 for "not measured". `model` is never
     modified (quantisation and relearning work on copies). `on_step` hears each probe begin.
     """
-    unknown = set(probes) - set(PROBES)
-    if unknown:
-        raise ValueError(f"unknown probes {sorted(unknown)}; choose from {PROBES}")
+    wanted = set(default_probes() if probes is None else probes) | ({"relearn"} if relearn else set())
+    for name in sorted(wanted):
+        PROBES[name]  # noqa: B018 - raises UnknownNameError with the known probes
     if not suite.forget:
         return {}
-    common = {"batch_size": batch_size, "max_new_tokens": max_new_tokens}
-    chosen = [p for p in PROBES if p in probes] + (["relearn"] if relearn else [])
+    run = ProbeRun(model, tokenizer, suite, seed=seed, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                   num_samples=num_samples, temperature=temperature, bits=bits, relearn_steps=relearn_steps,
+                   relearn_lr=relearn_lr)
+    chosen = [name for name in PROBES if name in wanted]
     steps = Steps(len(chosen), on_step)
     out: dict[str, float] = {}
-    for probe in chosen:
-        steps.begin(f"probe: {probe}")
-        if probe == "paraphrase":
-            out |= paraphrase_probe(model, tokenizer, suite.forget, **common)
-        elif probe == "sampling":
-            out |= sampling_probe(model, tokenizer, suite.forget, num_samples=num_samples,
-                                  temperature=temperature, seed=seed, **common)
-        elif probe == "formats":
-            out |= format_probe(model, tokenizer, suite.forget, **common)
-        elif probe == "quantization":
-            out |= quantization_probe(model, tokenizer, suite, bits=bits, **common)
-        else:
-            out |= relearn_probe(model, tokenizer, suite.forget, steps=relearn_steps, lr=relearn_lr,
-                                 seed=seed, **common)
+    for name in chosen:
+        steps.begin(f"probe: {name}")
+        out |= PROBES[name].run(run)
     return out
