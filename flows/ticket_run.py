@@ -170,7 +170,7 @@ class TicketRun:
     def ladder(self, before: EvalOutcome) -> Round:
         """Gated rounds from the plan's setting, each as the ladder sets it, until one passes or the
         ladder ends; the last round."""
-        setting, scoring, rescore = self.plan.spec, None, self.plan.spec.selects_weights
+        setting, scoring, rescore = self.plan.setting, None, self.plan.setting.selects_weights
         for number in range(1, self.policy.max_rounds + 1):
             last = self.gated_round(number, setting, scoring, rescore, before)
             nxt = self.retry(last)
@@ -186,7 +186,7 @@ class TicketRun:
                     before: EvalOutcome) -> Round:
         """Score (when `rescore`; else unlearn with `scoring`'s mask), unlearn, evaluate and gate one candidate."""
         common = {"label": self.label, "run_id": self.run_id, "round_no": number,
-                  "parent": self.plan.parent.checkpoint, "snapshot": self.snapshot, "spec": setting}
+                  "parent": self.plan.parent.checkpoint, "snapshot": self.snapshot, "setting": setting}
         if rescore:
             scoring = self.stage(S.scoring, f"round {number}: top {setting.p_percent:g}% of weights",
                                  score_weights, **common)

@@ -118,7 +118,7 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
     # Hold retain records out for the gate only when the line's suite has no retain part of its own:
     # every record held out is one the privacy schedule's repair phase cannot use.
     eval_size = 0 if suite.get("retain") else settings.eval_retain_size
-    pool = sample_retain(pool_source, forget, n=settings.retain_sample_size + eval_size, seed=plan.spec.seed,
+    pool = sample_retain(pool_source, forget, n=settings.retain_sample_size + eval_size, seed=plan.setting.seed,
                          keywords=keywords)
     n_eval = min(eval_size, len(pool) // 4)
     retain_eval, retain = pool[:n_eval], pool[n_eval:]

@@ -29,20 +29,20 @@ from tasks.worker_liveness import reports_stage
 @task(name="train-intervention", task_run_name="grun-{label}", persist_result=True)
 @reports_stage
 def train_intervention(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                       spec: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
+                       setting: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
     """`target_auc` as in unlearn_weights: with a holdout part the privacy schedule steers into it."""
     if get_settings().stage_processes > 1:
         get_run_logger().info("%s: GRUN trains in one process (GRIN_STAGE_PROCESSES applies to GRIN)", label)
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
-    config = spec.grun_config()
+    config = setting.grun_config()
     base = base_checkpoint(parent) or parent
     model, tokenizer = load_model(parent)
     progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} GRUN")
     result = grun_unlearn(model, tokenizer, forget, retain, config, holdout_records=holdout, target_auc=target_auc,
                           callbacks=[progress, EpochLog(f"{label} round {round_no}")])
     summary = result.summary()
-    card = {"method": "GRUN", "epochs": spec.epochs, "parent": parent.sha256,
+    card = {"method": "GRUN", "epochs": setting.epochs, "parent": parent.sha256,
             "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
             "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
             "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None}

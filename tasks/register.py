@@ -107,7 +107,7 @@ def export_audit_records(label: str, record_ids: list[int]) -> dict[int, ObjectR
 @task(name="register-version", task_run_name="register-{label}", **IO_RETRIES)
 def register_version(
     label: str, owner: str, plan: RunPlan, snapshot: Snapshot, mask: MaskOutcome | None, unlearned: UnlearnOutcome,
-    spec: RoundSetting, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
+    setting: RoundSetting, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
     rounds: list[RoundRecord], flow_run_id: str | None,
 ) -> Registration:
     failpoint("register.before")  # crash-safety tests: die with the candidate evaluated, not registered
@@ -127,7 +127,7 @@ def register_version(
             checkpoint_uri=unlearned.checkpoint.uri, checkpoint_sha256=unlearned.checkpoint.sha256,
             mask_uri=mask.mask.uri if mask else None, mask_sha256=mask.mask.sha256 if mask else None,
             base_checkpoint_uri=base.uri if base else None, base_checkpoint_sha256=base.sha256 if base else None,
-            hparams=spec.model_dump(mode="json"),
+            hparams=setting.model_dump(mode="json"),
             metrics={"before": before.metrics, "after": after.metrics},
             gate=decision.model_dump(mode="json"), ticket_ids=plan.ticket_ids,
             training_manifest_uri=snapshot.manifest.uri if snapshot.manifest else None,
@@ -155,7 +155,7 @@ def register_version(
                 retain_snapshot=snapshot.retain, retain_count=snapshot.retain_count,
                 eval_suite=snapshot.eval_suite, mask=mask.mask if mask else None,
                 selected_weights=mask.selected if mask else None, eligible_weights=mask.eligible if mask else None,
-                hparams=spec, rounds=rounds,
+                hparams=setting, rounds=rounds,
                 metrics_before=before.metrics, metrics_after=after.metrics, gate=decision,
                 tickets_in_run=plan.ticket_ids, flow_run_id=flow_run_id, workers=workers,
                 training_manifest=snapshot.manifest, origin_metrics=plan.parent.origin_metrics or before.metrics,

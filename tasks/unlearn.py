@@ -26,14 +26,14 @@ from tasks.worker_liveness import reports_stage
 @task(name="unlearn-weights", task_run_name="unlearn-{label}", persist_result=True)
 @reports_stage  # the worker's heartbeat names this stage while it runs
 def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                    mask: ObjectRef, spec: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
+                    mask: ObjectRef, setting: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
     """`target_auc`: the line's non-member level; with a holdout part in the eval suite the privacy
     schedule steers the forget set's MIA AUC into a band around it (grin_core/unlearning/privacy_schedule.py)."""
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
-    config, processes = spec.unlearn_config(), get_settings().stage_processes
-    card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
-            "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
+    config, processes = setting.unlearn_config(), get_settings().stage_processes
+    card = {"method": f"GRIN-{setting.method.value.upper()}", "p": setting.p_percent, "sigma2": setting.sigma2,
+            "epochs": setting.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
             "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
             # every deletion along the lineage, by ticket id and forget-set hash only
             "deletions": [d.model_dump() for d in snapshot.lineage_deletions],

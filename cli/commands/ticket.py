@@ -15,6 +15,8 @@ import typer
 
 from cli.commands._output import JsonFlag, emit_json, emit_table, fail, reports_errors
 from infra.ticket_status import TicketStatus
+from policy.methods import methods_help
+from policy.round_setting import overrides_help
 
 if TYPE_CHECKING:
     from infra.db.models import Ticket
@@ -93,13 +95,8 @@ def file_ticket(
     keywords: Annotated[
         str | None, typer.Option(help="URI of key phrases for keyword accuracy.")
     ] = None,
-    method: Annotated[str | None, typer.Option(help="npo (default), graddiff or po (GRIN), or grun (a gated intervention; base weights unchanged).")] = None,
-    hparam: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="KEY=VALUE override: p_percent, sigma2, epochs, learning_rate, beta, alpha, seed."
-        ),
-    ] = None,
+    method: Annotated[str | None, typer.Option(help=methods_help())] = None,
+    hparam: Annotated[list[str] | None, typer.Option(help=overrides_help())] = None,
     requested_by: Annotated[str | None, typer.Option(help="Who files the request.")] = None,
     legal_basis: Annotated[str | None, typer.Option(help="Why, e.g. 'GDPR Art. 17'.")] = None,
     due_date: Annotated[str | None, typer.Option(help="Deadline, YYYY-MM-DD.")] = None,
