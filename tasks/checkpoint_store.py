@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from grin_core.models.checkpoint import MANIFEST, checkpoint_sha256, verify_checkpoint
+from grin_core.models.checkpoint import CARD_DATA, MANIFEST, checkpoint_sha256, verify_checkpoint
 from infra.errors import ChecksumMismatchError
 from infra.failpoints import failpoint
 from infra.settings import Settings, get_settings
@@ -20,12 +20,12 @@ from tasks.contracts import CheckpointRef
 
 
 def upload_checkpoint(directory: Path, store: ObjectStore) -> CheckpointRef:
-    """Upload every file, the model card first and the manifest last: a listed manifest means a complete
+    """Upload every file, the card's fields first and the manifest last: a listed manifest means a complete
     checkpoint, and a half-uploaded one still names its run (the reclaimer purges it by that card)."""
     sha = checkpoint_sha256(directory)
     prefix = f"checkpoints/{sha}"
     files = sorted((p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST),
-                   key=lambda p: (p.name != "README.md", p.as_posix()))
+                   key=lambda p: (p.name != CARD_DATA, p.as_posix()))
     for n, path in enumerate([*files, directory / MANIFEST]):
         store.put_file(f"{prefix}/{path.relative_to(directory).as_posix()}", path)
         if n == 0:

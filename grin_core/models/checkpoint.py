@@ -6,6 +6,7 @@ Layout (nanochat habit: the config that built a model is saved beside it):
     tokenizer.json, tokenizer_config.json                    the tokenizer
     grin_config.json                                         TinyLlamaConfig, training config, ...
     README.md                                                model card with the unlearning lineage
+    card.json                                                the card's fields, machine-readable
     manifest.json                                            {"files": {name: sha256}}, sorted
 The manifest's own sha256 is the checkpoint's hash in the model registry.
 """
@@ -27,6 +28,8 @@ from transformers import (
 
 MANIFEST = "manifest.json"
 GRIN_CONFIG = "grin_config.json"
+CARD = "README.md"
+CARD_DATA = "card.json"  # what the service reads of a card (the run and tickets of a candidate), never the markdown
 CARD_FIELDS = (("method", "method"), ("p", "p (% of weights selected)"), ("sigma2", "sigma²"),
                ("epochs", "epochs"), ("parent", "parent checkpoint sha256"))
 
@@ -103,6 +106,13 @@ def model_card(card_info: Mapping[str, object] | None) -> ModelCard:
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
+def save_card(directory: str | Path, card_info: Mapping[str, object] | None) -> None:
+    """The model card (`README.md`) and its fields as JSON (`card.json`), which programs read."""
+    directory = Path(directory)
+    model_card(card_info).save(directory / CARD)
+    (directory / CARD_DATA).write_text(json.dumps(dict(card_info or {}), indent=1, sort_keys=True, default=str) + "\n")
+
+
 def save_checkpoint(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -116,7 +126,7 @@ def save_checkpoint(
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     (directory / GRIN_CONFIG).write_text(json.dumps(dict(grin_config or {}), indent=1, sort_keys=True, default=str) + "\n")
-    model_card(card_info).save(directory / "README.md")
+    save_card(directory, card_info)
     for stray in directory.glob("*.bin"):  # never a pickle beside the safetensors
         stray.unlink()
     write_manifest(directory)

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from grin_core.models.checkpoint import checkpoint_sha256, model_card, write_manifest
+from grin_core.models.checkpoint import checkpoint_sha256, save_card, write_manifest
 from grin_core.scoring.gri import decoder_layers
 from grin_core.unlearning.grun_config import GrunShape
 
@@ -168,8 +168,7 @@ def save_grun_checkpoint(model: nn.Module, directory: str | Path, base: dict, ca
     """An intervention checkpoint: tensors, config, a model card that states the threat model, and a
     manifest (checkpoint.py); returns its hash. The base checkpoint is named, never copied."""
     save_interventions(model, directory, base, extra)
-    model_card({**(card_info or {}), "base_checkpoint_sha256": base["sha256"], "threat_model": THREAT_MODEL}).save(
-        Path(directory) / "README.md")
+    save_card(directory, {**(card_info or {}), "base_checkpoint_sha256": base["sha256"], "threat_model": THREAT_MODEL})
     write_manifest(directory)
     return checkpoint_sha256(directory)
 
