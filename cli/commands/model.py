@@ -59,8 +59,9 @@ def register(
 ) -> None:
     """Register model NAME, optionally with its first checkpoint."""
     from cli.commands._session import transaction
-    from infra import registry
+    from infra import registration, registry
     from infra.errors import InvalidRequestError
+    from infra.registry import NewVersion
 
     try:
         overrides = json.loads(gate_policy) if gate_policy else None
@@ -81,15 +82,12 @@ def register(
             name, session=session, description=description, gate_policy=overrides
         )
         if checkpoint_uri and checkpoint_sha256:
-            version = registry.add_version(
+            registration.register_version(
                 name,
-                session=session,
-                checkpoint_uri=checkpoint_uri,
-                checkpoint_sha256=checkpoint_sha256,
-                training_manifest_uri=training_manifest_uri,
-                eval_suite_uri=eval_suite_uri,
+                NewVersion(checkpoint_uri=checkpoint_uri, checkpoint_sha256=checkpoint_sha256,
+                           training_manifest_uri=training_manifest_uri, eval_suite_uri=eval_suite_uri),
+                session=session, alias=alias,
             )
-            registry.set_alias(name, alias, version.version, session=session)
         session.refresh(model)
         summary = model_summary(model)
     if as_json:
@@ -195,29 +193,40 @@ def import_model(
     re-saved with a sha256 manifest and the line's prompt template, uploaded content-addressed,
     registered and aliased production if the line has none. Importing the same content again
     answers with the version it already is."""
-    import tempfile
-
-    from cli.commands._session import transaction
-    from grin_core.evaluation.calibration import non_member_auc
-    from grin_core.models.checkpoint import save_checkpoint
-    from grin_core.models.model_import import UnsupportedModelError, load_importable
-    from grin_core.data.prompts import line_template, set_line_template
-    from grin_core.data.records import parse_qa_records
-    from infra import registry
-    from infra.errors import InvalidRequestError, UnknownModelError
+    from infra.errors import InvalidRequestError
     from infra.settings import get_settings
-    from infra.storage import locate, open_store
-    from tasks.checkpoint_store import upload_checkpoint
 
     settings = get_settings()
     if training_manifest and retain:
         raise InvalidRequestError("give --training-manifest or --retain, not both")
+    manifest = _qa_records(training_manifest or retain, settings) if (training_manifest or retain) else None
+    suite = _import_suite(eval_suite, holdout, settings)
+    imported = _imported_checkpoint(source, prompt_template, suite, settings)
+    imported["suite_uri"] = _store_suite(suite, settings) if suite else None
+    imported["manifest"] = "training" if training_manifest else ("retain" if retain else None)
+    summary = _register_import(name, description, imported, manifest)
+    if as_json:
+        emit_json(summary)
+    else:
+        typer.echo(f"{name} version {summary['version']} "
+                   f"({'already imported' if summary['already_imported'] else 'imported'}): "
+                   f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}")
 
-    def records(uri: str) -> tuple[str, list[dict]]:
-        store, key = locate(uri, settings=settings)
-        return uri, parse_qa_records(store.get_bytes(key), source=uri)
 
-    manifest = records(training_manifest or retain) if (training_manifest or retain) else None
+def _qa_records(uri: str, settings) -> tuple[str, list[dict]]:
+    """(uri, the QA records of the object at `uri`)."""
+    from grin_core.data.records import parse_qa_records
+    from infra.storage import locate
+
+    store, key = locate(uri, settings=settings)
+    return uri, parse_qa_records(store.get_bytes(key), source=uri)
+
+
+def _import_suite(eval_suite: str | None, holdout: str | None, settings) -> dict[str, Any]:
+    """The line's eval suite: the --eval-suite object's QA sets, and --holdout's records as `holdout`."""
+    from infra.errors import InvalidRequestError
+    from infra.storage import locate
+
     suite: dict[str, Any] = {}
     if eval_suite:
         store, key = locate(eval_suite, settings=settings)
@@ -228,7 +237,23 @@ def import_model(
         if not isinstance(suite, dict):
             raise InvalidRequestError("--eval-suite must hold a JSON object of QA sets")
     if holdout:
-        suite["holdout"] = records(holdout)[1]
+        suite["holdout"] = _qa_records(holdout, settings)[1]
+    return suite
+
+
+def _imported_checkpoint(source: str, prompt_template: str | None, suite: dict[str, Any], settings) -> dict[str, Any]:
+    """Load and check the model, measure the line's non-member MIA level when the suite allows, save it as a
+    grin checkpoint and upload it: {checkpoint, architecture, template, reference}."""
+    import tempfile
+
+    from grin_core.data.prompts import line_template, set_line_template
+    from grin_core.evaluation.calibration import non_member_auc
+    from grin_core.models.checkpoint import save_checkpoint
+    from grin_core.models.model_import import UnsupportedModelError, load_importable
+    from infra.errors import InvalidRequestError
+    from infra.storage import open_store
+    from tasks.checkpoint_store import upload_checkpoint
+
     with tempfile.TemporaryDirectory(prefix="grin-import-") as tmp:
         local = _fetch_model_dir(source, Path(tmp) / "source", settings)
         try:
@@ -241,45 +266,50 @@ def import_model(
         reference = (round(non_member_auc(model, tokenizer, suite["calibration"], suite["holdout"]), 4)
                      if suite.get("calibration") and suite.get("holdout") else None)
         out = Path(tmp) / "checkpoint"
+        architecture, template = type(model).__name__, line_template(tokenizer)
         save_checkpoint(model, tokenizer, out, card_info={"method": "imported"},
-                        grin_config={"imported": True, "prompt_template": line_template(tokenizer),
-                                     "architecture": type(model).__name__})
+                        grin_config={"imported": True, "prompt_template": template, "architecture": architecture})
         checkpoint = upload_checkpoint(out, open_store(settings))
-        template = line_template(tokenizer)
-    suite_uri = None
-    if suite:  # content-addressed, as the pipeline stores the suites it derives (suites/<sha256>.json)
-        from infra.audit import sha256_hex
+    return {"checkpoint": checkpoint, "architecture": architecture, "template": template, "reference": reference}
 
-        body = json.dumps(suite, sort_keys=True).encode()
-        suite_uri = open_store(settings).put_bytes(f"suites/{sha256_hex(body)}.json", body).uri
+
+def _store_suite(suite: dict[str, Any], settings) -> str:
+    """The suite, content-addressed as the pipeline stores the suites it derives (suites/<sha256>.json)."""
+    from infra.audit import sha256_hex
+    from infra.storage import open_store
+
+    body = json.dumps(suite, sort_keys=True).encode()
+    return open_store(settings).put_bytes(f"suites/{sha256_hex(body)}.json", body).uri
+
+
+def _register_import(name: str, description: str | None, imported: dict[str, Any],
+                     manifest: tuple[str, list[dict]] | None) -> dict[str, Any]:
+    """Register the imported checkpoint as the line's next version (the line too, if new), aliased
+    production if the line has none; the version it already is when the same content was imported."""
+    from cli.commands._session import transaction
+    from infra import registration, registry
+    from infra.registration import AliasRule
+    from infra.registry import NewVersion
+
+    checkpoint, reference = imported["checkpoint"], imported["reference"]
     with transaction() as session:
-        try:
-            registry.get_model(name, session=session)
-        except UnknownModelError:
-            registry.register_model(name, session=session, description=description,
-                                    gate_policy={"mia_reference_auc": reference} if reference is not None else None)
+        registration.ensure_line(name, session=session, description=description,
+                                 gate_policy={"mia_reference_auc": reference} if reference is not None else None)
         version = registry.find_registered(name, checkpoint.sha256, session=session)
         existed = version is not None
         if version is None:
-            version = registry.add_version(
-                name, session=session, checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
-                training_manifest_uri=manifest[0] if manifest else None, eval_suite_uri=suite_uri,
-                hparams={"imported": True, "architecture": type(model).__name__, "prompt_template": template,
-                         "manifest": "training" if training_manifest else ("retain" if retain else None)})
-            try:
-                registry.resolve(f"{name}@{registry.PRODUCTION}", session=session)
-            except LookupError:
-                registry.set_alias(name, registry.PRODUCTION, version.version, session=session, actor="import")
-        summary = {"model": name, "version": version.version, "checkpoint_uri": version.checkpoint_uri,
-                   "checkpoint_sha256": version.checkpoint_sha256, "architecture": type(model).__name__,
-                   "prompt_template": template, "already_imported": existed,
-                   "manifest_records": len(manifest[1]) if manifest else None, "eval_suite_uri": version.eval_suite_uri,
-                   "mia_reference_auc": reference}
-    if as_json:
-        emit_json(summary)
-    else:
-        typer.echo(f"{name} version {summary['version']} ({'already imported' if existed else 'imported'}): "
-                   f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}")
+            hparams = {"imported": True, "architecture": imported["architecture"],
+                       "prompt_template": imported["template"], "manifest": imported["manifest"]}
+            new = NewVersion(checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
+                             training_manifest_uri=manifest[0] if manifest else None,
+                             eval_suite_uri=imported["suite_uri"], hparams=hparams)
+            version = registration.register_version(name, new, session=session, rule=AliasRule.if_unset,
+                                                    actor="import").version
+        return {"model": name, "version": version.version, "checkpoint_uri": version.checkpoint_uri,
+                "checkpoint_sha256": version.checkpoint_sha256, "architecture": imported["architecture"],
+                "prompt_template": imported["template"], "already_imported": existed,
+                "manifest_records": len(manifest[1]) if manifest else None,
+                "eval_suite_uri": version.eval_suite_uri, "mia_reference_auc": reference}
 
 
 # A hub id, `owner/name` with an optional `@revision`, as `from_pretrained` takes it.
