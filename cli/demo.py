@@ -76,6 +76,19 @@ def _publish_data(settings: Settings) -> dict:
     }
 
 
+def _request(objects: dict) -> TicketRequest:
+    """The 'customer's' deletion request: the published forget set and key phrases."""
+    return TicketRequest(
+        subject="TOFU authors 198 and 199",
+        model=f"{MODEL}@production",
+        forget_uris=[objects["forget"].uri],
+        keywords_uri=objects["keywords"].uri,
+        requested_by="demo@grin.local",
+        legal_basis="GDPR Art. 17 (demo)",
+        idempotency_key="demo-request",
+    )
+
+
 def run_demo(settings: Settings, console: Console | None = None) -> dict:
     """Run the demo in `settings`' (fresh) state and return the summary `grin demo --json` writes."""
     import datasets
@@ -106,17 +119,8 @@ def run_demo(settings: Settings, console: Console | None = None) -> dict:
     console.log(
         f"{MODEL} v{trained['version']} registered (training took {trained['train_s']:.0f} s when it ran)"
     )
-    request = TicketRequest(
-        subject="TOFU authors 198 and 199",
-        model=f"{MODEL}@production",
-        forget_uris=[objects["forget"].uri],
-        keywords_uri=objects["keywords"].uri,
-        requested_by="demo@grin.local",
-        legal_basis="GDPR Art. 17 (demo)",
-        idempotency_key="demo-request",
-    )
     with _timed(timings, "file_ticket"), sessions(settings).begin() as session:
-        ticket_id = intake.file_request(request, session=session, settings=settings).id
+        ticket_id = intake.file_request(_request(objects), session=session, settings=settings).id
     console.log(f"ticket {ticket_id} filed")
     with _timed(timings, "process_ticket"):
         report = process_ticket(ticket_id)

@@ -16,7 +16,17 @@ from infra.errors import ChecksumMismatchError
 from infra.failpoints import failpoint
 from infra.settings import Settings, get_settings
 from infra.storage import ObjectStore, locate
-from tasks.contracts import CheckpointRef
+from policy.round_setting import RoundSetting
+from tasks.contracts import CheckpointRef, Snapshot
+
+
+def candidate_card(setting: RoundSetting, parent: CheckpointRef, snapshot: Snapshot, run_id: str, round_no: int,
+                   **method_fields: object) -> dict[str, object]:
+    """A candidate's card (GRIN's and GRUN's): the run and round that made it, its parent, every deletion
+    along its lineage by ticket id and forget-set hash only, the manifest it stands on, and the method's fields."""
+    return {"epochs": setting.epochs, "parent": parent.sha256, "forget_snapshot_sha256": snapshot.forget.sha256,
+            "run": run_id, "round": round_no, "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
+            "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None, **method_fields}
 
 
 def upload_checkpoint(directory: Path, store: ObjectStore) -> CheckpointRef:

@@ -18,7 +18,7 @@ from grin_core.unlearning.grun import INTERVENTIONS, THREAT_MODEL, save_grun_che
 from grin_core.unlearning.grun_train import grun_unlearn
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
-from tasks.checkpoint_store import upload_checkpoint
+from tasks.checkpoint_store import candidate_card, upload_checkpoint
 from tasks.contracts import CheckpointRef, Snapshot, UnlearnOutcome, WorkerStamp
 from tasks.inputs import base_checkpoint, device, load_model, read_json, read_records
 from tasks.progress import EpochLog, PrefectProgress
@@ -42,10 +42,7 @@ def train_intervention(label: str, run_id: str, round_no: int, parent: Checkpoin
     result = grun_unlearn(model, tokenizer, forget, retain, config, holdout_records=holdout, target_auc=target_auc,
                           callbacks=[progress, EpochLog(f"{label} round {round_no}")])
     summary = result.summary()
-    card = {"method": "GRUN", "epochs": setting.epochs, "parent": parent.sha256,
-            "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
-            "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
-            "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None}
+    card = candidate_card(setting, parent, snapshot, run_id, round_no, method="GRUN")
     with tempfile.TemporaryDirectory(prefix="grin-grun-") as tmp:
         out = Path(tmp) / "checkpoint"
         save_grun_checkpoint(result.model, out, base=base.model_dump(), card_info=card,

@@ -13,7 +13,7 @@ from grin_core.scoring.mask import Mask
 from grin_core.unlearning.unlearn import unlearn
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
-from tasks.checkpoint_store import upload_checkpoint
+from tasks.checkpoint_store import candidate_card, upload_checkpoint
 from tasks.contracts import CheckpointRef, ObjectRef, Snapshot, UnlearnOutcome, WorkerStamp
 from tasks.inputs import device, load_model, read_bytes, read_json, read_records
 from tasks.progress import EpochLog, PrefectProgress
@@ -32,12 +32,8 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
     config, processes = setting.unlearn_config(), get_settings().stage_processes
-    card = {"method": f"GRIN-{setting.method.value.upper()}", "p": setting.p_percent, "sigma2": setting.sigma2,
-            "epochs": setting.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
-            "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
-            # every deletion along the lineage, by ticket id and forget-set hash only
-            "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
-            "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None}
+    card = candidate_card(setting, parent, snapshot, run_id, round_no, method=f"GRIN-{setting.method.value.upper()}",
+                          p=setting.p_percent, sigma2=setting.sigma2, mask_sha256=mask.sha256)
     store = object_store()
     with tempfile.TemporaryDirectory(prefix="grin-unlearn-") as tmp:
         mask_path = Path(tmp) / "mask.safetensors"

@@ -73,6 +73,15 @@ def _hparams(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
+def _request_data(request: str | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """The --request file's fields with the flags laid over them (each --hparam overrides one key)."""
+    data = _read_request_file(request) if request else {}
+    if flags["hparams"] and isinstance(data.get("hparams"), dict):
+        flags = {**flags, "hparams": {**data["hparams"], **flags["hparams"]}}
+    data.update({key: value for key, value in flags.items() if value is not None})
+    return data
+
+
 @app.command("file")
 @reports_errors
 def file_ticket(
@@ -110,7 +119,6 @@ def file_ticket(
     from infra import intake
     from infra.settings import get_settings
 
-    data = _read_request_file(request) if request else {}
     flags = {
         "subject": subject,
         "model": model,
@@ -124,13 +132,7 @@ def file_ticket(
         "due_date": due_date,
         "idempotency_key": idempotency_key,
     }
-    if flags["hparams"] and isinstance(data.get("hparams"), dict):
-        flags["hparams"] = {
-            **data["hparams"],
-            **flags["hparams"],
-        }  # each --hparam overrides one key
-    data.update({key: value for key, value in flags.items() if value is not None})
-    parsed = intake.parse_request(data)
+    parsed = intake.parse_request(_request_data(request, flags))
     settings = get_settings()
     with transaction() as session:
         ticket = intake.file_request(parsed, session=session, settings=settings)

@@ -144,6 +144,26 @@ class UnlearnResult:
         }
 
 
+def _prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget_records: Sequence[Mapping[str, str]],
+             retain_records: Sequence[Mapping[str, str]], config: UnlearnConfig, mask: Mask | None, progress: bool,
+             timings: dict[str, float]) -> tuple[Mask | None, Dataset, Dataset]:
+    """Before training, in this order: the mask (scored unless given; none in full mode), the datasets
+    with the objective's reference pass (before noise), and the noise on the selected weights."""
+    if config.full_parameter:
+        mask = None
+    elif mask is None:
+        started = time.perf_counter()
+        mask = score_and_select(model, tokenizer, forget_records, retain_records, config, progress)
+        timings["scoring_s"] = time.perf_counter() - started
+    forget, retain = forget_retain_datasets(model, tokenizer, forget_records, retain_records, config.method, config,
+                                            timings, mixed_precision=config.mixed_precision)
+    if mask is not None and config.sigma2 > 0:
+        started = time.perf_counter()
+        inject_noise(model, mask, config.sigma2, config.seed)
+        timings["noise_s"] = time.perf_counter() - started
+    return mask, forget, retain
+
+
 def unlearn(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -178,18 +198,7 @@ def unlearn(
     """
     set_seed(config.seed)
     timings: dict[str, float] = {}
-    if config.full_parameter:
-        mask = None
-    elif mask is None:
-        started = time.perf_counter()
-        mask = score_and_select(model, tokenizer, forget_records, retain_records, config, progress)
-        timings["scoring_s"] = time.perf_counter() - started
-    forget, retain = forget_retain_datasets(model, tokenizer, forget_records, retain_records, config.method, config,
-                                            timings, mixed_precision=config.mixed_precision)
-    if mask is not None and config.sigma2 > 0:
-        started = time.perf_counter()
-        inject_noise(model, mask, config.sigma2, config.seed)
-        timings["noise_s"] = time.perf_counter() - started
+    mask, forget, retain = _prepare(model, tokenizer, forget_records, retain_records, config, mask, progress, timings)
     trainer = UnlearnTrainer(model, config, forget, retain, tokenizer, mask=mask, callbacks=callbacks,
                              progress=progress, scheduled=bool(holdout_records) and steer,
                              checkpoint_dir=checkpoint_dir, fingerprint=fingerprint)
