@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from transformers import TrainerCallback
 
-    from grin_core.models.tiny_llama import TinyLlamaConfig
     from grin_core.data.tofu import TofuSubset, load_tofu
+    from grin_core.models.tiny_llama import TinyLlamaConfig
     from grin_core.models.train import TrainConfig, train_model
 
     recipe = RECIPES[args.recipe]

@@ -21,7 +21,8 @@ What a method's numbers mean:
 
 Privacy and robustness (issue 9):
 - `calibration`: the non-member AUC level of the line, measured on the target
-  (`grin_core.evaluation.calibration.non_member_auc`): `grin_core.data.tofu.CALIBRATION_AUTHORS` TOFU authors of full.jsonl
+  (`grin_core.evaluation.calibration.non_member_auc`):
+  `grin_core.data.tofu.CALIBRATION_AUTHORS` TOFU authors of full.jsonl
   the target never saw (the first ones after the retain authors, forget authors skipped) against
   the suite's holdout (`source: unseen authors`). At 200 authors none is unseen: the level is then
   the retrained model's forget-vs-holdout AUC (`source: retrained`), an oracle a deployment lacks.

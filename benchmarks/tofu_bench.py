@@ -35,8 +35,8 @@ class TofuBench:
     """The state one run builds up: data, the two trained models, the retrained truth ratios."""
 
     def __init__(self, config: BenchConfig, log: Log) -> None:
-        from grin_core.models.tiny_llama import TinyLlamaConfig
         from grin_core.data.tofu import TofuSubset, load_eval_suite, load_tofu
+        from grin_core.models.tiny_llama import TinyLlamaConfig
         from grin_core.models.train import TrainConfig
 
         self.config, self.log = config, log
@@ -129,8 +129,8 @@ class TofuBench:
 
         With all 200 authors trained no TOFU author is left unseen, so the level is the retrained
         model's forget-vs-holdout AUC (`source: retrained`): an oracle no deployment has, named so."""
-        from grin_core.evaluation.calibration import non_member_auc
         from grin_core.data.tofu import load_calibration
+        from grin_core.evaluation.calibration import non_member_auc
 
         if not self.suite.holdout:
             raise ValueError("calibration needs the suite's holdout")
@@ -179,7 +179,8 @@ class TofuBench:
         seconds = seconds_since(started)
         out = {k: v for k, v in sorted(out.items()) if v is not None}
         out.update({f"retrain_{k}": v for k, v in self.retrain_relearn.items()})
-        self.log(f"{name}: probes in {seconds:.0f} s - paraphrase ROUGE-L {out.get('forget_paraphrase_rougeL', nan):.3f}, "
+        self.log(f"{name}: probes in {seconds:.0f} s - "
+                 f"paraphrase ROUGE-L {out.get('forget_paraphrase_rougeL', nan):.3f}, "
                  f"best-of-8 {out.get('forget_sampled_best_rougeL', nan):.3f}, formats max "
                  f"{out.get('forget_format_max_rougeL', nan):.3f}, int4 {out.get('forget_int4_rougeL', nan):.3f}, "
                  f"relearned {out.get('relearn_forget_rougeL', nan):.3f}")
@@ -317,8 +318,8 @@ def retrain_state(checkpoint: Path, records: Sequence[Mapping], batch_size: int,
     counted from the tensors after one optimizer step on one batch (a plain training loop's peak)."""
     import torch
 
-    from grin_core.models.checkpoint import load_checkpoint
     from grin_core.data.qa import qa_collator, qa_dataset
+    from grin_core.models.checkpoint import load_checkpoint
     from grin_core.unlearning.state_bytes import measure_state
 
     model, tokenizer = load_checkpoint(checkpoint)

@@ -74,7 +74,7 @@ def aggregate_seeds(runs: Sequence[dict]) -> dict:
         values = [n[key] for n in numbers if key in n]
         mean[key] = fmean(values)
         std[key] = stdev(values) if len(values) > 1 else 0.0
-    entry = {k: v for k, v in runs[0].items()}
+    entry = dict(runs[0])
     for key in SEED_TIMES:
         if key in mean:
             entry[key] = round(mean[key], 4)
@@ -177,7 +177,7 @@ def acceptance_summary(report: dict) -> dict:
         per_seed.append({"seed": run["seed"], "met": None if None in flags else all(flags),
                          "failed": [name for name, ok in zip(ACCEPTANCE, flags) if ok is False]})
     return {
-        "targets": {name: ok for name, ok in zip(ACCEPTANCE, met)},
+        "targets": dict(zip(ACCEPTANCE, met)),
         "met": None if None in met else all(met),
         "per_seed": per_seed,
     }

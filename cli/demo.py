@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from grin_core.data.records import to_jsonl
-from grin_core.metrics import names as m
 from grin_core.data.tofu import TofuSubset, load_calibration, load_eval_suite, load_tofu
+from grin_core.metrics import names as m
 from infra import audit, intake
 from infra.db.migrate import upgrade
 from infra.settings import Settings

@@ -41,14 +41,16 @@ class Registry(Generic[T]):
 
     def unregister(self, name: str) -> None:
         """Remove `name` (a test's temporary entry)."""
-        self[name]  # noqa: B018 - raises with the known names
-        del self._entries[name]
+        del self._entries[self.check(name)]
+
+    def check(self, name: str) -> str:
+        """`name` itself if registered; UnknownNameError with the known names otherwise."""
+        if name not in self._entries:
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}")
+        return name
 
     def __getitem__(self, name: str) -> T:
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
+        return self._entries[self.check(name)]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

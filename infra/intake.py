@@ -54,7 +54,8 @@ def _check_due_date(request: TicketRequest) -> None:
     today = datetime.now(UTC).date()
     if request.due_date is not None and request.due_date < today:
         raise InvalidRequestError(
-            f"invalid request: due_date {request.due_date.isoformat()} is in the past (today is {today.isoformat()} UTC)"
+            f"invalid request: due_date {request.due_date.isoformat()} is in the past "
+            f"(today is {today.isoformat()} UTC)"
         )
 
 

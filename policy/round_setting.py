@@ -48,7 +48,8 @@ class RoundSetting(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     method: Method = Method(_DEFAULTS.method)
-    p_percent: float = Field(_DEFAULTS.p_percent, gt=0, le=MAX_P_PERCENT, description="Percentage of weights selected by GRI.")
+    p_percent: float = Field(_DEFAULTS.p_percent, gt=0, le=MAX_P_PERCENT,
+                             description="Percentage of weights selected by GRI.")
     sigma2: float = Field(_DEFAULTS.sigma2, ge=0, description="Variance of the noise added to selected weights.")
     epochs: int = Field(_DEFAULTS.epochs, ge=1, le=MAX_EPOCHS, description=_HELP["epochs"])
     max_epochs: int = Field(_DEFAULTS.max_epochs, ge=1, le=MAX_EPOCHS,

@@ -53,6 +53,7 @@ def train_intervention(label: str, run_id: str, round_no: int, parent: Checkpoin
     get_run_logger().info("%s: round %d trained %d intervention parameters; %s", label, round_no,
                           result.trainable_params, THREAT_MODEL)
     return UnlearnOutcome(
-        checkpoint=checkpoint, base=base, intervention_sha256=intervention_sha256, timings=summary["timings"], trainable_params=result.trainable_params,
+        checkpoint=checkpoint, base=base, intervention_sha256=intervention_sha256,
+        timings=summary["timings"], trainable_params=result.trainable_params,
         state_bytes=summary["state_bytes"], worker=WorkerStamp.here(device()),
     )

@@ -16,10 +16,10 @@ from pydantic import Field
 from grin_core.unlearning.grun import THREAT_MODEL
 from infra import audit, queue, registration, registry
 from infra.db.models import AuditRecord, ModelVersion, Ticket
-from infra.registration import AliasRule
-from infra.registry import NewVersion
 from infra.errors import IllegalTransitionError
 from infra.failpoints import failpoint
+from infra.registration import AliasRule
+from infra.registry import NewVersion
 from infra.settings import get_settings
 from infra.ticket_status import TicketStatus
 from policy.gate import GateDecision

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from prefect import get_run_logger
 
-from grin_core.scoring.mask import Mask
 from grin_core.runtime.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, write_job
 from grin_core.runtime.steps import StepCallback
+from grin_core.scoring.mask import Mask
 from grin_core.unlearning.unlearn_config import UnlearnConfig
 from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef

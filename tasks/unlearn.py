@@ -67,7 +67,8 @@ def _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config, fo
     selected = Mask.load(mask_path, sha256=mask.sha256)
     resume = saved.fetch(tmp / "resume")
     if resume is not None:
-        get_run_logger().info("%s: round %d resumes from its progress checkpoint at step %d", label, round_no, resume[1])
+        get_run_logger().info("%s: round %d resumes from its progress checkpoint at step %d",
+                              label, round_no, resume[1])
     progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} unlearning")
     epochs = EpochLog(f"{label} round {round_no}")
     result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress, epochs, saved],

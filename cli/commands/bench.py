@@ -31,6 +31,7 @@ def _name_values(option: str, items: list[str]) -> dict[str, list[float]]:
     return parsed
 
 
+DEFAULT_METHODS = ",".join(tofu_config.DEFAULT_METHODS)  # tofu_config imports no torch
 # The options of `grin bench tofu`, one alias each (the command's signature stays readable).
 Split = Annotated[str, typer.Option(help="TOFU forget split: forget01, forget05 or forget10.")]
 Authors = Annotated[int, typer.Option(
@@ -62,7 +63,8 @@ Probes = Annotated[bool, typer.Option(
     "--probes/--no-probes",
     help="Robustness probes on every model (paraphrase, best-of-8 sampling, prompt formats, "
     "int8/int4, relearning); --no-probes skips them (faster, fewer numbers).")]
-LearningRates = Annotated[list[str] | None, typer.Option(help="Override a method's learning rate, repeatable: npo=1e-4.")]
+LearningRates = Annotated[list[str] | None, typer.Option(
+    help="Override a method's learning rate, repeatable: npo=1e-4.")]
 Recipe = Annotated[str, typer.Option(help="Target/retrain recipe: cpu (default) or tiny (seconds; for tests).")]
 DataDir = Annotated[Path | None, typer.Option(help="TOFU files (default: $GRIN_TOFU_DIR or ../shared/data/tofu).")]
 CacheDir = Annotated[Path | None, typer.Option(
@@ -78,7 +80,7 @@ Threads = Annotated[int | None, typer.Option(help="torch CPU threads (default: t
 def tofu(
     split: Split = "forget10",
     authors: Authors = 20,
-    methods: Methods = ",".join(tofu_config.DEFAULT_METHODS),  # tofu_config imports no torch
+    methods: Methods = DEFAULT_METHODS,
     json_path: JsonPath = None,
     plot: Plot = None,
     sweep: Sweep = None,

@@ -167,7 +167,8 @@ def load_eval_suite(subset: TofuSubset, data_dir: str | Path | None = None) -> E
     """
     author_of = {r["question"]: r["author_id"] for r in load_split("full", data_dir)}
     forget_set, retain_set = set(subset.forget_authors), set(subset.retain_authors)
-    forget = [r for r in load_split(f"{subset.split}_perturbed", data_dir) if author_of.get(r["question"]) in forget_set]
+    forget = [r for r in load_split(f"{subset.split}_perturbed", data_dir)
+              if author_of.get(r["question"]) in forget_set]
     retain = [r for r in load_split("retain_perturbed", data_dir) if author_of.get(r["question"]) in retain_set]
     general = _general_knowledge(data_dir, subset.n_general)
     holdout = load_split(subset.holdout_split, data_dir)[: len(forget)]

@@ -12,7 +12,8 @@ as the "paraphrase". Then `model_utility` (all 9 utility numbers present) and `f
 Privacy (forget and holdout present; forget = members, holdout = non-members, metrics/mia.py):
 `holdout_prob`, `forget_holdout_prob_ratio` (forget_prob / holdout_prob: > 1 = forget answers
 likelier than unseen ones), `forget_holdout_typical_prob_ratio` (the same with geometric means:
-exp(mean holdout loss - mean forget loss), which a few outlying answers cannot dominate), and the attack AUCs `mia_auc` (loss), `mia_zlib_auc`, `mia_mink_auc`
+exp(mean holdout loss - mean forget loss), which a few outlying answers cannot dominate), and the
+attack AUCs `mia_auc` (loss), `mia_zlib_auc`, `mia_mink_auc`
 (Min-K%, k 0.4) and `mia_minkpp_auc` (Min-K%++, k 0.4) - 1.0 memorised, ~0.5 never seen - and
 `privleak` (percent, from `mia_mink_auc` as OpenUnlearning's TOFU config does) against
 `privleak_reference_auc` (the retrained model's `mia_mink_auc` when given, else 0.5). The Min-K%++
@@ -32,6 +33,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from grin_core.evaluation.generation import generate_answers
+from grin_core.metrics import names as m
 from grin_core.metrics.keywords import keyword_accuracy, keyword_confidence, keyword_token_positions
 from grin_core.metrics.likelihood import (
     AnswerTokenStats,
@@ -41,7 +43,6 @@ from grin_core.metrics.likelihood import (
     normalised_probability,
     option_probability,
 )
-from grin_core.metrics import names as m
 from grin_core.metrics.mia import (
     mia_auc,
     min_k_plus_plus_score,
@@ -253,6 +254,7 @@ def evaluate_suite(
     return ev.result
 
 
-def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, suite: EvalSuite, **kwargs) -> dict[str, float]:
+def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+             suite: EvalSuite, **kwargs) -> dict[str, float]:
     """The aggregate metrics of `evaluate_suite` (same keyword arguments)."""
     return evaluate_suite(model, tokenizer, suite, **kwargs).metrics

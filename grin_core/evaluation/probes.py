@@ -33,10 +33,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from grin_core.data.qa import qa_collator, qa_dataset
 from grin_core.evaluation.evaluate import EvalSuite
 from grin_core.evaluation.generation import generate_answers, sample_answers
+from grin_core.evaluation.quantize import fake_quantize
 from grin_core.metrics.likelihood import answer_logprobs, mean_logprob, normalised_probability
 from grin_core.metrics.mia import mia_auc
 from grin_core.metrics.rouge import rouge_l_recall
-from grin_core.evaluation.quantize import fake_quantize
 from grin_core.registry import Registry
 from grin_core.runtime.steps import StepCallback, Steps
 
@@ -79,7 +79,8 @@ def measure_rouge_and_prob(
 ) -> tuple[float, float]:
     """(mean ROUGE-L recall of the greedy answers, mean normalised answer probability) over the
     pairs, both with the prompt in `template`: one generation and one likelihood pass."""
-    generations = generate_answers(model, tokenizer, questions, max_new_tokens=_budget(tokenizer, answers, max_new_tokens),
+    generations = generate_answers(model, tokenizer, questions,
+                                   max_new_tokens=_budget(tokenizer, answers, max_new_tokens),
                                    batch_size=batch_size, template=template)
     rouge = rouge_l_recall(generations, answers)
     probs = normalised_probability(answer_logprobs(model, tokenizer, questions, answers, batch_size=batch_size,
@@ -134,7 +135,8 @@ def format_probe(
     answers = [r["answer"] for r in records]
     for name, fmt in (formats or PROMPT_FORMATS).items():
         rouge, prob = measure_rouge_and_prob(model, tokenizer, [fmt.question(r["question"]) for r in records], answers,
-                                             template=fmt.template, batch_size=batch_size, max_new_tokens=max_new_tokens)
+                                             template=fmt.template, batch_size=batch_size,
+                                             max_new_tokens=max_new_tokens)
         out[f"{part}_format_{name}_rougeL"], out[f"{part}_format_{name}_prob"] = rouge, prob
     for stat in ("rougeL", "prob"):
         out[f"{part}_format_max_{stat}"] = max(v for k, v in out.items() if k.endswith(f"_{stat}"))
@@ -305,7 +307,7 @@ def run_probes(
     """
     wanted = set(default_probes() if probes is None else probes) | ({"relearn"} if relearn else set())
     for name in sorted(wanted):
-        PROBES[name]  # noqa: B018 - raises UnknownNameError with the known probes
+        PROBES.check(name)
     if not suite.forget:
         return {}
     run = ProbeRun(model, tokenizer, suite, seed=seed, batch_size=batch_size, max_new_tokens=max_new_tokens,

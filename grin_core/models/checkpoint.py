@@ -98,7 +98,8 @@ def model_card(card_info: Mapping[str, object] | None) -> ModelCard:
     metrics = info.get("metrics") or {}
     if metrics:
         lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items())]
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                  for k, v in sorted(metrics.items())]
         lines.append("")
     rest = {k: v for k, v in info.items() if k not in dict(CARD_FIELDS) and k != "metrics"}
     if rest:
@@ -125,7 +126,8 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    (directory / GRIN_CONFIG).write_text(json.dumps(dict(grin_config or {}), indent=1, sort_keys=True, default=str) + "\n")
+    config_text = json.dumps(dict(grin_config or {}), indent=1, sort_keys=True, default=str)
+    (directory / GRIN_CONFIG).write_text(config_text + "\n")
     save_card(directory, card_info)
     for stray in directory.glob("*.bin"):  # never a pickle beside the safetensors
         stray.unlink()

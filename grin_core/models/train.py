@@ -36,11 +36,11 @@ from transformers import (
     set_seed,
 )
 
+from grin_core.data.prompts import format_prompt
+from grin_core.data.qa import qa_collator, qa_dataset
 from grin_core.models.cache import cached_dir, content_key
 from grin_core.models.checkpoint import save_checkpoint
-from grin_core.data.qa import qa_collator, qa_dataset
 from grin_core.models.tiny_llama import TinyLlamaConfig, build_model
-from grin_core.data.prompts import format_prompt
 from grin_core.models.tokenizer import train_bpe_tokenizer
 from grin_core.runtime.training_args import training_arguments
 

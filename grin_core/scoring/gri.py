@@ -32,8 +32,8 @@ from transformers.pytorch_utils import Conv1D
 
 from grin_core.data.qa import IGNORE_INDEX, qa_collator, qa_dataset
 from grin_core.runtime.distributed import shard, sum_across_ranks_
-from grin_core.unlearning.objectives import sequence_logprob
 from grin_core.runtime.steps import StepCallback, Steps
+from grin_core.unlearning.objectives import sequence_logprob
 
 LINEAR_TYPES = (nn.Linear, Conv1D)
 MODEL_COLUMNS = ["input_ids", "attention_mask", "labels"]

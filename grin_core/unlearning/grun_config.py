@@ -65,7 +65,8 @@ class GrunConfig:
                 "authors train 10-40 epochs; at 40 authors a 40-epoch budget ran out with retain ROUGE-L "
                 "0.63x the target's, 60 ended in band at 0.93x (docs/benchmarks.md, GRUN levers)."})
     batch_size: int = field(default=16, metadata={"help": "Forget examples per step (authors: 16)."})
-    retain_batch_size: int | None = field(default=None, metadata={"help": "Retain examples per step; None = batch_size."})
+    retain_batch_size: int | None = field(default=None,
+                                          metadata={"help": "Retain examples per step; None = batch_size."})
     seed: int = field(default=0, metadata={"help": "Seeds the intervention's initialisation, sampling and training."})
     max_length: int = field(default=256, metadata={"help": "Token limit per QA example."})
     scoring_batch_size: int = field(default=16, metadata={"help": "Batch size of the reference and probe passes."})
@@ -82,7 +83,8 @@ class GrunConfig:
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (min(self.epochs, self.max_epochs, self.batch_size, self.retain_batch_size or 1) >= 1,
              "epochs and batch sizes must be >= 1"),
-            (0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1, "auc_margin in (0, 0.25), retain_recovery in [0, 1]"),
+            (0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1,
+             "auc_margin in (0, 0.25), retain_recovery in [0, 1]"),
             (self.push_control in PUSH_CONTROLS, f"push_control must be one of {PUSH_CONTROLS}"),
         ]
         for ok, message in checks:

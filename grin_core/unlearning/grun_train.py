@@ -14,7 +14,6 @@ trainable tensors, which here are the intervention's alone.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 

@@ -84,7 +84,8 @@ def simnpo(batch: ForgetBatch) -> tuple[torch.Tensor, dict[str, float]]:
 
 def graddiff(batch: ForgetBatch) -> tuple[torch.Tensor, dict[str, float]]:
     forget_nll = answer_nll(batch.logits, batch.labels, global_token_scale)
-    return graddiff_objective(forget_nll, batch.retain_nll, batch.alpha, batch.weight), {"forget_nll": forget_nll.item()}
+    loss = graddiff_objective(forget_nll, batch.retain_nll, batch.alpha, batch.weight)
+    return loss, {"forget_nll": forget_nll.item()}
 
 
 def po(batch: ForgetBatch) -> tuple[torch.Tensor, dict[str, float]]:

@@ -50,7 +50,8 @@ class PrivacySchedule(TrainerCallback):
     """Sets `trainer.phase` ("push" / "repair") each epoch from the forget-vs-holdout loss AUC.
 
     target_auc: the non-member level (0.5 when holdout and forget records are alike, else the line's
-    calibrated reference); margin: half-width of the band; steer=False only records the probes; `history` holds one probe per epoch
+    calibrated reference); margin: half-width of the band; steer=False only records the probes;
+    `history` holds one probe per epoch
     (epoch 0 = before training) with the AUC and mean per-token probabilities - numbers only.
     """
 
@@ -169,7 +170,8 @@ class PrivacySchedule(TrainerCallback):
             self._steer_weights(entry)
         if self.steer and self.trainer.phase == REPAIR:
             self.entered_band = True
-        if self.steer and self.entered_band and self.push_control == "full":  # gentler pushes once the band has been reached
+        # gentler pushes once the band has been reached
+        if self.steer and self.entered_band and self.push_control == "full":
             self._scale_learning_rate(self.repush_lr_factor if self.trainer.phase == PUSH else 1.0)
         elif self.steer and self.push_control == "proportional" and entry["mia_auc"] <= self.target_auc + self.margin:
             self.entered_band = True

@@ -90,7 +90,8 @@ class UnlearnConfig:
     def __post_init__(self) -> None:
         objectives = _objective_names()
         checks = [
-            (self.method in objectives, f"unknown unlearning objective {self.method!r}; known: {', '.join(objectives)}"),
+            (self.method in objectives,
+             f"unknown unlearning objective {self.method!r}; known: {', '.join(objectives)}"),
             (self.update in UPDATES, f"update must be one of {UPDATES}"),
             (self.alpha >= 0, "alpha must be >= 0"),
             (math.isfinite(self.beta) and self.beta > 0, "beta must be a finite number > 0"),

@@ -11,8 +11,8 @@ import torch
 from transformers import TrainerCallback
 
 from benchmarks.recipes import RECIPES
-from grin_core.models.tiny_llama import TinyLlamaConfig
 from grin_core.data.tofu import TofuSubset, load_tofu
+from grin_core.models.tiny_llama import TinyLlamaConfig
 from grin_core.models.train import TrainConfig, train_model
 
 TINY_DIMS = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}

@@ -17,8 +17,8 @@ from transformers import (
     Qwen2Config,
 )
 
-from grin_core.models.checkpoint import load_checkpoint, save_checkpoint
 from grin_core.evaluation.generation import generate_answers
+from grin_core.models.checkpoint import load_checkpoint, save_checkpoint
 from grin_core.scoring.gri import eligible_parameters
 from grin_core.unlearning.grun_config import GrunConfig
 from grin_core.unlearning.grun_train import grun_unlearn

@@ -5,8 +5,9 @@ import copy
 import pytest
 import torch
 
-from grin_core.models.checkpoint import save_checkpoint
 from grin_core.data.qa import qa_collator, qa_dataset
+from grin_core.data.tofu import TofuSubset, load_tofu
+from grin_core.models.checkpoint import save_checkpoint
 from grin_core.scoring.gri import decoder_layers
 from grin_core.unlearning.grun import (
     INTERVENTIONS,
@@ -18,7 +19,6 @@ from grin_core.unlearning.grun import (
 )
 from grin_core.unlearning.grun_config import GrunConfig, GrunShape
 from grin_core.unlearning.grun_train import gate_targets, grun_unlearn
-from grin_core.data.tofu import TofuSubset, load_tofu
 from tests.fixtures.models import TOFU_DIR
 
 

@@ -133,7 +133,9 @@ def test_parameter_site_llama_and_gpt2_names():
 
 
 def test_stats_by_layer_module_and_kind():
-    t = lambda n, k: torch.tensor([True] * k + [False] * (n - k))
+    def t(n, k):
+        return torch.tensor([True] * k + [False] * (n - k))
+
     mask = Mask({
         "model.layers.0.self_attn.q_proj.weight": t(10, 1),
         "model.layers.0.mlp.gate_proj.weight": t(10, 3),

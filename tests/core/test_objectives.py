@@ -65,7 +65,9 @@ def test_npo_loss_equals_formula_on_fixed_logprobs():
     theta = torch.tensor([-10.0, -3.0, -50.0])
     ref = torch.tensor([-12.0, -3.0, -20.0])
     beta = 0.1
-    sig = lambda x: 1 / (1 + math.exp(-x))
+    def sig(x):
+        return 1 / (1 + math.exp(-x))
+
     expected = -(2 / beta) * sum(math.log(sig(-beta * (t - r))) for t, r in zip(theta.tolist(), ref.tolist())) / 3
     assert npo_loss(theta, ref, beta).item() == pytest.approx(expected, rel=1e-6)
     # at theta == ref the loss is (2/beta) log 2, and it falls as the forget likelihood falls
@@ -84,7 +86,9 @@ def test_npo_gradient_vanishes_as_forget_likelihood_collapses():
 
 def test_simnpo_loss_is_npo_on_the_length_normalised_likelihood_without_a_reference():
     logp, lengths, beta, gamma = torch.tensor([-30.0, -2.0]), torch.tensor([10, 4]), 0.3, 0.5
-    sig = lambda x: 1 / (1 + math.exp(-x))
+    def sig(x):
+        return 1 / (1 + math.exp(-x))
+
     expected = -(2 / beta) * sum(math.log(sig(-beta * lp / n - gamma)) for lp, n in ((-30, 10), (-2, 4))) / 2
     assert simnpo_loss(logp, lengths, beta, gamma).item() == pytest.approx(expected, rel=1e-6)
     # the same per-token likelihood gives the same loss whatever the answer's length

@@ -4,6 +4,7 @@ the plain evaluation, seeded sampling, relearning on copies."""
 import pytest
 import torch
 
+from grin_core.data.prompts import PROMPT_TEMPLATE
 from grin_core.evaluation.evaluate import EvalSuite, evaluate
 from grin_core.evaluation.generation import generate_answers, sample_answers
 from grin_core.evaluation.probes import (
@@ -15,7 +16,6 @@ from grin_core.evaluation.probes import (
     sampling_probe,
     split_halves,
 )
-from grin_core.data.prompts import PROMPT_TEMPLATE
 
 FORGET = [
     {"question": "Who is X?", "answer": "X is a writer.", "paraphrased_question": "Tell me who X is."},

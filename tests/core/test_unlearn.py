@@ -11,9 +11,9 @@ from grin_core.data.qa import qa_dataset
 from grin_core.scoring.gri import batches, eligible_parameters
 from grin_core.scoring.mask import select_top_p
 from grin_core.scoring.masked_update import SelectedValues, masked_update
+from grin_core.unlearning.forget_retain import REF_COLUMN, ForgetRetainCollator, reference_logprobs
 from grin_core.unlearning.objectives import sequence_logprob
 from grin_core.unlearning.state_bytes import measure_state
-from grin_core.unlearning.forget_retain import REF_COLUMN, ForgetRetainCollator, reference_logprobs
 from grin_core.unlearning.unlearn import UnlearnTrainer, score_and_select, unlearn
 from grin_core.unlearning.unlearn_config import UnlearnConfig
 
