@@ -43,7 +43,7 @@ test: lint postgres
 test-fast: lint postgres
 	$(PYTEST) $(PYTEST_ARGS)
 
-# Issue 9's acceptance: both data settings, GRIN-NPO over 3 seeds, report + figure + per-epoch curves.
+# The benchmark's acceptance run: both data settings, GRIN-NPO over 3 seeds, report + figure + per-epoch curves.
 bench: venv
 	$(VENV)/bin/grin bench tofu --authors 20 --seeds 3 --json .grin/bench/tofu-20.json \
 		--plot docs/img/tofu_bench.png --curves docs/img/tofu_curves.png

@@ -1,5 +1,5 @@
 """What `benchmarks.gpu_run` hands back: one JSON of every split's report, a markdown table of the
-numbers issue 15 asks for, and the benchmark's figure per split. Numbers only, never record text."""
+numbers the GPU benchmark reports, and the benchmark's figure per split. Numbers only, never record text."""
 
 from __future__ import annotations
 

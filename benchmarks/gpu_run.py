@@ -1,4 +1,4 @@
-"""The GPU benchmark of issue 15 as one resumable run: all 200 TOFU authors, forget01 / 05 / 10.
+"""The GPU benchmark as one resumable run: all 200 TOFU authors, forget01 / 05 / 10.
 
 `python -m benchmarks.gpu_run --data DIR --out DIR` (benchmarks/gpu_run.sh on a lent device; with
 `--recipe tiny` the same path runs on a CPU, which is how it is tested):

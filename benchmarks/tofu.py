@@ -19,7 +19,7 @@ What a method's numbers mean:
 - `peak_rss_mb`: the process's peak resident memory during the method (peak_rss.py); at this
   scale it is mostly interpreter and library overhead.
 
-Privacy and robustness (issue 9):
+Privacy and robustness:
 - `calibration`: the non-member AUC level of the line, measured on the target
   (`grin_core.evaluation.calibration.non_member_auc`):
   `grin_core.data.tofu.CALIBRATION_AUTHORS` TOFU authors of full.jsonl

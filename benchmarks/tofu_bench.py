@@ -23,7 +23,7 @@ def _device() -> str | None:
 
 
 def _reported(metrics: Mapping[str, float]) -> dict:
-    """The issue's metric keys first (None where the suite could not give one), then the rest."""
+    """The headline metric keys first (None where the suite could not give one), then the rest."""
     return {**{k: metrics.get(k) for k in REPORTED}, **{k: v for k, v in sorted(metrics.items()) if k not in REPORTED}}
 
 

@@ -22,7 +22,7 @@ def training_arguments(output_dir: str, *, epochs: int, batch_size: int, learnin
         "learning_rate": learning_rate,
         "lr_scheduler_type": lr_scheduler,
         "warmup_steps": warmup_steps,
-        "weight_decay": 0.0,  # decay would move unselected entries of masked tensors (FINDINGS)
+        "weight_decay": 0.0,  # decay would move unselected entries of masked tensors (masked_update.py)
         "max_grad_norm": max_grad_norm,
         "train_sampling_strategy": "group_by_length",
         "logging_strategy": "epoch",

@@ -8,8 +8,8 @@ Two ways, same maths (identical Adam updates for the selected entries, identical
   GRIN fit a 7B model where full fine-tuning does not. Costs one tensor copy per forward.
 - "dense": the tensors holding selected weights train whole; a gradient hook zeroes the
   unselected entries. Their gradients and Adam moments are allocated (and stay zero); with
-  weight decay 0 AdamW then leaves those entries bit-identical (FINDINGS: decay ignores the
-  gradient mask, so decay must be 0).
+  weight decay 0 AdamW then leaves those entries bit-identical (decay shrinks every element of a
+  tensor the optimizer holds, gradient or not, so it must be 0).
 
 Everything outside the mask gets `requires_grad=False`. On exit the parametrisations are folded
 back into plain weights and every `requires_grad` flag is restored.

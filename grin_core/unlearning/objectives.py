@@ -61,7 +61,7 @@ def simnpo_loss(logp_theta: torch.Tensor, lengths: torch.Tensor, beta: float, ga
     """Scalar SimNPO loss from (B,) summed log-likelihoods and (B,) answer token counts.
 
     The per-token normalisation is what keeps the push from saturating the way NPO's summed ratio
-    does once it is a few multiples of 1/beta below the reference (FINDINGS).
+    does once it is a few multiples of 1/beta below the reference (docs/benchmarks.md's lever table).
     """
     return -(2.0 / beta) * F.logsigmoid(-(beta / lengths.clamp_min(1)) * logp_theta - gamma).mean()
 

@@ -64,7 +64,7 @@ class UnlearnConfig:
     gamma: float = field(default=0.0, metadata={"help": "SimNPO reward margin."})
     length_normalised: bool = field(default=True, metadata={
         "help": "NPO on the per-token (mean) answer log-likelihood ratio instead of the summed one: the "
-                "summed ratio saturates NPO far above unseen-data likelihood (FINDINGS)."})
+                "summed ratio saturates NPO far above unseen-data likelihood (docs/benchmarks.md's lever table)."})
     auc_margin: float = field(default=0.05, metadata={
         "help": "Privacy schedule: half-width of the band around the non-member AUC it steers into."})
     repush_lr_factor: float = field(default=0.3, metadata={
