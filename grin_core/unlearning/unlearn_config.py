@@ -31,7 +31,8 @@ class UnlearnConfig:
     """Hyper-parameters of one unlearning run; `to_dict()` goes into the audit record."""
 
     method: str = field(default="npo", metadata={
-        "help": "Objective: 'npo' (default), 'simnpo' (length-normalised, no reference), 'graddiff' or 'po'."})
+        "help": "Objective, by name (objective_registry.OBJECTIVES): 'npo' (default), 'simnpo' (length-normalised, "
+                "no reference), 'graddiff', 'po' or any objective registered there."})
     alpha: float = field(default=1.0, metadata={"help": "Weight of the retain-set NLL term."})
     beta: float = field(default=0.3, metadata={"help": "NPO inverse temperature (paper: 0.1; see Defaults above)."})
     learning_rate: float = field(default=3e-3, metadata={
