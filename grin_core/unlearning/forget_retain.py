@@ -38,12 +38,12 @@ from transformers import (
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from grin_core.data.qa import qa_collator, qa_dataset
-from grin_core.runtime.distributed import rank_and_world
+from grin_core.runtime.distributed import global_token_scale, rank_and_world
 from grin_core.runtime.training_args import per_rank, unlearning_arguments
 from grin_core.scoring.gri import MODEL_COLUMNS, autocast, batches
 from grin_core.scoring.masked_update import trainable_elements
 from grin_core.unlearning.objective_registry import OBJECTIVES, ForgetBatch
-from grin_core.unlearning.objectives import sequence_logprob
+from grin_core.unlearning.objectives import answer_nll, sequence_logprob
 from grin_core.unlearning.privacy_schedule import PUSH, PrivacySchedule
 from grin_core.unlearning.refusals import refusal_records
 from grin_core.unlearning.resume import load_progress, save_progress
@@ -157,6 +157,11 @@ class ForgetRetainTrainer(Trainer):
         with self.trainable():
             self.trainable_elements = trainable_elements(self.model)
             return super().train(*args, **kwargs)
+
+    def retain_nll(self, model, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The retain batch's logits and its token-mean answer NLL (the global batch's under DDP)."""
+        logits = model(input_ids=inputs["retain_input_ids"], attention_mask=inputs["retain_attention_mask"]).logits
+        return logits, answer_nll(logits, inputs["retain_labels"], global_token_scale)
 
     def objective_loss(self, logits: torch.Tensor, inputs: Mapping[str, torch.Tensor], retain_nll: torch.Tensor,
                        weight: float) -> torch.Tensor:

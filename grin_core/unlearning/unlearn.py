@@ -29,7 +29,6 @@ from transformers import (
     set_seed,
 )
 
-from grin_core.runtime.distributed import global_token_scale
 from grin_core.runtime.steps import StepCallback
 from grin_core.scoring.gri import gri_scores
 from grin_core.scoring.mask import Mask, select_top_p
@@ -40,7 +39,6 @@ from grin_core.unlearning.forget_retain import (
     forget_retain_datasets,
     run_scheduled,
 )
-from grin_core.unlearning.objectives import answer_nll
 from grin_core.unlearning.privacy_schedule import REPAIR
 from grin_core.unlearning.resume import SaveAtIntervals
 from grin_core.unlearning.state_bytes import StateBytes
@@ -72,17 +70,13 @@ class UnlearnTrainer(ForgetRetainTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.phase == REPAIR:  # the retain term alone
-            retain_logits = model(input_ids=inputs["retain_input_ids"],
-                                  attention_mask=inputs["retain_attention_mask"]).logits
-            loss = answer_nll(retain_logits, inputs["retain_labels"], global_token_scale)
+            retain_logits, loss = self.retain_nll(model, inputs)
             self._parts["repair_nll"].append(loss.item())
             return (loss, {"logits": retain_logits}) if return_outputs else loss
         logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
         retain_nll = torch.zeros((), device=logits.device)
         if self.retain_weight > 0:  # the schedule's (config.alpha without)
-            retain_logits = model(input_ids=inputs["retain_input_ids"],
-                                  attention_mask=inputs["retain_attention_mask"]).logits
-            retain_nll = answer_nll(retain_logits, inputs["retain_labels"], global_token_scale)
+            _, retain_nll = self.retain_nll(model, inputs)
         loss = self.objective_loss(logits, inputs, retain_nll, self.forget_weight)
         return (loss, {"logits": logits}) if return_outputs else loss
 
