@@ -7,16 +7,23 @@ never saw score AUC 0.45-0.70 against TOFU's holdout file (mean 0.62 over 11 aut
 retrained without the forget authors gives 0.70 on them). So the level is measured: records drawn
 like the training data but never trained on (the line's `calibration` part) against the holdout,
 on the line's first version. Gate and privacy schedule then steer into a band around it.
+
+Every attack has its own level (`non_member_levels`): the same never-seen records scored by each
+attack of metrics/attacks.py against the holdout, and their answer probability over the holdout's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grin_core.metrics.likelihood import answer_logprobs, mean_logprob
-from grin_core.metrics.mia import mia_auc
+from grin_core.metrics.attacks import attack_aucs, attack_scores, mean_probability
+from grin_core.metrics.likelihood import answer_logprobs, answer_token_stats, mean_logprob
+from grin_core.metrics.mia import mia_auc, scored_answer_text, zlib_size
 
 
 def non_member_auc(
@@ -37,3 +44,64 @@ def non_member_auc(
         return (-mean_logprob(lps)).tolist()
 
     return mia_auc(losses(calibration), losses(holdout))
+
+
+@dataclass(frozen=True)
+class NonMemberLevels:
+    """What each attack gives records the model never saw, against the holdout.
+
+    aucs: {attack: AUC} of the calibration records against the holdout, per attack (metrics/attacks.py);
+    zlib's is text-aware when forget texts are given (below). mean_prob_ratio / typical_prob_ratio:
+    the calibration records' mean (geometric-mean) normalised answer probability over the holdout's.
+    """
+
+    aucs: dict[str, float]
+    mean_prob_ratio: float
+    typical_prob_ratio: float
+
+    def to_dict(self) -> dict:
+        return {"aucs": dict(self.aucs), "mean_prob_ratio": self.mean_prob_ratio,
+                "typical_prob_ratio": self.typical_prob_ratio}
+
+
+def text_aware_zlib_auc(calibration_losses: Sequence[float], forget_texts: Sequence[str],
+                        holdout_zlib: Sequence[float]) -> float:
+    """The zlib attack's AUC for the forget texts had the model never seen them.
+
+    zlib divides an answer's loss by its text's compressed size, so its level depends on the texts
+    scored, not only on the model: two TOFU authors' answers compress differently from ten others'.
+    Every never-seen loss (the calibration records') is paired with every forget text's size, and
+    that pooled set is scored against the holdout: the expected AUC under a random pairing.
+    """
+    sizes = np.array([zlib_size(t) for t in forget_texts], float)
+    paired = (np.asarray(calibration_losses, float)[None, :] / sizes[:, None]).ravel()
+    return mia_auc(paired.tolist(), list(holdout_zlib))
+
+
+def non_member_levels(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    calibration: Sequence[Mapping[str, str]],
+    holdout: Sequence[Mapping[str, str]],
+    forget: Sequence[Mapping[str, str]] | None = None,
+    batch_size: int = 64,
+) -> NonMemberLevels:
+    """Every attack's AUC and the probability ratios of never-seen `calibration` records against
+    `holdout`, measured on `model` (two likelihood passes). With `forget` records, zlib's level is
+    `text_aware_zlib_auc` for their texts."""
+    scored = {}
+    for part, records in (("calibration", calibration), ("holdout", holdout)):
+        stats = answer_token_stats(model, tokenizer, [r["question"] for r in records], [r["answer"] for r in records],
+                                   batch_size=batch_size)
+        texts = [scored_answer_text(r["answer"], tokenizer) for r in records]
+        scored[part] = (stats, attack_scores(stats, texts))
+    (cal_stats, cal), (hold_stats, hold) = scored["calibration"], scored["holdout"]
+    aucs = attack_aucs(cal, hold)
+    if forget:
+        aucs["zlib"] = text_aware_zlib_auc(cal["loss"], [scored_answer_text(r["answer"], tokenizer) for r in forget],
+                                           hold["zlib"])
+    return NonMemberLevels(
+        aucs=aucs,
+        mean_prob_ratio=mean_probability(cal_stats) / mean_probability(hold_stats),
+        typical_prob_ratio=math.exp(float(np.mean(hold["loss"]) - np.mean(cal["loss"]))),
+    )

@@ -19,6 +19,11 @@ attack AUCs `mia_auc` (loss), `mia_zlib_auc`, `mia_mink_auc`
 `privleak_reference_auc` (the retrained model's `mia_mink_auc` when given, else 0.5). The Min-K%++
 statistics come from the same forward pass as the forget losses; the holdout costs one pass.
 
+With a `calibration` part too: each attack's non-member level on this model, `nonmember_mia_auc`,
+`nonmember_mia_zlib_auc` (text-aware: for the forget texts), `nonmember_mia_mink_auc`,
+`nonmember_mia_minkpp_auc`, and `nonmember_prob_ratio` / `nonmember_typical_prob_ratio` (never-seen
+over holdout answer probability): what the gate's bands centre on.
+
 A part that is missing leaves its keys out; it never reports 0. Per-example values (`forget_loss`,
 `holdout_loss`, `forget_truth_ratio`, `{forget,holdout}_{zlib,mink,minkpp}` attack scores, ...)
 are in `EvalResult.per_example`.
@@ -32,8 +37,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from grin_core.evaluation.calibration import non_member_levels
 from grin_core.evaluation.generation import generate_answers
 from grin_core.metrics import names as m
+from grin_core.metrics.attacks import ATTACKS, attack_scores
 from grin_core.metrics.keywords import keyword_accuracy, keyword_confidence, keyword_token_positions
 from grin_core.metrics.likelihood import (
     AnswerTokenStats,
@@ -43,15 +50,7 @@ from grin_core.metrics.likelihood import (
     normalised_probability,
     option_probability,
 )
-from grin_core.metrics.mia import (
-    mia_auc,
-    min_k_plus_plus_score,
-    min_k_score,
-    privleak,
-    scored_answer_text,
-    without_eos,
-    zlib_scores,
-)
+from grin_core.metrics.mia import mia_auc, privleak, scored_answer_text
 from grin_core.metrics.rouge import rouge_l_recall
 from grin_core.metrics.truth_ratio import (
     forget_quality,
@@ -71,6 +70,8 @@ class EvalSuite:
     paraphrased_question (read by probes.py)]}
     real_authors / world_facts: {question, answer, perturbed_answer: list} (multiple choice)
     holdout: {question, answer}, the non-members for membership inference against forget
+    calibration: {question, answer}, never-seen records drawn like the training data: each attack's
+    non-member level against the holdout (evaluation/calibration.py)
     """
 
     forget: list[dict] | None = None
@@ -78,6 +79,7 @@ class EvalSuite:
     real_authors: list[dict] | None = None
     world_facts: list[dict] | None = None
     holdout: list[dict] | None = None
+    calibration: list[dict] | None = None
 
 
 @dataclass
@@ -183,6 +185,16 @@ class _Evaluator:
         ratios = truth_ratio(correct_lp, perturbed)
         self.put(m.TRUTH_RATIO[part], retain_truth_ratio_stat(ratios), ratios)
 
+    def non_member_levels(self, calibration: list[dict], holdout: list[dict], forget: list[dict]) -> None:
+        """Each attack's level on records this model never saw (evaluation/calibration.py), which the
+        gate's bands centre on; zlib's for the forget texts."""
+        self.steps.begin(f"calibration: likelihood of {len(calibration)} never-seen answers")
+        levels = non_member_levels(self.model, self.tokenizer, calibration, holdout, forget, self.batch_size)
+        for attack, auc in levels.aucs.items():
+            self.put(m.NONMEMBER_AUC[attack], auc)
+        self.put(m.NONMEMBER_PROB_RATIO, levels.mean_prob_ratio)
+        self.put(m.NONMEMBER_TYPICAL_PROB_RATIO, levels.typical_prob_ratio)
+
     def privacy(self, forget: list[dict], holdout: list[dict], forget_stats: list[AnswerTokenStats],
                 reference_auc: float | None) -> None:
         """Forget (members) against holdout (non-members): probability ratio, four attack AUCs and
@@ -198,18 +210,15 @@ class _Evaluator:
         # Typical (geometric) per-token likelihood ratio: robust to the few answers that dominate a mean.
         self.put(m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO,
                  math.exp(sum(per[m.HOLDOUT_LOSS]) / len(holdout) - sum(per[m.FORGET_LOSS]) / len(forget)))
-        self.put(m.MIA_AUC, mia_auc(per[m.FORGET_LOSS], per[m.HOLDOUT_LOSS]))
-        scores = {}
-        for part, records, token_stats in (("forget", forget, forget_stats), ("holdout", holdout, holdout_stats)):
-            texts = [scored_answer_text(r["answer"], self.tokenizer) for r in records]
-            scores[part, "zlib"] = zlib_scores(per[m.LOSS[part]], texts)
-            scores[part, "mink"] = [min_k_score(without_eos(t.logp)) for t in token_stats]
-            scores[part, "minkpp"] = [min_k_plus_plus_score(*(without_eos(v) for v in (t.logp, t.mu, t.sigma)))
-                                      for t in token_stats]
-        for attack in ("zlib", "mink", "minkpp"):
-            self.put(m.ATTACK_SCORES["forget", attack], None, scores["forget", attack])
-            self.put(m.ATTACK_SCORES["holdout", attack], None, scores["holdout", attack])
-            self.put(m.ATTACK_AUC[attack], mia_auc(scores["forget", attack], scores["holdout", attack]))
+        texts = {part: [scored_answer_text(r["answer"], self.tokenizer) for r in records]
+                 for part, records in (("forget", forget), ("holdout", holdout))}
+        scores = {"forget": attack_scores(forget_stats, texts["forget"]),
+                  "holdout": attack_scores(holdout_stats, texts["holdout"])}
+        for attack in ATTACKS:
+            for part in ("forget", "holdout"):
+                if (part, attack) in m.ATTACK_SCORES:  # the loss attack's are the parts' losses
+                    self.put(m.ATTACK_SCORES[part, attack], None, scores[part][attack])
+            self.put(ATTACKS[attack].auc_metric, mia_auc(scores["forget"][attack], scores["holdout"][attack]))
         reference = 0.5 if reference_auc is None else reference_auc
         self.put(m.PRIVLEAK, privleak(self.result.metrics[m.MIA_MINK_AUC], reference))
         self.put(m.PRIVLEAK_REFERENCE_AUC, reference)
@@ -237,7 +246,8 @@ def evaluate_suite(
     """
     with_privacy = bool(suite.forget and suite.holdout)
     parts = [p for p in ("forget", "retain", "real_authors", "world_facts") if getattr(suite, p)]
-    steps = Steps(2 * len(parts) + with_privacy, on_step)  # a part: answers + likelihood; privacy: holdout
+    levels = with_privacy and bool(suite.calibration)
+    steps = Steps(2 * len(parts) + with_privacy + levels, on_step)  # a part: answers + likelihood; privacy: holdout
     ev = _Evaluator(model, tokenizer, batch_size, max_new_tokens, progress, steps)
     forget_stats = ev.qa_part("forget", suite.forget, stats=with_privacy) if suite.forget else None
     if suite.retain:
@@ -247,6 +257,8 @@ def evaluate_suite(
             ev.choice_part(part, getattr(suite, part))
     if with_privacy:
         ev.privacy(suite.forget, suite.holdout, forget_stats, reference_auc)
+    if with_privacy and suite.calibration:
+        ev.non_member_levels(suite.calibration, suite.holdout, suite.forget)
     ev.put(m.MODEL_UTILITY, model_utility(ev.result.metrics))
     forget_ratios = ev.result.per_example.get(m.FORGET_TRUTH_RATIO)
     if retrained_forget_truth_ratios is not None and forget_ratios:

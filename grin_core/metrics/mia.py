@@ -56,6 +56,11 @@ def scored_answer_text(answer: str, tokenizer: PreTrainedTokenizerBase) -> str:
     return tokenizer.decode(tokenizer.encode(" " + answer, add_special_tokens=False), skip_special_tokens=True)
 
 
+def zlib_size(text: str) -> int:
+    """The zlib-compressed length in bytes of the UTF-8 text (at least 1 byte)."""
+    return max(len(zlib.compress(text.encode("utf-8"))), 1)
+
+
 def zlib_scores(losses: Sequence[float], texts: Sequence[str]) -> np.ndarray:
     """(N,) loss / zlib-compressed length in bytes of the UTF-8 text (at least 1 byte).
 
@@ -63,7 +68,7 @@ def zlib_scores(losses: Sequence[float], texts: Sequence[str]) -> np.ndarray:
     """
     if len(losses) != len(texts):
         raise ValueError("losses and texts differ in length")
-    sizes = np.array([max(len(zlib.compress(t.encode("utf-8"))), 1) for t in texts], float)
+    sizes = np.array([zlib_size(t) for t in texts], float)
     return np.asarray(losses, float) / sizes
 
 

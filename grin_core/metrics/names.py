@@ -56,6 +56,10 @@ ATTACK_AUC = {"loss": MIA_AUC, "zlib": MIA_ZLIB_AUC, "mink": MIA_MINK_AUC, "mink
 # per-example attack scores, by (part, attack)
 ATTACK_SCORES = {(part, attack): f"{part}_{attack}" for part in ("forget", "holdout")
                  for attack in ("zlib", "mink", "minkpp")}
+# each attack's non-member level: never-seen (calibration) records against the holdout
+NONMEMBER_AUC = {attack: f"nonmember_{metric}" for attack, metric in ATTACK_AUC.items()}
+NONMEMBER_PROB_RATIO = "nonmember_prob_ratio"
+NONMEMBER_TYPICAL_PROB_RATIO = "nonmember_typical_prob_ratio"
 PRIVLEAK = "privleak"
 PRIVLEAK_REFERENCE_AUC = "privleak_reference_auc"
 
@@ -81,6 +85,10 @@ RELEARN_FORGET_ROUGEL = "relearn_forget_rougeL"
 RELEARN_FORGET_PROB = "relearn_forget_prob"
 RELEARN_BEFORE_FORGET_ROUGEL = "relearn_before_forget_rougeL"
 RELEARN_BEFORE_FORGET_PROB = "relearn_before_forget_prob"
+# the same attack on never-seen records shaped like the forget set: the level a clean model shows
+RELEARN_NONMEMBER_ROUGEL = "relearn_nonmember_rougeL"
+RELEARN_NONMEMBER_PROB = "relearn_nonmember_prob"
+RELEARN_SECONDS = "relearn_seconds"
 
 
 class UnknownMetricError(ValueError):
@@ -89,7 +97,8 @@ class UnknownMetricError(ValueError):
 
 METRICS: frozenset[str] = frozenset(
     {v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str)}
-    | {v for table in (ROUGEL, PROB, TRUTH_RATIO, KEYWORD_ACC, KEYWORD_CONF, LOSS, ATTACK_AUC, ATTACK_SCORES)
+    | {v for table in (ROUGEL, PROB, TRUTH_RATIO, KEYWORD_ACC, KEYWORD_CONF, LOSS, ATTACK_AUC, ATTACK_SCORES,
+                       NONMEMBER_AUC)
        for v in table.values()}
     | FORGET_FORMATS
 )
