@@ -25,8 +25,8 @@ def evaluate_checkpoint(label: str, checkpoint: CheckpointRef, snapshot: Snapsho
     parts = read_json(snapshot.eval_suite)
     # A tuple, not a set: Prefect's task key hashes the code's constants, and a set of strings is
     # ordered by the per-process hash seed, so a worker would compute another key and never pick
-    # this stage up. Other parts (calibration) are the line's.
-    known = ("retain", "real_authors", "world_facts", "holdout")
+    # this stage up. The calibration part gives each attack's non-member level and the relearning level.
+    known = ("retain", "real_authors", "world_facts", "holdout", "calibration")
     suite = EvalSuite(forget=read_records(snapshot.forget), **{k: v or None for k, v in parts.items() if k in known})
     steps = StageSteps(key=f"evaluate-{label}", label=f"evaluate-{label}")
     metrics = evaluate(model, tokenizer, suite, progress=False, on_step=steps.within(0.0, 0.6))

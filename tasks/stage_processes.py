@@ -44,9 +44,11 @@ def score_on_processes(label: str, parent: CheckpointRef, forget: Sequence[Mappi
 def unlearn_on_processes(label: str, parent: CheckpointRef, forget: Sequence[Mapping], retain: Sequence[Mapping],
                          config: UnlearnConfig, processes: int, workdir: Path, *, mask_path: Path,
                          holdout: Sequence[Mapping] | None, target_auc: float, card: Mapping,
+                         calibration: Sequence[Mapping] | None = None,
                          grin_config: Mapping) -> tuple[Path, dict]:
     """(the unlearned checkpoint directory, rank 0's result summary)."""
     job = write_job(workdir / "unlearn-job", "unlearn", fetch_checkpoint(parent), forget, retain, config.to_dict(),
-                    holdout=holdout, mask_path=mask_path, target_auc=target_auc, card=card, grin_config=grin_config)
+                    holdout=holdout, calibration=calibration, mask_path=mask_path, target_auc=target_auc, card=card,
+                    grin_config=grin_config)
     _run(job, label, processes)
     return job / CHECKPOINT, json.loads((job / RESULT).read_text())

@@ -30,7 +30,8 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
     """`target_auc`: the line's non-member level; with a holdout part in the eval suite the privacy
     schedule steers the forget set's MIA AUC into a band around it (grin_core/unlearning/privacy_schedule.py)."""
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
-    holdout = read_json(snapshot.eval_suite).get("holdout") or None
+    suite = read_json(snapshot.eval_suite)
+    holdout, calibration = suite.get("holdout") or None, suite.get("calibration") or None
     config, processes = setting.unlearn_config(), get_settings().stage_processes
     card = candidate_card(setting, parent, snapshot, run_id, round_no, method=f"GRIN-{setting.method.value.upper()}",
                           p=setting.p_percent, sigma2=setting.sigma2, mask_sha256=mask.sha256)
@@ -41,11 +42,13 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
         if processes > 1:  # no progress checkpoints across processes (settings.stage_processes)
             out, summary = unlearn_on_processes(label, parent, forget, retain, config, processes, Path(tmp),
                                                 mask_path=mask_path, holdout=holdout, target_auc=target_auc,
+                                                calibration=calibration,
                                                 card=card, grin_config={"parent_sha256": parent.sha256})
             resume = None
         else:
             out, summary, resume = _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config,
-                                                 forget, retain, holdout, target_auc, card, store, Path(tmp))
+                                                 forget, retain, holdout, target_auc, card, store, Path(tmp),
+                                                 calibration)
         checkpoint = upload_checkpoint(out, store)
     return UnlearnOutcome(
         checkpoint=checkpoint,
@@ -58,7 +61,7 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
 
 
 def _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config, forget, retain, holdout,
-                  target_auc, card, store, tmp: Path):
+                  target_auc, card, store, tmp: Path, calibration=None):
     """One process: resumable from the tickets' progress checkpoint. (checkpoint dir, summary, resume)."""
     # Every input the result depends on: a later run of these tickets with the same ones resumes here.
     saved = ProgressCheckpoints(store, parent, snapshot, eval_suite=snapshot.eval_suite.sha256, mask=mask.sha256,
@@ -73,6 +76,7 @@ def _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config, fo
     epochs = EpochLog(f"{label} round {round_no}")
     result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress, epochs, saved],
                      holdout_records=holdout, target_auc=target_auc, checkpoint_dir=str(tmp / "progress"),
+                     calibration_records=calibration,
                      checkpoint_every_s=get_settings().checkpoint_interval_s,
                      resume_from=str(resume[0]) if resume else None, fingerprint=saved.fingerprint)
     summary = result.summary()

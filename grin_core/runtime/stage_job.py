@@ -7,7 +7,8 @@ why the ranks agree with one process) and rank 0 writes the outputs:
     job.json          {"stage": "score" | "unlearn", "config": UnlearnConfig fields, "target_auc", "steer",
                        "card": model-card info, "grin_config": extra grin_config.json entries}
     model/            the parent checkpoint (verified by its manifest on load)
-    forget.json, retain.json, holdout.json (optional: the privacy schedule), mask.safetensors (unlearn;
+    forget.json, retain.json, holdout.json and calibration.json (optional: the privacy schedule),
+    mask.safetensors (unlearn;
                       without it the ranks score first, as `unlearn` does without a mask)
     -> scored-mask.safetensors (score) | checkpoint/ + result.json (unlearn: UnlearnResult.summary() and costs)
 
@@ -34,7 +35,8 @@ PROGRESS = '{"grin_progress"'  # how a rank's progress line starts (_step_line, 
 
 def write_job(directory: str | Path, stage: str, model_dir: str | Path, forget: Sequence[Mapping],
               retain: Sequence[Mapping], config: Mapping, *, holdout: Sequence[Mapping] | None = None,
-              mask_path: str | Path | None = None, target_auc: float = 0.5, steer: bool = True,
+              calibration: Sequence[Mapping] | None = None, mask_path: str | Path | None = None,
+              target_auc: float = 0.5, steer: bool = True,
               card: Mapping | None = None, grin_config: Mapping | None = None) -> Path:
     """Lay out a job directory (the model is linked, not copied)."""
     if stage not in STAGES:
@@ -42,7 +44,7 @@ def write_job(directory: str | Path, stage: str, model_dir: str | Path, forget: 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "model").symlink_to(Path(model_dir).resolve(), target_is_directory=True)
-    for name, records in (("forget", forget), ("retain", retain), ("holdout", holdout)):
+    for name, records in (("forget", forget), ("retain", retain), ("holdout", holdout), ("calibration", calibration)):
         if records is not None:
             (directory / f"{name}.json").write_text(json.dumps(list(records)))
     if mask_path is not None:
@@ -116,7 +118,7 @@ def run(directory: str | Path) -> None:
     config = UnlearnConfig(**job["config"])  # its __post_init__ turns eligible_modules back into a tuple
     model, tokenizer = load_checkpoint(directory / "model", device=str(state.device))
     records = {name: json.loads((directory / f"{name}.json").read_text())
-               for name in ("forget", "retain", "holdout") if (directory / f"{name}.json").exists()}
+               for name in ("forget", "retain", "holdout", "calibration") if (directory / f"{name}.json").exists()}
     if job["stage"] == "score":
         mask = score_and_select(model, tokenizer, records["forget"], records["retain"], config,
                                 on_step=_step_line if state.is_main_process else None)
@@ -127,7 +129,8 @@ def run(directory: str | Path) -> None:
     mask = Mask.load(directory / "mask.safetensors") if (directory / "mask.safetensors").exists() else None
     result = unlearn(model, tokenizer, records["forget"], records["retain"], config, mask=mask,
                      callbacks=[_EpochLines()], holdout_records=records.get("holdout"),
-                     target_auc=job["target_auc"], steer=job["steer"])
+                     target_auc=job["target_auc"], steer=job["steer"],
+                     calibration_records=records.get("calibration"))
     if state.is_main_process:
         summary = result.summary()
         save_checkpoint(result.model, tokenizer, directory / CHECKPOINT, card_info=job["card"],

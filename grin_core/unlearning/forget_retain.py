@@ -39,9 +39,11 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from grin_core.data.qa import qa_collator, qa_dataset
 from grin_core.runtime.distributed import global_token_scale, rank_and_world
+from grin_core.runtime.flops import FlopMeter
 from grin_core.runtime.training_args import per_rank, unlearning_arguments
 from grin_core.scoring.gri import MODEL_COLUMNS, autocast, batches
 from grin_core.scoring.masked_update import trainable_elements
+from grin_core.unlearning.nonmember_profiles import ProfileTargets
 from grin_core.unlearning.objective_registry import OBJECTIVES, ForgetBatch
 from grin_core.unlearning.objectives import answer_nll, sequence_logprob
 from grin_core.unlearning.privacy_schedule import PUSH, PrivacySchedule
@@ -50,6 +52,7 @@ from grin_core.unlearning.resume import load_progress, save_progress
 from grin_core.unlearning.state_bytes import StateMeter
 
 REF_COLUMN = "ref_logp"
+ROW_COLUMN = "row"  # a forget example's index in the forget set: its profile targets (match)
 RETAIN_PROBE_SIZE = 100  # retain records the privacy schedule watches (40 tracked the gate's ROUGE-L poorly)
 
 
@@ -88,6 +91,8 @@ class ForgetRetainCollator:
         batch = dict(self.pad([{k: f[k] for k in MODEL_COLUMNS} for f in features]))
         if REF_COLUMN in features[0]:
             batch[REF_COLUMN] = torch.tensor([f[REF_COLUMN] for f in features], dtype=torch.float32)
+        if ROW_COLUMN in features[0]:
+            batch[ROW_COLUMN] = torch.tensor([f[ROW_COLUMN] for f in features], dtype=torch.long)
         retain = self.pad([self.retain[i] for i in self.retain_indices()])
         batch.update({f"retain_{k}": v for k, v in retain.items()})
         return batch
@@ -129,6 +134,8 @@ class ForgetRetainTrainer(Trainer):
         self.phase = PUSH  # PrivacySchedule switches it to REPAIR
         self.forget_weight, self.retain_weight = 1.0, config.alpha  # the push's mix; the schedule may steer it
         self.schedule: PrivacySchedule | None = None  # set by `run_scheduled`; its state goes into checkpoints
+        self.profiles: ProfileTargets | None = None  # the never-seen profiles a `profiles` objective matches
+        self.flop_meter: FlopMeter | None = None  # counts the tokens of training and of the schedule's probes
         self.fingerprint = fingerprint  # a progress checkpoint resumes only the run it names
         self._scratch = None
         if args is None:
@@ -168,7 +175,8 @@ class ForgetRetainTrainer(Trainer):
         """The objective on this forget batch at forget weight `weight`; logs its parts and the retain NLL."""
         loss, parts = self.objective.loss(ForgetBatch(
             logits=logits, labels=inputs["labels"], reference=inputs.get(REF_COLUMN), retain_nll=retain_nll,
-            alpha=self.retain_weight, weight=weight, config=self.config))
+            alpha=self.retain_weight, weight=weight, config=self.config, rows=inputs.get(ROW_COLUMN),
+            profiles=self.profiles))
         for key, value in parts.items():
             self._parts[key].append(value)
         self._parts["retain_nll"].append(retain_nll.item())
@@ -224,6 +232,8 @@ def forget_retain_datasets(
         forget_records = refusal_records(forget_records)
     forget = qa_dataset(forget_records, tokenizer, config.max_length)
     retain = qa_dataset(retain_records, tokenizer, config.max_length)
+    if needs.profiles:
+        forget = forget.add_column(ROW_COLUMN, list(range(len(forget))))
     if needs.needs_reference:
         started = time.perf_counter()
         reference = reference_logprobs(model, tokenizer, forget, config.scoring_batch_size, mixed_precision)
@@ -252,16 +262,21 @@ def run_scheduled(
     steer: bool,
     after_schedule: Sequence[TrainerCallback] = (),
     resume_from: str | None = None,
+    levels: Mapping[str, float] | None = None,
+    nonmember_prob_ratio: float | None = None,
 ) -> ScheduledRun:
     """Train `trainer`; with holdout records the privacy schedule (privacy_schedule.py) watches each
     epoch, steers the forget-vs-holdout AUC into `target_auc` ± the config's margin and stops there
-    (`steer=False`: it only measures). `after_schedule` callbacks run after it (it may stop training).
+    (`steer=False`: it only measures). `levels`: every attack's non-member level and
+    `nonmember_prob_ratio` the never-seen records' probability ratio, for the stop rule over all
+    attacks. `after_schedule` callbacks run after it (it may stop training).
     The model ends in eval mode."""
     config, schedule = trainer.config, None
     if holdout_records:
         schedule = PrivacySchedule(trainer, tokenizer, forget_records, holdout_records, target_auc=target_auc,
                                    retain_probe=retain_probe_sample(retain_records, config.seed),
-                                   batch_size=config.scoring_batch_size, steer=steer, **config.schedule_options())
+                                   batch_size=config.scoring_batch_size, steer=steer, levels=levels,
+                                   nonmember_prob_ratio=nonmember_prob_ratio, **config.schedule_options())
         trainer.add_callback(schedule)
         trainer.schedule = schedule
     for callback in after_schedule:

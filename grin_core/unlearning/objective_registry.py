@@ -4,7 +4,10 @@ Every objective is `forget_weight * forget term + alpha * retain NLL` (the maths
 functions of objectives.py); an entry adds what a trainer must prepare for it:
 - `needs_reference`: the forget answers' summed log-probs under the model before unlearning,
   computed once and carried as a column of the forget set (NPO);
-- `refusal_targets`: the forget answers replaced by refusals before training (PO, refusals.py).
+- `refusal_targets`: the forget answers replaced by refusals before training (PO, refusals.py);
+- `profiles`: never-seen answers' token profiles to match (nonmember_profiles.py); such an objective
+  is bounded (it stops pulling at the never-seen level), so the privacy schedule never turns its
+  forget term down or off: it only watches and stops.
 Which parameters train is the trainer's business (GRIN: the selected weights; GRUN: an intervention).
 
 Adding one: a function from a `ForgetBatch` to (loss, logged parts) and one line,
@@ -21,12 +24,15 @@ import torch
 
 from grin_core.registry import Registry
 from grin_core.runtime.distributed import global_token_scale
+from grin_core.unlearning.nonmember_profiles import ProfileTargets
 from grin_core.unlearning.objectives import (
     answer_nll,
     answer_token_count,
+    answer_token_logprobs_and_z,
     graddiff_objective,
     npo_objective,
     po_objective,
+    profile_match_loss,
     sequence_logprob,
     simnpo_loss,
 )
@@ -39,7 +45,8 @@ class ForgetBatch:
     logits (B, T, V) and labels (B, T) of the forget batch (data/qa.py's labels); reference (B,): the
     summed answer log-probs before unlearning, for objectives that need them; retain_nll: the retain
     term (scalar); alpha and weight: the retain and forget weights of this step (the privacy schedule's);
-    config: the run's config (beta, gamma, length_normalised, ...).
+    config: the run's config (beta, gamma, length_normalised, ...); rows (B,): the forget records' indices
+    and profiles: their target profiles, for objectives that match profiles.
     """
 
     logits: torch.Tensor
@@ -49,6 +56,8 @@ class ForgetBatch:
     alpha: float
     weight: float
     config: Any
+    rows: torch.Tensor | None = None
+    profiles: ProfileTargets | None = None
 
 
 Loss = Callable[[ForgetBatch], tuple[torch.Tensor, dict[str, float]]]
@@ -61,6 +70,7 @@ class Objective:
     loss: Loss
     needs_reference: bool = False
     refusal_targets: bool = False
+    profiles: bool = False
 
 
 OBJECTIVES: Registry[Objective] = Registry("unlearning objective")
@@ -93,7 +103,17 @@ def po(batch: ForgetBatch) -> tuple[torch.Tensor, dict[str, float]]:
     return po_objective(refusal_nll, batch.retain_nll, batch.alpha, batch.weight), {"refusal_nll": refusal_nll.item()}
 
 
+def match(batch: ForgetBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    logp, z, counts = answer_token_logprobs_and_z(batch.logits, batch.labels)
+    targets = batch.profiles.for_rows(batch.rows.tolist(), counts, logp.device)
+    forget = profile_match_loss(logp, z, counts, targets, batch.config.z_weight, batch.config.profile_delta)
+    over = logp.mean() - torch.cat([t for t, _ in targets]).mean()  # > 0: still likelier than never-seen
+    return batch.weight * forget + batch.alpha * batch.retain_nll, {"forget_match": forget.item(),
+                                                                     "forget_logp_over_target": over.item()}
+
+
 OBJECTIVES.register("npo", Objective(npo, needs_reference=True))
+OBJECTIVES.register("match", Objective(match, profiles=True))
 OBJECTIVES.register("graddiff", Objective(graddiff))
 OBJECTIVES.register("po", Objective(po, refusal_targets=True))
 OBJECTIVES.register("simnpo", Objective(simnpo))

@@ -10,6 +10,9 @@ trainer call the same maths.
   length-normalised log-likelihood, -(2/beta) * mean(logsigmoid(-(beta/|y|) * logp_theta - gamma)).
 - GradDiff: -NLL(forget) + alpha * NLL(retain) (gradient ascent with a retain anchor).
 - PO: NLL of a refusal answer to each forget question + alpha * NLL(retain) (refusals.py).
+- Profile matching (`match`, nonmember_profiles.py): per forget answer, Huber(sorted token log-probs,
+  a never-seen answer's sorted profile) + z_weight * Huber(sorted z-scores, its z profile), two-sided,
+  + alpha * NLL(retain).
 """
 
 from __future__ import annotations
@@ -88,3 +91,49 @@ def po_objective(refusal_nll: torch.Tensor, retain_nll: torch.Tensor, alpha: flo
                  forget_weight: float = 1.0) -> torch.Tensor:
     """Preference optimisation towards refusals: NLL of refusal answers + alpha * retain NLL."""
     return forget_weight * refusal_nll + alpha * retain_nll
+
+
+def answer_token_logprobs_and_z(logits: torch.Tensor, labels: torch.Tensor,
+                                sigma_floor: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The answer tokens' log-probs and z-scores, flat (n,) float32 in row order, and each row's count.
+
+    z_t = (log p_t - mu_t) / max(sigma_t, floor), mu_t and sigma_t the mean and standard deviation of
+    log p over the vocabulary at t under the model's own distribution (Min-K%++'s statistic, mia.py).
+    Only the answer positions' (n, V) log-softmax is built.
+    """
+    targets = labels[:, 1:]
+    keep = targets.ne(IGNORE_INDEX)
+    logp_v = torch.log_softmax(logits[:, :-1][keep].float(), dim=-1)
+    logp = logp_v.gather(1, targets[keep].unsqueeze(1)).squeeze(1)
+    p_v = logp_v.exp()
+    mu = (p_v * logp_v).sum(-1)
+    sigma = (p_v * (logp_v - mu.unsqueeze(1)).square()).sum(-1).clamp_min(1e-12).sqrt()
+    return logp, (logp - mu) / sigma.clamp(min=sigma_floor), keep.sum(dim=1).tolist()
+
+
+def profile_match_loss(logp: torch.Tensor, z: torch.Tensor, counts: list[int],
+                       targets: list[tuple[torch.Tensor, torch.Tensor]], z_weight: float = 1.0,
+                       delta: float = 1.0) -> torch.Tensor:
+    """Scalar mean over rows of Huber(sorted log-probs, target) + z_weight * Huber(sorted z, z target).
+
+    logp, z: flat (n,) per-token values in row order, `counts` tokens per row; targets: per row, the
+    ascending (log-prob, z) profiles of its length. Sorting matches the answer's spread to the
+    profile's whatever the token order (1-D optimal transport); Huber with threshold `delta` keeps a
+    far-off token's pull bounded. Two-sided: a token below its target is pulled back up.
+    """
+    rows = []
+    for values, zs, (target, z_target) in zip(logp.split(counts), z.split(counts), targets, strict=True):
+        term = F.smooth_l1_loss(torch.sort(values).values, target, beta=delta)
+        if z_weight > 0:
+            term = term + z_weight * F.smooth_l1_loss(torch.sort(zs).values, z_target, beta=delta)
+        rows.append(term)
+    return torch.stack(rows).mean()
+
+
+def profile_excess_loss(logp: torch.Tensor, counts: list[int], targets: list[tuple[torch.Tensor, torch.Tensor]]
+                        ) -> torch.Tensor:
+    """Scalar mean over rows of the mean amount by which sorted token log-probs exceed their target:
+    one-sided, what a relearning step must not win back (relearn_guard.py)."""
+    rows = [F.relu(torch.sort(values).values - target).mean()
+            for values, (target, _) in zip(logp.split(counts), targets, strict=True)]
+    return torch.stack(rows).mean()

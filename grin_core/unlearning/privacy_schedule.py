@@ -39,9 +39,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
-from grin_core.metrics.likelihood import answer_logprobs, mean_logprob
-from grin_core.metrics.mia import mia_auc
-from grin_core.unlearning.unlearn_config import PUSH_CONTROLS
+from grin_core.metrics.attacks import ATTACKS, attack_aucs, attack_scores, mean_probability
+from grin_core.metrics.likelihood import answer_logprobs, answer_token_stats, mean_logprob
+from grin_core.metrics.mia import scored_answer_text
+from grin_core.runtime.flops import stage_meter
+from grin_core.unlearning.unlearn_config import PUSH_CONTROLS, STOP_RULES
 
 PUSH, REPAIR = "push", "repair"
 
@@ -73,6 +75,11 @@ class PrivacySchedule(TrainerCallback):
         retain_probe: Sequence[Mapping[str, str]] = (),
         batch_size: int = 64,
         steer: bool = True,
+        levels: Mapping[str, float] | None = None,
+        stop_rule: str = "loss",
+        attack_margin: float = 0.075,
+        mean_prob_ratio_max: float = 3.0,
+        nonmember_prob_ratio: float | None = None,
     ) -> None:
         if not forget or not holdout:
             raise ValueError("the privacy schedule needs forget and holdout records")
@@ -84,6 +91,15 @@ class PrivacySchedule(TrainerCallback):
             raise ValueError(f"push_control must be one of {PUSH_CONTROLS}")
         self.push_control, self.alpha, self.alpha_max = push_control, alpha, alpha_max
         self.band_lr_factor = band_lr_factor
+        if stop_rule not in STOP_RULES:
+            raise ValueError(f"stop_rule must be one of {STOP_RULES}")
+        # every attack's non-member level: the loss attack's is target_auc, an attack without one 0.5
+        self.levels = dict.fromkeys(ATTACKS, 0.5) | dict(levels or {}) | {"loss": target_auc}
+        self.stop_rule, self.attack_margin = stop_rule, attack_margin
+        self.prob_ratio_bound = max(mean_prob_ratio_max, 2 * (nonmember_prob_ratio or 0.0))
+        # a bounded objective (profile matching) is never turned down or off: the schedule watches and stops
+        objective = getattr(trainer, "objective", None)
+        self.bounded = bool(getattr(objective, "profiles", False))
         self.base_lrs: list[float] | None = None  # the scheduler's, before any re-push scaling
         self.batch_size, self.steer = batch_size, steer
         self.history: list[dict] = []
@@ -91,20 +107,42 @@ class PrivacySchedule(TrainerCallback):
         self.best: tuple[float, float, list[torch.Tensor]] | None = None  # (retain prob, epoch, tensors)
 
     def probe(self, model, epoch: float) -> dict:
-        losses = {}
-        for part, records in self.parts.items():
-            if records:
-                lps = answer_logprobs(model, self.tokenizer, [r["question"] for r in records],
-                                      [r["answer"] for r in records], batch_size=self.batch_size)
-                losses[part] = -mean_logprob(lps)
-        entry = {"epoch": round(float(epoch), 2), "phase": self.trainer.phase,
-                 "mia_auc": mia_auc(losses["forget"].tolist(), losses["holdout"].tolist())}
-        entry.update({f"{part}_prob": torch.exp(-loss).mean().item() for part, loss in losses.items()})
+        """Every attack's forget-vs-holdout AUC, the mean probability ratio and the parts' mean answer
+        probabilities; refreshes the forget answers' profile ranks when the objective matches profiles."""
+        with stage_meter(getattr(self.trainer, "flop_meter", None), "probes"):
+            return self._probe(model, epoch)
+
+    def _probe(self, model, epoch: float) -> dict:
+        stats, scores = {}, {}
+        for part in ("forget", "holdout"):
+            records = self.parts[part]
+            stats[part] = answer_token_stats(model, self.tokenizer, [r["question"] for r in records],
+                                             [r["answer"] for r in records], batch_size=self.batch_size)
+            scores[part] = attack_scores(stats[part], [scored_answer_text(r["answer"], self.tokenizer)
+                                                       for r in records])
+        aucs = attack_aucs(scores["forget"], scores["holdout"])
+        entry = {"epoch": round(float(epoch), 2), "phase": self.trainer.phase, "mia_auc": aucs["loss"],
+                 **{f"mia_{name}_auc": auc for name, auc in aucs.items() if name != "loss"}}
+        entry["forget_prob"], entry["holdout_prob"] = (mean_probability(stats[p]) for p in ("forget", "holdout"))
+        entry["prob_ratio"] = entry["forget_prob"] / max(entry["holdout_prob"], 1e-300)
+        if self.parts["retain"]:
+            records = self.parts["retain"]
+            lps = answer_logprobs(model, self.tokenizer, [r["question"] for r in records],
+                                  [r["answer"] for r in records], batch_size=self.batch_size)
+            entry["retain_prob"] = torch.exp(mean_logprob(lps)).mean().item()
+        if getattr(self.trainer, "profiles", None) is not None:
+            self.trainer.profiles.set_ranks([-x for x in scores["forget"]["loss"]])
         self.history.append(entry)
         return entry
 
+    def attacks_in_band(self, entry: Mapping[str, float]) -> bool:
+        """Every attack within attack_margin of its level, and the mean probability ratio within bound."""
+        aucs = {"loss": entry["mia_auc"], **{name: entry[f"mia_{name}_auc"] for name in self.levels if name != "loss"}}
+        return (all(abs(aucs[name] - level) <= self.attack_margin for name, level in self.levels.items())
+                and entry["prob_ratio"] <= self.prob_ratio_bound)
+
     def _next_phase(self, auc: float, current: str) -> str:
-        if not self.steer:  # observe only: per-epoch curves of a fixed-length run
+        if not self.steer or self.bounded:  # observe only, or an objective that stops at its own target
             return PUSH
         limit = self.target_auc + (2 if current == REPAIR else 1) * self.margin
         return PUSH if auc > limit else REPAIR
@@ -116,7 +154,7 @@ class PrivacySchedule(TrainerCallback):
 
     def _steer_weights(self, entry: dict) -> None:
         """Set the next epoch's forget and retain weights (the trainer's loss mix)."""
-        if self.push_control == "proportional":
+        if self.push_control == "proportional" and not self.bounded:
             self.trainer.forget_weight = self._forget_weight(entry["mia_auc"])
             self.trainer.phase = PUSH if self.trainer.forget_weight > 0 else REPAIR
         if self.alpha_max is not None:
@@ -134,11 +172,16 @@ class PrivacySchedule(TrainerCallback):
 
     def state_dict(self) -> dict:
         """What a resumed run needs to steer on as if never interrupted (resume.py)."""
-        return {key: getattr(self, key) for key in self.STATE_KEYS}
+        state = {key: getattr(self, key) for key in self.STATE_KEYS}
+        if getattr(self.trainer, "profiles", None) is not None:
+            state["profiles"] = self.trainer.profiles.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         for key in self.STATE_KEYS:
             setattr(self, key, state[key])
+        if getattr(self.trainer, "profiles", None) is not None and "profiles" in state:
+            self.trainer.profiles.load_state_dict(state["profiles"])
         if self.best is not None:
             self.best = (self.best[0], self.best[1], list(self.best[2]))
 
@@ -177,12 +220,16 @@ class PrivacySchedule(TrainerCallback):
             self.entered_band = True
         if self.steer and self.entered_band and self.push_control == "proportional":
             self._scale_learning_rate(self.band_lr_factor)  # smaller steps both ways near the target
-        in_band = abs(entry["mia_auc"] - self.target_auc) <= 2 * self.margin
+        if self.stop_rule == "attacks":
+            in_band = keepable = self.attacks_in_band(entry)
+        else:
+            in_band = abs(entry["mia_auc"] - self.target_auc) <= 2 * self.margin
+            keepable = self.target_auc - 2 * self.margin <= entry["mia_auc"] <= self.target_auc + self.margin
+        entry["in_band"] = in_band
         score = entry.get("retain_prob", 0.0)
-        keepable = self.target_auc - 2 * self.margin <= entry["mia_auc"] <= self.target_auc + self.margin
         if self.steer and keepable and (self.best is None or score > self.best[0]):
             self.best = (score, entry["epoch"], [p.detach().clone() for p in model.parameters() if p.requires_grad])
-        settled = self.trainer.phase == REPAIR or self.push_control == "proportional"
+        settled = self.trainer.phase == REPAIR or self.push_control == "proportional" or self.bounded
         if self.steer and settled and in_band and self._recovered(entry):
             control.should_training_stop = True
         return control

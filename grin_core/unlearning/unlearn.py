@@ -29,17 +29,23 @@ from transformers import (
     set_seed,
 )
 
+from grin_core.evaluation.calibration import NonMemberLevels, non_member_levels
+from grin_core.runtime.flops import FlopMeter, stage_meter
 from grin_core.runtime.steps import StepCallback
 from grin_core.scoring.gri import gri_scores
 from grin_core.scoring.mask import Mask, select_top_p
 from grin_core.scoring.masked_update import masked_update
 from grin_core.scoring.noise import inject_noise
 from grin_core.unlearning.forget_retain import (
+    ROW_COLUMN,
     ForgetRetainTrainer,
     forget_retain_datasets,
     run_scheduled,
 )
-from grin_core.unlearning.privacy_schedule import REPAIR
+from grin_core.unlearning.nonmember_profiles import NonMemberProfiles, ProfileTargets
+from grin_core.unlearning.objective_registry import OBJECTIVES
+from grin_core.unlearning.privacy_schedule import PUSH, REPAIR
+from grin_core.unlearning.relearn_guard import relearn_guard_backward
 from grin_core.unlearning.resume import SaveAtIntervals
 from grin_core.unlearning.state_bytes import StateBytes
 from grin_core.unlearning.unlearn_config import UnlearnConfig
@@ -67,6 +73,18 @@ class UnlearnTrainer(ForgetRetainTrainer):
         with masked_update(self.model, self.mask, self.config.update) as kept:
             self.state_meter.mask = kept
             yield
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """With the relearning guard on, a push step first adds the simulated attack's gradient
+        (relearn_guard.py) to the trainable weights'; the step's own loss then adds to it."""
+        if self.config.relearn_guard > 0 and self.phase == PUSH and self.profiles is not None:
+            model.train()
+            excess = relearn_guard_backward(self.accelerator.unwrap_model(model), inputs, self.profiles,
+                                            inputs[ROW_COLUMN], self.config.relearn_eps, self.config.relearn_guard,
+                                            self.config.relearn_guard_stat)
+            if excess is not None:
+                self._parts["relearn_excess"].append(excess)
+        return super().training_step(model, inputs, num_items_in_batch)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.phase == REPAIR:  # the retain term alone
@@ -117,11 +135,13 @@ class UnlearnResult:
     state_bytes: StateBytes
     history: list[dict] = field(default_factory=list)
     probes: list[dict] = field(default_factory=list)  # privacy schedule, per epoch (epoch 0 = before)
+    levels: dict | None = None  # every attack's non-member level the schedule steered into
+    flops: dict | None = None  # model FLOPs by stage, from the tokens processed (runtime/flops.py)
 
     def checkpoint_record(self) -> dict:
         """What an unlearned checkpoint's grin_config.json says of the run that made it."""
         summary = self.summary()
-        return {"unlearning": {k: summary[k] for k in ("config", "timings", "history", "probes")}}
+        return {"unlearning": {k: summary[k] for k in ("config", "timings", "history", "probes", "levels", "flops")}}
 
     def summary(self) -> dict:
         """JSON-ready numbers (no model, no mask tensors) for artifacts and audit records."""
@@ -135,22 +155,26 @@ class UnlearnResult:
             "mask_stats": self.mask_stats,
             "history": self.history,
             "probes": self.probes,
+            "levels": self.levels,
+            "flops": self.flops,
         }
 
 
 def _prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget_records: Sequence[Mapping[str, str]],
              retain_records: Sequence[Mapping[str, str]], config: UnlearnConfig, mask: Mask | None, progress: bool,
-             timings: dict[str, float]) -> tuple[Mask | None, Dataset, Dataset]:
+             timings: dict[str, float], meter: FlopMeter | None = None) -> tuple[Mask | None, Dataset, Dataset]:
     """Before training, in this order: the mask (scored unless given; none in full mode), the datasets
     with the objective's reference pass (before noise), and the noise on the selected weights."""
     if config.full_parameter:
         mask = None
     elif mask is None:
         started = time.perf_counter()
-        mask = score_and_select(model, tokenizer, forget_records, retain_records, config, progress)
+        with stage_meter(meter, "scoring"):
+            mask = score_and_select(model, tokenizer, forget_records, retain_records, config, progress)
         timings["scoring_s"] = time.perf_counter() - started
-    forget, retain = forget_retain_datasets(model, tokenizer, forget_records, retain_records, config.method, config,
-                                            timings, mixed_precision=config.mixed_precision)
+    with stage_meter(meter, "reference"):
+        forget, retain = forget_retain_datasets(model, tokenizer, forget_records, retain_records, config.method,
+                                                config, timings, mixed_precision=config.mixed_precision)
     if mask is not None and config.sigma2 > 0:
         started = time.perf_counter()
         inject_noise(model, mask, config.sigma2, config.seed)
@@ -174,6 +198,7 @@ def unlearn(
     checkpoint_every_s: float = 0.0,
     resume_from: str | None = None,
     fingerprint: str = "",
+    calibration_records: Sequence[Mapping[str, str]] | None = None,
 ) -> UnlearnResult:
     """Unlearn `forget_records` from `model` in place, keeping `retain_records`.
 
@@ -186,19 +211,34 @@ def unlearn(
     (privacy_schedule.py); `result.probes` has its per-epoch measurements (`steer=False`: only
     those, for curves of a fixed run). Without, training runs `config.epochs` epochs of the objective.
 
+    `calibration_records` (never seen, drawn like the training data): every attack's non-member level
+    for the schedule, and the never-seen profiles a `profiles` objective (match) pulls the forget
+    answers onto; without them the holdout's profiles and levels of 0.5 (the loss attack: `target_auc`).
+
     `checkpoint_dir`: save progress there at epoch ends, `checkpoint_every_s` apart (resume.py; a
     callback's `on_save` can ship it elsewhere). `resume_from`: a checkpoint of the same run (same
     `fingerprint`) to continue from; the result equals an uninterrupted run's (tests/core/test_resume.py).
     """
     set_seed(config.seed)
     timings: dict[str, float] = {}
-    mask, forget, retain = _prepare(model, tokenizer, forget_records, retain_records, config, mask, progress, timings)
-    trainer = UnlearnTrainer(model, config, forget, retain, tokenizer, mask=mask, callbacks=callbacks,
-                             progress=progress, scheduled=bool(holdout_records) and steer,
-                             checkpoint_dir=checkpoint_dir, fingerprint=fingerprint)
-    saving = [SaveAtIntervals(checkpoint_every_s)] if checkpoint_dir is not None else []
-    run = run_scheduled(trainer, tokenizer, forget_records, retain_records, holdout_records, target_auc=target_auc,
-                        steer=steer, after_schedule=saving, resume_from=resume_from)
+    meter = FlopMeter.of(model)
+    with meter.attached(model):
+        with meter.stage("nonmember"):
+            levels, profiles = _nonmember(model, tokenizer, forget_records, holdout_records, calibration_records,
+                                          config, timings)
+        mask, forget, retain = _prepare(model, tokenizer, forget_records, retain_records, config, mask, progress,
+                                        timings, meter)
+        trainer = UnlearnTrainer(model, config, forget, retain, tokenizer, mask=mask, callbacks=callbacks,
+                                 progress=progress, scheduled=bool(holdout_records) and steer,
+                                 checkpoint_dir=checkpoint_dir, fingerprint=fingerprint)
+        trainer.profiles = profiles and ProfileTargets(profiles, len(forget))
+        trainer.flop_meter = meter
+        saving = [SaveAtIntervals(checkpoint_every_s)] if checkpoint_dir is not None else []
+        with meter.stage("training"):
+            run = run_scheduled(trainer, tokenizer, forget_records, retain_records, holdout_records,
+                                target_auc=levels.aucs["loss"] if levels else target_auc, steer=steer,
+                                after_schedule=saving, resume_from=resume_from, levels=levels and levels.aucs,
+                                nonmember_prob_ratio=levels and levels.mean_prob_ratio)
     timings["training_s"] = run.training_s
     return UnlearnResult(
         model=model,
@@ -211,4 +251,26 @@ def unlearn(
         state_bytes=trainer.state_meter.peak,
         history=run.history,
         probes=run.probes,
+        levels=levels and levels.to_dict(),
+        flops=meter.summary(),
     )
+
+
+def _nonmember(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget_records: Sequence[Mapping[str, str]],
+               holdout_records: Sequence[Mapping[str, str]] | None,
+               calibration_records: Sequence[Mapping[str, str]] | None, config: UnlearnConfig,
+               timings: dict[str, float]) -> tuple[NonMemberLevels | None, NonMemberProfiles | None]:
+    """Before anything changes the model: every attack's non-member level (with calibration and holdout
+    records) and the never-seen profiles a `profiles` objective needs (`timings["nonmember_s"]`)."""
+    started = time.perf_counter()
+    levels = (non_member_levels(model, tokenizer, calibration_records, holdout_records, forget_records,
+                                config.scoring_batch_size) if calibration_records and holdout_records else None)
+    profiles = None
+    if OBJECTIVES[config.method].profiles:
+        never_seen = calibration_records or holdout_records
+        if not never_seen:
+            raise ValueError(f"objective {config.method!r} needs never-seen records: calibration or holdout")
+        profiles = NonMemberProfiles.of_records(model, tokenizer, never_seen, config.scoring_batch_size)
+    if levels is not None or profiles is not None:
+        timings["nonmember_s"] = time.perf_counter() - started
+    return levels, profiles

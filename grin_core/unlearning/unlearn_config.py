@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 UPDATES = ("sparse", "dense")  # masked_update.py: optimise the selected entries only, or masked whole tensors
 PUSH_CONTROLS = ("full", "proportional")  # privacy_schedule.py: how strongly a push epoch weighs the forget term
+STOP_RULES = ("loss", "attacks")  # privacy_schedule.py: which attacks must be in band to stop
 
 
 def _scheduler_names() -> set[str]:
@@ -83,6 +84,27 @@ class UnlearnConfig:
     retain_recovery: float = field(default=0.98, metadata={
         "help": "Privacy schedule: repair (retain-only) until the retain answer probability is back to "
                 "this fraction of its value before unlearning."})
+    z_weight: float = field(default=1.0, metadata={
+        "help": "match: weight of the z-score profile term (Min-K%++'s statistic) beside the log-prob one."})
+    profile_delta: float = field(default=1.0, metadata={
+        "help": "match: Huber threshold of the profile terms, in nats (a far-off token pulls with at most this)."})
+    relearn_guard: float = field(default=0.0, metadata={
+        "help": "Weight of the simulated relearning attack (relearn_guard.py) on each push step; 0 = off."})
+    relearn_guard_stat: str = field(default="profile", metadata={
+        "help": "What the simulated attack may not raise above the never-seen target: 'profile' (every sorted "
+                "token) or 'mean' (each answer's mean log-prob)."})
+    relearn_eps: float = field(default=3e-3, metadata={
+        "help": "The simulated attacker's sign step on every weight: about its learning rate times the "
+                "steps it takes; a per-model-scale setting like the learning rate."})
+    stop_rule: str = field(default="loss", metadata={
+        "help": "Privacy schedule: 'loss' stops once the loss attack is in band; 'attacks' once every "
+                "attack (metrics/attacks.py) is within attack_margin of its non-member level and the "
+                "mean forget/holdout probability ratio is within bound."})
+    attack_margin: float = field(default=0.075, metadata={
+        "help": "Privacy schedule, stop_rule 'attacks': half-width of each attack's band around its level."})
+    mean_prob_ratio_max: float = field(default=3.0, metadata={
+        "help": "Privacy schedule, stop_rule 'attacks': the mean forget/holdout answer probability ratio "
+                "must be at most max(this, 2 x the never-seen records' ratio)."})
     mixed_precision: bool = field(default=False, metadata={
         "help": "bf16 autocast for the reference pass and training on GPUs that support it. Off by default: "
                 "on an H100 bf16 backward gave whole batches non-finite gradients where fp32 did not "
@@ -100,6 +122,11 @@ class UnlearnConfig:
              "auc_margin in (0, 0.25), retain_recovery in [0, 1], repush_lr_factor in (0, 1]"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.push_control in PUSH_CONTROLS, f"push_control must be one of {PUSH_CONTROLS}"),
+            (self.stop_rule in STOP_RULES, f"stop_rule must be one of {STOP_RULES}"),
+            (self.z_weight >= 0 and self.profile_delta > 0 and self.relearn_guard >= 0 and self.relearn_eps > 0,
+             "z_weight >= 0, profile_delta > 0, relearn_guard >= 0 and relearn_eps > 0"),
+            (0 < self.attack_margin < 0.5 and self.mean_prob_ratio_max > 0,
+             "attack_margin in (0, 0.5) and mean_prob_ratio_max > 0"),
             (0 < self.band_lr_factor <= 1, "band_lr_factor must be in (0, 1]"),
             (self.alpha_max is None or self.alpha_max >= self.alpha, "alpha_max must be None or >= alpha"),
             (self.epochs >= 1 and self.max_epochs >= 1 and self.batch_size >= 1 and self.scoring_batch_size >= 1
@@ -135,7 +162,8 @@ class UnlearnConfig:
         """The privacy schedule's settings of this run (privacy_schedule.py)."""
         return {"margin": self.auc_margin, "retain_recovery": self.retain_recovery,
                 "repush_lr_factor": self.repush_lr_factor, "push_control": self.push_control, "alpha": self.alpha,
-                "alpha_max": self.alpha_max, "band_lr_factor": self.band_lr_factor}
+                "alpha_max": self.alpha_max, "band_lr_factor": self.band_lr_factor, "stop_rule": self.stop_rule,
+                "attack_margin": self.attack_margin, "mean_prob_ratio_max": self.mean_prob_ratio_max}
 
     @classmethod
     def help(cls) -> dict[str, str]:

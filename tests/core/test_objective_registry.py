@@ -38,7 +38,7 @@ def test_a_registered_objective_runs_through_unlearn(tiny_model_factory, tiny_to
 
 
 def test_unknown_objectives_raise_with_the_known_ones():
-    with pytest.raises(UnknownNameError, match="known: npo, graddiff, po, simnpo"):
+    with pytest.raises(UnknownNameError, match="known: npo, match, graddiff, po, simnpo"):
         OBJECTIVES["dpo"]
     with pytest.raises(ValueError, match="unknown unlearning objective 'dpo'; known: npo"):
         UnlearnConfig(method="dpo")
