@@ -29,7 +29,9 @@ class Recipe:
 # run_probes as the benchmark runs them: best-of-8 at temperature 1, int8 and int4, relearning 10 steps on half
 # the forget set (lr 1e-3); the seed is the run's, so every model relearns the same half.
 PROBE_DEFAULTS = {"num_samples": 8, "temperature": 1.0, "bits": (8, 4), "relearn_steps": 10, "relearn_lr": 1e-3,
-                  "max_new_tokens": None}
+                  "max_new_tokens": None,
+                  # the relearning sweep every model (the retrained one too) is attacked with: steps x lr
+                  "relearn_sweep": ((10, 1e-3), (50, 1e-3), (10, 3e-4), (50, 3e-4))}
 
 
 RECIPES = {
@@ -60,6 +62,6 @@ RECIPES = {
         model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
         train={"max_epochs": 2, "stop_loss": None, "batch_size": 8, "warmup_steps": 2, "vocab_size": 512},
         n_general=4, eval_retain=8,
-        probes={"num_samples": 2, "relearn_steps": 2, "max_new_tokens": 24},
+        probes={"num_samples": 2, "relearn_steps": 2, "max_new_tokens": 24, "relearn_sweep": ((2, 1e-3),)},
     ),
 }

@@ -53,6 +53,7 @@ class TofuBench:
         self.retrained_ratios: list[float] | None = None
         self.reference_auc: float | None = None  # the retrained model's Min-K% AUC: PrivLeak's reference
         self.target_auc: float = 0.5  # the calibrated non-member level, set by calibrate()
+        self.calibration_records: list | None = None  # never-seen authors' QA, set by calibrate()
         self.retrain_relearn: dict[str, float] = {}  # the retrained model's relearn numbers: the baseline
         log(f"data: {config.split}, {config.authors} authors -> {len(self.data.forget)} forget QA "
             f"({self.subset.n_forget} authors), {len(self.data.retain)} retain QA, {len(self.data.general)} "
@@ -147,6 +148,8 @@ class TofuBench:
         started = time.perf_counter()
         auc = non_member_auc(model, tokenizer, records, self.suite.holdout)
         self.target_auc = auc
+        # every attack's level on each evaluated model, and the never-seen profiles of profile matching
+        self.calibration_records = self.suite.calibration = records
         self.log(f"calibration: non-member AUC {auc:.3f} on the target ({len(records)} QA of authors "
                  f"{authors[0]}-{authors[-1]} vs {len(self.suite.holdout)} holdout) in {seconds_since(started):.0f} s")
         return {"auc": auc, "source": "unseen authors", "n_records": len(records), "authors": authors,
@@ -174,10 +177,11 @@ class TofuBench:
         from grin_core.evaluation.probes import run_probes
 
         started = time.perf_counter()
-        out = run_probes(model, tokenizer, self.suite, relearn=True, seed=self.config.seed,
-                         **RECIPES[self.config.recipe].probe_settings)
+        settings = {k: v for k, v in RECIPES[self.config.recipe].probe_settings.items() if k != "relearn_sweep"}
+        out = run_probes(model, tokenizer, self.suite, relearn=True, seed=self.config.seed, **settings)
         seconds = seconds_since(started)
         out = {k: v for k, v in sorted(out.items()) if v is not None}
+        out["relearn_sweep"] = self.relearn_sweep(model, tokenizer)
         out.update({f"retrain_{k}": v for k, v in self.retrain_relearn.items()})
         self.log(f"{name}: probes in {seconds:.0f} s - "
                  f"paraphrase ROUGE-L {out.get('forget_paraphrase_rougeL', nan):.3f}, "
@@ -185,6 +189,21 @@ class TofuBench:
                  f"{out.get('forget_format_max_rougeL', nan):.3f}, int4 {out.get('forget_int4_rougeL', nan):.3f}, "
                  f"relearned {out.get('relearn_forget_rougeL', nan):.3f}")
         return out, seconds
+
+    def relearn_sweep(self, model, tokenizer) -> dict[str, dict[str, float]]:
+        """The relearning attack at each (steps, learning rate) of the recipe's sweep, same seed and half:
+        {"<steps>@<lr>": {rougeL, prob, seconds}}; the retrained model under the same attack is the control."""
+        from grin_core.evaluation.probes import relearn_probe
+
+        settings = RECIPES[self.config.recipe].probe_settings
+        out = {}
+        for steps, lr in settings["relearn_sweep"]:
+            started = time.perf_counter()
+            measured = relearn_probe(model, tokenizer, self.suite.forget, steps=steps, lr=lr, seed=self.config.seed,
+                                     max_new_tokens=settings["max_new_tokens"])
+            out[f"{steps}@{lr:g}"] = {"rougeL": measured["relearn_forget_rougeL"],
+                                      "prob": measured["relearn_forget_prob"], "seconds": seconds_since(started)}
+        return out
 
     def fresh(self, checkpoint: Path):
         """A fresh copy of the target for one method; on CUDA the peak counters restart with it (the
@@ -205,7 +224,8 @@ class TofuBench:
         model, tokenizer = self.load(checkpoint)
         forward_backward_seconds(model, tokenizer, self.data.forget[:16], batch_size=16)
 
-    def unlearn(self, name: str, target: Path, unlearn_config, steer: bool, probes: bool = True) -> dict:
+    def unlearn(self, name: str, target: Path, unlearn_config, steer: bool, probes: bool = True,
+                relearn_sweep: bool = False) -> dict:
         """One unlearning method from a fresh copy of the target, timed, measured and evaluated.
 
         The per-epoch privacy probes run either way (`steer` False: recorded only); their
@@ -223,7 +243,8 @@ class TofuBench:
         with PeakRss() as rss:
             started = time.perf_counter()
             result = unlearn(model, tokenizer, self.data.forget, self.unlearn_retain, unlearn_config,
-                             holdout_records=self.suite.holdout, target_auc=self.target_auc, steer=steer)
+                             holdout_records=self.suite.holdout, target_auc=self.target_auc, steer=steer,
+                             calibration_records=self.calibration_records)
             wall_s = seconds_since(started)
         entry = {
             "wall_s": wall_s,
@@ -250,11 +271,14 @@ class TofuBench:
                  + (f", fwd+bwd {entry['fwd_bwd_s']:.1f} s" if "fwd_bwd_s" in entry else ""))
         entry["history"] = result.history
         entry["probes"] = result.probes
+        entry["levels"] = result.levels
         entry["schedule"] = schedule_summary(result.probes, self.target_auc, unlearn_config, steer)
         entry["epochs_run"] = entry["schedule"]["epochs_run"]
         entry["metrics"], entry["eval_s"], _ = self.evaluate(name, model, tokenizer)
         if probes:
             entry["robustness"], entry["probes_s"] = self.robustness(name, model, tokenizer)
+        elif relearn_sweep:
+            entry["relearn_sweep"] = self.relearn_sweep(model, tokenizer)
         return entry
 
 

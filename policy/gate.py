@@ -132,32 +132,78 @@ PROBES = {  # metric key -> label; each is checked when the evaluation measured 
 }
 
 
+ATTACK_LABELS = {"loss": "loss", "zlib": "zlib", "mink": "Min-K%", "minkpp": "Min-K%++"}  # metrics/attacks.py
+
+
+def attack_level(policy: GatePolicy, after: Mapping[str, float], attack: str) -> tuple[float, str]:
+    """An attack's non-member level and where it comes from: measured on the candidate (never-seen
+    calibration records against the holdout), else the line's recorded level (the loss attack), else 0.5."""
+    if m.NONMEMBER_AUC[attack] in after:
+        return after[m.NONMEMBER_AUC[attack]], "never-seen records"
+    if attack == "loss" and policy.mia_reference_auc is not None:
+        return policy.mia_reference_auc, "the line's calibration"
+    return 0.5, "no calibration data"
+
+
+def attack_checks(policy: GatePolicy, after: Mapping[str, float]) -> list[GateCheck]:
+    """Each attack's forget-vs-holdout AUC in a two-sided band around its own non-member level: above
+    asks for stronger unlearning (the forget set is still recognised), below for weaker (over-unlearned:
+    the forget set stands out the other way)."""
+    checks = []
+    for attack, metric in m.ATTACK_AUC.items():
+        if metric not in after:
+            continue
+        level, source = attack_level(policy, after, attack)
+        prefix = "mia" if attack == "loss" else f"mia_{attack}"  # the loss attack's checks keep their names
+        label = f"{ATTACK_LABELS[attack]} attack AUC (level {level:.3f}, {source})"
+        checks += [
+            _check(f"{prefix}_auc_high", metric, after[metric], min(level + policy.mia_auc_band, 1.0), label,
+                   at_most=True, asks="stronger"),
+            _check(f"{prefix}_auc_low", metric, after[metric], max(level - policy.mia_auc_band, 0.0),
+                   f"{label}, over-unlearning", at_most=False, asks="weaker"),
+        ]
+    return checks
+
+
+def mean_prob_ratio_bound(policy: GatePolicy, after: Mapping[str, float]) -> float:
+    """The policy's bound on the mean forget/holdout probability ratio, or twice what never-seen records
+    show when that is more (a line whose holdout is harder than its training-like data)."""
+    return max(policy.forget_holdout_mean_prob_ratio_max, 2 * after.get(m.NONMEMBER_PROB_RATIO, 0.0))
+
+
+def relearn_bound(policy: GatePolicy, after: Mapping[str, float]) -> tuple[float, str]:
+    """Forget ROUGE-L after relearning may exceed never-seen records' under the same attack by the
+    policy's margin; without those, the policy's absolute bound."""
+    if m.RELEARN_NONMEMBER_ROUGEL in after:
+        return after[m.RELEARN_NONMEMBER_ROUGEL] + policy.relearn_rougeL_margin, "never-seen records + margin"
+    return policy.relearn_rougeL_max, "absolute bound"
+
+
 def privacy_checks(policy: GatePolicy, after: Mapping[str, float]) -> list[GateCheck]:
-    """Membership inference in a band around the non-member level, forget vs holdout probability,
-    and the robustness probes. Without a holdout measurement: one failing check saying privacy was
-    not checked, unless the policy waives it."""
+    """Every membership attack in a band around its non-member level, forget vs holdout probability
+    (typical and mean), and the robustness probes. Without a holdout measurement: one failing check
+    saying privacy was not checked, unless the policy waives it."""
     if m.MIA_AUC not in after:
         return [] if policy.privacy_waived else [GateCheck(
             name="privacy_checked", metric=m.MIA_AUC, value=None, limit=None, passed=False,
             detail="privacy not checked: the eval suite has no holdout (non-member) part", asks=None)]
-    level, band, auc = non_member_auc(policy), policy.mia_auc_band, after[m.MIA_AUC]
-    checks = [
-        _check("mia_auc_high", m.MIA_AUC, auc, level + band, "forget-vs-holdout MIA AUC", at_most=True,
-               asks="stronger"),
-        _check("mia_auc_low", m.MIA_AUC, auc, max(level - band, 0.0),
-               "forget-vs-holdout MIA AUC (over-unlearning)", at_most=False, asks="weaker"),
-    ]
+    checks = attack_checks(policy, after)
     if m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO in after:
         checks.append(_check("forget_prob_vs_holdout", m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO,
                              after[m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO], policy.forget_holdout_prob_ratio_max,
                              "forget/holdout typical answer probability", at_most=True, asks="stronger"))
+    if m.FORGET_HOLDOUT_PROB_RATIO in after:
+        checks.append(_check("forget_mean_prob_vs_holdout", m.FORGET_HOLDOUT_PROB_RATIO,
+                             after[m.FORGET_HOLDOUT_PROB_RATIO], mean_prob_ratio_bound(policy, after),
+                             "forget/holdout mean answer probability (a few likely answers dominate it)",
+                             at_most=True, asks="stronger"))
     for key, label in PROBES.items():
         if key in after:
             checks.append(_check(f"probe_{key}", key, after[key], policy.probe_rougeL_max, label, at_most=True))
     if m.RELEARN_FORGET_ROUGEL in after:
-        checks.append(_check("probe_relearn", m.RELEARN_FORGET_ROUGEL, after[m.RELEARN_FORGET_ROUGEL],
-                             policy.relearn_rougeL_max, "forget ROUGE-L after relearning half", at_most=True,
-                             asks="stronger"))
+        bound, source = relearn_bound(policy, after)
+        checks.append(_check("probe_relearn", m.RELEARN_FORGET_ROUGEL, after[m.RELEARN_FORGET_ROUGEL], bound,
+                             f"forget ROUGE-L after relearning half ({source})", at_most=True, asks="stronger"))
     if m.FORGET_SAMPLED_BEST_ROUGEL in after:
         checks.append(_check("probe_sampled", m.FORGET_SAMPLED_BEST_ROUGEL, after[m.FORGET_SAMPLED_BEST_ROUGEL],
                              policy.sampled_rougeL_max, "forget best-of-N sampled ROUGE-L", at_most=True))

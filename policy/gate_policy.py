@@ -87,7 +87,7 @@ class GatePolicy(BaseModel):
         0.1,
         gt=0.0,
         lt=0.5,
-        description="Loss-MIA AUC (forget vs holdout) must lie within this of the non-member level, on "
+        description="Each attack's AUC (forget vs holdout) must lie within this of its non-member level, on "
         "both sides: above is data still recognised, far below is over-unlearning (also a tell).",
     )
     mia_reference_auc: float | None = Field(
@@ -119,17 +119,32 @@ class GatePolicy(BaseModel):
         le=1.0,
         description="Best-of-N sampled ROUGE-L (what a persistent user gets) must stay at most this.",
     )
-    relearn_probe: bool = Field(
-        False,
-        description="Also run the relearning probe (fine-tune a copy on half the forget set, measure the "
-        "other half); costly, so opt-in per line.",
+    forget_holdout_mean_prob_ratio_max: float = Field(
+        3.0,
+        gt=0.0,
+        description="Mean (arithmetic) per-token forget answer probability at most this times the holdout's, "
+        "or twice the never-seen records' ratio when that is more: the few answers a typical ratio "
+        "hides dominate this one.",
     )
-    relearn_rougeL_max: float = Field(
-        0.5,
+    relearn_probe: bool = Field(
+        True,
+        description="Run the relearning probe (fine-tune a copy on half the forget set, measure the other "
+        "half, and the same on never-seen records); its seconds are reported. A line may switch it off; "
+        "the audit record and the deletion report then say so.",
+    )
+    relearn_rougeL_margin: float = Field(
+        0.1,
         ge=0.0,
         le=1.0,
-        description="With the relearning probe: forget ROUGE-L on the held-back half after relearning "
-        "the other half must stay at most this.",
+        description="With the relearning probe and a calibration part: forget ROUGE-L after relearning may "
+        "exceed never-seen records' under the same attack (what a retrained model shows) by at most this.",
+    )
+    relearn_rougeL_max: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="With the relearning probe and no calibration part: forget ROUGE-L on the held-back half "
+        "after relearning the other half must stay at most this (retrained models here: 0.08-0.14).",
     )
     privacy_waived: bool = Field(
         False,

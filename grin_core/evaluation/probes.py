@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ from grin_core.data.qa import qa_collator, qa_dataset
 from grin_core.evaluation.evaluate import EvalSuite
 from grin_core.evaluation.generation import generate_answers, sample_answers
 from grin_core.evaluation.quantize import fake_quantize
+from grin_core.metrics import names as m
 from grin_core.metrics.likelihood import answer_logprobs, mean_logprob, normalised_probability
 from grin_core.metrics.mia import mia_auc
 from grin_core.metrics.rouge import rouge_l_recall
@@ -271,9 +273,25 @@ PROBES.register("sampling", Probe(lambda r: sampling_probe(
 PROBES.register("formats", Probe(lambda r: format_probe(r.model, r.tokenizer, r.suite.forget, **r.common)))
 PROBES.register("quantization", Probe(lambda r: quantization_probe(r.model, r.tokenizer, r.suite, bits=r.bits,
                                                                      **r.common)))
-PROBES.register("relearn", Probe(lambda r: relearn_probe(
-    r.model, r.tokenizer, r.suite.forget, steps=r.relearn_steps, lr=r.relearn_lr, seed=r.seed, **r.common),
-    default=False))
+def relearn_against_nonmembers(run: ProbeRun) -> dict[str, float]:
+    """The relearning attack on the forget set and, with a calibration part, the same attack on as many
+    never-seen records (`relearn_nonmember_rougeL` / `_prob`): what relearning half of data the model
+    never saw gives on the other half, the level the gate measures the forget set's against (a model
+    retrained without the forget set is such a model). `relearn_seconds`: what both cost."""
+    started = time.perf_counter()
+    options = {"steps": run.relearn_steps, "lr": run.relearn_lr, "seed": run.seed, **run.common}
+    out = relearn_probe(run.model, run.tokenizer, run.suite.forget, **options)
+    never_seen = (run.suite.calibration or [])[: len(run.suite.forget)]
+    if out and len(never_seen) >= 2:
+        level = relearn_probe(run.model, run.tokenizer, never_seen, **options)
+        out[m.RELEARN_NONMEMBER_ROUGEL] = level[m.RELEARN_FORGET_ROUGEL]
+        out[m.RELEARN_NONMEMBER_PROB] = level[m.RELEARN_FORGET_PROB]
+    if out:
+        out[m.RELEARN_SECONDS] = time.perf_counter() - started
+    return out
+
+
+PROBES.register("relearn", Probe(relearn_against_nonmembers, default=False))
 
 
 def default_probes() -> tuple[str, ...]:
