@@ -22,7 +22,7 @@ SEEDED_METHOD = "grin-npo"  # the method --seeds repeats
 
 # GRIN keeps UnlearnConfig's defaults. Full-parameter runs move every weight, so they need a much
 # smaller step; these were picked by the sweep in docs/benchmarks.md.
-FULL_PARAMETER_LEARNING_RATE = {"npo": 1e-4, "graddiff": 1e-4, "po": 1e-4}
+FULL_PARAMETER_LEARNING_RATE = {"npo": 1e-4, "match": 1e-4, "graddiff": 1e-4, "po": 1e-4}
 
 Log = Callable[[str], None]
 

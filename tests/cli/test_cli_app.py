@@ -52,7 +52,7 @@ def test_db_upgrade_works_from_any_directory(
     elsewhere.mkdir()
     result = _run("db", "upgrade", "--json", env=settings_env(settings), cwd=elsewhere)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["revision"] == "0004"
+    assert json.loads(result.stdout)["revision"] == "0005"
     assert (tmp_path / "fresh-state" / "grin.db").is_file()
 
 

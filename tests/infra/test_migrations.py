@@ -10,7 +10,7 @@ from infra.db import models  # noqa: F401  (tables on the metadata)
 from infra.db.base import Base
 from infra.db.migrate import current_revision, downgrade, upgrade
 
-HEAD = "0004"
+HEAD = "0005"
 TABLES = {
     "tickets",
     "registered_models",
