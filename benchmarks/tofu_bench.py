@@ -272,6 +272,7 @@ class TofuBench:
         entry["history"] = result.history
         entry["probes"] = result.probes
         entry["levels"] = result.levels
+        entry["flops"] = result.flops
         entry["schedule"] = schedule_summary(result.probes, self.target_auc, unlearn_config, steer)
         entry["epochs_run"] = entry["schedule"]["epochs_run"]
         entry["metrics"], entry["eval_s"], _ = self.evaluate(name, model, tokenizer)

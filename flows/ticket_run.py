@@ -194,7 +194,7 @@ class TicketRun:
             self.report.workers["score"] = scoring.worker.pid
         ml = ({"task": unlearn_weights, "mask": scoring.mask} if setting.selects_weights
               else {"task": train_intervention})
-        unlearned = self.stage(S.unlearning, f"round {number}: {setting.epochs} epochs", **ml, **common,
+        unlearned = self.stage(S.unlearning, f"round {number}: within {setting.max_epochs} epochs", **ml, **common,
                                target_auc=non_member_auc(self.policy))
         self.candidates.append(unlearned.checkpoint)
         self.report.workers["unlearn"] = unlearned.worker.pid
@@ -205,8 +205,8 @@ class TicketRun:
                            relearn=self.policy.relearn_probe, seed=setting.seed)
         self.report.workers["evaluate"] = after.worker.pid
         decision = apply_gate(self.label, number, setting, self.plan.policy, before.metrics, after.metrics,
-                              self.plan.parent.origin_metrics or before.metrics)
-        self.report.rounds.append(RoundRecord.of(number, setting, decision))
+                              self.plan.parent.origin_metrics or before.metrics, epochs_run=unlearned.epochs_run)
+        self.report.rounds.append(RoundRecord.of(number, setting, decision, unlearned.epochs_run))
         self.report.after, self.report.gate = after.metrics, decision
         return Round(number, setting, scoring, unlearned, after, decision)
 

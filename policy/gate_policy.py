@@ -176,11 +176,17 @@ class GatePolicy(BaseModel):
         100, ge=1, le=MAX_EPOCHS,
         description="The ladder never trains more epochs than this, nor may a ticket's privacy-schedule budget.",
     )
+    ladder_alpha_factor: float = Field(
+        2.0, ge=1.0, le=10.0,
+        description="When retain or utility checks fail, each retry multiplies the retain term's weight by this "
+        "and grows the schedule's budget (more repair within the band).",
+    )
     ladder_lr_factor: float = Field(
         0.5,
         gt=0.0,
         le=1.0,
-        description="When only retain or utility checks fail, each retry multiplies the learning rate by this.",
+        description="When only an attack below its band fails (over-unlearned), each retry multiplies the "
+        "learning rate by this.",
     )
     min_learning_rate: float = Field(
         1e-4, gt=0.0, description="The ladder never lowers the learning rate below this."

@@ -1,9 +1,15 @@
 """The retry ladder: after a failed gate, the next round's setting, and whether it needs new scores.
 
-A forget check that failed asks for stronger unlearning (larger p, more epochs); when only retain
-or utility checks failed, unlearning was too strong and the learning rate drops. Once a round
-with the same p and epochs has failed the other way, the right strength lies between the two, so
-the ladder bisects the learning rate (geometric mean) instead of overshooting again.
+Each failed check says which way it points (`GateCheck.asks`), and the move answers the check:
+- a forget check or an attack above its band asks for stronger unlearning: larger p, more epochs
+  and a larger privacy-schedule budget;
+- retain or utility checks alone: the candidate forgot enough but damaged what it keeps, and
+  lowering the learning rate only slowed both forgetting and repair (a line's rounds 2-4 each got
+  worse). The retain term's weight doubles and the schedule's budget grows, so the round repairs
+  more within its band;
+- an attack below its band alone (over-unlearned): the learning rate drops.
+Once a round with the same p and epochs has failed the other way, the right strength lies between
+the two, so the ladder bisects the learning rate (geometric mean) instead of overshooting again.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from policy.gate import GateDecision
 from policy.gate_policy import GatePolicy
-from policy.round_setting import RoundSetting, cap
+from policy.round_setting import MAX_ALPHA, RoundSetting, cap
 
 Tried = tuple[RoundSetting, GateDecision]
 
@@ -61,15 +67,29 @@ def next_setting(
         bound = min(opposite, key=lambda lr: abs(math.log(lr / setting.learning_rate)))
         nxt = setting.model_copy(update={"learning_rate": math.sqrt(bound * setting.learning_rate)})
     elif too_weak:
-        more = {"epochs": min(math.ceil(setting.epochs * policy.ladder_epochs_factor), cap(policy, "epochs"))}
+        more = {"epochs": _grown(policy, setting, "epochs"), "max_epochs": _grown(policy, setting, "max_epochs")}
         if setting.selects_weights:  # GRUN selects no weights: only its training grows
             more["p_percent"] = min(setting.p_percent * policy.ladder_p_factor, cap(policy, "p_percent"))
         nxt = setting.model_copy(update=more)
+    elif _damaged_what_it_keeps(decision):
+        nxt = setting.model_copy(update={"alpha": min(setting.alpha * policy.ladder_alpha_factor, MAX_ALPHA),
+                                         "max_epochs": _grown(policy, setting, "max_epochs")})
     else:
         nxt = setting.model_copy(
             update={"learning_rate": max(setting.learning_rate * policy.ladder_lr_factor, policy.min_learning_rate)}
         )
     return nxt if nxt != setting else None
+
+
+def _grown(policy: GatePolicy, setting: RoundSetting, name: str) -> int:
+    """An epoch count times the ladder's factor, within the policy's cap."""
+    return min(math.ceil(getattr(setting, name) * policy.ladder_epochs_factor), cap(policy, name))
+
+
+def _damaged_what_it_keeps(decision: GateDecision) -> bool:
+    """A failed check on retain or utility (not a privacy check asking for weaker unlearning)."""
+    return any(not c.passed and c.asks == "weaker" and not c.metric.startswith(("mia", "nonmember"))
+               for c in decision.checks)
 
 
 def _forgot_too_little(decision: GateDecision) -> bool:

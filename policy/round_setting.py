@@ -38,6 +38,7 @@ _GRUN_SCHEDULE = ("learning_rate", "epochs", "max_epochs", "batch_size", "retain
 GRIN_ONLY = ("p_percent", "sigma2")  # weight selection and noise: GRUN has neither
 MAX_SEED = 2**32 - 1  # numpy's seed range, the narrowest of the generators a run seeds
 MAX_P_PERCENT, MAX_EPOCHS = 100.0, 10_000  # also the outer bounds of the gate policy's caps
+MAX_ALPHA = 1000.0  # the retain weight's bound (a ticket's and the ladder's)
 _HELP = UnlearnConfig.help()
 
 
@@ -56,7 +57,7 @@ class RoundSetting(BaseModel):
                             description="Epoch budget of the privacy schedule (it stops once in band).")
     learning_rate: float = Field(_DEFAULTS.learning_rate, gt=0, le=1.0, description="AdamW learning rate.")
     beta: float = Field(_DEFAULTS.beta, gt=0, le=100.0, description="NPO temperature.")
-    alpha: float = Field(_DEFAULTS.alpha, ge=0, le=1000.0, description="Weight of the retain-set term.")
+    alpha: float = Field(_DEFAULTS.alpha, ge=0, le=MAX_ALPHA, description="Weight of the retain-set term.")
     seed: int = Field(_DEFAULTS.seed, ge=0, le=MAX_SEED, description=_HELP["seed"])
     batch_size: int = Field(_DEFAULTS.batch_size, ge=1, description=_HELP["batch_size"])
     retain_batch_size: int | None = Field(_DEFAULTS.retain_batch_size, ge=1, le=4096,
@@ -82,13 +83,15 @@ class RoundSetting(BaseModel):
         """GRIN scores and selects weights; GRUN trains an intervention and changes none."""
         return self.method is not Method.grun
 
-    def describe(self) -> str:
-        """One line for the gate report and the run log."""
+    def describe(self, epochs_run: float | None = None) -> str:
+        """One line for the gate report and the run log: what ran (`epochs_run`, when known) within
+        which budget (the privacy schedule's `max_epochs`; `epochs` without a holdout)."""
+        ran = (f"{epochs_run:g} epochs run of a {self.max_epochs}-epoch schedule budget" if epochs_run is not None
+               else f"a {self.max_epochs}-epoch schedule budget ({self.epochs} epochs without a holdout)")
         if not self.selects_weights:
-            return (f"GRUN (a gated intervention; the base weights unchanged), {self.epochs} epochs, "
-                    f"lr {self.learning_rate:g}")
-        return (f"GRIN-{self.method.value.upper()} on the top {self.p_percent:g}% of weights by GRI, "
-                f"{self.epochs} epochs, noise σ²={self.sigma2:g}, lr {self.learning_rate:g}")
+            return f"GRUN (a gated intervention; the base weights unchanged), {ran}, lr {self.learning_rate:g}"
+        return (f"GRIN-{self.method.value.upper()} on the top {self.p_percent:g}% of weights by GRI, {ran}, "
+                f"noise σ²={self.sigma2:g}, lr {self.learning_rate:g}, retain weight {self.alpha:g}")
 
     def unlearn_config(self) -> UnlearnConfig:
         """grin_core's config of a GRIN round at this setting."""
@@ -110,11 +113,15 @@ class RoundRecord(BaseModel):
     learning_rate: float
     passed: bool
     reason: str
+    max_epochs: int | None = None  # the privacy schedule's budget
+    alpha: float | None = None  # the retain term's weight
+    epochs_run: float | None = None  # what the schedule ran (it stops once every check is in band)
 
     @classmethod
-    def of(cls, round_no: int, setting: RoundSetting, decision: GateDecision) -> RoundRecord:
+    def of(cls, round_no: int, setting: RoundSetting, decision: GateDecision,
+           epochs_run: float | None = None) -> RoundRecord:
         return cls(round=round_no, p_percent=setting.p_percent if setting.selects_weights else None,
-                   epochs=setting.epochs,
+                   epochs=setting.epochs, max_epochs=setting.max_epochs, alpha=setting.alpha, epochs_run=epochs_run,
                    learning_rate=setting.learning_rate, passed=decision.passed, reason=decision.reason)
 
 

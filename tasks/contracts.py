@@ -124,6 +124,15 @@ class UnlearnOutcome(Frozen):
     state_bytes: dict[str, Any]
     worker: WorkerStamp
     resumed_from_step: int | None = None  # the progress checkpoint this run continued from
+    epochs_run: float | None = None  # what the privacy schedule ran (it stops once in band)
+    flops: dict[str, Any] | None = None  # model FLOPs by stage (grin_core/runtime/flops.py)
+
+    @staticmethod
+    def epochs_of(summary: dict) -> float | None:
+        """The epochs a run's summary says ran: its last probe's (the schedule), else its last log's."""
+        epochs = [e["epoch"] for e in summary.get("probes") or [] if "epoch" in e]
+        epochs = epochs or [e["epoch"] for e in summary.get("history") or [] if "epoch" in e]
+        return max(epochs) if epochs else None
 
 
 class EvalOutcome(Frozen):

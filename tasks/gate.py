@@ -12,12 +12,13 @@ from policy.gate_policy import GatePolicy
 from policy.round_setting import RoundSetting
 
 
-def gate_report(label: str, round_no: int, setting: RoundSetting, decision: GateDecision) -> str:
+def gate_report(label: str, round_no: int, setting: RoundSetting, decision: GateDecision,
+                epochs_run: float | None = None) -> str:
     verdict = "PASSED" if decision.passed else "FAILED"
     lines = [
         f"# Evaluation gate — {label}, round {round_no}: {verdict}",
         "",
-        f"Unlearning: {setting.describe()}.",
+        f"Unlearning: {setting.describe(epochs_run)}.",
         "",
         "| check | metric | value | bound | result |",
         "|---|---|---|---|---|",
@@ -32,9 +33,12 @@ def gate_report(label: str, round_no: int, setting: RoundSetting, decision: Gate
 
 @task(name="apply-gate", task_run_name="gate-{label}-round{round_no}", persist_result=True)
 def apply_gate(label: str, round_no: int, setting: RoundSetting, policy: dict[str, Any], before: dict[str, float],
-               after: dict[str, float], origin: dict[str, float] | None = None) -> GateDecision:
-    """`origin`: the line's first version's metrics (the parent's own when it is the origin)."""
+               after: dict[str, float], origin: dict[str, float] | None = None,
+               epochs_run: float | None = None) -> GateDecision:
+    """`origin`: the line's first version's metrics (the parent's own when it is the origin); `epochs_run`:
+    what the round's schedule ran, which the report names beside its budget."""
     decision = decide(GatePolicy(**policy), before, after, origin)
-    create_markdown_artifact(key=f"{label}-gate", markdown=gate_report(label, round_no, setting, decision),
+    create_markdown_artifact(key=f"{label}-gate", markdown=gate_report(label, round_no, setting, decision,
+                                                                        epochs_run),
                              description=f"{label}: gate round {round_no} {'passed' if decision.passed else 'failed'}")
     return decision

@@ -56,4 +56,5 @@ def train_intervention(label: str, run_id: str, round_no: int, parent: Checkpoin
         checkpoint=checkpoint, base=base, intervention_sha256=intervention_sha256,
         timings=summary["timings"], trainable_params=result.trainable_params,
         state_bytes=summary["state_bytes"], worker=WorkerStamp.here(device()),
+        epochs_run=UnlearnOutcome.epochs_of(summary),
     )

@@ -57,6 +57,8 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
         state_bytes=summary["state_bytes"],
         worker=WorkerStamp.here(device(), get_settings().stage_processes),
         resumed_from_step=resume[1] if resume else None,
+        epochs_run=UnlearnOutcome.epochs_of(summary),
+        flops=summary.get("flops"),
     )
 
 

@@ -78,6 +78,28 @@ def text_aware_zlib_auc(calibration_losses: Sequence[float], forget_texts: Seque
     return mia_auc(paired.tolist(), list(holdout_zlib))
 
 
+def scored_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[Mapping[str, str]],
+                   batch_size: int = 64) -> tuple[list, dict[str, list[float]]]:
+    """The records' answer token statistics and every attack's score of them (one likelihood pass)."""
+    stats = answer_token_stats(model, tokenizer, [r["question"] for r in records], [r["answer"] for r in records],
+                               batch_size=batch_size)
+    return stats, attack_scores(stats, [scored_answer_text(r["answer"], tokenizer) for r in records])
+
+
+def levels_of(calibration: tuple[list, dict[str, list[float]]], holdout: tuple[list, dict[str, list[float]]],
+              forget_texts: Sequence[str] | None = None) -> NonMemberLevels:
+    """The levels from already scored calibration and holdout records (`scored_records`)."""
+    (cal_stats, cal), (hold_stats, hold) = calibration, holdout
+    aucs = attack_aucs(cal, hold)
+    if forget_texts:
+        aucs["zlib"] = text_aware_zlib_auc(cal["loss"], forget_texts, hold["zlib"])
+    return NonMemberLevels(
+        aucs=aucs,
+        mean_prob_ratio=mean_probability(cal_stats) / max(mean_probability(hold_stats), 1e-300),
+        typical_prob_ratio=math.exp(float(np.mean(hold["loss"]) - np.mean(cal["loss"]))),
+    )
+
+
 def non_member_levels(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -89,19 +111,6 @@ def non_member_levels(
     """Every attack's AUC and the probability ratios of never-seen `calibration` records against
     `holdout`, measured on `model` (two likelihood passes). With `forget` records, zlib's level is
     `text_aware_zlib_auc` for their texts."""
-    scored = {}
-    for part, records in (("calibration", calibration), ("holdout", holdout)):
-        stats = answer_token_stats(model, tokenizer, [r["question"] for r in records], [r["answer"] for r in records],
-                                   batch_size=batch_size)
-        texts = [scored_answer_text(r["answer"], tokenizer) for r in records]
-        scored[part] = (stats, attack_scores(stats, texts))
-    (cal_stats, cal), (hold_stats, hold) = scored["calibration"], scored["holdout"]
-    aucs = attack_aucs(cal, hold)
-    if forget:
-        aucs["zlib"] = text_aware_zlib_auc(cal["loss"], [scored_answer_text(r["answer"], tokenizer) for r in forget],
-                                           hold["zlib"])
-    return NonMemberLevels(
-        aucs=aucs,
-        mean_prob_ratio=mean_probability(cal_stats) / mean_probability(hold_stats),
-        typical_prob_ratio=math.exp(float(np.mean(hold["loss"]) - np.mean(cal["loss"]))),
-    )
+    texts = [scored_answer_text(r["answer"], tokenizer) for r in forget] if forget else None
+    return levels_of(scored_records(model, tokenizer, calibration, batch_size),
+                     scored_records(model, tokenizer, holdout, batch_size), texts)

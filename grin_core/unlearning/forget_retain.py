@@ -242,6 +242,17 @@ def forget_retain_datasets(
     return forget, retain
 
 
+LEVEL_SAMPLE = 100  # never-seen records whose levels the schedule re-measures at every probe
+
+
+def level_sample(records: Sequence[Mapping[str, str]] | None, config) -> list[Mapping[str, str]]:
+    """The calibration records the schedule re-measures levels on: none unless it stops on every attack."""
+    if not records or getattr(config, "stop_rule", "loss") != "attacks":
+        return []
+    order = np.random.default_rng(config.seed).permutation(len(records))[:LEVEL_SAMPLE]
+    return [records[i] for i in sorted(order)]
+
+
 @dataclass
 class ScheduledRun:
     """What `run_scheduled` reports: training seconds, the logged losses and the schedule's probes."""
@@ -264,18 +275,22 @@ def run_scheduled(
     resume_from: str | None = None,
     levels: Mapping[str, float] | None = None,
     nonmember_prob_ratio: float | None = None,
+    calibration_records: Sequence[Mapping[str, str]] | None = None,
 ) -> ScheduledRun:
     """Train `trainer`; with holdout records the privacy schedule (privacy_schedule.py) watches each
     epoch, steers the forget-vs-holdout AUC into `target_auc` ± the config's margin and stops there
     (`steer=False`: it only measures). `levels`: every attack's non-member level and
     `nonmember_prob_ratio` the never-seen records' probability ratio, for the stop rule over all
-    attacks. `after_schedule` callbacks run after it (it may stop training).
+    attacks; with `calibration_records` and the stop rule over every attack, the levels are measured
+    again on the model at every probe (a sample: `LEVEL_SAMPLE` records). `after_schedule` callbacks run
+    after it (it may stop training).
     The model ends in eval mode."""
     config, schedule = trainer.config, None
     if holdout_records:
         schedule = PrivacySchedule(trainer, tokenizer, forget_records, holdout_records, target_auc=target_auc,
                                    retain_probe=retain_probe_sample(retain_records, config.seed),
                                    batch_size=config.scoring_batch_size, steer=steer, levels=levels,
+                                   calibration=level_sample(calibration_records, config),
                                    nonmember_prob_ratio=nonmember_prob_ratio, **config.schedule_options())
         trainer.add_callback(schedule)
         trainer.schedule = schedule

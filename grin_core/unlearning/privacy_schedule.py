@@ -39,8 +39,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
-from grin_core.metrics.attacks import ATTACKS, attack_aucs, attack_scores, mean_probability
-from grin_core.metrics.likelihood import answer_logprobs, answer_token_stats, mean_logprob
+from grin_core.evaluation.calibration import levels_of, scored_records
+from grin_core.metrics.attacks import ATTACKS, attack_aucs, mean_probability
+from grin_core.metrics.likelihood import answer_logprobs, mean_logprob
 from grin_core.metrics.mia import scored_answer_text
 from grin_core.runtime.flops import stage_meter
 from grin_core.unlearning.unlearn_config import PUSH_CONTROLS, STOP_RULES
@@ -76,6 +77,7 @@ class PrivacySchedule(TrainerCallback):
         batch_size: int = 64,
         steer: bool = True,
         levels: Mapping[str, float] | None = None,
+        calibration: Sequence[Mapping[str, str]] = (),
         stop_rule: str = "loss",
         attack_margin: float = 0.075,
         mean_prob_ratio_max: float = 3.0,
@@ -84,7 +86,9 @@ class PrivacySchedule(TrainerCallback):
         if not forget or not holdout:
             raise ValueError("the privacy schedule needs forget and holdout records")
         self.trainer, self.tokenizer = trainer, tokenizer
-        self.parts = {"forget": list(forget), "holdout": list(holdout), "retain": list(retain_probe)}
+        self.parts = {"forget": list(forget), "holdout": list(holdout), "retain": list(retain_probe),
+                      "calibration": list(calibration)}
+        self.forget_texts = [scored_answer_text(r["answer"], tokenizer) for r in forget] if calibration else None
         self.target_auc, self.margin, self.retain_recovery = target_auc, margin, retain_recovery
         self.repush_lr_factor, self.entered_band = repush_lr_factor, False
         if push_control not in PUSH_CONTROLS:
@@ -96,6 +100,7 @@ class PrivacySchedule(TrainerCallback):
         # every attack's non-member level: the loss attack's is target_auc, an attack without one 0.5
         self.levels = dict.fromkeys(ATTACKS, 0.5) | dict(levels or {}) | {"loss": target_auc}
         self.stop_rule, self.attack_margin = stop_rule, attack_margin
+        self.mean_prob_ratio_max = mean_prob_ratio_max
         self.prob_ratio_bound = max(mean_prob_ratio_max, 2 * (nonmember_prob_ratio or 0.0))
         # a bounded objective (profile matching) is never turned down or off: the schedule watches and stops
         objective = getattr(trainer, "objective", None)
@@ -113,18 +118,24 @@ class PrivacySchedule(TrainerCallback):
             return self._probe(model, epoch)
 
     def _probe(self, model, epoch: float) -> dict:
-        stats, scores = {}, {}
-        for part in ("forget", "holdout"):
-            records = self.parts[part]
-            stats[part] = answer_token_stats(model, self.tokenizer, [r["question"] for r in records],
-                                             [r["answer"] for r in records], batch_size=self.batch_size)
-            scores[part] = attack_scores(stats[part], [scored_answer_text(r["answer"], self.tokenizer)
-                                                       for r in records])
+        scored = {part: scored_records(model, self.tokenizer, self.parts[part], self.batch_size)
+                  for part in ("forget", "holdout", "calibration") if self.parts[part]}
+        stats = {part: value[0] for part, value in scored.items()}
+        scores = {part: value[1] for part, value in scored.items()}
         aucs = attack_aucs(scores["forget"], scores["holdout"])
+        if "calibration" in scored:  # the levels move with the model: measured on it, as the gate will
+            now = levels_of(scored["calibration"], scored["holdout"], self.forget_texts)
+            self.levels = {**now.aucs}
+            self.prob_ratio_bound = max(self.mean_prob_ratio_max, 2 * now.mean_prob_ratio)
+            entry_levels = {**now.aucs, "prob_ratio_bound": self.prob_ratio_bound}
+        else:
+            entry_levels = None
         entry = {"epoch": round(float(epoch), 2), "phase": self.trainer.phase, "mia_auc": aucs["loss"],
                  **{f"mia_{name}_auc": auc for name, auc in aucs.items() if name != "loss"}}
         entry["forget_prob"], entry["holdout_prob"] = (mean_probability(stats[p]) for p in ("forget", "holdout"))
         entry["prob_ratio"] = entry["forget_prob"] / max(entry["holdout_prob"], 1e-300)
+        if entry_levels is not None:
+            entry["levels"] = entry_levels
         if self.parts["retain"]:
             records = self.parts["retain"]
             lps = answer_logprobs(model, self.tokenizer, [r["question"] for r in records],
@@ -168,7 +179,7 @@ class PrivacySchedule(TrainerCallback):
             return True
         return entry["retain_prob"] >= self.retain_recovery * self.retain_start
 
-    STATE_KEYS = ("history", "entered_band", "base_lrs", "retain_start", "best")
+    STATE_KEYS = ("history", "entered_band", "base_lrs", "retain_start", "best", "levels", "prob_ratio_bound")
 
     def state_dict(self) -> dict:
         """What a resumed run needs to steer on as if never interrupted (resume.py)."""

@@ -238,7 +238,8 @@ def unlearn(
             run = run_scheduled(trainer, tokenizer, forget_records, retain_records, holdout_records,
                                 target_auc=levels.aucs["loss"] if levels else target_auc, steer=steer,
                                 after_schedule=saving, resume_from=resume_from, levels=levels and levels.aucs,
-                                nonmember_prob_ratio=levels and levels.mean_prob_ratio)
+                                nonmember_prob_ratio=levels and levels.mean_prob_ratio,
+                                calibration_records=calibration_records)
     timings["training_s"] = run.training_s
     return UnlearnResult(
         model=model,

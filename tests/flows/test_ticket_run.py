@@ -67,7 +67,7 @@ def test_the_run_climbs_the_ladder_and_rescores_only_when_p_moves() -> None:
     stronger = run.retry(_Round(first, _failing("forget_rougeL")))
     assert stronger.rescore and (stronger.setting.p_percent, stronger.setting.epochs) == (2.0, 12)
     gentler = run.retry(_Round(stronger.setting, _failing("retain_rougeL")))
-    assert not gentler.rescore and gentler.setting.learning_rate == stronger.setting.learning_rate / 2
+    assert not gentler.rescore and gentler.setting.alpha == stronger.setting.alpha * 2
     assert run.retry(_Round(gentler.setting, _failing("forget_rougeL"))) is None  # max_rounds used up
     assert [s for s, _ in run.tried] == [first, stronger.setting, gentler.setting]
 

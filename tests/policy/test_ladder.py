@@ -21,12 +21,14 @@ def test_forgetting_too_little_asks_for_a_larger_p_and_new_scores():
     nxt = next_round(GatePolicy(), [(setting, _failing("forget_rougeL"))])
     assert nxt is not None and nxt.rescore
     assert (nxt.setting.p_percent, nxt.setting.epochs) == (2.0, 12)
+    assert nxt.setting.max_epochs == min(int(1.5 * setting.max_epochs + 0.999), GatePolicy().max_epochs)
     assert nxt.setting.seed == 5 and nxt.setting.method is setting.method  # only the ladder's fields move
 
 
-def test_a_lower_learning_rate_keeps_the_mask():
-    nxt = next_round(GatePolicy(), [(RoundSetting(learning_rate=4e-3), _failing("retain_rougeL"))])
-    assert nxt is not None and not nxt.rescore and nxt.setting.learning_rate == 2e-3
+def test_more_repair_keeps_the_mask():
+    nxt = next_round(GatePolicy(), [(RoundSetting(alpha=2.0, learning_rate=4e-3), _failing("retain_rougeL"))])
+    assert nxt is not None and not nxt.rescore
+    assert (nxt.setting.alpha, nxt.setting.learning_rate) == (4.0, 4e-3)
 
 
 def test_grun_forgetting_too_little_trains_longer_and_never_rescores():
