@@ -50,7 +50,8 @@ def main() -> None:
     metrics = entry["metrics"]
     row = {"authors": args.authors, "seed": args.seed, "label": args.label, "method": method, "overrides": overrides,
            "wall_s": entry["wall_s"], "timings": entry["timings"], "schedule": entry["schedule"],
-           "levels": entry["levels"], "flops": entry["flops"], **{k: metrics.get(k) for k in LEVER_METRICS}, "probes": entry["probes"]}
+           "levels": entry["levels"], "flops": entry["flops"], **{k: metrics.get(k) for k in LEVER_METRICS},
+           "probes": entry["probes"]}
     if args.relearn:
         row["relearn_sweep"] = entry["relearn_sweep"]
     print(json.dumps({k: v for k, v in row.items() if k != "probes"}))
