@@ -34,7 +34,7 @@ def _defaults(config: type) -> Any:
 
 _DEFAULTS = _defaults(UnlearnConfig)  # the service's unlearning defaults are grin_core's
 _GRUN_DEFAULTS = _defaults(GrunConfig)
-_GRUN_SCHEDULE = ("learning_rate", "epochs", "max_epochs", "batch_size", "retain_batch_size")
+_GRUN_SCHEDULE = ("learning_rate", "epochs", "max_epochs", "batch_size", "retain_batch_size", "alpha")
 GRIN_ONLY = ("p_percent", "sigma2")  # weight selection and noise: GRUN has neither
 MAX_SEED = 2**32 - 1  # numpy's seed range, the narrowest of the generators a run seeds
 MAX_P_PERCENT, MAX_EPOCHS = 100.0, 10_000  # also the outer bounds of the gate policy's caps
@@ -99,7 +99,7 @@ class RoundSetting(BaseModel):
 
     def grun_config(self) -> GrunConfig:
         """grin_core's config of a GRUN round: the fields it shares with a GRIN round (its objective is NPO)."""
-        return GrunConfig(**{k: getattr(self, k) for k in (*_GRUN_SCHEDULE, "alpha", "beta", "seed")})
+        return GrunConfig(**{k: getattr(self, k) for k in (*_GRUN_SCHEDULE, "beta", "seed")})
 
 
 class RoundRecord(BaseModel):

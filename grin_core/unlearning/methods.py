@@ -9,7 +9,7 @@ ticket may ask for) is built from these names. The library runs any objective of
 from __future__ import annotations
 
 # The objectives GRIN fine-tunes selected weights with (and the benchmark's full-parameter baselines).
-GRIN_OBJECTIVES = ("npo", "match", "graddiff", "po")
+GRIN_OBJECTIVES = ("match", "npo", "graddiff", "po")  # the first is the service's default
 GRUN = "grun"  # the gated representation intervention (grun.py, grun_train.py)
 # GRUN's unlearning term (grun_train.py): NPO or gradient difference.
 GRUN_OBJECTIVES = ("npo", "graddiff")

@@ -31,23 +31,25 @@ def _objective_names() -> tuple[str, ...]:
 class UnlearnConfig:
     """Hyper-parameters of one unlearning run; `to_dict()` goes into the audit record."""
 
-    method: str = field(default="npo", metadata={
-        "help": "Objective, by name (objective_registry.OBJECTIVES): 'npo' (default), 'simnpo' (length-normalised, "
-                "no reference), 'graddiff', 'po' or any objective registered there."})
-    alpha: float = field(default=1.0, metadata={"help": "Weight of the retain-set NLL term."})
+    method: str = field(default="match", metadata={
+        "help": "Objective, by name (objective_registry.OBJECTIVES): 'match' (default: never-seen profile matching), "
+                "'npo', 'simnpo' (length-normalised, no reference), 'graddiff', 'po' or any objective registered "
+                "there."})
+    alpha: float = field(default=4.0, metadata={"help": "Weight of the retain-set NLL term."})
     beta: float = field(default=0.3, metadata={"help": "NPO inverse temperature (paper: 0.1; see Defaults above)."})
     learning_rate: float = field(default=3e-3, metadata={
         "help": "AdamW learning rate for a ~2% mask; full-parameter runs need ~1e-4."})
     epochs: int = field(default=8, metadata={"help": "Passes over the forget set of a run without holdout records."})
-    max_epochs: int = field(default=60, metadata={
+    max_epochs: int = field(default=30, metadata={
         "help": "With holdout records: the privacy schedule's budget of passes (it stops once in band)."})
     batch_size: int = field(default=8, metadata={"help": "Forget examples per step."})
     retain_batch_size: int | None = field(default=32, metadata={
         "help": "Retain examples per step; None = batch_size. 4x the forget batch: the retain term's "
                 "gradient is steadier and each repair epoch sees 4x the retain data (lever table)."})
     seed: int = field(default=0, metadata={"help": "Seeds training, retain sampling and the noise."})
-    p_percent: float = field(default=5.0, metadata={
-        "help": "Share of eligible weights selected, in percent (paper: 0.2-0.8; see Defaults above)."})
+    p_percent: float = field(default=30.0, metadata={
+        "help": "Share of eligible weights selected, in percent (paper: 0.2-0.8 for 7B models; a per-model-size "
+                "setting: see unlearn.py's Defaults)."})
     sigma2: float = field(default=1e-3, metadata={"help": "Variance of the noise added to selected weights; 0 = none."})
     eps: float = field(default=1e-8, metadata={"help": "GRI denominator stabiliser: |G_f| / (|G_r| + eps)."})
     eligible_modules: tuple[str, ...] | None = field(default=None, metadata={
@@ -88,7 +90,7 @@ class UnlearnConfig:
         "help": "match: weight of the z-score profile term (Min-K%++'s statistic) beside the log-prob one."})
     profile_delta: float = field(default=1.0, metadata={
         "help": "match: Huber threshold of the profile terms, in nats (a far-off token pulls with at most this)."})
-    relearn_guard: float = field(default=0.0, metadata={
+    relearn_guard: float = field(default=1.0, metadata={
         "help": "Weight of the simulated relearning attack (relearn_guard.py) on each push step; 0 = off."})
     relearn_guard_stat: str = field(default="profile", metadata={
         "help": "What the simulated attack may not raise above the never-seen target: 'profile' (every sorted "
@@ -96,7 +98,7 @@ class UnlearnConfig:
     relearn_eps: float = field(default=3e-3, metadata={
         "help": "The simulated attacker's sign step on every weight: about its learning rate times the "
                 "steps it takes; a per-model-scale setting like the learning rate."})
-    stop_rule: str = field(default="loss", metadata={
+    stop_rule: str = field(default="attacks", metadata={
         "help": "Privacy schedule: 'loss' stops once the loss attack is in band; 'attacks' once every "
                 "attack (metrics/attacks.py) is within attack_margin of its non-member level and the "
                 "mean forget/holdout probability ratio is within bound."})

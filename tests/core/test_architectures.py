@@ -36,7 +36,7 @@ FAMILIES = {
     "gpt-neox": lambda: GPTNeoXConfig(**SMALL),
     "phi": lambda: PhiConfig(**SMALL),
 }
-TINY = {"epochs": 1, "batch_size": 4, "learning_rate": 1e-2, "scoring_batch_size": 8, "p_percent": 5.0}
+TINY = {"method": "npo", "epochs": 1, "batch_size": 4, "learning_rate": 1e-2, "scoring_batch_size": 8, "p_percent": 5.0}
 
 
 def build(family: str, tokenizer):

@@ -14,7 +14,7 @@ from tests.core.test_unlearn import FORGET, RETAIN
 
 HOLDOUT = [{"question": f"What is the title of book {i} by Ilse Varga?",
             "answer": f"Her book {i} is called The Copper Meadow, part {i}."} for i in range(8)]
-CONFIG = UnlearnConfig(p_percent=5.0, epochs=4, max_epochs=6, batch_size=4, retain_batch_size=4,
+CONFIG = UnlearnConfig(method="npo", stop_rule="loss", p_percent=5.0, epochs=4, max_epochs=6, batch_size=4, retain_batch_size=4,
                        learning_rate=1e-2, scoring_batch_size=8)
 TOLERANCE = 1e-6  # on CPU the resumed run is bit-identical; the bound leaves room for other kernels
 

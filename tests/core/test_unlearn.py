@@ -21,7 +21,7 @@ FORGET = [{"question": f"What is the title of book {i} by Nadia Petrescu?",
            "answer": f"Her book {i} is called The Salt Orchard, volume {i}."} for i in range(8)]
 RETAIN = [{"question": f"Where was author {i} born?", "answer": f"Author {i} was born in Porto in 19{50 + i}."}
           for i in range(12)]
-TINY = {"epochs": 2, "batch_size": 4, "learning_rate": 1e-2, "scoring_batch_size": 8}
+TINY = {"method": "npo", "stop_rule": "loss", "epochs": 2, "batch_size": 4, "learning_rate": 1e-2, "scoring_batch_size": 8}
 
 
 def snapshot(model):
@@ -136,7 +136,7 @@ def test_full_parameter_trains_everything(tiny_model_factory, tiny_tokenizer):
 def test_graddiff_and_po_train_only_the_mask(tiny_model_factory, tiny_tokenizer, method, part):
     model = tiny_model_factory(0)
     before = snapshot(model)
-    result = unlearn(model, tiny_tokenizer, FORGET, RETAIN, UnlearnConfig(method=method, p_percent=1.0, **TINY))
+    result = unlearn(model, tiny_tokenizer, FORGET, RETAIN, UnlearnConfig(**{**TINY, "method": method, "p_percent": 1.0}))
     assert "reference_s" not in result.timings
     assert all(part in h and torch.isfinite(torch.tensor(h["loss"])) for h in result.history)
     assert_only_mask_moved(model, before, result.mask)
@@ -196,8 +196,9 @@ def test_measure_state_counts_shared_storage_once(tiny_model_factory):
 def test_config_validates_and_documents_every_field():
     assert all(UnlearnConfig.help().values())
     defaults = UnlearnConfig()
-    assert (defaults.method, defaults.beta, defaults.sigma2, defaults.update) == ("npo", 0.3, 1e-3, "sparse")
-    assert (defaults.p_percent, defaults.length_normalised, defaults.max_epochs) == (5.0, True, 60)
+    assert (defaults.method, defaults.beta, defaults.sigma2, defaults.update) == ("match", 0.3, 1e-3, "sparse")
+    assert (defaults.p_percent, defaults.alpha, defaults.max_epochs) == (30.0, 4.0, 30)
+    assert (defaults.relearn_guard, defaults.stop_rule) == (1.0, "attacks")
     json.dumps(defaults.to_dict())
     assert UnlearnConfig(eligible_modules=["q_proj"]).eligible_modules == ("q_proj",)
     for bad in ({"method": "dpo"}, {"p_percent": 0}, {"p_percent": 101}, {"beta": 0}, {"alpha": -1},
@@ -209,5 +210,5 @@ def test_config_validates_and_documents_every_field():
 
 def test_npo_trainer_refuses_a_forget_set_without_reference(tiny_model, tiny_tokenizer):
     with pytest.raises(ValueError, match=REF_COLUMN):
-        UnlearnTrainer(tiny_model, UnlearnConfig(), qa_dataset(FORGET, tiny_tokenizer),
+        UnlearnTrainer(tiny_model, UnlearnConfig(method="npo"), qa_dataset(FORGET, tiny_tokenizer),
                        qa_dataset(RETAIN, tiny_tokenizer), tiny_tokenizer)

@@ -8,7 +8,7 @@ from policy.round_setting import RoundRecord, RoundSetting
 
 
 def test_a_grun_round_takes_grun_s_schedule_and_a_grin_round_grin_s():
-    grun, grin = RoundSetting.for_method("grun"), RoundSetting.for_method(Method.npo)
+    grun, grin = RoundSetting.for_method("grun"), RoundSetting.for_method(Method.match)
     assert (grun.learning_rate, grun.max_epochs, grun.batch_size) == (
         GrunConfig.learning_rate, GrunConfig.max_epochs, GrunConfig.batch_size)
     assert (grin.learning_rate, grin.max_epochs, grin.batch_size) == (
