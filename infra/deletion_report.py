@@ -56,6 +56,7 @@ class DeletionReport(BaseModel):
     purged_versions: list[int] = []
     gate_passed: bool | None = None
     gate_reason: str | None = None
+    relearn_probe: bool | None = None  # None: the record predates the setting (the probe was opt-in then)
     checks: list[ReportCheck] = []
     before: dict[str, float] = {}
     after: dict[str, float] = {}
@@ -98,6 +99,7 @@ def build_report(ticket_id: int, *, session: Session) -> DeletionReport:
         versions_holding_deleted_data=sorted(v.version for v in line if ticket.id in (v.holds_deleted_data_of or [])),
         purged_versions=sorted(v.version for v in line if v.purged_at is not None),
         gate_passed=decision.get("passed"), gate_reason=decision.get("reason"),
+        relearn_probe=payload.get("relearn_probe"),
         checks=[ReportCheck(**{k: c.get(k) for k in ReportCheck.model_fields}) for c in decision.get("checks", [])],
         before=payload.get("metrics_before") or payload.get("metrics") or {},
         after=payload.get("metrics_after") or {},
@@ -132,6 +134,8 @@ def report_sections(report: DeletionReport) -> list[tuple[str, list[tuple[str, s
     if r.base_checkpoint_sha256:
         model += [("Base checkpoint (sha256, unchanged)", r.base_checkpoint_sha256),
                   ("Threat model", r.threat_model or "")]
+    probe = {True: "on", False: "OFF: switched off by the line's policy", None: "not recorded"}[r.relearn_probe]
+    model.append(("Relearning probe (fine-tune on half the forget set, measure the other half)", probe))
     gate = [["check", "value", "limit", "passed"]] + [
         [c.name, _num(c.value), _num(c.limit), "yes" if c.passed else "NO"] for c in r.checks]
     metrics = [["metric", "before", "after"]] + [

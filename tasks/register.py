@@ -78,6 +78,11 @@ class UnlearningAudit(Frozen):
     base_checkpoint_sha256: str | None = None
     intervention_sha256: str | None = None
     base_weights_changed: bool = True
+    # what the gate ran: the relearning probe is on unless the line's policy switched it off
+    relearn_probe: bool | None = None
+    privacy_waived: bool | None = None
+    epochs_run: float | None = None  # what the last round's schedule ran
+    flops: dict[str, Any] | None = None  # the last round's model FLOPs by stage
     threat_model: str | None = None
 
 
@@ -179,6 +184,8 @@ def _audit_payload(ticket: Ticket, plan: RunPlan, snapshot: Snapshot, mask: Mask
         base_checkpoint_sha256=base.sha256 if base else None, base_weights_changed=base is None,
         intervention_sha256=unlearned.intervention_sha256,
         threat_model=THREAT_MODEL if base else None,
+        relearn_probe=plan.policy.get("relearn_probe"), privacy_waived=plan.policy.get("privacy_waived"),
+        epochs_run=unlearned.epochs_run, flops=unlearned.flops,
     )
 
 

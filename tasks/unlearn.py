@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import tempfile
 from pathlib import Path
@@ -11,6 +12,7 @@ from prefect import get_run_logger, task
 from grin_core.models.checkpoint import save_checkpoint
 from grin_core.scoring.mask import Mask
 from grin_core.unlearning.unlearn import unlearn
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
 from tasks.checkpoint_store import candidate_card, upload_checkpoint
@@ -32,7 +34,8 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     suite = read_json(snapshot.eval_suite)
     holdout, calibration = suite.get("holdout") or None, suite.get("calibration") or None
-    config, processes = setting.unlearn_config(), get_settings().stage_processes
+    config = never_seen_fallback(setting.unlearn_config(), holdout or calibration)
+    processes = get_settings().stage_processes
     card = candidate_card(setting, parent, snapshot, run_id, round_no, method=f"GRIN-{setting.method.value.upper()}",
                           p=setting.p_percent, sigma2=setting.sigma2, mask_sha256=mask.sha256)
     store = object_store()
@@ -60,6 +63,18 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
         epochs_run=UnlearnOutcome.epochs_of(summary),
         flops=summary.get("flops"),
     )
+
+
+def never_seen_fallback(config: UnlearnConfig, never_seen: list | None) -> UnlearnConfig:
+    """Profile matching needs never-seen records (the eval suite's holdout or calibration part); a line
+    without either (its privacy waived) runs NPO with the loss stop rule instead, and says so."""
+    from grin_core.unlearning.objective_registry import OBJECTIVES
+
+    if never_seen or not OBJECTIVES[config.method].profiles:
+        return config
+    get_run_logger().warning("the eval suite has no holdout or calibration part: objective %r needs never-seen "
+                             "records, so this round runs npo", config.method)
+    return dataclasses.replace(config, method="npo", stop_rule="loss")
 
 
 def _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config, forget, retain, holdout,
