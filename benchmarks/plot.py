@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.tofu_config import SEEDED_METHOD
+
 FLOOR = 1e-20  # forget quality is a p-value; a 0 would vanish from a log axis
 STYLE = {  # method -> (colour, marker)
+    "grin-match": ("#9467bd", "P"),
     "grin-npo": ("#d62728", "o"),
     "grin-graddiff": ("#ff7f0e", "o"),
     "grin-po": ("#9467bd", "o"),
@@ -118,7 +121,7 @@ def plot_report(report: dict, path: str | Path) -> Path:
     return path
 
 
-CURVES = ("grin-npo", "npo")  # the methods whose per-epoch probes are drawn
+CURVES = (SEEDED_METHOD, "grin-npo", "npo")  # the methods whose per-epoch probes are drawn
 SEED_LINESTYLES = ("-", "--", "-.", ":")
 CURVE_PANELS = (("mia_auc", "forget-vs-holdout loss-MIA AUC", False),
                 ("forget_prob", "forget answer probability (per token, log)", True),
@@ -152,7 +155,7 @@ def plot_curves(report: dict, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(16, 4.4))
     calibration = report.get("calibration") or {}
-    grin = report["methods"].get("grin-npo") or {}
+    grin = report["methods"].get(SEEDED_METHOD) or {}
     band = (grin.get("schedule") or {}).get("band")
     retrained = report["retrain"]["metrics"]
     for ax, (key, label, log) in zip(axes, CURVE_PANELS):
@@ -167,7 +170,7 @@ def plot_curves(report: dict, path: str | Path) -> Path:
                        label="retrained model")
         for index, (name, run_label, probes) in enumerate(_curve_runs(report)):
             colour, marker = STYLE.get(name, ("#7f7f7f", "o"))
-            linestyle = SEED_LINESTYLES[index % len(SEED_LINESTYLES)] if name == "grin-npo" else "-"
+            linestyle = SEED_LINESTYLES[index % len(SEED_LINESTYLES)] if name == SEEDED_METHOD else "-"
             points = [(p["epoch"], p[key], p.get("phase")) for p in probes if p.get(key) is not None]
             if not points:
                 continue

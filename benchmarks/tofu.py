@@ -96,9 +96,9 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     sweeps: dict[str, dict[str, dict]] = {}
     for param, values in config.sweeps.items():
         for value in values:
-            label = f"grin-npo {param}={value:g}"
-            entry = unlearn(label, config.method_config("grin-npo", **{SWEEPS[param]: value}),
-                            steer=config.steers("grin-npo"), probes=False)
+            label = f"{SEEDED_METHOD} {param}={value:g}"
+            entry = unlearn(label, config.method_config(SEEDED_METHOD, **{SWEEPS[param]: value}),
+                            steer=config.steers(SEEDED_METHOD), probes=False)
             sweeps.setdefault(param, {})[f"{value:g}"] = entry
 
     report = {
@@ -175,7 +175,8 @@ def _run_methods(bench: TofuBench, unlearn, memo: Memo, target_dir: Path, retrai
             for seed in seeds:
                 run = unlearn(f"{name} seed {seed}" if len(seeds) > 1 else name,
                               config.method_config(name, seed=seed), steer=config.steers(name))
-                run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"], None)
+                run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"],
+                                                      run.get("robustness"), retrain.get("robustness"))
                 runs.append(run)
             methods[name] = aggregate_seeds(runs)
         elif name == "grun":
@@ -186,10 +187,6 @@ def _run_methods(bench: TofuBench, unlearn, memo: Memo, target_dir: Path, retrai
                                             if k.startswith(("forget_", "mia_")) and v is not None}
         else:
             methods[name] = unlearn(name, config.method_config(name), steer=config.steers(name))
-    if SEEDED_METHOD in methods and "npo" in methods:  # each seed against full-parameter NPO too
-        for run in methods[SEEDED_METHOD]["seeds"]:
-            run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"],
-                                                  methods["npo"]["metrics"])
     return methods
 
 

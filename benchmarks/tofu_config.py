@@ -14,11 +14,12 @@ from grin_core.unlearning.methods import GRIN_OBJECTIVES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METHODS = (*(f"grin-{m}" for m in GRIN_OBJECTIVES), *GRIN_OBJECTIVES, "grun", "retrain")
-DEFAULT_METHODS = tuple(m for m in METHODS if m != "po")  # every method but full-parameter PO
+# The service's default GRIN objective, GRIN-NPO (the paper's), full-parameter NPO, GRUN and retraining.
+DEFAULT_METHODS = (f"grin-{GRIN_OBJECTIVES[0]}", "grin-npo", "npo", "grun", "retrain")
 SWEEPS = {"p": "p_percent", "sigma2": "sigma2"}  # --sweep name -> UnlearnConfig field (GRIN-NPO)
 DEFAULT_AUTHORS = 20
 DEFAULT_EPOCHS = 8  # full-parameter baselines; GRIN methods default to UnlearnConfig.max_epochs (the schedule's budget)
-SEEDED_METHOD = "grin-npo"  # the method --seeds repeats
+SEEDED_METHOD = f"grin-{GRIN_OBJECTIVES[0]}"  # the method --seeds repeats: GRIN at the service's defaults
 
 # GRIN keeps UnlearnConfig's defaults. Full-parameter runs move every weight, so they need a much
 # smaller step; these were picked by the sweep in docs/benchmarks.md.

@@ -8,7 +8,7 @@ import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from benchmarks.tofu_config import BenchConfig
+from benchmarks.tofu_config import SEEDED_METHOD, BenchConfig
 
 
 def machine() -> dict:
@@ -43,8 +43,9 @@ def schedule_settings(config: BenchConfig) -> dict:
     of UnlearnConfig (whichever it has: `auc_margin`, `retain_recovery`, ...)."""
     from dataclasses import fields
 
-    grin = config.method_config("grin-npo")
-    schedule_fields = {f.name for f in fields(grin)} & {"auc_margin", "retain_recovery"}
+    grin = config.method_config(SEEDED_METHOD)
+    schedule_fields = {f.name for f in fields(grin)} & {"auc_margin", "retain_recovery", "stop_rule",
+                                                       "attack_margin", "relearn_guard", "relearn_eps"}
     return {"grin": config.schedule, "grin_epochs": grin.max_epochs if config.schedule else grin.epochs,
             "full_parameter_epochs": config.method_config("npo").epochs,
             **{name: getattr(grin, name) for name in sorted(schedule_fields)}}
@@ -102,74 +103,100 @@ def _check(value, ok) -> dict:
     return {"value": value, "met": None if missing else bool(ok(value))}
 
 
-# The benchmark's acceptance targets on GRIN-NPO (the mean over seeds in the headline; each seed has its own).
-ACCEPTANCE = ("grin_npo_mia_auc_within_0.1_retrain", "grin_npo_forget_quality_above_target",
-              "grin_npo_forget_quality_ge_npo", "grin_npo_utility_ge_0.95_target",
-              "grin_npo_retain_rougeL_ge_0.9_target", "grin_npo_forget_rougeL_within_0.1_retrain")
+# The acceptance targets on the seeded GRIN method (the service's default objective): every attack and
+# relearning where the retrained model is, utility and retain kept (the mean over seeds in the headline;
+# each seed has its own).
+ATTACK_METRICS = ("mia_auc", "mia_zlib_auc", "mia_mink_auc", "mia_minkpp_auc")
+ACCEPTANCE = (*(f"{metric}_within_0.1_retrain" for metric in ATTACK_METRICS), "privleak_within_25",
+              "mean_prob_ratio_le_3", "relearn_le_retrain_plus_0.1", "utility_ge_0.95_target",
+              "retain_rougeL_ge_0.9_target", "forget_rougeL_within_0.1_retrain")
+# Compute against retraining, in FLOPs (settings with a target).
+COST_TARGETS = {20: 0.10, 40: 0.15}
 
 
-def acceptance_checks(g: Mapping, target: Mapping, retrain: Mapping, npo: Mapping | None) -> dict:
-    """The acceptance targets for one set of GRIN-NPO metrics (`npo`: full-parameter NPO's)."""
-    f = npo or {}
-    return {
-        "grin_npo_mia_auc_within_0.1_retrain": _check(_difference(g.get("mia_auc"), retrain.get("mia_auc")),
-                                                      lambda v: abs(v) <= 0.1),
-        "grin_npo_forget_quality_above_target": _check((g.get("forget_quality"), target.get("forget_quality")),
-                                                       lambda v: v[0] > v[1]),
-        "grin_npo_forget_quality_ge_npo": _check(
-            (g.get("forget_quality"), f.get("forget_quality")) if npo is not None else None, lambda v: v[0] >= v[1]),
-        "grin_npo_utility_ge_0.95_target": _check(_ratio(g.get("model_utility"), target.get("model_utility")),
-                                                  lambda v: v >= 0.95),
-        "grin_npo_retain_rougeL_ge_0.9_target": _check(_ratio(g.get("retain_rougeL"), target.get("retain_rougeL")),
-                                                       lambda v: v >= 0.9),
-        "grin_npo_forget_rougeL_within_0.1_retrain": _check(
+def acceptance_checks(g: Mapping, target: Mapping, retrain: Mapping, robustness: Mapping | None = None,
+                      retrain_robustness: Mapping | None = None) -> dict:
+    """The acceptance targets for one set of a GRIN method's metrics (and its robustness probes beside
+    the retrained model's under the same attack)."""
+    relearned = (robustness or {}).get("relearn_forget_rougeL")
+    control = (retrain_robustness or {}).get("relearn_forget_rougeL")
+    checks = {f"{metric}_within_0.1_retrain": _check(_difference(g.get(metric), retrain.get(metric)),
+                                                     lambda v: abs(v) <= 0.1) for metric in ATTACK_METRICS}
+    checks.update({
+        "privleak_within_25": _check(g.get("privleak"), lambda v: abs(v) <= 25),
+        "mean_prob_ratio_le_3": _check(g.get("forget_holdout_prob_ratio"), lambda v: v <= 3),
+        "relearn_le_retrain_plus_0.1": _check(_difference(relearned, control), lambda v: v <= 0.1),
+        "utility_ge_0.95_target": _check(_ratio(g.get("model_utility"), target.get("model_utility")),
+                                         lambda v: v >= 0.95),
+        "retain_rougeL_ge_0.9_target": _check(_ratio(g.get("retain_rougeL"), target.get("retain_rougeL")),
+                                              lambda v: v >= 0.9),
+        "forget_rougeL_within_0.1_retrain": _check(
             _difference(g.get("forget_rougeL"), retrain.get("forget_rougeL")), lambda v: abs(v) <= 0.1),
-    }
+    })
+    return checks
+
+
+def retrain_flops(retrain: Mapping) -> float | None:
+    """What retraining cost in model FLOPs, counted as a deletion is (6N per trained token)."""
+    throughput = retrain.get("throughput") or {}
+    if not throughput.get("tokens_per_epoch") or not retrain.get("epochs"):
+        return None
+    from grin_core.runtime.flops import training_flops
+
+    return training_flops(throughput["matmul_params"], throughput["tokens_per_epoch"], retrain["epochs"])
+
+
+def unlearning_flops(entry: Mapping) -> float | None:
+    """A method's model FLOPs from the target to the unlearned model (every stage but evaluation)."""
+    return (entry.get("flops") or {}).get("total_flops")
 
 
 def headline(report: dict) -> tuple[dict, dict]:
     """The headline ratios and whether each target is met (None when not measurable).
 
-    GRIN-NPO's numbers are its mean over seeds (its entry's top-level `metrics`)."""
+    The seeded GRIN method's numbers are its mean over seeds (its entry's top-level `metrics`)."""
     methods, target = report["methods"], report["target"]["metrics"]
     retrained = report["retrain"]["metrics"]
-    grin, full = methods.get("grin-npo"), methods.get("npo")
-    retrain_s = report["retrain"]["train_s"]
+    grin = methods.get(SEEDED_METHOD)
+    retrain_s, retrain_cost = report["retrain"]["train_s"], retrain_flops(report["retrain"])
     g = grin["metrics"] if grin else {}
-    f = full["metrics"] if full else {}
     ratios = {
-        "grin_npo_wall_over_retrain": _ratio(grin and grin["wall_s"], retrain_s),
-        "grin_npo_scoring_over_fwd_bwd": grin and grin.get("scoring_over_fwd_bwd"),
-        "grin_npo_state_bytes_over_npo": _ratio(grin and grin["state_bytes"]["total"],
-                                                full and full["state_bytes"]["total"]),
-        "grin_npo_utility_over_target": _ratio(g.get("model_utility"), target["model_utility"]),
-        "grin_npo_retain_rougeL_over_target": _ratio(g.get("retain_rougeL"), target.get("retain_rougeL")),
-        "grin_npo_mia_auc_minus_retrain": _difference(g.get("mia_auc"), retrained.get("mia_auc")),
-        "grin_npo_forget_rougeL_minus_retrain": _difference(g.get("forget_rougeL"), retrained.get("forget_rougeL")),
+        "seeded_method": SEEDED_METHOD,
+        "grin_flops_over_retrain": _ratio(grin and _mean_flops(grin), retrain_cost),
+        "grin_wall_over_retrain": _ratio(grin and grin["wall_s"], retrain_s),
+        "grin_scoring_over_fwd_bwd": grin and grin.get("scoring_over_fwd_bwd"),
+        "grin_utility_over_target": _ratio(g.get("model_utility"), target["model_utility"]),
+        "grin_retain_rougeL_over_target": _ratio(g.get("retain_rougeL"), target.get("retain_rougeL")),
+        "grin_mia_auc_minus_retrain": {metric: _difference(g.get(metric), retrained.get(metric))
+                                       for metric in ATTACK_METRICS},
+        "retrain_flops": retrain_cost,
+        "flops_over_retrain": {name: _ratio(_mean_flops(entry), retrain_cost) for name, entry in methods.items()
+                               if name != "retrain"},
         "wall_over_retrain": {name: _ratio(entry["wall_s"], retrain_s) for name, entry in methods.items()
                               if name != "retrain"},
     }
-
-    targets = acceptance_checks(g, target, retrained, f if full else None) if grin else {
+    targets = acceptance_checks(g, target, retrained, grin.get("robustness") if grin else None,
+                                report["retrain"].get("robustness")) if grin else {
         name: {"value": None, "met": None} for name in ACCEPTANCE}
-    targets.update({
-        "grin_npo_forget_quality_ge_0.5": _check(g.get("forget_quality"), lambda v: v >= 0.5),
-        "grin_npo_beats_npo_on_forget_quality": _check(
-            (g.get("forget_quality"), f.get("forget_quality")) if grin and full else None, lambda v: v[0] > v[1]),
-        "grin_npo_beats_npo_on_model_utility": _check(
-            (g.get("model_utility"), f.get("model_utility")) if grin and full else None, lambda v: v[0] > v[1]),
-        "grin_npo_wall_le_3pct_retrain": _check(ratios["grin_npo_wall_over_retrain"], lambda v: v <= 0.03),
-        "scoring_le_1.2_fwd_bwd": _check(ratios["grin_npo_scoring_over_fwd_bwd"], lambda v: v <= 1.2),
-        "grin_npo_state_bytes_le_0.5_npo": _check(ratios["grin_npo_state_bytes_over_npo"], lambda v: v <= 0.5),
-    })
+    cost = COST_TARGETS.get(report.get("authors"))
+    targets["flops_le_target_retrain"] = _check(ratios["grin_flops_over_retrain"] if cost else None,
+                                                lambda v: v <= cost)
+    targets["scoring_le_1.05_fwd_bwd"] = _check(ratios["grin_scoring_over_fwd_bwd"], lambda v: v <= 1.05)
     return ratios, targets
+
+
+def _mean_flops(entry: Mapping) -> float | None:
+    """A method's unlearning FLOPs, the mean over its seeds when it has several."""
+    runs = entry.get("seeds") or [entry]
+    values = [unlearning_flops(run) for run in runs]
+    return None if not values or None in values else sum(values) / len(values)
 
 
 def acceptance_summary(report: dict) -> dict:
     """The acceptance in one place: each target on the mean, all met, and per seed."""
     targets = report["targets"]
     met = [targets[name]["met"] for name in ACCEPTANCE]
-    grin = report["methods"].get("grin-npo") or {}
+    grin = report["methods"].get(SEEDED_METHOD) or {}
     per_seed = []
     for run in grin.get("seeds", []):
         checks = run.get("acceptance", {})

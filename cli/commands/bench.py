@@ -38,22 +38,24 @@ Authors = Annotated[int, typer.Option(
     help="Authors kept (2-200): the last share of them is forgotten, the rest retained. "
     "20 is the 2-core CPU default; 200 is the GPU setting.")]
 Methods = Annotated[str, typer.Option(
-    help="Comma-separated: grin-npo, grin-graddiff, grin-po (GRIN), npo, graddiff, po "
+    help="Comma-separated: grin-match, grin-npo, grin-graddiff, grin-po (GRIN), match, npo, graddiff, po "
     "(full-parameter), grun (gated intervention; base weights unchanged, and a second request on "
     "top), retrain (from scratch on the retain authors).")]
 JsonPath = Annotated[Path | None, typer.Option("--json", help="Write the report here (else stdout).")]
 Plot = Annotated[Path | None, typer.Option(help="Write the forget quality / utility figure here (PNG).")]
 Sweep = Annotated[list[str] | None, typer.Option(
-    help="GRIN-NPO ablation, repeatable: p=0.2,0.4,0.6,0.8 (percent of weights) or sigma2=0,1e-4,1e-3,1e-2.")]
+    help="Ablation of GRIN at its defaults, repeatable: p=0.2,0.4,0.6,0.8 (percent of weights) or "
+    "sigma2=0,1e-4,1e-3,1e-2.")]
 Curves = Annotated[Path | None, typer.Option(
-    help="Write the per-epoch privacy-probe curves of GRIN-NPO and NPO here (PNG): "
+    help="Write the per-epoch privacy-probe curves of the GRIN methods and NPO here (PNG): "
     "forget-vs-holdout MIA AUC with the target band, forget answer probability.")]
 Epochs = Annotated[int | None, typer.Option(
     help="Unlearning epochs (passes over the forget set), every method. Default: 8 for the "
     "full-parameter baselines; UnlearnConfig's default for GRIN methods (the privacy "
     "schedule's budget: it stops earlier once the forget set looks unseen).")]
 Seeds = Annotated[int, typer.Option(
-    help="GRIN-NPO runs over seeds SEED..SEED+N-1 (fresh target copy each); the report "
+    help="GRIN at the service's defaults (grin-match) runs over seeds SEED..SEED+N-1 (fresh target copy each); "
+    "the report "
     "gives per-seed results, mean and std, and the headline uses the mean.")]
 Schedule = Annotated[bool, typer.Option(
     "--schedule/--no-schedule",
@@ -169,8 +171,9 @@ def _summary(console, report: dict) -> None:
     calibration = report.get("calibration") or {}
     table = Table(title=f"TOFU {report['split']}, {report['authors']} authors"
                   + (f"; non-member AUC {calibration['auc']:.3f}" if calibration.get("auc") is not None else ""))
-    columns = ("model", "forget Q", "utility", "forget R-L", "retain R-L", "MIA AUC", "privleak", "relearn R-L",
-               "epochs", "wall s", "state MiB")
+    columns = ("model", "forget Q", "utility", "forget R-L", "retain R-L", "loss AUC", "zlib AUC", "Min-K AUC",
+               "Min-K++ AUC", "mean p ratio", "privleak", "relearn R-L", "epochs", "FLOPs / retrain", "wall s",
+               "state MiB")
     for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
     def cell(entry: dict, key: str, spec: str = ".3f", part: str = "metrics") -> str:
@@ -191,9 +194,14 @@ def _summary(console, report: dict) -> None:
             cell(entry, "forget_rougeL"),
             cell(entry, "retain_rougeL"),
             cell(entry, "mia_auc"),
+            cell(entry, "mia_zlib_auc"),
+            cell(entry, "mia_mink_auc"),
+            cell(entry, "mia_minkpp_auc"),
+            cell(entry, "forget_holdout_prob_ratio", ".2f"),
             cell(entry, "privleak", ".1f"),
             cell(entry, "relearn_forget_rougeL", part="robustness"),
             fmt(entry.get("epochs_run"), ".0f"),
+            fmt(report["ratios"].get("flops_over_retrain", {}).get(name), ".3f"),
             fmt(entry.get("wall_s"), ".1f"),
             fmt(state and state / 2**20, ".1f"),
         )
@@ -205,7 +213,7 @@ def _summary(console, report: dict) -> None:
     acceptance = report.get("acceptance")
     if acceptance:
         verdict = {True: "met", False: "NOT met", None: "n/a"}[acceptance["met"]]
-        console.print(f"acceptance (GRIN-NPO mean): {verdict}")
+        console.print(f"acceptance ({report['ratios'].get('seeded_method')} mean): {verdict}")
         for run in acceptance["per_seed"]:
             state = {True: "met", None: "n/a"}.get(run["met"], "NOT met: " + ", ".join(run["failed"]))
             console.print(f"  seed {run['seed']}: {state}")
