@@ -62,6 +62,12 @@ def register(
     from infra import registry
     from infra.errors import InvalidRequestError
 
+    for label, value, pattern in (("model name", name, registry.NAME_PATTERN), ("alias", alias, registry.ALIAS_PATTERN)):
+        if not pattern.match(value):
+            raise InvalidRequestError(f"{label} {value!r} must match {pattern.pattern}")
+    if (training_manifest_uri or eval_suite_uri) and not checkpoint_uri:
+        raise InvalidRequestError("--training-manifest-uri and --eval-suite-uri describe a checkpoint: "
+                                  "give --checkpoint-uri too")
     try:
         overrides = json.loads(gate_policy) if gate_policy else None
     except json.JSONDecodeError as exc:
@@ -70,23 +76,36 @@ def register(
         raise InvalidRequestError("--gate-policy must be a JSON object")
     if bool(checkpoint_uri) != bool(checkpoint_sha256):
         raise InvalidRequestError("--checkpoint-uri and --checkpoint-sha256 go together")
+    manifest = None
     if checkpoint_uri and checkpoint_sha256:
-        # Before any row: the checkpoint must be complete, match its hash and hold no pickles.
+        # Before any row: the checkpoint must be complete, match its hash, hold no pickles and be the model
+        # its config names with a working tokenizer; its data must come from the intake roots and be QA.
         from infra.checkpoint_verify import verify_checkpoint_uri
+        from infra.line_inputs import read_eval_suite, read_qa_records
         from infra.settings import get_settings
+        from infra.storage import open_store
+        from tasks.model_checks import check_registrable_checkpoint
 
-        verify_checkpoint_uri(checkpoint_uri, checkpoint_sha256, settings=get_settings())
+        settings = get_settings()
+        verify_checkpoint_uri(checkpoint_uri, checkpoint_sha256, settings=settings)
+        check_registrable_checkpoint(checkpoint_uri, checkpoint_sha256, settings=settings)
+        manifest = (read_qa_records(training_manifest_uri, role="--training-manifest-uri", settings=settings)
+                    if training_manifest_uri else None)
+        suite = read_eval_suite(eval_suite_uri, role="--eval-suite-uri", settings=settings)[0] if eval_suite_uri else None
     with transaction() as session:
         model = registry.register_model(
             name, session=session, description=description, gate_policy=overrides
         )
         if checkpoint_uri and checkpoint_sha256:
+            if suite is not None:  # the checked bytes, content-addressed, as import and the pipeline keep suites
+                eval_suite_uri = open_store(settings).put_bytes(f"suites/{suite.sha256}.json", suite.data).uri
             version = registry.add_version(
                 name,
                 session=session,
                 checkpoint_uri=checkpoint_uri,
                 checkpoint_sha256=checkpoint_sha256,
-                training_manifest_uri=training_manifest_uri,
+                training_manifest_uri=manifest.uri if manifest else None,
+                training_manifest_sha256=manifest.sha256 if manifest else None,
                 eval_suite_uri=eval_suite_uri,
             )
             registry.set_alias(name, alias, version.version, session=session)
@@ -205,37 +224,35 @@ def import_model(
     from grin_core.records import parse_qa_records
     from infra import registry
     from infra.errors import InvalidRequestError, UnknownModelError
+    from infra.line_inputs import read_eval_suite, read_qa_records
     from infra.settings import get_settings
-    from infra.storage import locate, open_store
+    from infra.storage import open_store
     from tasks.checkpoint_store import upload_checkpoint
+    from tasks.model_checks import check_importable_directory
 
     settings = get_settings()
+    if not registry.NAME_PATTERN.match(name):  # first: a refused name must not cost an upload
+        raise InvalidRequestError(f"model name {name!r} must match {registry.NAME_PATTERN.pattern}")
     if training_manifest and retain:
         raise InvalidRequestError("give --training-manifest or --retain, not both")
-
-    def records(uri: str) -> tuple[str, list[dict]]:
-        store, key = locate(uri, settings=settings)
-        return uri, parse_qa_records(store.get_bytes(key), source=uri)
-
-    manifest = records(training_manifest or retain) if (training_manifest or retain) else None
-    suite: dict[str, Any] = {}
-    if eval_suite:
-        store, key = locate(eval_suite, settings=settings)
-        try:
-            suite = json.loads(store.get_bytes(key))
-        except json.JSONDecodeError as exc:
-            raise InvalidRequestError(f"--eval-suite {eval_suite} is not JSON: {exc}") from None
-        if not isinstance(suite, dict):
-            raise InvalidRequestError("--eval-suite must hold a JSON object of QA sets")
+    # Every data URI through the intake roots, its content checked, before the model is fetched.
+    manifest_role = "--training-manifest" if training_manifest else "--retain"
+    checked_manifest = (read_qa_records(training_manifest or retain, role=manifest_role, settings=settings)
+                        if (training_manifest or retain) else None)
+    manifest = ((checked_manifest.uri, parse_qa_records(checked_manifest.data, source=manifest_role))
+                if checked_manifest else None)
+    suite: dict[str, Any] = read_eval_suite(eval_suite, role="--eval-suite", settings=settings)[1] if eval_suite else {}
     if holdout:
-        suite["holdout"] = records(holdout)[1]
+        suite["holdout"] = parse_qa_records(read_qa_records(holdout, role="--holdout", settings=settings).data,
+                                            source="--holdout")
     with tempfile.TemporaryDirectory(prefix="grin-import-") as tmp:
         local = _fetch_model_dir(source, Path(tmp) / "source", settings)
+        check_importable_directory(local, source)  # pickles, headers, every tensor, the tokenizer
         try:
             model, tokenizer = load_importable(local)
             if prompt_template:
                 set_line_template(tokenizer, prompt_template)
-        except (UnsupportedModelError, ValueError, OSError) as exc:
+        except (UnsupportedModelError, ValueError, OSError, RuntimeError) as exc:
             raise InvalidRequestError(f"cannot import {source}: {exc}".splitlines()[0]) from None
         # The line's non-member MIA level, measured as train-model measures it (grin_core/calibration.py)
         reference = (round(non_member_auc(model, tokenizer, suite["calibration"], suite["holdout"]), 4)
@@ -264,6 +281,7 @@ def import_model(
             version = registry.add_version(
                 name, session=session, checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
                 training_manifest_uri=manifest[0] if manifest else None, eval_suite_uri=suite_uri,
+                training_manifest_sha256=checked_manifest.sha256 if checked_manifest else None,
                 hparams={"imported": True, "architecture": type(model).__name__, "prompt_template": template,
                          "manifest": "training" if training_manifest else ("retain" if retain else None)})
             try:

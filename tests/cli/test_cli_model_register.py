@@ -54,7 +54,7 @@ CASES = [
      "has no manifest.json"),
     ("manifest not JSON", _with(FILES, b"not json"), "is not a grin manifest"),
     ("a manifest that is not ours", _with(FILES, b'{"weights": ["model.safetensors"]}'), "is not a grin manifest"),
-    ("file missing", _with(FILES, manifest_bytes({**FILES, "tokenizer.json": b"{}"})), "tokenizer.json is in the manifest but missing"),
+    ("file missing", _with(FILES, manifest_bytes({**FILES, "vocab.json": b"{}"})), "vocab.json is in the manifest but missing"),
     ("extra file", _with({**FILES, "extra.txt": b"x"}, manifest_bytes(FILES)), "extra.txt is not in the manifest"),
     ("file altered after hashing", _altered, "sha256 of model.safetensors does not match its manifest"),
     ("no safetensors", _with({"config.json": b"{}"}), "holds no .safetensors weights"),
