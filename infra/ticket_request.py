@@ -59,6 +59,16 @@ class HparamOverrides(BaseModel):
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     retain_batch_size: int | None = Field(None, ge=1, le=4096, description="Retain examples per step.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans(cls, data: Any) -> Any:
+        # pydantic reads true as 1 for a number; `p_percent=true` is a mistake, not a request for 1 %.
+        if isinstance(data, dict):
+            flags = sorted(k for k, v in data.items() if isinstance(v, bool))
+            if flags:
+                raise ValueError(f"{', '.join(flags)}: a number is expected, not a boolean")
+        return data
+
 
 class TicketRequest(BaseModel):
     """A deletion request as filed by compliance staff (CLI, JSON file or the run form)."""

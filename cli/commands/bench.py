@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from benchmarks import tofu_config
+from cli.commands._output import reports_errors
 
 app = typer.Typer(
     help="Benchmarks: GRIN against full-parameter unlearning and retraining.", no_args_is_help=True
@@ -32,6 +33,7 @@ def _name_values(option: str, items: list[str]) -> dict[str, list[float]]:
 
 
 @app.command()
+@reports_errors
 def tofu(
     split: Annotated[
         str, typer.Option(help="TOFU forget split: forget01, forget05 or forget10.")

@@ -45,10 +45,12 @@ def _read_request_file(path: str) -> dict[str, Any]:
     from infra.errors import InvalidRequestError
 
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         data = json.loads(text)
     except OSError as exc:
         raise InvalidRequestError(f"cannot read --request {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"--request {path} is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequestError(f"--request {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -6,10 +6,13 @@ from typing import Annotated
 
 import typer
 
+from cli.commands._output import reports_errors
+
 app = typer.Typer(help="Run a GPU worker that serves the pipeline's ML stages.")
 
 
 @app.callback(invoke_without_command=True)
+@reports_errors
 def worker(
     limit: Annotated[int, typer.Option(min=1, help="Stages run at once (one per GPU is safe).")] = 1,
     alive: Annotated[bool, typer.Option(
