@@ -25,6 +25,9 @@ def worker(
     (PREFECT_RESULTS_LOCAL_STORAGE_PATH on a shared volume); the flows send work here when
     GRIN_GPU_DISPATCH is `worker`, or `auto` with a server configured.
     """
+    from infra.settings import get_settings
+
+    get_settings()  # a bad GRIN_* variable is one line now, not a traceback in the first stage
     if alive:
         _exit_alive()
     from flows.prefect_env import configure_prefect
