@@ -80,9 +80,13 @@ def published_heads(*, store: ObjectStore) -> list[ChainHead]:
 
 
 def latest_published(*, store: ObjectStore) -> ChainHead | None:
-    """The published head with the most records, or None when none was published."""
-    keys = store.list(PREFIX)
-    return _read(max(keys, key=_count), store) if keys else None
+    """The published head with the most records, or None when none was published. Every name under
+    the prefix is checked, and every object at the highest count read (normally one)."""
+    counts = {key: _count(key) for key in store.list(PREFIX)}
+    if not counts:
+        return None
+    newest = max(counts.values())
+    return [_read(key, store) for key, count in sorted(counts.items()) if count == newest][0]
 
 
 def check_latest_published_held(*, session: Session, store: ObjectStore) -> None:

@@ -269,8 +269,12 @@ def process(
     ticket_id: Annotated[int, typer.Argument(help="Ticket id.")], as_json: JsonFlag = False
 ) -> None:
     """Answer one queued ticket now with the process-ticket flow; exit 1 unless it completes."""
+    from cli.commands._session import transaction
     from flows.prefect_env import configure_prefect
+    from infra import queue
 
+    with transaction() as session:  # settings, database and ticket first: one line, not a failed flow run
+        queue.get_ticket(ticket_id, session=session)
     configure_prefect()
     from flows.tickets import process_ticket
 
@@ -288,8 +292,13 @@ def batch(
     as_json: JsonFlag = False,
 ) -> None:
     """Answer a model's queued tickets with one unlearning run (the batch-unlearning flow)."""
+    from cli.commands._session import transaction
     from flows.prefect_env import configure_prefect
+    from infra import registry
 
+    with transaction() as session:  # settings, database and model first: one line, not a failed flow run
+        if model != "*":
+            registry.get_model(model, session=session)
     configure_prefect()
     from flows.tickets import batch_unlearning
 
