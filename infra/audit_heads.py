@@ -86,7 +86,8 @@ def latest_published(*, store: ObjectStore) -> ChainHead | None:
     if not counts:
         return None
     newest = max(counts.values())
-    return [_read(key, store) for key, count in sorted(counts.items()) if count == newest][0]
+    heads = [_read(key, store) for key, count in sorted(counts.items()) if count == newest]  # each checked
+    return heads[0]
 
 
 def check_latest_published_held(*, session: Session, store: ObjectStore) -> None:
