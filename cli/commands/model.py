@@ -76,29 +76,18 @@ def register(
         raise InvalidRequestError("--gate-policy must be a JSON object")
     if bool(checkpoint_uri) != bool(checkpoint_sha256):
         raise InvalidRequestError("--checkpoint-uri and --checkpoint-sha256 go together")
-    manifest = None
     if checkpoint_uri and checkpoint_sha256:
-        # Before any row: the checkpoint must be complete, match its hash, hold no pickles and be the model
-        # its config names with a working tokenizer; its data must come from the intake roots and be QA.
-        from infra.checkpoint_verify import verify_checkpoint_uri
-        from infra.line_inputs import read_eval_suite, read_qa_records
-        from infra.settings import get_settings
-        from infra.storage import open_store
-        from tasks.model_checks import check_registrable_checkpoint
-
-        settings = get_settings()
-        verify_checkpoint_uri(checkpoint_uri, checkpoint_sha256, settings=settings)
-        check_registrable_checkpoint(checkpoint_uri, checkpoint_sha256, settings=settings)
-        manifest = (read_qa_records(training_manifest_uri, role="--training-manifest-uri", settings=settings)
-                    if training_manifest_uri else None)
-        suite = read_eval_suite(eval_suite_uri, role="--eval-suite-uri", settings=settings)[0] if eval_suite_uri else None
+        manifest, suite = _checked_checkpoint(checkpoint_uri, checkpoint_sha256, training_manifest_uri, eval_suite_uri)
     with transaction() as session:
         model = registry.register_model(
             name, session=session, description=description, gate_policy=overrides
         )
         if checkpoint_uri and checkpoint_sha256:
             if suite is not None:  # the checked bytes, content-addressed, as import and the pipeline keep suites
-                eval_suite_uri = open_store(settings).put_bytes(f"suites/{suite.sha256}.json", suite.data).uri
+                from infra.settings import get_settings
+                from infra.storage import open_store
+
+                eval_suite_uri = open_store(get_settings()).put_bytes(f"suites/{suite.sha256}.json", suite.data).uri
             version = registry.add_version(
                 name,
                 session=session,
@@ -115,6 +104,23 @@ def register(
         emit_json(summary)
     else:
         typer.echo(f"registered model {name} (versions: {summary['versions'] or 'none'})")
+
+
+def _checked_checkpoint(uri: str, sha256: str, manifest_uri: str | None, suite_uri: str | None):
+    """Before any row: the checkpoint must be complete, match its hash, hold no pickles and be the model
+    its config names with a working tokenizer; its data must come from the intake roots and be QA.
+    Returns the checked manifest and eval suite (`infra.line_inputs.CheckedObject`, or None)."""
+    from infra.checkpoint_verify import verify_checkpoint_uri
+    from infra.line_inputs import read_eval_suite, read_qa_records
+    from infra.settings import get_settings
+    from tasks.model_checks import check_registrable_checkpoint
+
+    settings = get_settings()
+    verify_checkpoint_uri(uri, sha256, settings=settings)
+    check_registrable_checkpoint(uri, sha256, settings=settings)
+    manifest = read_qa_records(manifest_uri, role="--training-manifest-uri", settings=settings) if manifest_uri else None
+    suite = read_eval_suite(suite_uri, role="--eval-suite-uri", settings=settings)[0] if suite_uri else None
+    return manifest, suite
 
 
 @app.command("list")
