@@ -61,15 +61,30 @@ def meta_model(config: PretrainedConfig) -> PreTrainedModel:
                                         f"{str(exc).splitlines()[0]}") from None
 
 
+def _as_loaded(model: PreTrainedModel, found: TensorTable, state: Mapping) -> dict[str, tuple[str, Sequence[int] | None]]:
+    """The checkpoint's names as from_pretrained maps them onto `model`: transformers' renamings (legacy
+    names such as GPT-NeoX's `embed_out`), the base-model prefix a base checkpoint lacks (GPT-2 on the
+    hub). A tensor a converter merges or splits on loading keeps no shape to compare (None)."""
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    mapping = get_model_conversion_mapping(model)
+    renamings = [m for m in mapping if isinstance(m, WeightRenaming)]
+    converters = [m for m in mapping if isinstance(m, WeightConverter)]
+    loaded: dict[str, tuple[str, Sequence[int] | None]] = {}
+    for key, (dtype, shape) in found.items():
+        name, converted = rename_source_key(key, renamings, converters, model.base_model_prefix, state)
+        if name not in state and key in state:  # as from_pretrained: a name already the model's stays
+            name, converted = rename_source_key(key, [], [], model.base_model_prefix, state)
+        loaded[name] = (dtype, None if converted else shape)
+    return loaded
+
+
 def check_tensors(model: PreTrainedModel, found: TensorTable) -> None:
     """Raise unless `found` holds every tensor of `model` (one name per tied group), no other, each
     with the model's shape, floating where the model's is; `model` may live on the meta device."""
     state = model.state_dict(keep_vars=True)
-    prefix = model.base_model_prefix
-    if prefix and not any(k.startswith(prefix + ".") for k in found) and any(
-            k.startswith(prefix + ".") for k in state):
-        # a base model's checkpoint (GPT-2 on the hub): transformers loads it under the prefix
-        found = {(f"{prefix}.{k}" if f"{prefix}.{k}" in state else k): v for k, v in found.items()}
+    found = _as_loaded(model, found, state)
     groups: dict[int, list[str]] = {}
     for name, tensor in state.items():
         groups.setdefault(id(tensor), []).append(name)
@@ -86,7 +101,7 @@ def check_tensors(model: PreTrainedModel, found: TensorTable) -> None:
             f"the weights hold {len(unexpected)} tensor(s) the {type(model).__name__} of config.json has no place "
             f"for ({_listed(unexpected)})")
     for name, (dtype, shape) in sorted(found.items()):
-        if name not in state:
+        if name not in state or shape is None:
             continue
         expected = state[name]
         if tuple(shape) != tuple(expected.shape):
