@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: venv demo test test-fast bench gpu-kit postgres clean
+.PHONY: venv demo lint test test-fast bench gpu-kit postgres clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,15 +30,20 @@ postgres:
 demo: venv
 	$(VENV)/bin/grin demo --json .grin/demo.json
 
-# The whole suite, slow tests included (CI runs this).
-test: venv postgres
+# ruff check with the rules of pyproject.toml (and the layers' banned imports in grin_core/, policy/,
+# infra/, tasks/, flows/ ruff.toml). Formatting is not checked yet.
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# The whole suite, slow tests included (CI runs this), after the lint.
+test: lint postgres
 	$(PYTEST) -m '' --durations=15 $(PYTEST_ARGS)
 
 # The quick loop: everything not marked slow.
-test-fast: venv postgres
+test-fast: lint postgres
 	$(PYTEST) $(PYTEST_ARGS)
 
-# Issue 9's acceptance: both data settings, GRIN-NPO over 3 seeds, report + figure + per-epoch curves.
+# The benchmark's acceptance run: both data settings, GRIN-NPO over 3 seeds, report + figure + per-epoch curves.
 bench: venv
 	$(VENV)/bin/grin bench tofu --authors 20 --seeds 3 --json .grin/bench/tofu-20.json \
 		--plot docs/img/tofu_bench.png --curves docs/img/tofu_curves.png

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from grin_core.cache import content_key
+from grin_core.models.cache import content_key
 
 Log = Callable[[str], None]
 

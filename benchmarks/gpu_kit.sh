@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds .gpu-kit/ (git-ignored): what a device call carries beside the repository - the TOFU files
-# and wheels of the packages the device image lacks (its package list: the device library's KINDS.md;
-# it has torch, transformers, accelerate, tokenizers, safetensors, scipy, matplotlib, pandas, xxhash).
+# and wheels of the packages the device image lacks (the image has torch, transformers, accelerate,
+# tokenizers, safetensors, scipy, matplotlib, pandas, xxhash).
 # Versions are this venv's, the ones the tests ran. `make gpu-kit`; docs/benchmarks.md, "The GPU run".
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -17,7 +17,7 @@ platforms=()
 for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64; do
   platforms+=(--platform "$tag")
 done
-# the device's python3 is 3.12 (KINDS.md): wheels for it, whatever this machine runs
+# the device's python3 is 3.12: wheels for it, whatever this machine runs
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${platforms[@]}" -d "$KIT/wheels" "${pins[@]}"
 # rouge-score is published as a source archive only: build its (pure-Python) wheel here

@@ -1,5 +1,5 @@
 """What `benchmarks.gpu_run` hands back: one JSON of every split's report, a markdown table of the
-numbers issue 15 asks for, and the benchmark's figure per split. Numbers only, never record text."""
+numbers the GPU benchmark reports, and the benchmark's figure per split. Numbers only, never record text."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def _training_rows(models: Mapping[str, Mapping]) -> list[str]:
         t = m.get("throughput") or {}
         cells = [name, m["n_records"], m["epochs"], _fmt(m["final_loss"]), _fmt(m["train_s"], ".1f"),
                  _fmt(t.get("step_ms"), ".1f"), _fmt(t.get("tokens_per_s"), ".0f"),
-                 _fmt(t.get("model_tflops_per_s"), ".2f"), _fmt(t.get("mfu"), ".2%"), _fmt(m.get("peak_cuda_mb"), ".0f")]
+                 _fmt(t.get("model_tflops_per_s"), ".2f"), _fmt(t.get("mfu"), ".2%"),
+                 _fmt(m.get("peak_cuda_mb"), ".0f")]
         rows.append("| " + " | ".join(map(str, cells)) + " |")
     return rows
 
@@ -59,7 +60,7 @@ def render_markdown(combined: Mapping) -> str:
               f"command: `{combined['command']}`"), "",
              "Phases: " + ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in combined["phases"].items()), "",
              "## Training", "", *_training_rows(combined["models"]), ""]
-    for split, report in combined["splits"].items():
+    for report in combined["splits"].values():
         lines += [*_split_rows(report), ""]
     for split, why in combined["missing"].items():
         lines += [f"### {split}: missing ({why})", ""]

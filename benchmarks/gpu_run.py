@@ -1,4 +1,4 @@
-"""The GPU benchmark of issue 15 as one resumable run: all 200 TOFU authors, forget01 / 05 / 10.
+"""The GPU benchmark as one resumable run: all 200 TOFU authors, forget01 / 05 / 10.
 
 `python -m benchmarks.gpu_run --data DIR --out DIR` (benchmarks/gpu_run.sh on a lent device; with
 `--recipe tiny` the same path runs on a CPU, which is how it is tested):
@@ -145,37 +145,62 @@ def _run_all(children: list[Child], deadline: float, started: float, at_once: in
                     child.result = "not started before the deadline"
 
 
-def orchestrate(args: argparse.Namespace) -> int:
-    from benchmarks.gpu_report import write_report
+class _Phases:
+    """The children of one orchestrated run, launched phase by phase; `phases` keeps each phase's results."""
 
-    started = time.monotonic()
-    deadline = started + args.budget_s
-    work, out = Path(args.work), Path(args.out)
+    def __init__(self, args: argparse.Namespace, started: float, work: Path) -> None:
+        self.args, self.started, self.work = args, started, work
+        self.phases: dict[str, dict] = {}
+        self.launched: list[Child] = []
+
+    def run(self, name: str, batch: list[Child], until: float) -> list[Child]:
+        """Run one phase's children, up to --at-once at a time; stop those still running at `until`."""
+        self.launched.extend(batch)
+        if not batch:
+            self.phases[name] = {"seconds": 0.0, "children": {}}
+            return batch
+        t0 = time.monotonic()
+        _log(f"[{t0 - self.started:6.0f} s] {name}: {len(batch)} process(es): {', '.join(c.name for c in batch)} "
+             f"({max(0.0, until - t0):.0f} s left)")
+        _run_all(batch, until, self.started, self.args.at_once)
+        self.phases[name] = {"seconds": round(time.monotonic() - t0, 1), "processes": len(batch),
+                             "at_once": min(self.args.at_once, len(batch)),
+                             "children": {c.name: c.result for c in batch}}
+        return batch
+
+    def children(self, role: str, runs, *extra: str) -> list[Child]:
+        """A bench child per (split, methods, tag): named "role split [tag]", a log each."""
+        return [Child(" ".join(filter(None, [role, split, tag])),
+                      ["bench", "--split", split, "--work", str(self.work), *_common(self.args, methods), *extra],
+                      self.work / ("_".join(filter(None, [role, split, tag])) + ".log"))
+                for split, methods, tag in runs]
+
+
+def _failures(batch: list[Child], split: str) -> dict[str, str]:
+    return {c.name: c.result for c in batch if c.name.split()[1] == split and c.result != "ok"}
+
+
+def _checked_splits(args: argparse.Namespace) -> list[str]:
+    """--splits as a list; bad --splits or --methods are refused before any work."""
     splits = [s for s in args.splits.split(",") if s]
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise SystemExit(f"--splits takes {', '.join(SPLITS)}; got {args.splits!r}")
     if bad := [m for m in args.methods.split(",") if m and m not in METHODS] or not args.methods.strip(","):
         raise SystemExit(f"--methods takes {', '.join(METHODS)}; got {args.methods!r}" + (f" ({bad})" if bad else ""))
+    return splits
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    from benchmarks.gpu_report import write_report
+
+    started = time.monotonic()
+    deadline = started + args.budget_s
+    work, out = Path(args.work), Path(args.out)
+    splits = _checked_splits(args)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    phases: dict[str, dict] = {}
-    launched: list[Child] = []
-
-    def phase(name: str, batch: list[Child], until: float) -> list[Child]:
-        """Run one phase's children, up to --at-once at a time; stop those still running at `until`."""
-        launched.extend(batch)
-        if not batch:
-            phases[name] = {"seconds": 0.0, "children": {}}
-            return batch
-        t0 = time.monotonic()
-        _log(f"[{t0 - started:6.0f} s] {name}: {len(batch)} process(es): {', '.join(c.name for c in batch)} "
-             f"({max(0.0, until - t0):.0f} s left)")
-        _run_all(batch, until, started, args.at_once)
-        phases[name] = {"seconds": round(time.monotonic() - t0, 1), "processes": len(batch),
-                        "at_once": min(args.at_once, len(batch)), "children": {c.name: c.result for c in batch}}
-        return batch
-
+    run = _Phases(args, started, work)
     requested = [m for m in args.methods.split(",") if m]
     todo = [s for s in splits if not _reported(work, s, requested)]
     for split in splits:
@@ -183,59 +208,53 @@ def orchestrate(args: argparse.Namespace) -> int:
             _log(f"{split}: reported by an earlier run ({work / f'{split}.json'})")
     missing: dict[str, str] = {}  # split -> why it has no report
     lost: dict[str, dict[str, str]] = {}  # split -> method -> why its report lacks it
-
-    def children(role: str, runs, *extra: str) -> list[Child]:
-        """A bench child per (split, methods, tag): named "role split [tag]", a log each."""
-        return [Child(" ".join(filter(None, [role, split, tag])),
-                      ["bench", "--split", split, "--work", str(work), *_common(args, methods), *extra],
-                      work / ("_".join(filter(None, [role, split, tag])) + ".log"))
-                for split, methods, tag in runs]
-
-    def failures(batch: list[Child], split: str) -> dict[str, str]:
-        return {c.name: c.result for c in batch if c.name.split()[1] == split and c.result != "ok"}
-
     # The target is the same model for every split (all authors): trained once, by the first split's child.
     trains = [Child(f"train {s} {m}", ["train", "--model", m, "--split", s, "--work", str(work),
                                        *_common(args, "retrain")],
                     work / f"train_{m}_{s}.log")
               for m, s in [("target", splits[0]), *(("retrain", s) for s in todo)]]
-    phase("train", trains, deadline)
+    run.run("train", trains, deadline)
     if any(c.result != "ok" for c in trains):
         missing.update({s: "train: " + "; ".join(f"{c.name} {c.result}" for c in trains if c.result != "ok")
                         for s in todo})
         todo = []
     # Per split the retrained model's and the target's evaluation: every method needs both.
-    evaluations = phase("evaluate", children("evaluate", [(s, "retrain", None) for s in todo]), deadline)
+    evaluations = run.run("evaluate", run.children("evaluate", [(s, "retrain", None) for s in todo]), deadline)
     for split in list(todo):
-        if bad := failures(evaluations, split):
+        if bad := _failures(evaluations, split):
             missing[split] = "evaluate: " + "; ".join(f"{name} {why}" for name, why in bad.items())
             todo.remove(split)
     # A process per split and method; the report phase keeps time to write what they finished.
     methods = [m for m in requested if m != "retrain"]
     # the largest split's first: its runs are the longest, so they start in the first wave
-    ran = phase("methods", children("unlearn", [(s, m, m) for s in sorted(todo, reverse=True) for m in methods]),
-                deadline - REPORT_RESERVE_S)
+    ran = run.run("methods", run.children("unlearn", [(s, m, m) for s in sorted(todo, reverse=True) for m in methods]),
+                  deadline - REPORT_RESERVE_S)
     reports = []
     for split in todo:
-        lost[split] = {name.split()[2]: why for name, why in failures(ran, split).items()}
+        lost[split] = {name.split()[2]: why for name, why in _failures(ran, split).items()}
         kept = [m for m in requested if m not in lost[split]]
         if kept:  # a split's report holds the methods that finished; `lost` names the others
             reports.append((split, ",".join(kept), None))
         else:
             missing[split] = "methods: every method " + "; ".join(sorted(set(lost[split].values())))
-    for child in phase("report", children("report", reports, "--report"), deadline):
+    for child in run.run("report", run.children("report", reports, "--report"), deadline):
         if child.result != "ok":
             missing[child.name.split()[1]] = f"report: {child.result}"
+    write_report(work, out, splits, requested, missing, lost, run.phases, args, command=" ".join(sys.argv))
+    return _finish(run, out, splits, missing, lost)
 
-    write_report(work, out, splits, requested, missing, lost, phases, args, command=" ".join(sys.argv))
+
+def _finish(run: _Phases, out: Path, splits: list[str], missing: dict[str, str],
+            lost: dict[str, dict[str, str]]) -> int:
+    """Keep every child's log, say what is missing; the exit status (1 failed, INCOMPLETE, 0)."""
     # every child's whole log (the last 200 kB of each), for what the console left out
     (out / "children.log").write_text("".join(f"==> {c.name}\n{c.log.read_text(errors='replace')[-200_000:]}\n"
-                                              for c in launched if c.log.is_file()))
-    failed = [c for c in launched if c.result and c.result.startswith("failed")]
+                                              for c in run.launched if c.log.is_file()))
+    failed = [c for c in run.launched if c.result and c.result.startswith("failed")]
     for child in failed:
         _log(f"{child.name} {child.result}; its log: {child.log}")
     lost = {split: methods for split, methods in lost.items() if methods}
-    _log(f"done in {time.monotonic() - started:.0f} s: {len(splits) - len(missing)}/{len(splits)} splits reported"
+    _log(f"done in {time.monotonic() - run.started:.0f} s: {len(splits) - len(missing)}/{len(splits)} splits reported"
          + (f"; missing {missing}" if missing else "") + (f"; methods lost {lost}" if lost else ""))
     return 1 if failed else INCOMPLETE if missing or lost else 0
 

@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from transformers import TrainerCallback
 
-    from grin_core.model import TinyLlamaConfig
-    from grin_core.tofu import TofuSubset, load_tofu
-    from grin_core.train import TrainConfig, train_model
+    from grin_core.data.tofu import TofuSubset, load_tofu
+    from grin_core.models.tiny_llama import TinyLlamaConfig
+    from grin_core.models.train import TrainConfig, train_model
 
     recipe = RECIPES[args.recipe]
     model_config = TinyLlamaConfig(**{**recipe.model, **_values(args.model)})

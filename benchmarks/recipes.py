@@ -12,7 +12,7 @@ class Recipe:
 
     n_general: real_authors / world_facts questions in the training set (first n of each; None =
     all 217). eval_retain: retain questions evaluated (first n of the subset's; None = all).
-    probes: keyword arguments of `run_probes` over PROBE_DEFAULTS (the issue's settings).
+    probes: keyword arguments of `run_probes` over PROBE_DEFAULTS (the benchmark's settings).
     """
 
     model: dict
@@ -26,14 +26,14 @@ class Recipe:
         return {**PROBE_DEFAULTS, **self.probes}
 
 
-# run_probes as the issue asks: best-of-8 at temperature 1, int8 and int4, relearning 10 steps on half
+# run_probes as the benchmark runs them: best-of-8 at temperature 1, int8 and int4, relearning 10 steps on half
 # the forget set (lr 1e-3); the seed is the run's, so every model relearns the same half.
 PROBE_DEFAULTS = {"num_samples": 8, "temperature": 1.0, "bits": (8, 4), "relearn_steps": 10, "relearn_lr": 1e-3,
                   "max_new_tokens": None}
 
 
 RECIPES = {
-    # 2 CPU cores, <= 30 min cold: the 1.6 M model of FINDINGS, batch 32, stop below mean answer loss
+    # 2 CPU cores, <= 30 min cold: the 1.6 M model (TinyLlamaConfig's defaults), batch 32, stop below mean answer loss
     # 0.05, cosine over 60 epochs. The demo's 40-epoch horizon memorises 20 authors in 24 epochs, but
     # the retrain set (18 authors) learnt slower there and the decayed rate left it at loss 0.42
     # (retain ROUGE-L 0.47) after 40 epochs: no baseline. The longer horizon gives both room.

@@ -3,7 +3,7 @@
 One run: train (or take from the model cache) the target model on a TOFU author subset and the
 retrained model on its retain authors, with the same recipe; evaluate the retrained model first
 (its forget truth ratios define forget quality), then the target; run every method from a fresh
-copy of the target and evaluate each with the same code (`grin_core.evaluate`).
+copy of the target and evaluate each with the same code (`grin_core.evaluation.evaluate`).
 
 What a method's numbers mean:
 - `wall_s`: everything from the loaded target to the unlearned model - GRI scoring, reference
@@ -19,9 +19,10 @@ What a method's numbers mean:
 - `peak_rss_mb`: the process's peak resident memory during the method (peak_rss.py); at this
   scale it is mostly interpreter and library overhead.
 
-Privacy and robustness (issue 9):
+Privacy and robustness:
 - `calibration`: the non-member AUC level of the line, measured on the target
-  (`grin_core.calibration.non_member_auc`): `grin_core.tofu.CALIBRATION_AUTHORS` TOFU authors of full.jsonl
+  (`grin_core.evaluation.calibration.non_member_auc`):
+  `grin_core.data.tofu.CALIBRATION_AUTHORS` TOFU authors of full.jsonl
   the target never saw (the first ones after the retain authors, forget authors skipped) against
   the suite's holdout (`source: unseen authors`). At 200 authors none is unseen: the level is then
   the retrained model's forget-vs-holdout AUC (`source: retrained`), an oracle a deployment lacks.
@@ -32,7 +33,7 @@ Privacy and robustness (issue 9):
   the run did (epochs run, push / repair epochs, whether it ended in band).
 - `metrics` (every model): `evaluate_suite` with the retrained model's Min-K% AUC as PrivLeak's
   reference (the retrained model's own `privleak` is 0 by definition); `robustness`:
-  `grin_core.probes.run_probes` with relearning, and next to each relearn number the retrained
+  `grin_core.evaluation.probes.run_probes` with relearning, and next to each relearn number the retrained
   model's (`retrain_relearn_forget_rougeL` / `_prob`: the baseline - relearning teaches any model).
 - `--seeds N`: GRIN-NPO runs N times (seeds seed .. seed+N-1, each from a fresh copy of the
   target); its entry carries `seeds` (one full entry per seed, with its own acceptance checks),
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
+from pathlib import Path
 
 from benchmarks.bench_memo import Memo, source_digest
 from benchmarks.recipes import RECIPES
@@ -67,8 +69,6 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     import datasets
     from transformers.utils import logging as transformers_logging
 
-    from grin_core.metrics.mia import privleak
-
     datasets.disable_progress_bars()
     transformers_logging.disable_progress_bar()
     started = time.perf_counter()
@@ -80,86 +80,19 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     memo = Memo(config.resume_dir, {
         "code": source_digest(), "split": config.split, "authors": config.authors, "recipe": config.recipe,
         "seed": config.seed, "probes": config.probes, "target": target_dir.name, "retrain": retrain_dir.name}, log)
-
-    def evaluate_retrain() -> dict:
-        model, tokenizer = bench.load(retrain_dir)
-        metrics, eval_s, ratios = bench.evaluate("retrain", model, tokenizer)
-        if not ratios:
-            raise ValueError("the retrained model has no forget truth ratios; forget quality needs them")
-        # The retrained model against itself: forget quality 1 and PrivLeak 0 by construction.
-        metrics["forget_quality"] = 1.0
-        reference = metrics.get("mia_mink_auc")
-        if reference is not None:
-            metrics["privleak"] = privleak(reference, reference)
-            metrics["privleak_reference_auc"] = reference
-        part = {"metrics": metrics, "eval_s": eval_s, "forget_truth_ratios": ratios}
-        if config.probes:
-            part["robustness"], part["probes_s"] = bench.robustness("retrain", model, tokenizer)
-        return part
-
-    retrain.update(memo.run("retrain", {}, evaluate_retrain))
+    retrain.update(memo.run("retrain", {}, partial(_evaluate_retrain, bench, retrain_dir)))
     bench.retrained_ratios = retrain.pop("forget_truth_ratios")
     bench.reference_auc = retrain["metrics"].get("mia_mink_auc")
     bench.retrain_relearn = {k: v for k, v in retrain.get("robustness", {}).items() if k.startswith("relearn_")}
-
-    def evaluate_target() -> dict:
-        model, tokenizer = bench.load(target_dir)
-        metrics, eval_s, _ = bench.evaluate("target", model, tokenizer)
-        part = {"metrics": metrics, "eval_s": eval_s,
-                "calibration": bench.calibrate(model, tokenizer, retrain["metrics"].get("mia_auc"))}
-        if config.probes:
-            part["robustness"], part["probes_s"] = bench.robustness("target", model, tokenizer)
-        return part
-
-    target.update(memo.run("target", {}, evaluate_target))
+    target.update(memo.run("target", {}, partial(_evaluate_target, bench, target_dir,
+                                                 retrain["metrics"].get("mia_auc"))))
     calibration = target.pop("calibration")
     bench.target_auc = calibration["auc"]
 
-    def unlearn(label: str, unlearn_config, steer: bool, probes: bool = True) -> dict:
-        return memo.run(label, {"config": unlearn_config.to_dict(), "steer": steer, "probes": probes},
-                        lambda: bench.unlearn(label, target_dir, unlearn_config, steer=steer, probes=probes))
-
     bench.warm_up(target_dir)
     seeds = list(range(config.seed, config.seed + config.seeds))
-    methods: dict[str, dict] = {}
-    for name in config.methods:
-        if name == "retrain":
-            state, n_params = retrain_state(retrain_dir, bench.data.retrain, bench.train_config.batch_size,
-                                            bench.train_config.lr)
-            methods[name] = {
-                "wall_s": retrain["train_s"],
-                "cached": retrain["cached"],
-                "scoring_s": None,
-                "peak_rss_mb": retrain["peak_rss_mb"],
-                "state_bytes": state,
-                "trainable_params": n_params,
-                "config": retrain["config"],
-                "metrics": retrain["metrics"],
-                **({"robustness": retrain["robustness"]} if "robustness" in retrain else {}),
-            }
-            continue
-        if name == SEEDED_METHOD:
-            runs = []
-            for seed in seeds:
-                run = unlearn(f"{name} seed {seed}" if len(seeds) > 1 else name,
-                              config.method_config(name, seed=seed), steer=config.steers(name))
-                run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"], None)
-                runs.append(run)
-            methods[name] = aggregate_seeds(runs)
-            continue
-        if name == "grun":
-            grun_config, steer = config.grun_config(), config.steers(name)
-            methods[name] = memo.run(name, {"config": grun_config.to_dict(), "steer": steer},
-                                     partial(bench.grun, name, target_dir, grun_config, steer=steer))
-            methods[name]["base_forget"] = {k: v for k, v in target["metrics"].items()
-                                            if k.startswith(("forget_", "mia_")) and v is not None}
-            continue
-        methods[name] = unlearn(name, config.method_config(name), steer=config.steers(name))
-    if SEEDED_METHOD in methods and "npo" in methods:  # each seed against full-parameter NPO too
-        for run in methods[SEEDED_METHOD]["seeds"]:
-            run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"],
-                                                  methods["npo"]["metrics"])
-
+    unlearn = partial(_unlearn, memo, bench, target_dir)
+    methods = _run_methods(bench, unlearn, memo, target_dir, retrain_dir, target, retrain, seeds)
     sweeps: dict[str, dict[str, dict]] = {}
     for param, values in config.sweeps.items():
         for value in values:
@@ -190,3 +123,88 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     report["total_wall_s"] = seconds_since(started)
     log(f"done in {report['total_wall_s']:.0f} s; load average {load_before} -> {report['load_average']['end']}")
     return report
+
+
+def _evaluate_retrain(bench: TofuBench, retrain_dir: Path) -> dict:
+    """The retrained model's evaluation part (and its probes)."""
+    from grin_core.metrics.mia import privleak
+
+    model, tokenizer = bench.load(retrain_dir)
+    metrics, eval_s, ratios = bench.evaluate("retrain", model, tokenizer)
+    if not ratios:
+        raise ValueError("the retrained model has no forget truth ratios; forget quality needs them")
+    # The retrained model against itself: forget quality 1 and PrivLeak 0 by construction.
+    metrics["forget_quality"] = 1.0
+    reference = metrics.get("mia_mink_auc")
+    if reference is not None:
+        metrics["privleak"] = privleak(reference, reference)
+        metrics["privleak_reference_auc"] = reference
+    part = {"metrics": metrics, "eval_s": eval_s, "forget_truth_ratios": ratios}
+    if bench.config.probes:
+        part["robustness"], part["probes_s"] = bench.robustness("retrain", model, tokenizer)
+    return part
+
+
+def _evaluate_target(bench: TofuBench, target_dir: Path, retrain_mia_auc: float | None) -> dict:
+    """The target model's evaluation part, its line's calibration (and its probes)."""
+    model, tokenizer = bench.load(target_dir)
+    metrics, eval_s, _ = bench.evaluate("target", model, tokenizer)
+    part = {"metrics": metrics, "eval_s": eval_s, "calibration": bench.calibrate(model, tokenizer, retrain_mia_auc)}
+    if bench.config.probes:
+        part["robustness"], part["probes_s"] = bench.robustness("target", model, tokenizer)
+    return part
+
+
+def _unlearn(memo: Memo, bench: TofuBench, target_dir: Path, label: str, unlearn_config, steer: bool,
+             probes: bool = True) -> dict:
+    """One unlearning run of the target, kept by `memo`."""
+    return memo.run(label, {"config": unlearn_config.to_dict(), "steer": steer, "probes": probes},
+                    lambda: bench.unlearn(label, target_dir, unlearn_config, steer=steer, probes=probes))
+
+
+def _run_methods(bench: TofuBench, unlearn, memo: Memo, target_dir: Path, retrain_dir: Path, target: dict,
+                 retrain: dict, seeds: list[int]) -> dict[str, dict]:
+    """Every configured method's entry: retraining as measured, GRIN-NPO over the seeds, GRUN, the rest."""
+    config = bench.config
+    methods: dict[str, dict] = {}
+    for name in config.methods:
+        if name == "retrain":
+            methods[name] = _retrain_entry(bench, retrain_dir, retrain)
+        elif name == SEEDED_METHOD:
+            runs = []
+            for seed in seeds:
+                run = unlearn(f"{name} seed {seed}" if len(seeds) > 1 else name,
+                              config.method_config(name, seed=seed), steer=config.steers(name))
+                run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"], None)
+                runs.append(run)
+            methods[name] = aggregate_seeds(runs)
+        elif name == "grun":
+            grun_config, steer = config.grun_config(), config.steers(name)
+            methods[name] = memo.run(name, {"config": grun_config.to_dict(), "steer": steer},
+                                     partial(bench.grun, name, target_dir, grun_config, steer=steer))
+            methods[name]["base_forget"] = {k: v for k, v in target["metrics"].items()
+                                            if k.startswith(("forget_", "mia_")) and v is not None}
+        else:
+            methods[name] = unlearn(name, config.method_config(name), steer=config.steers(name))
+    if SEEDED_METHOD in methods and "npo" in methods:  # each seed against full-parameter NPO too
+        for run in methods[SEEDED_METHOD]["seeds"]:
+            run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"],
+                                                  methods["npo"]["metrics"])
+    return methods
+
+
+def _retrain_entry(bench: TofuBench, retrain_dir: Path, retrain: dict) -> dict:
+    """Retraining as a method: what training the retain model cost, and its metrics."""
+    state, n_params = retrain_state(retrain_dir, bench.data.retrain, bench.train_config.batch_size,
+                                    bench.train_config.lr)
+    return {
+        "wall_s": retrain["train_s"],
+        "cached": retrain["cached"],
+        "scoring_s": None,
+        "peak_rss_mb": retrain["peak_rss_mb"],
+        "state_bytes": state,
+        "trainable_params": n_params,
+        "config": retrain["config"],
+        "metrics": retrain["metrics"],
+        **({"robustness": retrain["robustness"]} if "robustness" in retrain else {}),
+    }

@@ -23,7 +23,7 @@ def _device() -> str | None:
 
 
 def _reported(metrics: Mapping[str, float]) -> dict:
-    """The issue's metric keys first (None where the suite could not give one), then the rest."""
+    """The headline metric keys first (None where the suite could not give one), then the rest."""
     return {**{k: metrics.get(k) for k in REPORTED}, **{k: v for k, v in sorted(metrics.items()) if k not in REPORTED}}
 
 
@@ -35,9 +35,9 @@ class TofuBench:
     """The state one run builds up: data, the two trained models, the retrained truth ratios."""
 
     def __init__(self, config: BenchConfig, log: Log) -> None:
-        from grin_core.model import TinyLlamaConfig
-        from grin_core.tofu import TofuSubset, load_eval_suite, load_tofu
-        from grin_core.train import TrainConfig
+        from grin_core.data.tofu import TofuSubset, load_eval_suite, load_tofu
+        from grin_core.models.tiny_llama import TinyLlamaConfig
+        from grin_core.models.train import TrainConfig
 
         self.config, self.log = config, log
         recipe = RECIPES[config.recipe]
@@ -59,7 +59,7 @@ class TofuBench:
             f"general QA; eval: " + ", ".join(f"{part} {len(rows)}" for part, rows in vars(self.suite).items() if rows))
 
     def data_summary(self) -> dict:
-        from grin_core.train import records_sha256
+        from grin_core.models.train import records_sha256
 
         return {
             "forget_authors": list(self.subset.forget_authors),
@@ -75,8 +75,8 @@ class TofuBench:
     def train(self, name: str, records: Sequence[Mapping]) -> tuple[Path, dict]:
         """Train (or reuse) a model; `train_s` is the original training time either way."""
         from benchmarks.peak_rss import PeakRss
-        from grin_core.checkpoint import load_grin_config
-        from grin_core.train import train_or_load
+        from grin_core.models.checkpoint import load_grin_config
+        from grin_core.models.train import train_or_load
 
         cache = Path(self.config.cache_dir)
         before = {p.name for p in cache.iterdir()} if cache.is_dir() else set()
@@ -112,7 +112,7 @@ class TofuBench:
                    device_name: str) -> dict:
         """Tokens/s and MFU of the recorded training (throughput.py), on the device that trained it."""
         from benchmarks.throughput import matmul_params, training_throughput
-        from grin_core.data import qa_dataset
+        from grin_core.data.qa import qa_dataset
 
         model, tokenizer = self.load(checkpoint)
         lengths = qa_dataset(records, tokenizer, max_length=self.train_config.max_length)["length"]
@@ -120,7 +120,7 @@ class TofuBench:
                                    self.model_config.hidden_size, device_name, self.train_config.batch_size)
 
     def load(self, checkpoint: Path):
-        from grin_core.checkpoint import load_checkpoint
+        from grin_core.models.checkpoint import load_checkpoint
 
         return load_checkpoint(checkpoint, device=self.device)
 
@@ -129,8 +129,8 @@ class TofuBench:
 
         With all 200 authors trained no TOFU author is left unseen, so the level is the retrained
         model's forget-vs-holdout AUC (`source: retrained`): an oracle no deployment has, named so."""
-        from grin_core.calibration import non_member_auc
-        from grin_core.tofu import load_calibration
+        from grin_core.data.tofu import load_calibration
+        from grin_core.evaluation.calibration import non_member_auc
 
         if not self.suite.holdout:
             raise ValueError("calibration needs the suite's holdout")
@@ -153,7 +153,7 @@ class TofuBench:
                 "n_holdout": len(self.suite.holdout)}
 
     def evaluate(self, name: str, model, tokenizer) -> tuple[dict, float, list[float] | None]:
-        from grin_core.evaluate import evaluate_suite
+        from grin_core.evaluation.evaluate import evaluate_suite
 
         started = time.perf_counter()
         result = evaluate_suite(model, tokenizer, self.suite, retrained_forget_truth_ratios=self.retrained_ratios,
@@ -171,7 +171,7 @@ class TofuBench:
         retrained model's relearn numbers beside each method's."""
         if not self.config.probes:
             return {}, None
-        from grin_core.probes import run_probes
+        from grin_core.evaluation.probes import run_probes
 
         started = time.perf_counter()
         out = run_probes(model, tokenizer, self.suite, relearn=True, seed=self.config.seed,
@@ -179,7 +179,8 @@ class TofuBench:
         seconds = seconds_since(started)
         out = {k: v for k, v in sorted(out.items()) if v is not None}
         out.update({f"retrain_{k}": v for k, v in self.retrain_relearn.items()})
-        self.log(f"{name}: probes in {seconds:.0f} s - paraphrase ROUGE-L {out.get('forget_paraphrase_rougeL', nan):.3f}, "
+        self.log(f"{name}: probes in {seconds:.0f} s - "
+                 f"paraphrase ROUGE-L {out.get('forget_paraphrase_rougeL', nan):.3f}, "
                  f"best-of-8 {out.get('forget_sampled_best_rougeL', nan):.3f}, formats max "
                  f"{out.get('forget_format_max_rougeL', nan):.3f}, int4 {out.get('forget_int4_rougeL', nan):.3f}, "
                  f"relearned {out.get('relearn_forget_rougeL', nan):.3f}")
@@ -199,7 +200,7 @@ class TofuBench:
     def warm_up(self, checkpoint: Path) -> None:
         """One untimed fwd+bwd pass, so the first method's timings do not include the device's start-up
         (CUDA context and kernel loading: 13 s of the first GRI scoring on an H100, 0.8 s after)."""
-        from grin_core.pass_timing import forward_backward_seconds
+        from grin_core.scoring.pass_timing import forward_backward_seconds
 
         model, tokenizer = self.load(checkpoint)
         forward_backward_seconds(model, tokenizer, self.data.forget[:16], batch_size=16)
@@ -210,8 +211,8 @@ class TofuBench:
         The per-epoch privacy probes run either way (`steer` False: recorded only); their
         likelihood passes are inside `wall_s`, as a deployed schedule would pay them."""
         from benchmarks.peak_rss import PeakRss
-        from grin_core.pass_timing import forward_backward_seconds
-        from grin_core.unlearn import unlearn
+        from grin_core.scoring.pass_timing import forward_backward_seconds
+        from grin_core.unlearning.unlearn import unlearn
 
         model, tokenizer = self.fresh(target)
         self.log(f"{name}: unlearning ({unlearn_config.method}, "
@@ -262,10 +263,10 @@ class TofuBench:
         retain author) on top of it, and the first forget set measured again (`sequential`).
 
         `base_forget`: the forget numbers of the base weights alone (the target's): what anyone who
-        holds them gets back by dropping the intervention (grin_core/grun.py, THREAT_MODEL)."""
+        holds them gets back by dropping the intervention (grin_core/unlearning/grun.py, THREAT_MODEL)."""
         from benchmarks.peak_rss import PeakRss
-        from grin_core.grun import THREAT_MODEL
-        from grin_core.grun_train import grun_unlearn
+        from grin_core.unlearning.grun import THREAT_MODEL
+        from grin_core.unlearning.grun_train import grun_unlearn
 
         model, tokenizer = self.fresh(target)
         self.log(f"{name}: unlearning (gated intervention, rank {grun_config.rank}, {grun_config.gate} gate, "
@@ -297,7 +298,7 @@ class TofuBench:
     def second_request(self, name: str, model, tokenizer, grun_config, steer: bool) -> dict:
         """A second GRUN request (the first retain author's QA) on the unlearned model; the first forget
         set's numbers after it. Retain metrics then include the second author: they are not comparable."""
-        from grin_core.grun_train import grun_unlearn
+        from grin_core.unlearning.grun_train import grun_unlearn
 
         author = self.subset.retain_authors[0]
         second = [r for r in self.data.retain if r.get("author_id") == author]
@@ -317,9 +318,9 @@ def retrain_state(checkpoint: Path, records: Sequence[Mapping], batch_size: int,
     counted from the tensors after one optimizer step on one batch (a plain training loop's peak)."""
     import torch
 
-    from grin_core.checkpoint import load_checkpoint
-    from grin_core.data import qa_collator, qa_dataset
-    from grin_core.state_bytes import measure_state
+    from grin_core.data.qa import qa_collator, qa_dataset
+    from grin_core.models.checkpoint import load_checkpoint
+    from grin_core.unlearning.state_bytes import measure_state
 
     model, tokenizer = load_checkpoint(checkpoint)
     model.train()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.recipes import RECIPES
-from grin_core.methods import GRIN_OBJECTIVES
+from grin_core.unlearning.methods import GRIN_OBJECTIVES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METHODS = (*(f"grin-{m}" for m in GRIN_OBJECTIVES), *GRIN_OBJECTIVES, "grun", "retrain")
@@ -74,7 +74,7 @@ class BenchConfig:
     def method_config(self, name: str, **overrides):
         """The UnlearnConfig of a method: GRIN = UnlearnConfig defaults (max_epochs: the privacy
         schedule's budget), full-parameter = its own lr and DEFAULT_EPOCHS; `--epochs` sets both."""
-        from grin_core.unlearn_config import UnlearnConfig
+        from grin_core.unlearning.unlearn_config import UnlearnConfig
 
         grin = name.startswith("grin-")
         objective = name.removeprefix("grin-")
@@ -87,7 +87,7 @@ class BenchConfig:
 
     def grun_config(self, **overrides):
         """GRUN's config: GrunConfig's defaults (the authors'); `--epochs` sets its budget as GRIN's."""
-        from grin_core.grun_config import GrunConfig
+        from grin_core.unlearning.grun_config import GrunConfig
 
         budget = {"epochs": self.epochs, "max_epochs": self.epochs} if self.epochs is not None else {}
         lr = {"learning_rate": self.learning_rates["grun"]} if "grun" in self.learning_rates else {}

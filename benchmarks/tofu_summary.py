@@ -1,5 +1,5 @@
 """The report's summaries of one benchmark run: where it ran, how GRIN methods were steered, the
-seeds' mean and std, the issue's acceptance checks and the headline ratios."""
+seeds' mean and std, the acceptance checks and the headline ratios."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def aggregate_seeds(runs: Sequence[dict]) -> dict:
         values = [n[key] for n in numbers if key in n]
         mean[key] = fmean(values)
         std[key] = stdev(values) if len(values) > 1 else 0.0
-    entry = {k: v for k, v in runs[0].items()}
+    entry = dict(runs[0])
     for key in SEED_TIMES:
         if key in mean:
             entry[key] = round(mean[key], 4)
@@ -102,14 +102,14 @@ def _check(value, ok) -> dict:
     return {"value": value, "met": None if missing else bool(ok(value))}
 
 
-# The issue's acceptance on GRIN-NPO (the mean over seeds in the headline; each seed has its own).
+# The benchmark's acceptance targets on GRIN-NPO (the mean over seeds in the headline; each seed has its own).
 ACCEPTANCE = ("grin_npo_mia_auc_within_0.1_retrain", "grin_npo_forget_quality_above_target",
               "grin_npo_forget_quality_ge_npo", "grin_npo_utility_ge_0.95_target",
               "grin_npo_retain_rougeL_ge_0.9_target", "grin_npo_forget_rougeL_within_0.1_retrain")
 
 
 def acceptance_checks(g: Mapping, target: Mapping, retrain: Mapping, npo: Mapping | None) -> dict:
-    """The issue's acceptance targets for one set of GRIN-NPO metrics (`npo`: full-parameter NPO's)."""
+    """The acceptance targets for one set of GRIN-NPO metrics (`npo`: full-parameter NPO's)."""
     f = npo or {}
     return {
         "grin_npo_mia_auc_within_0.1_retrain": _check(_difference(g.get("mia_auc"), retrain.get("mia_auc")),
@@ -128,7 +128,7 @@ def acceptance_checks(g: Mapping, target: Mapping, retrain: Mapping, npo: Mappin
 
 
 def headline(report: dict) -> tuple[dict, dict]:
-    """The ratios the issue asks for and whether each target is met (None when not measurable).
+    """The headline ratios and whether each target is met (None when not measurable).
 
     GRIN-NPO's numbers are its mean over seeds (its entry's top-level `metrics`)."""
     methods, target = report["methods"], report["target"]["metrics"]
@@ -166,7 +166,7 @@ def headline(report: dict) -> tuple[dict, dict]:
 
 
 def acceptance_summary(report: dict) -> dict:
-    """The issue's acceptance in one place: each target on the mean, all met, and per seed."""
+    """The acceptance in one place: each target on the mean, all met, and per seed."""
     targets = report["targets"]
     met = [targets[name]["met"] for name in ACCEPTANCE]
     grin = report["methods"].get("grin-npo") or {}
@@ -177,7 +177,7 @@ def acceptance_summary(report: dict) -> dict:
         per_seed.append({"seed": run["seed"], "met": None if None in flags else all(flags),
                          "failed": [name for name, ok in zip(ACCEPTANCE, flags) if ok is False]})
     return {
-        "targets": {name: ok for name, ok in zip(ACCEPTANCE, met)},
+        "targets": dict(zip(ACCEPTANCE, met)),
         "met": None if None in met else all(met),
         "per_seed": per_seed,
     }

@@ -16,8 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from grin_core.records import to_jsonl
-from grin_core.tofu import TofuSubset, load_calibration, load_eval_suite, load_tofu
+from grin_core.data.records import to_jsonl
+from grin_core.data.tofu import TofuSubset, load_calibration, load_eval_suite, load_tofu
+from grin_core.metrics import names as m
 from infra import audit, intake
 from infra.db.migrate import upgrade
 from infra.settings import Settings
@@ -27,24 +28,11 @@ from infra.ticket_request import TicketRequest
 MODEL = "tofu-demo"
 SUBSET = TofuSubset(n_authors=20, split="forget10")  # retains authors 0-17, forgets 198-199
 EVAL_RETAIN = 100  # retain questions the gate reads (with their perturbed answers)
-SHOWN = (
-    "forget_rougeL",
-    "forget_keyword_acc",
-    "forget_keyword_conf",
-    "forget_truth_ratio",
-    "forget_prob",
-    "holdout_prob",
-    "mia_auc",
-    "mia_mink_auc",
-    "mia_minkpp_auc",
-    "mia_zlib_auc",
-    "forget_paraphrase_rougeL",
-    "forget_sampled_best_rougeL",
-    "forget_format_max_rougeL",
-    "forget_int4_rougeL",
-    "retain_rougeL",
-    "retain_prob",
-    "model_utility",
+SHOWN = (  # the before/after table's rows
+    m.FORGET_ROUGEL, m.FORGET_KEYWORD_ACC, m.FORGET_KEYWORD_CONF, m.FORGET_TRUTH_RATIO, m.FORGET_PROB, m.HOLDOUT_PROB,
+    m.MIA_AUC, m.MIA_MINK_AUC, m.MIA_MINKPP_AUC, m.MIA_ZLIB_AUC, m.FORGET_PARAPHRASE_ROUGEL,
+    m.FORGET_SAMPLED_BEST_ROUGEL, m.FORGET_FORMAT_MAX_ROUGEL, m.FORGET_INT4_ROUGEL, m.RETAIN_ROUGEL, m.RETAIN_PROB,
+    m.MODEL_UTILITY,
 )
 
 
@@ -88,6 +76,19 @@ def _publish_data(settings: Settings) -> dict:
     }
 
 
+def _request(objects: dict) -> TicketRequest:
+    """The 'customer's' deletion request: the published forget set and key phrases."""
+    return TicketRequest(
+        subject="TOFU authors 198 and 199",
+        model=f"{MODEL}@production",
+        forget_uris=[objects["forget"].uri],
+        keywords_uri=objects["keywords"].uri,
+        requested_by="demo@grin.local",
+        legal_basis="GDPR Art. 17 (demo)",
+        idempotency_key="demo-request",
+    )
+
+
 def run_demo(settings: Settings, console: Console | None = None) -> dict:
     """Run the demo in `settings`' (fresh) state and return the summary `grin demo --json` writes."""
     import datasets
@@ -118,17 +119,8 @@ def run_demo(settings: Settings, console: Console | None = None) -> dict:
     console.log(
         f"{MODEL} v{trained['version']} registered (training took {trained['train_s']:.0f} s when it ran)"
     )
-    request = TicketRequest(
-        subject="TOFU authors 198 and 199",
-        model=f"{MODEL}@production",
-        forget_uris=[objects["forget"].uri],
-        keywords_uri=objects["keywords"].uri,
-        requested_by="demo@grin.local",
-        legal_basis="GDPR Art. 17 (demo)",
-        idempotency_key="demo-request",
-    )
     with _timed(timings, "file_ticket"), sessions(settings).begin() as session:
-        ticket_id = intake.file_request(request, session=session, settings=settings).id
+        ticket_id = intake.file_request(_request(objects), session=session, settings=settings).id
     console.log(f"ticket {ticket_id} filed")
     with _timed(timings, "process_ticket"):
         report = process_ticket(ticket_id)

@@ -103,7 +103,8 @@ print(max(arts, key=lambda a: a["created"])["id"] if arts else "-")' "$tmp/artif
 [[ $metrics_id != - ]] || { echo "ui_screenshot: flow run ticket-1 has no ticket-1-metrics artifact" >&2; exit 1; }
 say "flow run ticket-1 = $flow_run_id ($state_type), metrics artifact = $metrics_id"
 
-# --- screenshots (flags from FINDINGS.md) and DOM dumps of the same pages ---
+# --- screenshots (headless Chromium as root in a container: no sandbox, no GPU, a virtual-time budget
+#     so the UI finishes loading) and DOM dumps of the same pages ---
 chrome() {  # chrome SIZE MODE URL; MODE is --screenshot=FILE or --dump-dom
     local profile; profile=$(mktemp -d -p "$tmp" chrome.XXXXXX)
     timeout 180 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \

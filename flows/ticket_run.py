@@ -15,7 +15,6 @@ The run only orchestrates: tasks do the I/O, the ML stages run where `run_ml_sta
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from prefect import Task, get_run_logger
 from prefect.runtime import flow_run
 
 from infra.errors import ParentMovedError
+from infra.run_ids import new_run_id
 from infra.ticket_status import TicketStatus
 from policy.gate import GateDecision, non_member_auc, nothing_to_forget
 from policy.gate_policy import GatePolicy
@@ -82,7 +82,7 @@ class TicketRun:
 
     def __init__(self, label: str, ticket_ids: list[int], owner: str) -> None:
         self.label, self.owner = label, owner
-        self.run_id = f"{label}-{uuid.uuid4().hex[:8]}"
+        self.run_id = new_run_id(label)
         self.started = time.perf_counter()
         self.report = RunReport(label=label, ticket_ids=list(ticket_ids), outcome="failed")
         self.plan: RunPlan | None = None
@@ -170,7 +170,7 @@ class TicketRun:
     def ladder(self, before: EvalOutcome) -> Round:
         """Gated rounds from the plan's setting, each as the ladder sets it, until one passes or the
         ladder ends; the last round."""
-        setting, scoring, rescore = self.plan.spec, None, self.plan.spec.selects_weights
+        setting, scoring, rescore = self.plan.setting, None, self.plan.setting.selects_weights
         for number in range(1, self.policy.max_rounds + 1):
             last = self.gated_round(number, setting, scoring, rescore, before)
             nxt = self.retry(last)
@@ -186,7 +186,7 @@ class TicketRun:
                     before: EvalOutcome) -> Round:
         """Score (when `rescore`; else unlearn with `scoring`'s mask), unlearn, evaluate and gate one candidate."""
         common = {"label": self.label, "run_id": self.run_id, "round_no": number,
-                  "parent": self.plan.parent.checkpoint, "snapshot": self.snapshot, "spec": setting}
+                  "parent": self.plan.parent.checkpoint, "snapshot": self.snapshot, "setting": setting}
         if rescore:
             scoring = self.stage(S.scoring, f"round {number}: top {setting.p_percent:g}% of weights",
                                  score_weights, **common)

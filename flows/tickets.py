@@ -17,13 +17,13 @@ hand the tickets to a `TicketRun`.
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.ticket_run import TicketRun
+from infra.run_ids import batch_label, ticket_label
 from tasks.contracts import RunReport
 from tasks.reclaim import reclaim_leases
 from tasks.ticket_state import claim_batch, claim_ticket, keep_leases, queued_models
@@ -35,10 +35,6 @@ def _owner() -> str:
     return f"flow-run:{flow_run.id}" if flow_run.id else f"local:{uuid.uuid4().hex[:12]}"
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
 @flow(name="process-ticket", flow_run_name="ticket-{ticket_id}", persist_result=True)
 def process_ticket(ticket_id: int) -> RunReport:
     """Answer one queued deletion ticket.
@@ -47,7 +43,7 @@ def process_ticket(ticket_id: int) -> RunReport:
     ticket back and plans it again on the new version, up to `REPLANS` times; then the schedule has it.
     """
     owner = _owner()
-    label = f"ticket-{ticket_id}"
+    label = ticket_label(ticket_id)
     reclaim_leases()  # a ticket whose earlier run died is queued again before this run claims
     report = None
     for _ in range(1 + REPLANS):
@@ -73,7 +69,7 @@ def batch_unlearning(model: str = "*", max_tickets: int = 20) -> list[RunReport]
     owner = _owner()
     reclaim_leases()
     ticket_ids = claim_batch(model, max_tickets, owner)
-    label = f"batch-{_slug(model)}-{ticket_ids[0] if ticket_ids else 'none'}"
+    label = batch_label(model, ticket_ids)
     if not ticket_ids:
         get_run_logger().info("no queued tickets for %s", model)
         return [RunReport(label=label, ticket_ids=[], outcome="nothing_to_do", model=model,

@@ -32,7 +32,7 @@ def train_line(
     `architecture` sets TinyLlamaConfig fields and `recipe` TrainConfig fields (defaults otherwise);
     `gate_policy` holds the model line's overrides of the service's gate policy (new lines only).
     An eval suite with `calibration` and `holdout` parts sets the line's `mia_reference_auc`: the
-    non-member level measured on this version (grin_core/calibration.py), not a relaxation.
+    non-member level measured on this version (grin_core/evaluation/calibration.py), not a relaxation.
     """
     outcome: TrainOutcome = run_ml_stage(
         train_target,

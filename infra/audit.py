@@ -163,9 +163,10 @@ def verify(*, session: Session, expect: ChainHead | Sequence[ChainHead] | None =
     or its hash is not the hash of its own fields (`hash mismatch`: it was edited).
     Deleting the newest records leaves a valid shorter chain, and a rewrite that recomputes
     every later hash leaves a valid other chain: `expect`, a head pinned earlier (`head`, or
-    one published to the store; or all of them, a sequence), catches both. Then every ticket row's status must be the one
-    its audit records last moved it to, every ticket in the chain must still have its row, and
-    every row must hold the request its `ticket.filed` record describes (`infra.ticket_rows`).
+    one published to the store; or all of them, a sequence), catches both. Then every ticket
+    row's status must be the one its audit records last moved it to, every ticket in the chain
+    must still have its row, and every row must hold the request its `ticket.filed` record
+    describes (`infra.ticket_rows`).
     """
     checked = _walk(session, expect)
     if not checked.ok:

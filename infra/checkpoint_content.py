@@ -4,7 +4,7 @@ A hash says the bytes are the ones someone listed, not that they are a model. He
 looked at for what it is: weights only in safetensors, whatever a file is named (a pickle is refused
 by its first bytes too: loading one can run code), every safetensors header parsed and bounded
 (`infra.safetensors_header`), JSON files parsed. The tensor table this returns is what
-`grin_core.architecture_check` compares with the architecture the config names.
+`grin_core.models.architecture_check` compares with the architecture the config names.
 
 A registered checkpoint's files travel with it, so registration also refuses any file that is not a
 kind a checkpoint holds; an import re-saves the model, so it ignores files transformers never reads.
@@ -96,7 +96,8 @@ def _check_index(files: dict[str, dict[str, TensorEntry]], index_name: str, inde
             raise CheckpointContentError(f"{shard} holds {extra[0]!r}, which {index_name} does not list")
 
 
-def _tensor_table(files: dict[str, dict[str, TensorEntry]], side: dict[str, bytes], where: str) -> dict[str, TensorEntry]:
+def _tensor_table(files: dict[str, dict[str, TensorEntry]], side: dict[str, bytes],
+                  where: str) -> dict[str, TensorEntry]:
     if not files:
         raise CheckpointContentError(f"{where} holds no model weights (*{WEIGHTS})")
     indexes = [n for n in side if n.endswith(SHARD_INDEX)]

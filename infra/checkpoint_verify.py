@@ -1,7 +1,7 @@
 """Verify a checkpoint in a store before the registry records it: its manifest, every file's sha256,
 and safetensors weights only.
 
-A checkpoint directory (see `grin_core.checkpoint`) holds a `manifest.json` of `{"files": {name:
+A checkpoint directory (see `grin_core.models.checkpoint`) holds a `manifest.json` of `{"files": {name:
 sha256}}` for every other file, and the manifest's own sha256 is the hash the registry keeps.
 Registration streams each object through sha256 (nothing is copied to a cache) and refuses pickle
 weight files outright: loading one can run arbitrary code, and nothing of grin writes them.

@@ -19,10 +19,7 @@ from sqlalchemy.orm import Session
 from infra import audit, queue
 from infra.db.models import ModelAlias, ModelVersion, RegisteredModel
 from infra.ticket_status import TicketStatus
-
-# The metrics a reviewer reads first, in this order (the report, and the Prefect metrics artifact).
-HEADLINE_METRICS = ("forget_rougeL", "forget_keyword_acc", "forget_keyword_conf", "forget_prob", "forget_truth_ratio",
-                    "mia_auc", "retain_rougeL", "retain_prob", "model_utility")
+from policy.metric_names import HEADLINE_METRICS
 
 
 class ReportCheck(BaseModel):
@@ -77,7 +74,8 @@ def build_report(ticket_id: int, *, session: Session) -> DeletionReport:
     payload = evidence.payload if evidence else {}
     decision = payload.get("gate") or payload.get("decision") or {}
     version = session.get(ModelVersion, ticket.result_version_id) if ticket.result_version_id else None
-    aliases = session.scalars(select(ModelAlias).join(ModelAlias.model).where(RegisteredModel.name == ticket.model_name))
+    aliases = session.scalars(
+        select(ModelAlias).join(ModelAlias.model).where(RegisteredModel.name == ticket.model_name))
     line = session.scalars(select(ModelVersion).join(ModelVersion.model).where(
         RegisteredModel.name == ticket.model_name)).all()
     head_now = audit.head(session=session)
@@ -128,17 +126,20 @@ def report_sections(report: DeletionReport) -> list[tuple[str, list[tuple[str, s
              ("New version", str(r.version) if r.version is not None else "none"),
              ("Checkpoint (sha256)", r.checkpoint_sha256 or "–"),
              ("Serving now", ", ".join(f"{a} -> v{v}" for a, v in sorted(r.serving.items())) or "–"),
-             ("Versions still holding the deleted data", ", ".join(map(str, r.versions_holding_deleted_data)) or "none"),
+             ("Versions still holding the deleted data",
+              ", ".join(map(str, r.versions_holding_deleted_data)) or "none"),
              ("Purged versions", ", ".join(map(str, r.purged_versions)) or "none")]
     if r.base_checkpoint_sha256:
-        model += [("Base checkpoint (sha256, unchanged)", r.base_checkpoint_sha256), ("Threat model", r.threat_model or "")]
+        model += [("Base checkpoint (sha256, unchanged)", r.base_checkpoint_sha256),
+                  ("Threat model", r.threat_model or "")]
     gate = [["check", "value", "limit", "passed"]] + [
         [c.name, _num(c.value), _num(c.limit), "yes" if c.passed else "NO"] for c in r.checks]
     metrics = [["metric", "before", "after"]] + [
         [m, _num(r.before.get(m)), _num(r.after.get(m))] for m in HEADLINE_METRICS if m in r.before or m in r.after]
     evidence = [("Evidence audit record", str(r.evidence_record_id) if r.evidence_record_id else "–"),
                 ("Chain head when the ticket ended",
-                 f"#{r.chain_head_at_completion['id']} {r.chain_head_at_completion['hash']}" if r.chain_head_at_completion else "–"),
+                 f"#{r.chain_head_at_completion['id']} {r.chain_head_at_completion['hash']}"
+                 if r.chain_head_at_completion else "–"),
                 ("Chain head now", f"#{r.chain_head_now['id']} {r.chain_head_now['hash']}")]
     timeline = [["at", "from", "to"]] + [[t["at"][:19], t["from"] or "", t["to"] or ""] for t in r.timeline]
     verdict = "passed" if r.gate_passed else ("failed" if r.gate_passed is False else "not run")

@@ -26,6 +26,7 @@ from infra.intake_content import check_keywords_object, check_qa_object
 from infra.intake_roots import Located, locate_allowed
 from infra.settings import Settings
 from infra.ticket_request import TicketRequest
+from policy.round_setting import LADDER_CAPS, cap
 
 
 def parse_request(data: Mapping[str, Any]) -> TicketRequest:
@@ -39,12 +40,9 @@ def parse_request(data: Mapping[str, Any]) -> TicketRequest:
 def _check_overrides(request: TicketRequest, *, session: Session, settings: Settings) -> None:
     policy = registry.gate_policy(request.model_name, session=session, defaults=settings.gate)
     hparams = request.hparams
-    limits = [
-        ("epochs", hparams.epochs, policy.max_epochs, "the gate policy's max_epochs"),
-        ("max_epochs", hparams.max_epochs, policy.max_epochs, "the gate policy's max_epochs"),
-        ("p_percent", hparams.p_percent, policy.max_p_percent, "the gate policy's max_p_percent"),
-        ("sigma2", hparams.sigma2, settings.max_sigma2, "GRIN_MAX_SIGMA2"),
-    ]
+    limits = [(name, getattr(hparams, name), cap(policy, name), f"the gate policy's {policy_field}")
+              for name, policy_field in LADDER_CAPS.items()]
+    limits.append(("sigma2", hparams.sigma2, settings.max_sigma2, "GRIN_MAX_SIGMA2"))
     for name, value, limit, source in limits:
         if value is not None and value > limit:
             raise InvalidRequestError(
@@ -56,7 +54,8 @@ def _check_due_date(request: TicketRequest) -> None:
     today = datetime.now(UTC).date()
     if request.due_date is not None and request.due_date < today:
         raise InvalidRequestError(
-            f"invalid request: due_date {request.due_date.isoformat()} is in the past (today is {today.isoformat()} UTC)"
+            f"invalid request: due_date {request.due_date.isoformat()} is in the past "
+            f"(today is {today.isoformat()} UTC)"
         )
 
 

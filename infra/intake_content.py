@@ -1,6 +1,6 @@
 """What a ticket's objects must hold, checked at filing so a bad object is refused there.
 
-The format is the one the pipeline reads (`grin_core.records`): a QA object is a JSON array of
+The format is the one the pipeline reads (`grin_core.data.records`): a QA object is a JSON array of
 records or JSON Lines, each record with non-empty "question" and "answer" strings ("prompt" /
 "response" are read too); a keywords object is a JSON array of non-empty strings. The checks
 here also refuse what would only break later: non-finite numbers, unpaired surrogate escapes

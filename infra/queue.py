@@ -342,7 +342,8 @@ def _move(
             ", ".join(sorted(s.value for s in TRANSITIONS[from_status])) or "none: it is final"
         )
         raise IllegalTransitionError(
-            f"ticket {ticket.id}: {from_status.value} → {to_status.value} is not allowed (from {from_status.value}: {allowed})"
+            f"ticket {ticket.id}: {from_status.value} → {to_status.value} is not allowed "
+            f"(from {from_status.value}: {allowed})"
         )
     ticket.status = to_status
     if to_status not in LEASED:

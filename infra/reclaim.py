@@ -7,9 +7,9 @@ that lapsed means the flow process died or lost the database. One sweep:
 - completes a `registered` ticket whose run died after registering (its version exists; only the
   follow-up was left);
 - deletes the scratch copies of forget data of those tickets' runs (`scratch/<run id>/`, the run
-  id starts with the run's label, which names its first ticket) with an audit record of counts;
+  id names its first ticket: infra/run_ids.py) with an audit record of counts;
 - deletes the candidate checkpoints those runs uploaded and no version registered (a candidate's
-  model card names its run), so a dead run's candidate can never be registered or linger; and, on
+  card, `card.json`, names its run and tickets), so a dead run's candidate can never be registered or linger; and, on
   every sweep, any unregistered candidate none of whose tickets is held by a run any more (one a
   worker uploaded after its flow died and was swept).
 
@@ -20,8 +20,7 @@ recovery needs no one to remember it. Sweeps may overlap: rows are taken with SK
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,11 +30,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from infra import audit, queue
 from infra.db.models import ModelVersion, Ticket
 from infra.errors import ObjectNotFoundError
+from infra.run_ids import first_ticket
 from infra.storage import ObjectStore
 
-_CARD_DETAILS = re.compile(r"```json\n(.*?)\n```", re.DOTALL)  # grin_core/checkpoint.py's model card
-# `ticket-17-0123abcd` or `batch-tofu-17-0123abcd` (flows/ticket_run.py names runs so).
-_RUN_ID = re.compile(r"^(?:ticket|batch-.+)-(\d+)-[0-9a-f]{8}$")
+CARD_DATA = "card.json"  # a checkpoint's card fields as JSON (grin_core.models.checkpoint.CARD_DATA)
 
 
 @dataclass
@@ -59,8 +57,7 @@ def scratch_runs(store: ObjectStore, ticket_ids: set[int]) -> dict[str, list[str
     runs: dict[str, list[str]] = {}
     for key in store.list("scratch/"):
         run_id = key.split("/")[1] if key.count("/") >= 2 else ""
-        match = _RUN_ID.match(run_id)
-        if match and int(match.group(1)) in ticket_ids:
+        if first_ticket(run_id) in ticket_ids:
             runs.setdefault(run_id, []).append(key)
     return runs
 
@@ -88,18 +85,28 @@ def purge_scratch_of(
     return count
 
 
-def _purge_candidates(store: ObjectStore, session: Session, doomed: Callable[[bytes], bool],
+def _card(store: ObjectStore, sha: str) -> Mapping | None:
+    """A checkpoint's card fields, {} when they are unreadable, None when it has no card."""
+    try:
+        data = store.get_bytes(f"checkpoints/{sha}/{CARD_DATA}")
+    except ObjectNotFoundError:
+        return None
+    try:
+        card = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return card if isinstance(card, Mapping) else {}
+
+
+def _purge_candidates(store: ObjectStore, session: Session, doomed: Callable[[Mapping], bool],
                       record: dict[str, object]) -> int:
-    """Delete every unregistered candidate checkpoint whose model card `doomed` picks (manifest last,
+    """Delete every unregistered candidate checkpoint whose card `doomed` picks (manifest last,
     so a half-deleted one is never taken for complete); one audit record (`record` + what went)."""
     registered = set(session.scalars(select(ModelVersion.checkpoint_sha256)))
     deleted: dict[str, int] = {}
     for sha in sorted({k.split("/")[1] for k in store.list("checkpoints/") if k.count("/") >= 2} - registered):
-        try:
-            card = store.get_bytes(f"checkpoints/{sha}/README.md")
-        except ObjectNotFoundError:
-            continue
-        if doomed(card):
+        card = _card(store, sha)
+        if card is not None and doomed(card):
             keys = store.list(f"checkpoints/{sha}/")
             for key in sorted(keys, key=lambda k: k.endswith("manifest.json")):
                 store.delete(key)
@@ -113,21 +120,19 @@ def _purge_candidates(store: ObjectStore, session: Session, doomed: Callable[[by
 def purge_candidates_of(
     run_ids: list[str], *, store: ObjectStore, session: Session, reason: str
 ) -> int:
-    """Delete every unregistered candidate checkpoint whose model card names one of `run_ids`."""
+    """Delete every unregistered candidate checkpoint whose card names one of `run_ids`."""
     if not run_ids:
         return 0
-    marks = [f'"run": "{run}"'.encode() for run in run_ids]
-    return _purge_candidates(store, session, lambda card: any(mark in card for mark in marks),
+    runs = set(run_ids)
+    return _purge_candidates(store, session, lambda card: card.get("run") in runs,
                              {"run_ids": sorted(run_ids), "reason": reason})
 
 
-def _card_tickets(card: bytes) -> set[int]:
-    """The ticket ids a candidate's model card names (its `deletions`), empty if it names none."""
-    match = _CARD_DETAILS.search(card.decode("utf-8", errors="replace"))
+def _card_tickets(card: Mapping) -> set[int]:
+    """The ticket ids a candidate's card names (its `deletions`), empty if it names none."""
     try:
-        details = json.loads(match.group(1)) if match else {}
-        return {int(d["ticket_id"]) for d in details.get("deletions") or []}
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return {int(d["ticket_id"]) for d in card.get("deletions") or []}
+    except (KeyError, TypeError, ValueError):
         return set()
 
 
@@ -138,7 +143,7 @@ def purge_stale_candidates(*, store: ObjectStore, session: Session) -> int:
     its flow uploaded it after the sweep that reclaimed its tickets, or its run died mid-upload. A
     checkpoint whose card names no tickets (a line's first version on its way in) is left alone.
     """
-    def unheld(card: bytes) -> bool:
+    def unheld(card: Mapping) -> bool:
         tickets = _card_tickets(card)
         return bool(tickets) and not set(session.scalars(
             select(Ticket.status).where(Ticket.id.in_(tickets)))) & queue.LEASED

@@ -7,7 +7,8 @@ A reference is `name` (its `production` alias, or its newest version when it has
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -74,98 +75,102 @@ def list_models(*, session: Session) -> list[RegisteredModel]:
     return list(session.scalars(query))
 
 
-def add_version(
-    model_name: str,
-    *,
-    session: Session,
-    checkpoint_uri: str,
-    checkpoint_sha256: str,
-    parent: ModelVersion | None = None,
-    training_manifest_uri: str | None = None,
-    eval_suite_uri: str | None = None,
-    mask_uri: str | None = None,
-    mask_sha256: str | None = None,
-    base_checkpoint_uri: str | None = None,
-    base_checkpoint_sha256: str | None = None,
-    hparams: Mapping[str, Any] | None = None,
-    metrics: Mapping[str, Any] | None = None,
-    gate: Mapping[str, Any] | None = None,
-    ticket_ids: Iterable[int] = (),
-    training_manifest_sha256: str | None = None,
-    deletions: Iterable[Mapping[str, Any]] = (),
-) -> ModelVersion:
-    """Record a new checkpoint as the next version, and mark the tickets it answers.
+@dataclass(frozen=True)
+class NewVersion:
+    """What a new version records: its checkpoint, what it stands on and the tickets it answers.
 
-    The training manifest and the evaluation suite are inherited from the parent when not given
-    (an unlearning run gives the manifest it stands on: the parent's minus the forget records).
-    `deletions` (`{"ticket_id", "forget_sha256"}`) are this version's own; its
-    `lineage_deletions` are the parent's followed by them. `base_checkpoint_*`: for an intervention
-    checkpoint (GRUN), the full-weight checkpoint it applies to.
+    The training manifest and the evaluation suite are inherited from the parent when not given (an
+    unlearning run gives the manifest it stands on: the parent's minus the forget records).
+    `deletions` (`{"ticket_id", "forget_sha256"}`) are this version's own; its `lineage_deletions`
+    are the parent's followed by them. `base_checkpoint_*`: for an intervention checkpoint (GRUN),
+    the full-weight checkpoint it applies to.
     """
+
+    checkpoint_uri: str
+    checkpoint_sha256: str
+    parent: ModelVersion | None = None
+    training_manifest_uri: str | None = None
+    training_manifest_sha256: str | None = None
+    eval_suite_uri: str | None = None
+    mask_uri: str | None = None
+    mask_sha256: str | None = None
+    base_checkpoint_uri: str | None = None
+    base_checkpoint_sha256: str | None = None
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    gate: Mapping[str, Any] = field(default_factory=dict)
+    ticket_ids: Sequence[int] = ()
+    deletions: Sequence[Mapping[str, Any]] = ()
+
+
+def add_version(model_name: str, new: NewVersion | None = None, *, session: Session, **fields: Any) -> ModelVersion:
+    """Record `new` (or a NewVersion of `fields`) as the line's next version, mark the tickets it
+    answers, and audit it (`model.version_added`). Producers register through infra/registration.py,
+    which also moves the alias; calling this alone adds a bare version (tests, fixtures)."""
+    if new is None:
+        new = NewVersion(**fields)
+    elif fields:
+        raise TypeError("give a NewVersion or its fields, not both")
     model = get_model(model_name, session=session)
+    parent = new.parent
     if parent is not None and parent.model_id != model.id:
         raise InvalidRequestError(f"parent version {parent.id} belongs to another model")
-    tickets = list(session.scalars(select(Ticket).where(Ticket.id.in_(list(ticket_ids)))))
-    missing = set(ticket_ids) - {t.id for t in tickets}
+    tickets = list(session.scalars(select(Ticket).where(Ticket.id.in_(list(new.ticket_ids)))))
+    missing = set(new.ticket_ids) - {t.id for t in tickets}
     if missing:
         raise TicketNotFoundError(f"no tickets {sorted(missing)}")
-    number = (
-        session.scalar(
-            select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
-        )
-        or 0
-    ) + 1
+    number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id))
+              or 0) + 1
     version = ModelVersion(
         model=model,
         version=number,
         parent=parent,
-        checkpoint_uri=checkpoint_uri,
-        checkpoint_sha256=checkpoint_sha256,
-        training_manifest_uri=training_manifest_uri
-        or (parent.training_manifest_uri if parent else None),
-        training_manifest_sha256=training_manifest_sha256
-        if training_manifest_uri
+        checkpoint_uri=new.checkpoint_uri,
+        checkpoint_sha256=new.checkpoint_sha256,
+        training_manifest_uri=new.training_manifest_uri or (parent.training_manifest_uri if parent else None),
+        training_manifest_sha256=new.training_manifest_sha256 if new.training_manifest_uri
         else (parent.training_manifest_sha256 if parent else None),
-        lineage_deletions=[*(parent.lineage_deletions if parent else []), *map(dict, deletions)],
-        eval_suite_uri=eval_suite_uri or (parent.eval_suite_uri if parent else None),
-        mask_uri=mask_uri,
-        mask_sha256=mask_sha256,
-        base_checkpoint_uri=base_checkpoint_uri,
-        base_checkpoint_sha256=base_checkpoint_sha256,
-        hparams=dict(hparams or {}),
-        metrics=dict(metrics or {}),
-        gate=dict(gate or {}),
+        lineage_deletions=[*(parent.lineage_deletions if parent else []), *map(dict, new.deletions)],
+        eval_suite_uri=new.eval_suite_uri or (parent.eval_suite_uri if parent else None),
+        mask_uri=new.mask_uri,
+        mask_sha256=new.mask_sha256,
+        base_checkpoint_uri=new.base_checkpoint_uri,
+        base_checkpoint_sha256=new.base_checkpoint_sha256,
+        hparams=dict(new.hparams),
+        metrics=dict(new.metrics),
+        gate=dict(new.gate),
         tickets=tickets,
     )
     session.add(version)
     session.flush()
     for ticket in tickets:
         ticket.result_version_id = version.id
-    audit.append(
-        "model.version_added",
-        {
-            "model": model.name,
-            "version": number,
-            "version_id": version.id,
-            "parent_version_id": parent.id if parent else None,
-            "checkpoint_uri": checkpoint_uri,
-            "checkpoint_sha256": checkpoint_sha256,
-            "training_manifest_uri": version.training_manifest_uri,
-            "training_manifest_sha256": version.training_manifest_sha256,
-            "lineage_deletions": version.lineage_deletions,
-            "eval_suite_uri": version.eval_suite_uri,
-            "mask_uri": mask_uri,
-            "mask_sha256": mask_sha256,
-            "base_checkpoint_uri": base_checkpoint_uri,
-            "base_checkpoint_sha256": base_checkpoint_sha256,
-            "hparams": version.hparams,
-            "metrics": version.metrics,
-            "gate": version.gate,
-            "ticket_ids": sorted(t.id for t in tickets),
-        },
-        session=session,
-    )
+    audit.append("model.version_added", _version_added(version), session=session)
     return version
+
+
+def _version_added(version: ModelVersion) -> dict[str, Any]:
+    """The audit payload of a new version: every reference it records."""
+    return {
+        "model": version.model.name,
+        "version": version.version,
+        "version_id": version.id,
+        "parent_version_id": version.parent.id if version.parent else None,
+        "checkpoint_uri": version.checkpoint_uri,
+        "checkpoint_sha256": version.checkpoint_sha256,
+        "training_manifest_uri": version.training_manifest_uri,
+        "training_manifest_sha256": version.training_manifest_sha256,
+        "lineage_deletions": version.lineage_deletions,
+        "eval_suite_uri": version.eval_suite_uri,
+        "mask_uri": version.mask_uri,
+        "mask_sha256": version.mask_sha256,
+        "base_checkpoint_uri": version.base_checkpoint_uri,
+        "base_checkpoint_sha256": version.base_checkpoint_sha256,
+        "hparams": version.hparams,
+        "metrics": version.metrics,
+        "gate": version.gate,
+        "ticket_ids": sorted(t.id for t in version.tickets),
+    }
 
 
 def set_alias(

@@ -145,7 +145,7 @@ class Settings(BaseSettings):
         except json.JSONDecodeError:
             value = None
         if not isinstance(value, list):
-            raise ValueError('GRIN_INTAKE_ROOTS must be a JSON list of roots, e.g. ["s3://bucket/inbox/"]')  # noqa: TRY004 - pydantic reports ValueError
+            raise ValueError('GRIN_INTAKE_ROOTS must be a JSON list of roots, e.g. ["s3://bucket/inbox/"]')
         return value
 
     @field_validator("batch_cron")

@@ -17,14 +17,13 @@ from pydantic import (
 
 from infra.audit import canonical_json, sha256_hex
 from policy.methods import Method
+from policy.round_setting import GRIN_ONLY, RoundSettingOverrides
 
 MODEL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(@[A-Za-z0-9][A-Za-z0-9._-]{0,99})?$"
 
 # C0 and C1 controls (NUL among them: PostgreSQL text cannot hold it) and unpaired surrogates
 # (not encodable as UTF-8): refused in every string a ticket stores.
 _UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-# numpy's seed range, the narrowest of the generators a run seeds.
-MAX_SEED = 2**32 - 1
 
 
 def _storable(value: str) -> str:
@@ -36,38 +35,6 @@ def _storable(value: str) -> str:
 
 Text = AfterValidator(_storable)
 URI = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Text]
-
-
-class HparamOverrides(BaseModel):
-    """Per-ticket overrides of the unlearning hyper-parameters; any other key is refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    p_percent: float | None = Field(
-        None, gt=0.0, le=100.0, description="Percentage of weights selected by GRI."
-    )
-    sigma2: float | None = Field(
-        None, ge=0.0, description="Variance of the noise added to selected weights."
-    )
-    epochs: int | None = Field(None, ge=1, le=10_000)
-    max_epochs: int | None = Field(
-        None, ge=1, le=10_000, description="Epoch budget of the privacy schedule (it stops once in band)."
-    )
-    learning_rate: float | None = Field(None, gt=0.0, le=1.0)
-    beta: float | None = Field(None, gt=0.0, le=100.0, description="NPO temperature.")
-    alpha: float | None = Field(None, ge=0.0, le=1000.0, description="Weight of the retain-set term.")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
-    retain_batch_size: int | None = Field(None, ge=1, le=4096, description="Retain examples per step.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_booleans(cls, data: Any) -> Any:
-        # pydantic reads true as 1 for a number; `p_percent=true` is a mistake, not a request for 1 %.
-        if isinstance(data, dict):
-            flags = sorted(k for k, v in data.items() if isinstance(v, bool))
-            if flags:
-                raise ValueError(f"{', '.join(flags)}: a number is expected, not a boolean")
-        return data
 
 
 class TicketRequest(BaseModel):
@@ -93,7 +60,7 @@ class TicketRequest(BaseModel):
     )
     keywords_uri: URI | None = None
     method: Method = Method.npo
-    hparams: HparamOverrides = HparamOverrides()
+    hparams: RoundSettingOverrides = RoundSettingOverrides()  # over the method's defaults (policy/round_setting.py)
     requested_by: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Text
     ]
@@ -108,7 +75,7 @@ class TicketRequest(BaseModel):
 
     @model_validator(mode="after")
     def _overrides_fit_the_method(self) -> TicketRequest:
-        grin_only = [k for k in ("p_percent", "sigma2") if getattr(self.hparams, k) is not None]
+        grin_only = [k for k in GRIN_ONLY if getattr(self.hparams, k) is not None]
         if self.method is Method.grun and grin_only:
             raise ValueError(f"hparams {', '.join(grin_only)} select and perturb weights (GRIN); method grun "
                              "changes no weight and has none to select")

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
+from grin_core.metrics import names as m
 from policy.gate_policy import GatePolicy
 
 
@@ -46,6 +47,7 @@ def _check(
 
     By default a failed forget bound asks for stronger unlearning and a failed retain / utility
     bound for weaker."""
+    m.check(metric)  # a check reads a metric some evaluation reports
     if asks == "default":
         asks = "stronger" if metric.startswith("forget") else "weaker"
     if value is None or limit is None:
@@ -73,29 +75,29 @@ def decide(
     and utility checks apply when the suite measures them (a ticket without key phrases has no
     keyword accuracy); forget and retain ROUGE-L are always required.
     """
-    forget, retain = after.get("forget_rougeL"), after.get("retain_rougeL")
+    forget, retain = after.get(m.FORGET_ROUGEL), after.get(m.RETAIN_ROUGEL)
     checks = [
-        _check("forget_rougeL_abs", "forget_rougeL", forget, policy.forget_rougeL_max,
+        _check("forget_rougeL_abs", m.FORGET_ROUGEL, forget, policy.forget_rougeL_max,
                "forget ROUGE-L", at_most=True),
-        _check("forget_rougeL_rel", "forget_rougeL", forget,
-               _times(policy.forget_rougeL_max_ratio, before.get("forget_rougeL")),
+        _check("forget_rougeL_rel", m.FORGET_ROUGEL, forget,
+               _times(policy.forget_rougeL_max_ratio, before.get(m.FORGET_ROUGEL)),
                "forget ROUGE-L vs parent", at_most=True),
-        _check("retain_rougeL_rel", "retain_rougeL", retain,
-               _times(policy.retain_rougeL_min_ratio, before.get("retain_rougeL")),
+        _check("retain_rougeL_rel", m.RETAIN_ROUGEL, retain,
+               _times(policy.retain_rougeL_min_ratio, before.get(m.RETAIN_ROUGEL)),
                "retain ROUGE-L vs parent", at_most=False),
     ]
-    if "forget_keyword_acc" in before or "forget_keyword_acc" in after:
-        keywords = after.get("forget_keyword_acc")
+    if m.FORGET_KEYWORD_ACC in before or m.FORGET_KEYWORD_ACC in after:
+        keywords = after.get(m.FORGET_KEYWORD_ACC)
         checks += [
-            _check("forget_keyword_acc_abs", "forget_keyword_acc", keywords, policy.forget_keyword_acc_max,
+            _check("forget_keyword_acc_abs", m.FORGET_KEYWORD_ACC, keywords, policy.forget_keyword_acc_max,
                    "forget keyword accuracy", at_most=True),
-            _check("forget_keyword_acc_rel", "forget_keyword_acc", keywords,
-                   _times(policy.forget_keyword_acc_max_ratio, before.get("forget_keyword_acc")),
+            _check("forget_keyword_acc_rel", m.FORGET_KEYWORD_ACC, keywords,
+                   _times(policy.forget_keyword_acc_max_ratio, before.get(m.FORGET_KEYWORD_ACC)),
                    "forget keyword accuracy vs parent", at_most=True),
         ]
-    if "model_utility" in before or "model_utility" in after:
-        checks.append(_check("model_utility_rel", "model_utility", after.get("model_utility"),
-                             _times(policy.model_utility_min_ratio, before.get("model_utility")),
+    if m.MODEL_UTILITY in before or m.MODEL_UTILITY in after:
+        checks.append(_check("model_utility_rel", m.MODEL_UTILITY, after.get(m.MODEL_UTILITY),
+                             _times(policy.model_utility_min_ratio, before.get(m.MODEL_UTILITY)),
                              "model utility vs parent", at_most=False))
     if origin is not None:
         checks += _origin_checks(policy, origin, after)
@@ -107,12 +109,12 @@ def decide(
 
 
 def _origin_checks(policy: GatePolicy, origin: Mapping[str, float], after: Mapping[str, float]) -> list[GateCheck]:
-    checks = [_check("retain_rougeL_origin", "retain_rougeL", after.get("retain_rougeL"),
-                     _times(policy.retain_rougeL_min_origin_ratio, origin.get("retain_rougeL")),
+    checks = [_check("retain_rougeL_origin", m.RETAIN_ROUGEL, after.get(m.RETAIN_ROUGEL),
+                     _times(policy.retain_rougeL_min_origin_ratio, origin.get(m.RETAIN_ROUGEL)),
                      "retain ROUGE-L vs origin", at_most=False)]
-    if "model_utility" in origin or "model_utility" in after:
-        checks.append(_check("model_utility_origin", "model_utility", after.get("model_utility"),
-                             _times(policy.model_utility_min_origin_ratio, origin.get("model_utility")),
+    if m.MODEL_UTILITY in origin or m.MODEL_UTILITY in after:
+        checks.append(_check("model_utility_origin", m.MODEL_UTILITY, after.get(m.MODEL_UTILITY),
+                             _times(policy.model_utility_min_origin_ratio, origin.get(m.MODEL_UTILITY)),
                              "model utility vs origin", at_most=False))
     return checks
 
@@ -123,10 +125,10 @@ def non_member_auc(policy: GatePolicy) -> float:
 
 
 PROBES = {  # metric key -> label; each is checked when the evaluation measured it
-    "forget_paraphrase_rougeL": "forget ROUGE-L on paraphrased questions",
-    "forget_format_max_rougeL": "forget ROUGE-L, worst other prompt format",
-    "forget_int8_rougeL": "forget ROUGE-L of int8 fake-quantised weights",
-    "forget_int4_rougeL": "forget ROUGE-L of int4 fake-quantised weights",
+    m.FORGET_PARAPHRASE_ROUGEL: "forget ROUGE-L on paraphrased questions",
+    m.FORGET_FORMAT_MAX_ROUGEL: "forget ROUGE-L, worst other prompt format",
+    m.FORGET_INT8_ROUGEL: "forget ROUGE-L of int8 fake-quantised weights",
+    m.FORGET_INT4_ROUGEL: "forget ROUGE-L of int4 fake-quantised weights",
 }
 
 
@@ -134,30 +136,30 @@ def privacy_checks(policy: GatePolicy, after: Mapping[str, float]) -> list[GateC
     """Membership inference in a band around the non-member level, forget vs holdout probability,
     and the robustness probes. Without a holdout measurement: one failing check saying privacy was
     not checked, unless the policy waives it."""
-    if "mia_auc" not in after:
+    if m.MIA_AUC not in after:
         return [] if policy.privacy_waived else [GateCheck(
-            name="privacy_checked", metric="mia_auc", value=None, limit=None, passed=False,
+            name="privacy_checked", metric=m.MIA_AUC, value=None, limit=None, passed=False,
             detail="privacy not checked: the eval suite has no holdout (non-member) part", asks=None)]
-    level, band, auc = non_member_auc(policy), policy.mia_auc_band, after["mia_auc"]
+    level, band, auc = non_member_auc(policy), policy.mia_auc_band, after[m.MIA_AUC]
     checks = [
-        _check("mia_auc_high", "mia_auc", auc, level + band, "forget-vs-holdout MIA AUC", at_most=True,
+        _check("mia_auc_high", m.MIA_AUC, auc, level + band, "forget-vs-holdout MIA AUC", at_most=True,
                asks="stronger"),
-        _check("mia_auc_low", "mia_auc", auc, max(level - band, 0.0),
+        _check("mia_auc_low", m.MIA_AUC, auc, max(level - band, 0.0),
                "forget-vs-holdout MIA AUC (over-unlearning)", at_most=False, asks="weaker"),
     ]
-    if "forget_holdout_typical_prob_ratio" in after:
-        checks.append(_check("forget_prob_vs_holdout", "forget_holdout_typical_prob_ratio",
-                             after["forget_holdout_typical_prob_ratio"], policy.forget_holdout_prob_ratio_max,
+    if m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO in after:
+        checks.append(_check("forget_prob_vs_holdout", m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO,
+                             after[m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO], policy.forget_holdout_prob_ratio_max,
                              "forget/holdout typical answer probability", at_most=True, asks="stronger"))
     for key, label in PROBES.items():
         if key in after:
             checks.append(_check(f"probe_{key}", key, after[key], policy.probe_rougeL_max, label, at_most=True))
-    if "relearn_forget_rougeL" in after:
-        checks.append(_check("probe_relearn", "relearn_forget_rougeL", after["relearn_forget_rougeL"],
+    if m.RELEARN_FORGET_ROUGEL in after:
+        checks.append(_check("probe_relearn", m.RELEARN_FORGET_ROUGEL, after[m.RELEARN_FORGET_ROUGEL],
                              policy.relearn_rougeL_max, "forget ROUGE-L after relearning half", at_most=True,
                              asks="stronger"))
-    if "forget_sampled_best_rougeL" in after:
-        checks.append(_check("probe_sampled", "forget_sampled_best_rougeL", after["forget_sampled_best_rougeL"],
+    if m.FORGET_SAMPLED_BEST_ROUGEL in after:
+        checks.append(_check("probe_sampled", m.FORGET_SAMPLED_BEST_ROUGEL, after[m.FORGET_SAMPLED_BEST_ROUGEL],
                              policy.sampled_rougeL_max, "forget best-of-N sampled ROUGE-L", at_most=True))
     return checks
 
@@ -171,20 +173,20 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
     and the answers about as likely as the non-member holdout's (`never_learned_prob_ratio_max`).
     Unlearning such a set could only damage the model, so no version is registered.
     """
-    checks = [_check("never_learned_rougeL", "forget_rougeL", before.get("forget_rougeL"),
+    checks = [_check("never_learned_rougeL", m.FORGET_ROUGEL, before.get(m.FORGET_ROUGEL),
                      policy.never_learned_rougeL_max, "parent's forget ROUGE-L", at_most=True)]
-    if "forget_keyword_acc" in before:
-        checks.append(_check("never_learned_keyword_acc", "forget_keyword_acc", before["forget_keyword_acc"],
+    if m.FORGET_KEYWORD_ACC in before:
+        checks.append(_check("never_learned_keyword_acc", m.FORGET_KEYWORD_ACC, before[m.FORGET_KEYWORD_ACC],
                              policy.forget_keyword_acc_max, "parent's forget keyword accuracy", at_most=True))
-    if "mia_auc" in before:
-        checks.append(_check("never_learned_mia_auc", "mia_auc", before["mia_auc"],
+    if m.MIA_AUC in before:
+        checks.append(_check("never_learned_mia_auc", m.MIA_AUC, before[m.MIA_AUC],
                              policy.never_learned_mia_auc_max, "parent's forget-vs-holdout MIA AUC", at_most=True))
     # the typical (geometric-mean) ratio the gate reads when the evaluation gives it, else the means'
-    ratio = before.get("forget_holdout_typical_prob_ratio", before.get("forget_holdout_prob_ratio"))
-    if ratio is None and before.get("holdout_prob") and "forget_prob" in before:
-        ratio = before["forget_prob"] / before["holdout_prob"]
+    ratio = before.get(m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO, before.get(m.FORGET_HOLDOUT_PROB_RATIO))
+    if ratio is None and before.get(m.HOLDOUT_PROB) and m.FORGET_PROB in before:
+        ratio = before[m.FORGET_PROB] / before[m.HOLDOUT_PROB]
     if ratio is not None:
-        checks.append(_check("never_learned_prob", "forget_holdout_prob_ratio", ratio,
+        checks.append(_check("never_learned_prob", m.FORGET_HOLDOUT_PROB_RATIO, ratio,
                              policy.never_learned_prob_ratio_max,
                              "parent's forget / holdout answer probability", at_most=True))
     if not all(c.passed for c in checks):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from policy.round_setting import MAX_EPOCHS, MAX_P_PERCENT
+
 
 class GatePolicy(BaseModel):
     """Thresholds of the evaluation gate and the limits of its retry ladder."""
@@ -152,11 +154,11 @@ class GatePolicy(BaseModel):
     max_p_percent: float = Field(
         10.0,
         gt=0.0,
-        le=100.0,
+        le=MAX_P_PERCENT,  # a round's own bound (round_setting.py)
         description="The ladder never selects more than this percentage of weights.",
     )
     max_epochs: int = Field(
-        100, ge=1, le=10_000,
+        100, ge=1, le=MAX_EPOCHS,
         description="The ladder never trains more epochs than this, nor may a ticket's privacy-schedule budget.",
     )
     ladder_lr_factor: float = Field(

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from policy.gate import GateDecision
 from policy.gate_policy import GatePolicy
-from policy.round_setting import RoundSetting
+from policy.round_setting import RoundSetting, cap
 
 Tried = tuple[RoundSetting, GateDecision]
 
@@ -61,9 +61,9 @@ def next_setting(
         bound = min(opposite, key=lambda lr: abs(math.log(lr / setting.learning_rate)))
         nxt = setting.model_copy(update={"learning_rate": math.sqrt(bound * setting.learning_rate)})
     elif too_weak:
-        more = {"epochs": min(math.ceil(setting.epochs * policy.ladder_epochs_factor), policy.max_epochs)}
+        more = {"epochs": min(math.ceil(setting.epochs * policy.ladder_epochs_factor), cap(policy, "epochs"))}
         if setting.selects_weights:  # GRUN selects no weights: only its training grows
-            more["p_percent"] = min(setting.p_percent * policy.ladder_p_factor, policy.max_p_percent)
+            more["p_percent"] = min(setting.p_percent * policy.ladder_p_factor, cap(policy, "p_percent"))
         nxt = setting.model_copy(update=more)
     else:
         nxt = setting.model_copy(

@@ -8,7 +8,8 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from infra.deletion_report import HEADLINE_METRICS, build_report, to_markdown
+from infra.deletion_report import build_report, to_markdown
+from policy.metric_names import HEADLINE_METRICS
 from tasks.contracts import ObjectRef
 from tasks.resources import sessions
 

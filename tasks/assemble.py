@@ -2,7 +2,7 @@
 sample from it minus every record that overlaps the forget set, and the eval suite; all content-hashed.
 
 The lineage manifest is the parent version's training manifest minus every forget record
-(normalised question/answer, `grin_core.records.without_forget`): the version this run registers
+(normalised question/answer, `grin_core.data.records.without_forget`): the version this run registers
 stands on it, so no later ticket samples a deleted record into its retain set. It goes to
 `manifests/<sha256>.jsonl`. The forget snapshot goes to `scratch/` (purged after the run); the
 retain sample goes to `runs/` and the eval suite (the parent's minus every overlap) to
@@ -17,7 +17,7 @@ import json
 
 from prefect import task
 
-from grin_core.records import (
+from grin_core.data.records import (
     RecordFormatError,
     overlaps,
     parse_keywords,
@@ -27,7 +27,7 @@ from grin_core.records import (
     to_jsonl,
     without_forget,
 )
-from grin_core.tofu import attach_keywords
+from grin_core.data.tofu import attach_keywords
 from infra import queue
 from infra.errors import ChecksumMismatchError, InvalidRequestError, ObjectNotFoundError
 from infra.intake_roots import locate_allowed
@@ -79,12 +79,9 @@ def _unique(records: list[dict]) -> list[dict]:
     return out
 
 
-@task(name="assemble-sets", task_run_name="assemble-{label}", **IO_RETRIES)
-def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
-    settings = get_settings()
-    with sessions().begin() as session:
-        tickets = [queue.get_ticket(i, session=session) for i in plan.ticket_ids]
-        inputs = {t.id: (list(t.forget_uris), t.keywords_uri, t.retain_uris) for t in tickets}
+def _gather(inputs: dict[int, tuple]) -> tuple[list, list, list, dict[int, str], list[Deletion]]:
+    """Every ticket's forget records, key phrases and given retain records, read and checked; the tickets
+    whose input is bad are rejected with the reason. (forget, keywords, retain, rejected, deletions)"""
     forget, keywords, retain_given, rejected, deletions = [], [], [], {}, []
     for ticket_id, (uris, keywords_uri, retain_uris) in inputs.items():
         try:
@@ -96,6 +93,48 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
         deletions.append(Deletion(ticket_id=ticket_id, forget_sha256=hashlib.sha256(to_jsonl(records)).hexdigest()))
         keywords += phrases
         retain_given += retain
+    return forget, keywords, retain_given, rejected, deletions
+
+
+def _store(run_id: str, ticket_ids: list[int], forget: list[dict], retain: list[dict], suite: dict,
+           manifest: list[dict] | None, keyword_count: int, deletions: list[Deletion],
+           lineage_deletions: list[Deletion]) -> Snapshot:
+    """Write the run's data (forget to scratch, retain under runs/, suite and manifest content-addressed)."""
+    store = object_store()
+    stored_manifest = None
+    if manifest is not None:
+        body = to_jsonl(manifest)
+        stored_manifest = store.put_bytes(f"manifests/{hashlib.sha256(body).hexdigest()}.jsonl", body)
+    # Names the run's tickets first, so a crashed run's scratch copy is found by ticket and purged.
+    store.put_bytes(f"scratch/{run_id}/tickets.json", json.dumps(ticket_ids).encode())
+    stored_forget = store.put_bytes(f"scratch/{run_id}/forget.jsonl", to_jsonl(forget))
+    stored_retain = store.put_bytes(f"runs/{run_id}/retain.jsonl", to_jsonl(retain))
+    suite_body = json.dumps(suite, sort_keys=True, ensure_ascii=False).encode()
+    # Content-addressed: the registered version measures its successors on it (no overlap with
+    # this forget set), and per-run objects under `runs/` may be purged later.
+    stored_suite = store.put_bytes(f"suites/{hashlib.sha256(suite_body).hexdigest()}.json", suite_body)
+    return Snapshot(
+        forget=ObjectRef(uri=stored_forget.uri, sha256=stored_forget.sha256),
+        retain=ObjectRef(uri=stored_retain.uri, sha256=stored_retain.sha256),
+        eval_suite=ObjectRef(uri=stored_suite.uri, sha256=stored_suite.sha256),
+        forget_count=len(forget),
+        retain_count=len(retain),
+        keyword_count=keyword_count,
+        eval_counts={part: len(rows) for part, rows in suite.items()},
+        manifest=ObjectRef(uri=stored_manifest.uri, sha256=stored_manifest.sha256) if stored_manifest else None,
+        manifest_count=len(manifest) if manifest is not None else None,
+        deletions=deletions,
+        lineage_deletions=lineage_deletions,
+    )
+
+
+@task(name="assemble-sets", task_run_name="assemble-{label}", **IO_RETRIES)
+def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
+    settings = get_settings()
+    with sessions().begin() as session:
+        tickets = [queue.get_ticket(i, session=session) for i in plan.ticket_ids]
+        inputs = {t.id: (list(t.forget_uris), t.keywords_uri, t.retain_uris) for t in tickets}
+    forget, keywords, retain_given, rejected, deletions = _gather(inputs)
     if not forget:
         return Assembly(snapshot=None, rejected=rejected)
     forget = attach_keywords(_unique(forget), sorted(set(keywords)))
@@ -118,7 +157,7 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
     # Hold retain records out for the gate only when the line's suite has no retain part of its own:
     # every record held out is one the privacy schedule's repair phase cannot use.
     eval_size = 0 if suite.get("retain") else settings.eval_retain_size
-    pool = sample_retain(pool_source, forget, n=settings.retain_sample_size + eval_size, seed=plan.spec.seed,
+    pool = sample_retain(pool_source, forget, n=settings.retain_sample_size + eval_size, seed=plan.setting.seed,
                          keywords=keywords)
     n_eval = min(eval_size, len(pool) // 4)
     retain_eval, retain = pool[:n_eval], pool[n_eval:]
@@ -128,30 +167,6 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
     if not suite.get("retain"):
         suite["retain"] = retain_eval
 
-    store = object_store()
-    stored_manifest = None
-    if manifest is not None:
-        body = to_jsonl(manifest)
-        stored_manifest = store.put_bytes(f"manifests/{hashlib.sha256(body).hexdigest()}.jsonl", body)
-    # Names the run's tickets first, so a crashed run's scratch copy is found by ticket and purged.
-    store.put_bytes(f"scratch/{run_id}/tickets.json", json.dumps(sorted(inputs)).encode())
-    stored_forget = store.put_bytes(f"scratch/{run_id}/forget.jsonl", to_jsonl(forget))
-    stored_retain = store.put_bytes(f"runs/{run_id}/retain.jsonl", to_jsonl(retain))
-    suite_body = json.dumps(suite, sort_keys=True, ensure_ascii=False).encode()
-    # Content-addressed: the registered version measures its successors on it (no overlap with
-    # this forget set), and per-run objects under `runs/` may be purged later.
-    stored_suite = store.put_bytes(f"suites/{hashlib.sha256(suite_body).hexdigest()}.json", suite_body)
-    snapshot = Snapshot(
-        forget=ObjectRef(uri=stored_forget.uri, sha256=stored_forget.sha256),
-        retain=ObjectRef(uri=stored_retain.uri, sha256=stored_retain.sha256),
-        eval_suite=ObjectRef(uri=stored_suite.uri, sha256=stored_suite.sha256),
-        forget_count=len(forget),
-        retain_count=len(retain),
-        keyword_count=len(set(keywords)),
-        eval_counts={part: len(rows) for part, rows in suite.items()},
-        manifest=ObjectRef(uri=stored_manifest.uri, sha256=stored_manifest.sha256) if stored_manifest else None,
-        manifest_count=len(manifest) if manifest is not None else None,
-        deletions=deletions,
-        lineage_deletions=[*plan.parent.lineage_deletions, *deletions],
-    )
+    snapshot = _store(run_id, sorted(inputs), forget, retain, suite, manifest, len(set(keywords)), deletions,
+                      [*plan.parent.lineage_deletions, *deletions])
     return Assembly(snapshot=snapshot, rejected=rejected)

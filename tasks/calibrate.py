@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from grin_core.calibration import non_member_auc
+from grin_core.evaluation.calibration import non_member_auc
 from tasks.contracts import CheckpointRef, ObjectRef
 from tasks.inputs import load_model, read_json
 from tasks.worker_liveness import reports_stage

@@ -80,7 +80,7 @@ class RunPlan(Frozen):
 
     ticket_ids: list[int]
     parent: ParentVersion
-    spec: RoundSetting
+    setting: RoundSetting
     policy: dict[str, Any]
     released: dict[int, str] = {}  # tickets handed back to the queue for a run of their own
     parent_ref: str = ""  # what `parent` was resolved from; registration checks it still resolves there

@@ -6,8 +6,8 @@ import time
 
 from prefect import task
 
-from grin_core.evaluate import EvalSuite, evaluate
-from grin_core.probes import run_probes
+from grin_core.evaluation.evaluate import EvalSuite, evaluate
+from grin_core.evaluation.probes import run_probes
 from tasks.contracts import CheckpointRef, EvalOutcome, Snapshot, WorkerStamp
 from tasks.inputs import device, load_model, read_json, read_records
 from tasks.progress import StageSteps

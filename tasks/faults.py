@@ -9,8 +9,8 @@ intake validates requests, so one raised in a run is a bug, and a bug must not r
 
 from __future__ import annotations
 
-from grin_core.checkpoint import CheckpointIntegrityError
-from grin_core.records import RecordFormatError
+from grin_core.data.records import RecordFormatError
+from grin_core.models.checkpoint import CheckpointIntegrityError
 from infra.errors import (
     ChecksumMismatchError,
     InvalidRequestError,

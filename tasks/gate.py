@@ -12,12 +12,12 @@ from policy.gate_policy import GatePolicy
 from policy.round_setting import RoundSetting
 
 
-def gate_report(label: str, round_no: int, spec: RoundSetting, decision: GateDecision) -> str:
+def gate_report(label: str, round_no: int, setting: RoundSetting, decision: GateDecision) -> str:
     verdict = "PASSED" if decision.passed else "FAILED"
     lines = [
         f"# Evaluation gate — {label}, round {round_no}: {verdict}",
         "",
-        f"Unlearning: {spec.describe()}.",
+        f"Unlearning: {setting.describe()}.",
         "",
         "| check | metric | value | bound | result |",
         "|---|---|---|---|---|",
@@ -31,10 +31,10 @@ def gate_report(label: str, round_no: int, spec: RoundSetting, decision: GateDec
 
 
 @task(name="apply-gate", task_run_name="gate-{label}-round{round_no}", persist_result=True)
-def apply_gate(label: str, round_no: int, spec: RoundSetting, policy: dict[str, Any], before: dict[str, float],
+def apply_gate(label: str, round_no: int, setting: RoundSetting, policy: dict[str, Any], before: dict[str, float],
                after: dict[str, float], origin: dict[str, float] | None = None) -> GateDecision:
     """`origin`: the line's first version's metrics (the parent's own when it is the origin)."""
     decision = decide(GatePolicy(**policy), before, after, origin)
-    create_markdown_artifact(key=f"{label}-gate", markdown=gate_report(label, round_no, spec, decision),
+    create_markdown_artifact(key=f"{label}-gate", markdown=gate_report(label, round_no, setting, decision),
                              description=f"{label}: gate round {round_no} {'passed' if decision.passed else 'failed'}")
     return decision

@@ -1,6 +1,6 @@
 """GRUN stage: a gated intervention trained on the parent as served; the base weights are not touched.
 
-The candidate is an intervention checkpoint (grin_core/grun.py) holding every request's module along
+The candidate is an intervention checkpoint (grin_core/unlearning/grun.py) holding every request's module along
 the lineage, the parent's included, and naming the base checkpoint it applies to. No scoring stage
 and no mask. It runs in one process and keeps no progress checkpoints: a killed run trains again
 from the start (a request trains in seconds to minutes: the intervention is a few thousand weights).
@@ -13,12 +13,12 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from grin_core.checkpoint import file_sha256
-from grin_core.grun import INTERVENTIONS, THREAT_MODEL, save_grun_checkpoint
-from grin_core.grun_train import grun_unlearn
+from grin_core.models.checkpoint import file_sha256
+from grin_core.unlearning.grun import INTERVENTIONS, THREAT_MODEL, save_grun_checkpoint
+from grin_core.unlearning.grun_train import grun_unlearn
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
-from tasks.checkpoint_store import upload_checkpoint
+from tasks.checkpoint_store import candidate_card, upload_checkpoint
 from tasks.contracts import CheckpointRef, Snapshot, UnlearnOutcome, WorkerStamp
 from tasks.inputs import base_checkpoint, device, load_model, read_json, read_records
 from tasks.progress import EpochLog, PrefectProgress
@@ -29,23 +29,20 @@ from tasks.worker_liveness import reports_stage
 @task(name="train-intervention", task_run_name="grun-{label}", persist_result=True)
 @reports_stage
 def train_intervention(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                       spec: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
+                       setting: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
     """`target_auc` as in unlearn_weights: with a holdout part the privacy schedule steers into it."""
     if get_settings().stage_processes > 1:
         get_run_logger().info("%s: GRUN trains in one process (GRIN_STAGE_PROCESSES applies to GRIN)", label)
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
-    config = spec.grun_config()
+    config = setting.grun_config()
     base = base_checkpoint(parent) or parent
     model, tokenizer = load_model(parent)
     progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} GRUN")
     result = grun_unlearn(model, tokenizer, forget, retain, config, holdout_records=holdout, target_auc=target_auc,
                           callbacks=[progress, EpochLog(f"{label} round {round_no}")])
     summary = result.summary()
-    card = {"method": "GRUN", "epochs": spec.epochs, "parent": parent.sha256,
-            "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
-            "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
-            "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None}
+    card = candidate_card(setting, parent, snapshot, run_id, round_no, method="GRUN")
     with tempfile.TemporaryDirectory(prefix="grin-grun-") as tmp:
         out = Path(tmp) / "checkpoint"
         save_grun_checkpoint(result.model, out, base=base.model_dump(), card_info=card,
@@ -56,6 +53,7 @@ def train_intervention(label: str, run_id: str, round_no: int, parent: Checkpoin
     get_run_logger().info("%s: round %d trained %d intervention parameters; %s", label, round_no,
                           result.trainable_params, THREAT_MODEL)
     return UnlearnOutcome(
-        checkpoint=checkpoint, base=base, intervention_sha256=intervention_sha256, timings=summary["timings"], trainable_params=result.trainable_params,
+        checkpoint=checkpoint, base=base, intervention_sha256=intervention_sha256,
+        timings=summary["timings"], trainable_params=result.trainable_params,
         state_bytes=summary["state_bytes"], worker=WorkerStamp.here(device()),
     )

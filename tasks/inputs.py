@@ -9,9 +9,9 @@ from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from transformers.utils import logging as transformers_logging
 
-from grin_core.checkpoint import load_checkpoint
-from grin_core.grun import load_interventions, read_grun_config
-from grin_core.records import parse_qa_records
+from grin_core.data.records import parse_qa_records
+from grin_core.models.checkpoint import load_checkpoint
+from grin_core.unlearning.grun import load_interventions, read_grun_config
 from infra.settings import get_settings
 from infra.storage import locate
 from tasks.checkpoint_store import fetch_checkpoint

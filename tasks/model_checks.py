@@ -2,7 +2,7 @@
 
 infra reads the files without torch (`infra.checkpoint_content`: kinds, pickles, safetensors
 headers); grin_core compares the tensor table with the architecture the config names and tries
-the tokenizer (`grin_core.architecture_check`). Whatever is wrong comes back as one
+the tokenizer (`grin_core.models.architecture_check`). Whatever is wrong comes back as one
 InvalidRequestError line.
 """
 
@@ -12,7 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from grin_core.architecture_check import ArchitectureMismatchError, check_model_directory
+from grin_core.models.architecture_check import ArchitectureMismatchError, check_model_directory
 from infra.checkpoint_content import as_plain, directory_tensors, stored_checkpoint_tensors
 from infra.checkpoint_verify import MANIFEST
 from infra.errors import InvalidRequestError

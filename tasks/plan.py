@@ -52,7 +52,7 @@ def plan_run(label: str, ticket_ids: list[int], owner: str) -> RunPlan:
                 origin_version=registry.origin(version).version if version.parent_id else None,
                 origin_metrics=registry.origin_metrics(version) if version.parent_id else None,
             ),
-            spec=RoundSetting.for_method(first.method, **first.hparams),
+            setting=RoundSetting.for_method(first.method, **first.hparams),
             policy=policy.model_dump(),
             released=released,
             parent_ref=ref,

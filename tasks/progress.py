@@ -1,5 +1,5 @@
 """Stage progress as a Prefect progress artifact and as log lines: epochs from inside the Trainer
-loop, steps (grin_core/steps.py) of evaluation and scoring.
+loop, steps (grin_core/runtime/steps.py) of evaluation and scoring.
 
 The log lines (epoch, loss, ETA; step n/N) reach the terminal of `grin demo` / `grin ticket
 process` and the run's logs in the UI; a long stage is never silent for more than an epoch or a step."""
@@ -12,7 +12,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from transformers import TrainerCallback
 
-from grin_core.steps import StepCallback
+from grin_core.runtime.steps import StepCallback
 
 
 class PrefectProgress(TrainerCallback):

@@ -1,7 +1,7 @@
 """Unlearning progress in the object store, so a reclaimed ticket's next run resumes instead of restarting.
 
 Layout: `scratch/progress/t<id>-<id>.../<fingerprint>/step-<N>/<file>` holds one checkpoint
-(grin_core/resume.py) and `.../latest.json` names the newest complete one with every file's
+(grin_core/unlearning/resume.py) and `.../latest.json` names the newest complete one with every file's
 sha256; the scoring stage keeps its mask the same way (`.../mask.safetensors`). The pointer is
 written after its files, and older steps are deleted after the pointer, so a kill at any moment
 leaves a complete checkpoint named (or none). The fingerprint hashes every
@@ -18,8 +18,8 @@ from pathlib import Path
 from prefect import get_run_logger
 from transformers import TrainerCallback
 
-from grin_core.mask import Mask, MaskIntegrityError
-from grin_core.resume import fingerprint
+from grin_core.scoring.mask import Mask, MaskIntegrityError
+from grin_core.unlearning.resume import fingerprint
 from infra.errors import ChecksumMismatchError, ObjectNotFoundError
 from infra.storage import ObjectStore
 from tasks.contracts import CheckpointRef, Snapshot

@@ -14,7 +14,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from sqlalchemy import select
 
-from grin_core.records import RecordFormatError, forget_keys, parse_qa_records, text_key
+from grin_core.data.records import RecordFormatError, forget_keys, parse_qa_records, text_key
 from infra import audit, queue
 from infra.db.models import ModelAlias, ModelVersion
 from infra.errors import InvalidRequestError, ObjectNotFoundError, UnsupportedURIError
@@ -149,31 +149,12 @@ def purge_forget_copies(
         forget += _records_at(store.uri(f"scratch/{run}/forget.jsonl"), settings)
     keys = forget_keys(forget)
 
-    deleted: dict[str, str | None] = {}
-    crashed = run_ids is None
-    for key in store.list("runs/"):
-        run = key.split("/")[1]
-        if (crashed and run in runs) or (
-                keys and key.endswith(_TEXT_SUFFIXES) and holds_forget_text(store.get_bytes(key), keys)):
-            deleted[key] = store.head(key).sha256
+    deleted = _run_objects_to_delete(store, runs, keys, crashed=run_ids is None)
     scratch = [k for run in runs for k in store.list(f"scratch/{run}/")]
     ended = {t for t, (_, status) in inbox.items() if status in ENDED}
     progress = [k for k in store.list(PROGRESS_ROOT)  # unlearning progress is of no use once they end
                 if ticket_ids_of(k) & ended]
-    inbox_deleted, inbox_kept = [], {}
-    for ticket_id, (uris, status) in inbox.items():
-        if status not in ENDED:
-            inbox_kept[ticket_id] = f"ticket is {status.value}: its next run reads them"
-        elif settings.keep_inbox_objects:
-            inbox_kept[ticket_id] = "kept: keep_inbox_objects is set"
-        else:
-            for uri in uris:
-                try:
-                    owner_store, key = locate(uri, settings=settings)
-                    owner_store.delete(key)
-                    inbox_deleted.append(uri)
-                except (InvalidRequestError, UnsupportedURIError):
-                    inbox_kept[ticket_id] = "an object's URI could not be opened"
+    inbox_deleted, inbox_kept = _purge_inbox(inbox, settings)
     for key in [*deleted, *scratch, *progress]:
         store.delete(key)
     counts = {"run_objects": len(deleted), "scratch_objects": len(scratch), "inbox_objects": len(inbox_deleted),
@@ -188,6 +169,38 @@ def purge_forget_copies(
             **counts,
         }, session=session)
     return counts
+
+
+def _run_objects_to_delete(store, runs: list[str], keys, *, crashed: bool) -> dict[str, str | None]:
+    """Key -> sha256 of every object under `runs/` that repeats forget text (and, after a crash, every
+    object of the crashed runs)."""
+    deleted: dict[str, str | None] = {}
+    for key in store.list("runs/"):
+        run = key.split("/")[1]
+        if (crashed and run in runs) or (
+                keys and key.endswith(_TEXT_SUFFIXES) and holds_forget_text(store.get_bytes(key), keys)):
+            deleted[key] = store.head(key).sha256
+    return deleted
+
+
+def _purge_inbox(inbox: dict[int, tuple[list[str], Any]], settings: Settings) -> tuple[list[str], dict[int, str]]:
+    """Delete the requester's objects of the tickets that have ended (unless kept by the settings):
+    (the URIs deleted, ticket id -> why its objects were kept)."""
+    inbox_deleted, inbox_kept = [], {}
+    for ticket_id, (uris, status) in inbox.items():
+        if status not in ENDED:
+            inbox_kept[ticket_id] = f"ticket is {status.value}: its next run reads them"
+        elif settings.keep_inbox_objects:
+            inbox_kept[ticket_id] = "kept: keep_inbox_objects is set"
+        else:
+            for uri in uris:
+                try:
+                    owner_store, key = locate(uri, settings=settings)
+                    owner_store.delete(key)
+                    inbox_deleted.append(uri)
+                except (InvalidRequestError, UnsupportedURIError):
+                    inbox_kept[ticket_id] = "an object's URI could not be opened"
+    return inbox_deleted, inbox_kept
 
 
 @task(name="purge-forget-copies", task_run_name="purge-copies-{label}", **IO_RETRIES)

@@ -12,13 +12,14 @@ from typing import Any
 
 from prefect import task
 from pydantic import Field
-from sqlalchemy import select
 
-from grin_core.grun import THREAT_MODEL
-from infra import audit, queue, registry
-from infra.db.models import AuditRecord, ModelVersion
+from grin_core.unlearning.grun import THREAT_MODEL
+from infra import audit, queue, registration, registry
+from infra.db.models import AuditRecord, ModelVersion, Ticket
 from infra.errors import IllegalTransitionError
 from infra.failpoints import failpoint
+from infra.registration import AliasRule
+from infra.registry import NewVersion
 from infra.settings import get_settings
 from infra.ticket_status import TicketStatus
 from policy.gate import GateDecision
@@ -104,74 +105,81 @@ def export_audit_records(label: str, record_ids: list[int]) -> dict[int, ObjectR
     return exported
 
 
+REGISTERED = "unlearning.registered"  # the audit record of each ticket a registered version answers
+
+
 @task(name="register-version", task_run_name="register-{label}", **IO_RETRIES)
 def register_version(
     label: str, owner: str, plan: RunPlan, snapshot: Snapshot, mask: MaskOutcome | None, unlearned: UnlearnOutcome,
-    spec: RoundSetting, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
+    setting: RoundSetting, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
     rounds: list[RoundRecord], flow_run_id: str | None,
 ) -> Registration:
     failpoint("register.before")  # crash-safety tests: die with the candidate evaluated, not registered
-    settings = get_settings()
-    workers = {**({"score": mask.worker} if mask else {}), "unlearn": unlearned.worker, "evaluate": after.worker}
-    base = unlearned.base
+    name = plan.parent.model_name
     with sessions().begin() as session:
-        registry.lock_model(plan.parent.model_name, session=session)  # one registration of a model at a time
-        done = registry.find_registered(plan.parent.model_name, unlearned.checkpoint.sha256, session=session)
+        registry.lock_model(name, session=session)  # one registration of a model at a time
+        done = registry.find_registered(name, unlearned.checkpoint.sha256, session=session)
         if done is not None:  # a retry of a registration that committed: answer with what it wrote
             return _registration_of(done, plan, owner, session=session)
-        registry.ensure_parent_current(plan.parent_ref or plan.parent.model_name, plan.parent.version_id,
-                                       session=session)
+        registry.ensure_parent_current(plan.parent_ref or name, plan.parent.version_id, session=session)
         parent = session.get(ModelVersion, plan.parent.version_id)
-        version = registry.add_version(
-            plan.parent.model_name, session=session, parent=parent,
-            checkpoint_uri=unlearned.checkpoint.uri, checkpoint_sha256=unlearned.checkpoint.sha256,
+        new = NewVersion(
+            checkpoint_uri=unlearned.checkpoint.uri, checkpoint_sha256=unlearned.checkpoint.sha256, parent=parent,
             mask_uri=mask.mask.uri if mask else None, mask_sha256=mask.mask.sha256 if mask else None,
-            base_checkpoint_uri=base.uri if base else None, base_checkpoint_sha256=base.sha256 if base else None,
-            hparams=spec.model_dump(mode="json"),
-            metrics={"before": before.metrics, "after": after.metrics},
+            base_checkpoint_uri=unlearned.base.uri if unlearned.base else None,
+            base_checkpoint_sha256=unlearned.base.sha256 if unlearned.base else None,
+            hparams=setting.model_dump(mode="json"), metrics={"before": before.metrics, "after": after.metrics},
             gate=decision.model_dump(mode="json"), ticket_ids=plan.ticket_ids,
             training_manifest_uri=snapshot.manifest.uri if snapshot.manifest else None,
             training_manifest_sha256=snapshot.manifest.sha256 if snapshot.manifest else None,
             eval_suite_uri=snapshot.eval_suite.uri,
-            deletions=[d.model_dump() for d in snapshot.deletions if d.ticket_id in plan.ticket_ids],
-        )
+            deletions=[d.model_dump() for d in snapshot.deletions if d.ticket_id in plan.ticket_ids])
+        added = registration.register_version(name, new, session=session, alias=get_settings().promote_alias or None,
+                                              rule=AliasRule.if_on_parent, actor=owner)
+        version = added.version
         if plan.parent.origin_metrics is not None or before.metrics:
             version.metrics = {**version.metrics, "origin": plan.parent.origin_metrics or before.metrics}
-        superseded = registry.mark_superseded(version, plan.ticket_ids, session=session)
-        if settings.promote_alias and _is_aliased(plan, settings.promote_alias, session=session):
-            registry.set_alias(plan.parent.model_name, settings.promote_alias, version.version,
-                               session=session, actor=owner)
         records = {}
         for ticket_id in plan.ticket_ids:
             ticket = queue.transition(ticket_id, TicketStatus.registered, session=session,
                                       reason=f"version {version.version}", actor=owner, owner=owner)
-            payload = UnlearningAudit(
-                ticket_id=ticket_id, subject_sha256=audit.sha256_hex(ticket.subject),
-                request_sha256=ticket.request_sha256, model=plan.parent.model_name,
-                parent_version=plan.parent.version, parent_checkpoint_sha256=plan.parent.checkpoint.sha256,
-                version=version.version, checkpoint_uri=unlearned.checkpoint.uri,
-                checkpoint_sha256=unlearned.checkpoint.sha256, forget_snapshot_sha256=snapshot.forget.sha256,
-                forget_count=snapshot.forget_count, keyword_count=snapshot.keyword_count,
-                retain_snapshot=snapshot.retain, retain_count=snapshot.retain_count,
-                eval_suite=snapshot.eval_suite, mask=mask.mask if mask else None,
-                selected_weights=mask.selected if mask else None, eligible_weights=mask.eligible if mask else None,
-                hparams=spec, rounds=rounds,
-                metrics_before=before.metrics, metrics_after=after.metrics, gate=decision,
-                tickets_in_run=plan.ticket_ids, flow_run_id=flow_run_id, workers=workers,
-                training_manifest=snapshot.manifest, origin_metrics=plan.parent.origin_metrics or before.metrics,
-                lineage_deletions=[Deletion(**d) for d in version.lineage_deletions],
-                versions_holding_deleted_data=superseded,
-                base_checkpoint_sha256=base.sha256 if base else None, base_weights_changed=base is None,
-                intervention_sha256=unlearned.intervention_sha256,
-                threat_model=THREAT_MODEL if base else None,
-            )
-            records[ticket_id] = audit.append("unlearning.registered", payload.model_dump(mode="json"),
-                                              session=session, ticket_id=ticket_id)
-        registration = Registration(
-            model_name=plan.parent.model_name, version=version.version, version_id=version.id,
-            checkpoint=unlearned.checkpoint, audit_record_ids={t: r.id for t, r in records.items()},
+            payload = _audit_payload(ticket, plan, snapshot, mask, unlearned, setting, before, after, decision,
+                                     rounds, flow_run_id, version, added.superseded)
+            records[ticket_id] = audit.append(REGISTERED, payload.model_dump(mode="json"), session=session,
+                                              ticket_id=ticket_id)
+        return Registration(
+            model_name=name, version=version.version, version_id=version.id, checkpoint=unlearned.checkpoint,
+            audit_record_ids={t: r.id for t, r in records.items()},
             chain_head=max(records.values(), key=lambda r: r.id).hash)
-    return registration
+
+
+def _audit_payload(ticket: Ticket, plan: RunPlan, snapshot: Snapshot, mask: MaskOutcome | None,
+                   unlearned: UnlearnOutcome, setting: RoundSetting, before: EvalOutcome, after: EvalOutcome,
+                   decision: GateDecision, rounds: list[RoundRecord], flow_run_id: str | None,
+                   version: ModelVersion, superseded: list[int]) -> UnlearningAudit:
+    """What ties `ticket`'s answer to its inputs: one `unlearning.registered` record's payload."""
+    base = unlearned.base
+    workers = {**({"score": mask.worker} if mask else {}), "unlearn": unlearned.worker, "evaluate": after.worker}
+    return UnlearningAudit(
+        ticket_id=ticket.id, subject_sha256=audit.sha256_hex(ticket.subject),
+        request_sha256=ticket.request_sha256, model=plan.parent.model_name,
+        parent_version=plan.parent.version, parent_checkpoint_sha256=plan.parent.checkpoint.sha256,
+        version=version.version, checkpoint_uri=unlearned.checkpoint.uri,
+        checkpoint_sha256=unlearned.checkpoint.sha256, forget_snapshot_sha256=snapshot.forget.sha256,
+        forget_count=snapshot.forget_count, keyword_count=snapshot.keyword_count,
+        retain_snapshot=snapshot.retain, retain_count=snapshot.retain_count,
+        eval_suite=snapshot.eval_suite, mask=mask.mask if mask else None,
+        selected_weights=mask.selected if mask else None, eligible_weights=mask.eligible if mask else None,
+        hparams=setting, rounds=rounds,
+        metrics_before=before.metrics, metrics_after=after.metrics, gate=decision,
+        tickets_in_run=plan.ticket_ids, flow_run_id=flow_run_id, workers=workers,
+        training_manifest=snapshot.manifest, origin_metrics=plan.parent.origin_metrics or before.metrics,
+        lineage_deletions=[Deletion(**d) for d in version.lineage_deletions],
+        versions_holding_deleted_data=superseded,
+        base_checkpoint_sha256=base.sha256 if base else None, base_weights_changed=base is None,
+        intervention_sha256=unlearned.intervention_sha256,
+        threat_model=THREAT_MODEL if base else None,
+    )
 
 
 def _registration_of(version: ModelVersion, plan: RunPlan, owner: str, *, session: Any) -> Registration:
@@ -184,22 +192,12 @@ def _registration_of(version: ModelVersion, plan: RunPlan, owner: str, *, sessio
         raise IllegalTransitionError(
             f"candidate {version.checkpoint_sha256[:12]} is registered as version {version.version} for tickets "
             f"{sorted(t.id for t in version.tickets)}, not {sorted(plan.ticket_ids)}")
-    rows = session.scalars(select(AuditRecord).where(
-        AuditRecord.kind == "unlearning.registered", AuditRecord.ticket_id.in_(plan.ticket_ids)).order_by(AuditRecord.id))
-    records = {r.ticket_id: r for r in rows if r.payload.get("version") == version.version}
+    records = registration.answered_records(REGISTERED, version, plan.ticket_ids, session=session)
     return Registration(
         model_name=plan.parent.model_name, version=version.version, version_id=version.id,
         checkpoint=CheckpointRef(uri=version.checkpoint_uri, sha256=version.checkpoint_sha256),
         audit_record_ids={t: r.id for t, r in records.items()},
         chain_head=max(records.values(), key=lambda r: r.id).hash)
-
-
-def _is_aliased(plan: RunPlan, alias: str, *, session: Any) -> bool:
-    """Move the alias only if it pointed at the parent: unlearning a side branch leaves production alone."""
-    try:
-        return registry.resolve(f"{plan.parent.model_name}@{alias}", session=session).id == plan.parent.version_id
-    except LookupError:
-        return False
 
 
 class NothingToForgetAudit(Frozen):

@@ -7,7 +7,8 @@ from typing import Any
 
 from prefect import task
 
-from infra import registry
+from infra import registration
+from infra.registry import NewVersion
 from tasks.contracts import CheckpointRef, ObjectRef
 from tasks.resources import sessions
 from tasks.retry import IO_RETRIES
@@ -25,22 +26,11 @@ def register_trained(
 ) -> int:
     """Register the model line (if new) and the checkpoint as its next version, aliased production."""
     with sessions().begin() as session:
-        try:
-            registry.get_model(name, session=session)
-        except LookupError:
-            registry.register_model(
-                name, session=session, description=description, gate_policy=gate_policy
-            )
-        version = registry.add_version(
+        registration.ensure_line(name, session=session, description=description, gate_policy=gate_policy)
+        added = registration.register_version(
             name,
-            session=session,
-            checkpoint_uri=checkpoint.uri,
-            checkpoint_sha256=checkpoint.sha256,
-            training_manifest_uri=manifest.uri,
-            eval_suite_uri=eval_suite.uri if eval_suite else None,
-            hparams=summary,
-        )
-        registry.set_alias(
-            name, registry.PRODUCTION, version.version, session=session, actor="train-model"
-        )
-        return version.version
+            NewVersion(checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
+                       training_manifest_uri=manifest.uri, eval_suite_uri=eval_suite.uri if eval_suite else None,
+                       hparams=summary),
+            session=session, actor="train-model")
+        return added.version.version

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from grin_core.unlearn import score_and_select
+from grin_core.unlearning.unlearn import score_and_select
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
 from tasks.contracts import CheckpointRef, MaskOutcome, ObjectRef, Snapshot, WorkerStamp
@@ -27,16 +27,17 @@ from tasks.worker_liveness import reports_stage
 @task(name="score-weights", task_run_name="score-{label}", persist_result=True)
 @reports_stage  # the worker's heartbeat names this stage while it runs
 def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                  spec: RoundSetting) -> MaskOutcome:
+                  setting: RoundSetting) -> MaskOutcome:
     store = object_store()
-    kept = ProgressCheckpoints(store, parent, snapshot, spec=spec.model_dump(mode="json"), stage="scoring")
+    # `spec`: the fingerprint's key since the first progress checkpoints (a renamed key would orphan them)
+    kept = ProgressCheckpoints(store, parent, snapshot, spec=setting.model_dump(mode="json"), stage="scoring")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grin-mask-") as tmp:
         path = Path(tmp) / "mask.safetensors"
         mask = kept.fetch_mask(path)
         if mask is None:
             forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
-            config, processes = spec.unlearn_config(), get_settings().stage_processes
+            config, processes = setting.unlearn_config(), get_settings().stage_processes
             steps = StageSteps(key=f"scoring-{label}", label=f"{label} round {round_no} scoring")
             if processes > 1:  # rank 0's steps come back through the launcher
                 mask = score_on_processes(label, parent, forget, retain, config, processes, Path(tmp),

@@ -1,6 +1,6 @@
 """The scoring and unlearning stages on several processes (`GRIN_STAGE_PROCESSES` > 1).
 
-The ranks run grin_core.stage_job in their own processes; this module lays out the job from the
+The ranks run grin_core.runtime.stage_job in their own processes; this module lays out the job from the
 stage's verified inputs, relays rank 0's per-epoch numbers to the run log and reads the outputs."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 from prefect import get_run_logger
 
-from grin_core.mask import Mask
-from grin_core.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, write_job
-from grin_core.steps import StepCallback
-from grin_core.unlearn_config import UnlearnConfig
+from grin_core.runtime.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, write_job
+from grin_core.runtime.steps import StepCallback
+from grin_core.scoring.mask import Mask
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from prefect import task
 
-from grin_core.checkpoint import load_grin_config
-from grin_core.model import TinyLlamaConfig
-from grin_core.train import TrainConfig, train_or_load
+from grin_core.models.checkpoint import load_grin_config
+from grin_core.models.tiny_llama import TinyLlamaConfig
+from grin_core.models.train import TrainConfig, train_or_load
 from infra.settings import get_settings
 from tasks.checkpoint_store import upload_checkpoint
 from tasks.contracts import CheckpointRef, Frozen, ObjectRef, WorkerStamp

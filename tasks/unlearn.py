@@ -8,12 +8,12 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from grin_core.checkpoint import save_checkpoint
-from grin_core.mask import Mask
-from grin_core.unlearn import unlearn
+from grin_core.models.checkpoint import save_checkpoint
+from grin_core.scoring.mask import Mask
+from grin_core.unlearning.unlearn import unlearn
 from infra.settings import get_settings
 from policy.round_setting import RoundSetting
-from tasks.checkpoint_store import upload_checkpoint
+from tasks.checkpoint_store import candidate_card, upload_checkpoint
 from tasks.contracts import CheckpointRef, ObjectRef, Snapshot, UnlearnOutcome, WorkerStamp
 from tasks.inputs import device, load_model, read_bytes, read_json, read_records
 from tasks.progress import EpochLog, PrefectProgress
@@ -26,18 +26,14 @@ from tasks.worker_liveness import reports_stage
 @task(name="unlearn-weights", task_run_name="unlearn-{label}", persist_result=True)
 @reports_stage  # the worker's heartbeat names this stage while it runs
 def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                    mask: ObjectRef, spec: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
+                    mask: ObjectRef, setting: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
     """`target_auc`: the line's non-member level; with a holdout part in the eval suite the privacy
-    schedule steers the forget set's MIA AUC into a band around it (grin_core/privacy_schedule.py)."""
+    schedule steers the forget set's MIA AUC into a band around it (grin_core/unlearning/privacy_schedule.py)."""
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
     holdout = read_json(snapshot.eval_suite).get("holdout") or None
-    config, processes = spec.unlearn_config(), get_settings().stage_processes
-    card = {"method": f"GRIN-{spec.method.value.upper()}", "p": spec.p_percent, "sigma2": spec.sigma2,
-            "epochs": spec.epochs, "parent": parent.sha256, "mask_sha256": mask.sha256,
-            "forget_snapshot_sha256": snapshot.forget.sha256, "run": run_id, "round": round_no,
-            # every deletion along the lineage, by ticket id and forget-set hash only
-            "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
-            "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None}
+    config, processes = setting.unlearn_config(), get_settings().stage_processes
+    card = candidate_card(setting, parent, snapshot, run_id, round_no, method=f"GRIN-{setting.method.value.upper()}",
+                          p=setting.p_percent, sigma2=setting.sigma2, mask_sha256=mask.sha256)
     store = object_store()
     with tempfile.TemporaryDirectory(prefix="grin-unlearn-") as tmp:
         mask_path = Path(tmp) / "mask.safetensors"
@@ -71,7 +67,8 @@ def _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config, fo
     selected = Mask.load(mask_path, sha256=mask.sha256)
     resume = saved.fetch(tmp / "resume")
     if resume is not None:
-        get_run_logger().info("%s: round %d resumes from its progress checkpoint at step %d", label, round_no, resume[1])
+        get_run_logger().info("%s: round %d resumes from its progress checkpoint at step %d",
+                              label, round_no, resume[1])
     progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} unlearning")
     epochs = EpochLog(f"{label} round {round_no}")
     result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress, epochs, saved],

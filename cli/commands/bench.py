@@ -32,150 +32,119 @@ def _name_values(option: str, items: list[str]) -> dict[str, list[float]]:
     return parsed
 
 
+DEFAULT_METHODS = ",".join(tofu_config.DEFAULT_METHODS)  # tofu_config imports no torch
+# The options of `grin bench tofu`, one alias each (the command's signature stays readable).
+Split = Annotated[str, typer.Option(help="TOFU forget split: forget01, forget05 or forget10.")]
+Authors = Annotated[int, typer.Option(
+    help="Authors kept (2-200): the last share of them is forgotten, the rest retained. "
+    "20 is the 2-core CPU default; 200 is the GPU setting.")]
+Methods = Annotated[str, typer.Option(
+    help="Comma-separated: grin-npo, grin-graddiff, grin-po (GRIN), npo, graddiff, po "
+    "(full-parameter), grun (gated intervention; base weights unchanged, and a second request on "
+    "top), retrain (from scratch on the retain authors).")]
+JsonPath = Annotated[Path | None, typer.Option("--json", help="Write the report here (else stdout).")]
+Plot = Annotated[Path | None, typer.Option(help="Write the forget quality / utility figure here (PNG).")]
+Sweep = Annotated[list[str] | None, typer.Option(
+    help="GRIN-NPO ablation, repeatable: p=0.2,0.4,0.6,0.8 (percent of weights) or sigma2=0,1e-4,1e-3,1e-2.")]
+Curves = Annotated[Path | None, typer.Option(
+    help="Write the per-epoch privacy-probe curves of GRIN-NPO and NPO here (PNG): "
+    "forget-vs-holdout MIA AUC with the target band, forget answer probability.")]
+Epochs = Annotated[int | None, typer.Option(
+    help="Unlearning epochs (passes over the forget set), every method. Default: 8 for the "
+    "full-parameter baselines; UnlearnConfig's default for GRIN methods (the privacy "
+    "schedule's budget: it stops earlier once the forget set looks unseen).")]
+Seeds = Annotated[int, typer.Option(
+    help="GRIN-NPO runs over seeds SEED..SEED+N-1 (fresh target copy each); the report "
+    "gives per-seed results, mean and std, and the headline uses the mean.")]
+Schedule = Annotated[bool, typer.Option(
+    "--schedule/--no-schedule",
+    help="GRIN methods steer the forget-vs-holdout MIA AUC into the calibrated non-member "
+    "band (default); --no-schedule runs them for fixed epochs (ablation; curves still recorded).")]
+Probes = Annotated[bool, typer.Option(
+    "--probes/--no-probes",
+    help="Robustness probes on every model (paraphrase, best-of-8 sampling, prompt formats, "
+    "int8/int4, relearning); --no-probes skips them (faster, fewer numbers).")]
+LearningRates = Annotated[list[str] | None, typer.Option(
+    help="Override a method's learning rate, repeatable: npo=1e-4.")]
+Recipe = Annotated[str, typer.Option(help="Target/retrain recipe: cpu (default) or tiny (seconds; for tests).")]
+DataDir = Annotated[Path | None, typer.Option(help="TOFU files (default: $GRIN_TOFU_DIR or ../shared/data/tofu).")]
+CacheDir = Annotated[Path | None, typer.Option(
+    help="Trained-model cache (default: .grin/cache/models in the repository).")]
+Resume = Annotated[Path | None, typer.Option(
+    help="Keep each finished evaluation and method here; a rerun with the same folder "
+    "and settings picks up where a killed run stopped.")]
+Seed = Annotated[int, typer.Option(help="Seeds training, unlearning and the noise.")]
+Threads = Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice, one per core).")]
+
+
 @app.command()
 @reports_errors
 def tofu(
-    split: Annotated[
-        str, typer.Option(help="TOFU forget split: forget01, forget05 or forget10.")
-    ] = "forget10",
-    authors: Annotated[
-        int,
-        typer.Option(
-            help="Authors kept (2-200): the last share of them is forgotten, the rest retained. "
-            "20 is the 2-core CPU default; 200 is the GPU setting."
-        ),
-    ] = 20,
-    methods: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated: grin-npo, grin-graddiff, grin-po (GRIN), npo, graddiff, po "
-            "(full-parameter), grun (gated intervention; base weights unchanged, and a second request on "
-            "top), retrain (from scratch on the retain authors)."
-        ),
-    ] = ",".join(tofu_config.DEFAULT_METHODS),  # tofu_config imports no torch
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the report here (else stdout).")
-    ] = None,
-    plot: Annotated[
-        Path | None, typer.Option(help="Write the forget quality / utility figure here (PNG).")
-    ] = None,
-    sweep: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="GRIN-NPO ablation, repeatable: p=0.2,0.4,0.6,0.8 (percent of weights) or "
-            "sigma2=0,1e-4,1e-3,1e-2."
-        ),
-    ] = None,
-    curves: Annotated[
-        Path | None,
-        typer.Option(
-            help="Write the per-epoch privacy-probe curves of GRIN-NPO and NPO here (PNG): "
-            "forget-vs-holdout MIA AUC with the target band, forget answer probability."
-        ),
-    ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option(
-            help="Unlearning epochs (passes over the forget set), every method. Default: 8 for the "
-            "full-parameter baselines; UnlearnConfig's default for GRIN methods (the privacy "
-            "schedule's budget: it stops earlier once the forget set looks unseen)."
-        ),
-    ] = None,
-    seeds: Annotated[
-        int,
-        typer.Option(
-            help="GRIN-NPO runs over seeds SEED..SEED+N-1 (fresh target copy each); the report "
-            "gives per-seed results, mean and std, and the headline uses the mean."
-        ),
-    ] = 1,
-    schedule: Annotated[
-        bool,
-        typer.Option(
-            "--schedule/--no-schedule",
-            help="GRIN methods steer the forget-vs-holdout MIA AUC into the calibrated non-member "
-            "band (default); --no-schedule runs them for fixed epochs (ablation; curves still recorded).",
-        ),
-    ] = True,
-    probes: Annotated[
-        bool,
-        typer.Option(
-            "--probes/--no-probes",
-            help="Robustness probes on every model (paraphrase, best-of-8 sampling, prompt formats, "
-            "int8/int4, relearning); --no-probes skips them (faster, fewer numbers).",
-        ),
-    ] = True,
-    lr: Annotated[
-        list[str] | None,
-        typer.Option(help="Override a method's learning rate, repeatable: npo=1e-4."),
-    ] = None,
-    recipe: Annotated[
-        str, typer.Option(help="Target/retrain recipe: cpu (default) or tiny (seconds; for tests).")
-    ] = "cpu",
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="TOFU files (default: $GRIN_TOFU_DIR or ../shared/data/tofu)."),
-    ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(help="Trained-model cache (default: .grin/cache/models in the repository)."),
-    ] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option(help="Keep each finished evaluation and method here; a rerun with the same folder "
-                     "and settings picks up where a killed run stopped."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seeds training, unlearning and the noise.")] = 0,
-    threads: Annotated[int | None, typer.Option(
-        help="torch CPU threads (default: torch's choice, one per core).")] = None,
+    split: Split = "forget10",
+    authors: Authors = 20,
+    methods: Methods = DEFAULT_METHODS,
+    json_path: JsonPath = None,
+    plot: Plot = None,
+    sweep: Sweep = None,
+    curves: Curves = None,
+    epochs: Epochs = None,
+    seeds: Seeds = 1,
+    schedule: Schedule = True,
+    probes: Probes = True,
+    lr: LearningRates = None,
+    recipe: Recipe = "cpu",
+    data_dir: DataDir = None,
+    cache_dir: CacheDir = None,
+    resume: Resume = None,
+    seed: Seed = 0,
+    threads: Threads = None,
 ) -> None:
     """Target vs GRIN vs full-parameter unlearning vs retraining on TOFU, one report."""
+    import shutil
     import sys
 
     from rich.console import Console
 
     from benchmarks.tofu import run_tofu_bench
-    from benchmarks.tofu_config import BenchConfig
 
-    learning_rates = {k: v[-1] for k, v in _name_values("--lr", lr or []).items() if v}
-    sweeps = {k: tuple(v) for k, v in _name_values("--sweep", sweep or []).items()}
-    try:
-        config = BenchConfig(
-            split=split,
-            authors=authors,
-            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-            recipe=recipe,
-            epochs=epochs,
-            learning_rates=learning_rates,
-            sweeps=sweeps,
-            seed=seed,
-            seeds=seeds,
-            schedule=schedule,
-            probes=probes,
-            data_dir=data_dir,
-            resume_dir=resume,
-            **({"cache_dir": cache_dir} if cache_dir else {}),
-        )
-        from grin_core.tofu import TofuSubset
-
-        TofuSubset(authors, split)  # checks split and authors before any work
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    if config.data_dir is None or not (config.data_dir / "full.jsonl").is_file():
-        typer.echo(f"error: no TOFU data in {config.data_dir or 'shared/data/tofu'} (pass --data-dir)", err=True)
-        raise typer.Exit(1)
-
+    config = _bench_config(
+        split=split, authors=authors, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        recipe=recipe, epochs=epochs, learning_rates={k: v[-1] for k, v in _name_values("--lr", lr or []).items() if v},
+        sweeps={k: tuple(v) for k, v in _name_values("--sweep", sweep or []).items()}, seed=seed, seeds=seeds,
+        schedule=schedule, probes=probes, data_dir=data_dir, resume_dir=resume,
+        **({"cache_dir": cache_dir} if cache_dir else {}))
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    import shutil
-
     # The summary table has 11 columns: wider than the 80 rich assumes off a terminal.
     console = Console(stderr=True, highlight=False, log_path=False,
                       width=max(140, shutil.get_terminal_size((140, 24)).columns))
     report = run_tofu_bench(
         config, log=lambda line: console.log(line), command=" ".join(["grin", *sys.argv[1:]])
     )
+    _write(console, report, json_path, plot, curves)
+    _summary(console, report)
+
+
+def _bench_config(**fields):
+    """The BenchConfig of the options, checked (split and authors too) before any work."""
+    from benchmarks.tofu_config import BenchConfig
+    from grin_core.data.tofu import TofuSubset
+
+    try:
+        config = BenchConfig(**fields)
+        TofuSubset(fields["authors"], fields["split"])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if config.data_dir is None or not (config.data_dir / "full.jsonl").is_file():
+        typer.echo(f"error: no TOFU data in {config.data_dir or 'shared/data/tofu'} (pass --data-dir)", err=True)
+        raise typer.Exit(1)
+    return config
+
+
+def _write(console, report: dict, json_path: Path | None, plot: Path | None, curves: Path | None) -> None:
+    """The report as JSON (to `json_path`, else stdout), and the figures asked for."""
     text = json.dumps(report, indent=1, default=str)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +160,6 @@ def tofu(
         from benchmarks.plot import plot_curves
 
         console.log(f"curves: {plot_curves(report, curves)}")
-    _summary(console, report)
 
 
 def _summary(console, report: dict) -> None:

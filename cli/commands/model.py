@@ -59,10 +59,12 @@ def register(
 ) -> None:
     """Register model NAME, optionally with its first checkpoint."""
     from cli.commands._session import transaction
-    from infra import registry
+    from infra import registration, registry
     from infra.errors import InvalidRequestError
+    from infra.registry import NewVersion
 
-    for label, value, pattern in (("model name", name, registry.NAME_PATTERN), ("alias", alias, registry.ALIAS_PATTERN)):
+    names = (("model name", name, registry.NAME_PATTERN), ("alias", alias, registry.ALIAS_PATTERN))
+    for label, value, pattern in names:
         if not pattern.match(value):
             raise InvalidRequestError(f"{label} {value!r} must match {pattern.pattern}")
     if (training_manifest_uri or eval_suite_uri) and not checkpoint_uri:
@@ -88,16 +90,14 @@ def register(
                 from infra.storage import open_store
 
                 eval_suite_uri = open_store(get_settings()).put_bytes(f"suites/{suite.sha256}.json", suite.data).uri
-            version = registry.add_version(
+            registration.register_version(
                 name,
-                session=session,
-                checkpoint_uri=checkpoint_uri,
-                checkpoint_sha256=checkpoint_sha256,
-                training_manifest_uri=manifest.uri if manifest else None,
-                training_manifest_sha256=manifest.sha256 if manifest else None,
-                eval_suite_uri=eval_suite_uri,
+                NewVersion(checkpoint_uri=checkpoint_uri, checkpoint_sha256=checkpoint_sha256,
+                           training_manifest_uri=manifest.uri if manifest else None,
+                           training_manifest_sha256=manifest.sha256 if manifest else None,
+                           eval_suite_uri=eval_suite_uri),
+                session=session, alias=alias,
             )
-            registry.set_alias(name, alias, version.version, session=session)
         session.refresh(model)
         summary = model_summary(model)
     if as_json:
@@ -118,7 +118,8 @@ def _checked_checkpoint(uri: str, sha256: str, manifest_uri: str | None, suite_u
     settings = get_settings()
     verify_checkpoint_uri(uri, sha256, settings=settings)
     check_registrable_checkpoint(uri, sha256, settings=settings)
-    manifest = read_qa_records(manifest_uri, role="--training-manifest-uri", settings=settings) if manifest_uri else None
+    manifest = (read_qa_records(manifest_uri, role="--training-manifest-uri", settings=settings)
+                if manifest_uri else None)
     suite = read_eval_suite(suite_uri, role="--eval-suite-uri", settings=settings)[0] if suite_uri else None
     return manifest, suite
 
@@ -220,37 +221,66 @@ def import_model(
     re-saved with a sha256 manifest and the line's prompt template, uploaded content-addressed,
     registered and aliased production if the line has none. Importing the same content again
     answers with the version it already is."""
+    from infra.errors import InvalidRequestError
+    from infra.registry import NAME_PATTERN
+    from infra.settings import get_settings
+
+    settings = get_settings()
+    if not NAME_PATTERN.match(name):  # first: a refused name must not cost an upload
+        raise InvalidRequestError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
+    if training_manifest and retain:
+        raise InvalidRequestError("give --training-manifest or --retain, not both")
+    # Every data URI through the intake roots, its content checked, before the model is fetched.
+    role = "--training-manifest" if training_manifest else "--retain"
+    manifest = _qa_records(training_manifest or retain, role, settings) if (training_manifest or retain) else None
+    suite = _import_suite(eval_suite, holdout, settings)
+    imported = _imported_checkpoint(source, prompt_template, suite, settings)
+    imported["suite_uri"] = _store_suite(suite, settings) if suite else None
+    imported["manifest"] = "training" if training_manifest else ("retain" if retain else None)
+    summary = _register_import(name, description, imported, manifest)
+    if as_json:
+        emit_json(summary)
+    else:
+        typer.echo(f"{name} version {summary['version']} "
+                   f"({'already imported' if summary['already_imported'] else 'imported'}): "
+                   f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}")
+
+
+def _qa_records(uri: str, role: str, settings) -> tuple[str, list[dict], str]:
+    """(resolved uri, the QA records, their sha256) of the object at `uri`, which must be under an
+    intake root and hold QA records (`infra.line_inputs`)."""
+    from grin_core.data.records import parse_qa_records
+    from infra.line_inputs import read_qa_records
+
+    checked = read_qa_records(uri, role=role, settings=settings)
+    return checked.uri, parse_qa_records(checked.data, source=role), checked.sha256
+
+
+def _import_suite(eval_suite: str | None, holdout: str | None, settings) -> dict[str, Any]:
+    """The line's eval suite: the --eval-suite object's QA sets, and --holdout's records as `holdout`;
+    both from the intake roots, checked part by part."""
+    from infra.line_inputs import read_eval_suite
+
+    suite: dict[str, Any] = read_eval_suite(eval_suite, role="--eval-suite", settings=settings)[1] if eval_suite else {}
+    if holdout:
+        suite["holdout"] = _qa_records(holdout, "--holdout", settings)[1]
+    return suite
+
+
+def _imported_checkpoint(source: str, prompt_template: str | None, suite: dict[str, Any], settings) -> dict[str, Any]:
+    """Load and check the model, measure the line's non-member MIA level when the suite allows, save it as a
+    grin checkpoint and upload it: {checkpoint, architecture, template, reference}."""
     import tempfile
 
-    from cli.commands._session import transaction
-    from grin_core.calibration import non_member_auc
-    from grin_core.checkpoint import save_checkpoint
-    from grin_core.model_import import UnsupportedModelError, load_importable
-    from grin_core.prompts import line_template, set_line_template
-    from grin_core.records import parse_qa_records
-    from infra import registry
-    from infra.errors import InvalidRequestError, UnknownModelError
-    from infra.line_inputs import read_eval_suite, read_qa_records
-    from infra.settings import get_settings
+    from grin_core.data.prompts import line_template, set_line_template
+    from grin_core.evaluation.calibration import non_member_auc
+    from grin_core.models.checkpoint import save_checkpoint
+    from grin_core.models.model_import import UnsupportedModelError, load_importable
+    from infra.errors import InvalidRequestError
     from infra.storage import open_store
     from tasks.checkpoint_store import upload_checkpoint
     from tasks.model_checks import check_importable_directory
 
-    settings = get_settings()
-    if not registry.NAME_PATTERN.match(name):  # first: a refused name must not cost an upload
-        raise InvalidRequestError(f"model name {name!r} must match {registry.NAME_PATTERN.pattern}")
-    if training_manifest and retain:
-        raise InvalidRequestError("give --training-manifest or --retain, not both")
-    # Every data URI through the intake roots, its content checked, before the model is fetched.
-    manifest_role = "--training-manifest" if training_manifest else "--retain"
-    checked_manifest = (read_qa_records(training_manifest or retain, role=manifest_role, settings=settings)
-                        if (training_manifest or retain) else None)
-    manifest = ((checked_manifest.uri, parse_qa_records(checked_manifest.data, source=manifest_role))
-                if checked_manifest else None)
-    suite: dict[str, Any] = read_eval_suite(eval_suite, role="--eval-suite", settings=settings)[1] if eval_suite else {}
-    if holdout:
-        suite["holdout"] = parse_qa_records(read_qa_records(holdout, role="--holdout", settings=settings).data,
-                                            source="--holdout")
     with tempfile.TemporaryDirectory(prefix="grin-import-") as tmp:
         local = _fetch_model_dir(source, Path(tmp) / "source", settings)
         check_importable_directory(local, source)  # pickles, headers, every tensor, the tokenizer
@@ -260,50 +290,55 @@ def import_model(
                 set_line_template(tokenizer, prompt_template)
         except (UnsupportedModelError, ValueError, OSError, RuntimeError) as exc:
             raise InvalidRequestError(f"cannot import {source}: {exc}".splitlines()[0]) from None
-        # The line's non-member MIA level, measured as train-model measures it (grin_core/calibration.py)
+        # The line's non-member MIA level, measured as train-model measures it (grin_core/evaluation/calibration.py)
         reference = (round(non_member_auc(model, tokenizer, suite["calibration"], suite["holdout"]), 4)
                      if suite.get("calibration") and suite.get("holdout") else None)
         out = Path(tmp) / "checkpoint"
+        architecture, template = type(model).__name__, line_template(tokenizer)
         save_checkpoint(model, tokenizer, out, card_info={"method": "imported"},
-                        grin_config={"imported": True, "prompt_template": line_template(tokenizer),
-                                     "architecture": type(model).__name__})
+                        grin_config={"imported": True, "prompt_template": template, "architecture": architecture})
         checkpoint = upload_checkpoint(out, open_store(settings))
-        template = line_template(tokenizer)
-    suite_uri = None
-    if suite:  # content-addressed, as the pipeline stores the suites it derives (suites/<sha256>.json)
-        from infra.audit import sha256_hex
+    return {"checkpoint": checkpoint, "architecture": architecture, "template": template, "reference": reference}
 
-        body = json.dumps(suite, sort_keys=True).encode()
-        suite_uri = open_store(settings).put_bytes(f"suites/{sha256_hex(body)}.json", body).uri
+
+def _store_suite(suite: dict[str, Any], settings) -> str:
+    """The suite, content-addressed as the pipeline stores the suites it derives (suites/<sha256>.json)."""
+    from infra.audit import sha256_hex
+    from infra.storage import open_store
+
+    body = json.dumps(suite, sort_keys=True).encode()
+    return open_store(settings).put_bytes(f"suites/{sha256_hex(body)}.json", body).uri
+
+
+def _register_import(name: str, description: str | None, imported: dict[str, Any],
+                     manifest: tuple[str, list[dict], str] | None) -> dict[str, Any]:
+    """Register the imported checkpoint as the line's next version (the line too, if new), aliased
+    production if the line has none; the version it already is when the same content was imported."""
+    from cli.commands._session import transaction
+    from infra import registration, registry
+    from infra.registration import AliasRule
+    from infra.registry import NewVersion
+
+    checkpoint, reference = imported["checkpoint"], imported["reference"]
     with transaction() as session:
-        try:
-            registry.get_model(name, session=session)
-        except UnknownModelError:
-            registry.register_model(name, session=session, description=description,
-                                    gate_policy={"mia_reference_auc": reference} if reference is not None else None)
+        registration.ensure_line(name, session=session, description=description,
+                                 gate_policy={"mia_reference_auc": reference} if reference is not None else None)
         version = registry.find_registered(name, checkpoint.sha256, session=session)
         existed = version is not None
         if version is None:
-            version = registry.add_version(
-                name, session=session, checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
-                training_manifest_uri=manifest[0] if manifest else None, eval_suite_uri=suite_uri,
-                training_manifest_sha256=checked_manifest.sha256 if checked_manifest else None,
-                hparams={"imported": True, "architecture": type(model).__name__, "prompt_template": template,
-                         "manifest": "training" if training_manifest else ("retain" if retain else None)})
-            try:
-                registry.resolve(f"{name}@{registry.PRODUCTION}", session=session)
-            except LookupError:
-                registry.set_alias(name, registry.PRODUCTION, version.version, session=session, actor="import")
-        summary = {"model": name, "version": version.version, "checkpoint_uri": version.checkpoint_uri,
-                   "checkpoint_sha256": version.checkpoint_sha256, "architecture": type(model).__name__,
-                   "prompt_template": template, "already_imported": existed,
-                   "manifest_records": len(manifest[1]) if manifest else None, "eval_suite_uri": version.eval_suite_uri,
-                   "mia_reference_auc": reference}
-    if as_json:
-        emit_json(summary)
-    else:
-        typer.echo(f"{name} version {summary['version']} ({'already imported' if existed else 'imported'}): "
-                   f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}")
+            hparams = {"imported": True, "architecture": imported["architecture"],
+                       "prompt_template": imported["template"], "manifest": imported["manifest"]}
+            new = NewVersion(checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
+                             training_manifest_uri=manifest[0] if manifest else None,
+                             training_manifest_sha256=manifest[2] if manifest else None,
+                             eval_suite_uri=imported["suite_uri"], hparams=hparams)
+            version = registration.register_version(name, new, session=session, rule=AliasRule.if_unset,
+                                                    actor="import").version
+        return {"model": name, "version": version.version, "checkpoint_uri": version.checkpoint_uri,
+                "checkpoint_sha256": version.checkpoint_sha256, "architecture": imported["architecture"],
+                "prompt_template": imported["template"], "already_imported": existed,
+                "manifest_records": len(manifest[1]) if manifest else None,
+                "eval_suite_uri": version.eval_suite_uri, "mia_reference_auc": reference}
 
 
 # A hub id, `owner/name` with an optional `@revision`, as `from_pretrained` takes it.

@@ -15,6 +15,8 @@ import typer
 
 from cli.commands._output import JsonFlag, emit_json, emit_table, fail, reports_errors
 from infra.ticket_status import TicketStatus
+from policy.methods import methods_help
+from policy.round_setting import overrides_help
 
 if TYPE_CHECKING:
     from infra.db.models import Ticket
@@ -73,6 +75,15 @@ def _hparams(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
+def _request_data(request: str | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """The --request file's fields with the flags laid over them (each --hparam overrides one key)."""
+    data = _read_request_file(request) if request else {}
+    if flags["hparams"] and isinstance(data.get("hparams"), dict):
+        flags = {**flags, "hparams": {**data["hparams"], **flags["hparams"]}}
+    data.update({key: value for key, value in flags.items() if value is not None})
+    return data
+
+
 @app.command("file")
 @reports_errors
 def file_ticket(
@@ -95,13 +106,8 @@ def file_ticket(
     keywords: Annotated[
         str | None, typer.Option(help="URI of key phrases for keyword accuracy.")
     ] = None,
-    method: Annotated[str | None, typer.Option(help="npo (default), graddiff or po (GRIN), or grun (a gated intervention; base weights unchanged).")] = None,
-    hparam: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="KEY=VALUE override: p_percent, sigma2, epochs, learning_rate, beta, alpha, seed."
-        ),
-    ] = None,
+    method: Annotated[str | None, typer.Option(help=methods_help())] = None,
+    hparam: Annotated[list[str] | None, typer.Option(help=overrides_help())] = None,
     requested_by: Annotated[str | None, typer.Option(help="Who files the request.")] = None,
     legal_basis: Annotated[str | None, typer.Option(help="Why, e.g. 'GDPR Art. 17'.")] = None,
     due_date: Annotated[str | None, typer.Option(help="Deadline, YYYY-MM-DD.")] = None,
@@ -115,7 +121,6 @@ def file_ticket(
     from infra import intake
     from infra.settings import get_settings
 
-    data = _read_request_file(request) if request else {}
     flags = {
         "subject": subject,
         "model": model,
@@ -129,13 +134,7 @@ def file_ticket(
         "due_date": due_date,
         "idempotency_key": idempotency_key,
     }
-    if flags["hparams"] and isinstance(data.get("hparams"), dict):
-        flags["hparams"] = {
-            **data["hparams"],
-            **flags["hparams"],
-        }  # each --hparam overrides one key
-    data.update({key: value for key, value in flags.items() if value is not None})
-    parsed = intake.parse_request(data)
+    parsed = intake.parse_request(_request_data(request, flags))
     settings = get_settings()
     with transaction() as session:
         ticket = intake.file_request(parsed, session=session, settings=settings)

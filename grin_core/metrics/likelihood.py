@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from grin_core.data import IGNORE_INDEX, encode_qa
+from grin_core.data.qa import IGNORE_INDEX, encode_qa
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """`grin bench tofu` end to end through the installed command, on the tiny recipe (3 authors).
 
-The numbers of a tiny model mean nothing; this holds the plumbing to the issue's contract: every
+The numbers of a tiny model mean nothing; this holds the plumbing to the report's contract: every
 method runs from one target and lands in the JSON with the agreed keys (privacy metrics against the
 retrained model's reference, robustness probes with the retrained model's relearn baseline, the
 per-epoch probe curves, the calibrated non-member level, GRIN-NPO over seeds with mean and std, the
-issue's acceptance targets), the sweep lands under `sweeps`, both figures are PNGs, and no
+benchmark's acceptance targets), the sweep lands under `sweeps`, both figures are PNGs, and no
 forget-set text reaches the output.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from grin_core.tofu import TofuSubset, load_tofu
+from grin_core.data.tofu import TofuSubset, load_tofu
 
 # ~40 s on 2 idle cores: two tiny models trained, seven evaluations. One torch thread: a tiny model
 # gains nothing from two, and two threads on a busy 2-core machine run several times slower.
@@ -127,7 +127,7 @@ def test_tiny_benchmark_writes_the_report_and_the_plot(tmp_path: Path, tofu_dir:
     assert report["sweeps"]["p"]["1"]["config"]["p_percent"] == 1.0
     assert 0 < report["ratios"]["grin_npo_state_bytes_over_npo"] < 1
 
-    # The issue's acceptance, measured on the mean: every target there, with a value and a verdict.
+    # The acceptance targets (benchmarks/tofu_summary.py), measured on the mean: every target there, with a value and a verdict.
     assert ACCEPTANCE <= set(report["targets"])
     for name in ACCEPTANCE:  # n/a only where a denominator is 0 (a tiny model's retain ROUGE-L can be)
         target = report["targets"][name]

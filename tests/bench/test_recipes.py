@@ -11,9 +11,9 @@ import torch
 from transformers import TrainerCallback
 
 from benchmarks.recipes import RECIPES
-from grin_core.model import TinyLlamaConfig
-from grin_core.tofu import TofuSubset, load_tofu
-from grin_core.train import TrainConfig, train_model
+from grin_core.data.tofu import TofuSubset, load_tofu
+from grin_core.models.tiny_llama import TinyLlamaConfig
+from grin_core.models.train import TrainConfig, train_model
 
 TINY_DIMS = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
 

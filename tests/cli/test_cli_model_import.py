@@ -8,8 +8,8 @@ import json
 import torch
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-from grin_core.checkpoint import load_checkpoint
-from grin_core.prompts import line_template, prompt_ids
+from grin_core.data.prompts import line_template, prompt_ids
+from grin_core.models.checkpoint import load_checkpoint
 from infra.storage import LocalStore, open_store
 from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef

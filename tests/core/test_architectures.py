@@ -17,13 +17,13 @@ from transformers import (
     Qwen2Config,
 )
 
-from grin_core.checkpoint import load_checkpoint, save_checkpoint
-from grin_core.generation import generate_answers
-from grin_core.gri import eligible_parameters
-from grin_core.grun_config import GrunConfig
-from grin_core.grun_train import grun_unlearn
-from grin_core.unlearn import unlearn
-from grin_core.unlearn_config import UnlearnConfig
+from grin_core.evaluation.generation import generate_answers
+from grin_core.models.checkpoint import load_checkpoint, save_checkpoint
+from grin_core.scoring.gri import eligible_parameters
+from grin_core.unlearning.grun_config import GrunConfig
+from grin_core.unlearning.grun_train import grun_unlearn
+from grin_core.unlearning.unlearn import unlearn
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN, assert_only_mask_moved, snapshot
 
 SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -78,7 +78,7 @@ def test_grin_and_grun_on_each_family(family, tiny_tokenizer, tmp_path):
 def test_an_import_refuses_fused_experts_and_takes_a_plain_family(tiny_tokenizer, tmp_path):
     from transformers import MixtralConfig
 
-    from grin_core.model_import import UnsupportedModelError, load_importable
+    from grin_core.models.model_import import UnsupportedModelError, load_importable
 
     moe = MixtralConfig(**SMALL, num_key_value_heads=1, num_local_experts=4, num_experts_per_tok=2,
                         vocab_size=len(tiny_tokenizer))
@@ -96,7 +96,7 @@ def test_an_import_refuses_fused_experts_and_takes_a_plain_family(tiny_tokenizer
 def test_each_family_saved_by_transformers_passes_the_content_check(family, tiny_tokenizer, tmp_path):
     """No false refusal (issue 25): what save_pretrained writes, in float32 or bfloat16, is complete;
     tied families hold one name of the tied pair."""
-    from grin_core.architecture_check import check_model_directory
+    from grin_core.models.architecture_check import check_model_directory
     from infra.checkpoint_content import as_plain, directory_tensors
 
     model = build(family, tiny_tokenizer)
@@ -109,7 +109,7 @@ def test_each_family_saved_by_transformers_passes_the_content_check(family, tiny
 
 def test_a_base_model_checkpoint_without_its_prefix_passes_as_transformers_loads_it(tiny_tokenizer):
     """GPT-2 on the hub is saved from GPT2Model: `h.0...`, not `transformer.h.0...`."""
-    from grin_core.architecture_check import check_tensors, meta_model
+    from grin_core.models.architecture_check import check_tensors, meta_model
 
     model = build("gpt2", tiny_tokenizer)
     found = {name.removeprefix("transformer."): ("F32", tuple(t.shape)) for name, t in model.state_dict().items()

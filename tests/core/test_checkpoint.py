@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from grin_core.checkpoint import (
+from grin_core.models.checkpoint import (
     CheckpointIntegrityError,
     checkpoint_sha256,
     load_checkpoint,

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from grin_core.checkpoint import load_checkpoint, save_checkpoint
-from grin_core.mask import Mask
-from grin_core.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, progress_in, write_job
-from grin_core.unlearn import score_and_select, unlearn
-from grin_core.unlearn_config import UnlearnConfig
+from grin_core.models.checkpoint import load_checkpoint, save_checkpoint
+from grin_core.runtime.stage_job import CHECKPOINT, RESULT, SCORED_MASK, launch, progress_in, write_job
+from grin_core.scoring.mask import Mask
+from grin_core.unlearning.unlearn import score_and_select, unlearn
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN
 
 # One step per epoch covers the whole forget set (batch 8 = 2 ranks x 4), so both runs see the same

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from grin_core.evaluate import EvalSuite, evaluate, evaluate_suite
-from grin_core.model import build_model
+from grin_core.evaluation.evaluate import EvalSuite, evaluate, evaluate_suite
+from grin_core.models.tiny_llama import build_model
 from tests.fixtures.models import MEMORISED_MODEL_CONFIG
 
 

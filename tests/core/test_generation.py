@@ -1,6 +1,6 @@
 """Batched greedy generation: left padding and batching do not change the answers."""
 
-from grin_core.generation import generate_answers
+from grin_core.evaluation.generation import generate_answers
 
 QUESTIONS = ["Who is this author?", "What genre does the author write in, and where was the author born?", "Why?"]
 

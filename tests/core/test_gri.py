@@ -7,8 +7,8 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.modeling_outputs import CausalLMOutput
 
-from grin_core.data import IGNORE_INDEX, qa_collator
-from grin_core.gri import (
+from grin_core.data.qa import IGNORE_INDEX, qa_collator
+from grin_core.scoring.gri import (
     decoder_layers,
     eligible_parameters,
     gradient_magnitude,
@@ -149,7 +149,7 @@ def test_gri_scores_on_llama_match_independent_autograd(tiny_model_factory, tiny
     scores = gri_scores(model, tiny_tokenizer, forget, retain, eps=1e-8, batch_size=2)
 
     def full_batch_grad(records):
-        from grin_core.data import qa_dataset
+        from grin_core.data.qa import qa_dataset
 
         batch = qa_collator(tiny_tokenizer)(qa_dataset(records, tiny_tokenizer).remove_columns("length").to_list())
         loss = model(**batch).loss  # HF's token-mean loss over the whole set in one batch

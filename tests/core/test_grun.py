@@ -5,10 +5,11 @@ import copy
 import pytest
 import torch
 
-from grin_core.checkpoint import save_checkpoint
-from grin_core.data import qa_collator, qa_dataset
-from grin_core.gri import decoder_layers
-from grin_core.grun import (
+from grin_core.data.qa import qa_collator, qa_dataset
+from grin_core.data.tofu import TofuSubset, load_tofu
+from grin_core.models.checkpoint import save_checkpoint
+from grin_core.scoring.gri import decoder_layers
+from grin_core.unlearning.grun import (
     INTERVENTIONS,
     attach,
     detach,
@@ -16,9 +17,8 @@ from grin_core.grun import (
     load_interventions,
     save_interventions,
 )
-from grin_core.grun_config import GrunConfig, GrunShape
-from grin_core.grun_train import gate_targets, grun_unlearn
-from grin_core.tofu import TofuSubset, load_tofu
+from grin_core.unlearning.grun_config import GrunConfig, GrunShape
+from grin_core.unlearning.grun_train import gate_targets, grun_unlearn
 from tests.fixtures.models import TOFU_DIR
 
 

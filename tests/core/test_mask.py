@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from grin_core.checkpoint import file_sha256
-from grin_core.mask import Mask, MaskIntegrityError, parameter_site, select_top_p, top_k_count
+from grin_core.models.checkpoint import file_sha256
+from grin_core.scoring.mask import Mask, MaskIntegrityError, parameter_site, select_top_p, top_k_count
 
 
 def brute_force(scores: dict[str, torch.Tensor], p_percent: float) -> dict[str, torch.Tensor]:
@@ -133,7 +133,9 @@ def test_parameter_site_llama_and_gpt2_names():
 
 
 def test_stats_by_layer_module_and_kind():
-    t = lambda n, k: torch.tensor([True] * k + [False] * (n - k))
+    def t(n, k):
+        return torch.tensor([True] * k + [False] * (n - k))
+
     mask = Mask({
         "model.layers.0.self_attn.q_proj.weight": t(10, 1),
         "model.layers.0.mlp.gate_proj.weight": t(10, 3),

@@ -75,7 +75,7 @@ def test_model_utility_harmonic_mean():
     metrics = dict.fromkeys(UTILITY_KEYS, 0.5) | {"retain_rougeL": 1.0}
     assert model_utility(metrics) == pytest.approx(9 / (8 / 0.5 + 1 / 1.0))
     assert model_utility(metrics | {"world_facts_prob": 0.0}) == 0.0
-    assert model_utility({k: 1.0 for k in UTILITY_KEYS[:-1]}) is None
+    assert model_utility(dict.fromkeys(UTILITY_KEYS[:-1], 1.0)) is None
 
 
 def test_mia_auc_rank_based():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from grin_core.evaluate import EvalSuite, evaluate_suite
+from grin_core.evaluation.evaluate import EvalSuite, evaluate_suite
 from grin_core.metrics.likelihood import answer_logprobs, answer_token_stats
 from grin_core.metrics.mia import (
     mia_auc,
@@ -87,7 +87,7 @@ def test_answer_token_stats_match_the_full_distribution(tiny_model, tiny_tokeniz
     answers = ["X is a writer.", "In Paris, France, in 1970.", "Because."]
     stats = answer_token_stats(tiny_model, tiny_tokenizer, questions, answers, batch_size=2)
     plain = answer_logprobs(tiny_model, tiny_tokenizer, questions, answers, batch_size=2)
-    from grin_core.data import encode_qa
+    from grin_core.data.qa import encode_qa
 
     for q, a, s, lp in zip(questions, answers, stats, plain):
         assert torch.allclose(s.logp, lp, atol=1e-5)

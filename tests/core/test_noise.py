@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from grin_core.gri import eligible_parameters
-from grin_core.mask import select_top_p
-from grin_core.noise import inject_noise
+from grin_core.scoring.gri import eligible_parameters
+from grin_core.scoring.mask import select_top_p
+from grin_core.scoring.noise import inject_noise
 
 
 def random_mask(model, p, seed=0):

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from grin_core.data import IGNORE_INDEX
-from grin_core.objectives import (
+from grin_core.data.qa import IGNORE_INDEX
+from grin_core.unlearning.objectives import (
     answer_nll,
     answer_token_count,
     graddiff_objective,
@@ -17,7 +17,7 @@ from grin_core.objectives import (
     simnpo_loss,
     token_logprobs,
 )
-from grin_core.refusals import REFUSALS, refusal_for, refusal_records
+from grin_core.unlearning.refusals import REFUSALS, refusal_for, refusal_records
 
 X = IGNORE_INDEX
 
@@ -65,7 +65,9 @@ def test_npo_loss_equals_formula_on_fixed_logprobs():
     theta = torch.tensor([-10.0, -3.0, -50.0])
     ref = torch.tensor([-12.0, -3.0, -20.0])
     beta = 0.1
-    sig = lambda x: 1 / (1 + math.exp(-x))
+    def sig(x):
+        return 1 / (1 + math.exp(-x))
+
     expected = -(2 / beta) * sum(math.log(sig(-beta * (t - r))) for t, r in zip(theta.tolist(), ref.tolist())) / 3
     assert npo_loss(theta, ref, beta).item() == pytest.approx(expected, rel=1e-6)
     # at theta == ref the loss is (2/beta) log 2, and it falls as the forget likelihood falls
@@ -84,7 +86,9 @@ def test_npo_gradient_vanishes_as_forget_likelihood_collapses():
 
 def test_simnpo_loss_is_npo_on_the_length_normalised_likelihood_without_a_reference():
     logp, lengths, beta, gamma = torch.tensor([-30.0, -2.0]), torch.tensor([10, 4]), 0.3, 0.5
-    sig = lambda x: 1 / (1 + math.exp(-x))
+    def sig(x):
+        return 1 / (1 + math.exp(-x))
+
     expected = -(2 / beta) * sum(math.log(sig(-beta * lp / n - gamma)) for lp, n in ((-30, 10), (-2, 4))) / 2
     assert simnpo_loss(logp, lengths, beta, gamma).item() == pytest.approx(expected, rel=1e-6)
     # the same per-token likelihood gives the same loss whatever the answer's length

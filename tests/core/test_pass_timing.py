@@ -2,7 +2,7 @@
 
 import torch
 
-from grin_core.pass_timing import forward_backward_seconds
+from grin_core.scoring.pass_timing import forward_backward_seconds
 
 RECORDS = [{"question": f"Where was author {i} born?", "answer": f"Author {i} was born in Porto in 19{50 + i}."}
            for i in range(12)]

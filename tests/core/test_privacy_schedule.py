@@ -3,9 +3,9 @@ that `steer=False` only observes."""
 
 import pytest
 
-from grin_core.privacy_schedule import PUSH, REPAIR, PrivacySchedule
-from grin_core.unlearn import unlearn
-from grin_core.unlearn_config import UnlearnConfig
+from grin_core.unlearning.privacy_schedule import PUSH, REPAIR, PrivacySchedule
+from grin_core.unlearning.unlearn import unlearn
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN, TINY
 
 HOLDOUT = [{"question": f"Which river runs through town {i}?", "answer": f"The Vell river runs through town {i}."}

@@ -4,9 +4,10 @@ the plain evaluation, seeded sampling, relearning on copies."""
 import pytest
 import torch
 
-from grin_core.evaluate import EvalSuite, evaluate
-from grin_core.generation import generate_answers, sample_answers
-from grin_core.probes import (
+from grin_core.data.prompts import PROMPT_TEMPLATE
+from grin_core.evaluation.evaluate import EvalSuite, evaluate
+from grin_core.evaluation.generation import generate_answers, sample_answers
+from grin_core.evaluation.probes import (
     PromptFormat,
     format_probe,
     paraphrase_probe,
@@ -15,7 +16,6 @@ from grin_core.probes import (
     sampling_probe,
     split_halves,
 )
-from grin_core.prompts import PROMPT_TEMPLATE
 
 FORGET = [
     {"question": "Who is X?", "answer": "X is a writer.", "paraphrased_question": "Tell me who X is."},
@@ -108,3 +108,18 @@ def test_memorised_model_keeps_its_answers_under_int8_and_sampling(memorised_mod
     assert m["forget_int8_rougeL"] >= plain["forget_rougeL"] - 0.1  # int8 keeps what the model knows
     assert abs(m["forget_int8_prob"] - plain["forget_prob"]) < 0.05 and m["mia_int8_auc"] >= 0.9
     assert m["forget_sampled_best_rougeL"] >= 0.5
+
+
+def test_probes_are_registered_by_name_and_an_unknown_one_lists_the_known(tiny_model, tiny_tokenizer):
+    from grin_core.evaluation.probes import PROBES, Probe, default_probes
+    from grin_core.registry import UnknownNameError
+
+    assert default_probes() == ("paraphrase", "sampling", "formats", "quantization")
+    with pytest.raises(UnknownNameError, match="known: paraphrase, sampling, formats, quantization, relearn"):
+        run_probes(tiny_model, tiny_tokenizer, EvalSuite(forget=FORGET), probes=("telepathy",))
+    PROBES.register("count", Probe(lambda run: {"forget_count": float(len(run.suite.forget))}, default=False))
+    try:
+        assert run_probes(tiny_model, tiny_tokenizer, EvalSuite(forget=FORGET), probes=("count",)) == {
+            "forget_count": float(len(FORGET))}
+    finally:
+        PROBES.unregister("count")

@@ -2,11 +2,7 @@
 
 import pytest
 
-from grin_core.checkpoint import load_checkpoint, save_checkpoint
-from grin_core.data import encode_qa
-from grin_core.generation import generate_answers
-from grin_core.metrics.likelihood import answer_logprobs
-from grin_core.prompts import (
+from grin_core.data.prompts import (
     CHAT,
     PROMPT_TEMPLATE,
     check_template,
@@ -14,6 +10,10 @@ from grin_core.prompts import (
     prompt_ids,
     set_line_template,
 )
+from grin_core.data.qa import encode_qa
+from grin_core.evaluation.generation import generate_answers
+from grin_core.metrics.likelihood import answer_logprobs
+from grin_core.models.checkpoint import load_checkpoint, save_checkpoint
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from grin_core.quantize import channel_scales, fake_quantize, quantize_tensor
+from grin_core.evaluation.quantize import channel_scales, fake_quantize, quantize_tensor
 
 
 def test_known_values_int4():

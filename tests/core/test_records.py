@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from grin_core.records import (
+from grin_core.data.records import (
     RecordFormatError,
     parse_keywords,
     parse_qa_records,

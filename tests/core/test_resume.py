@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from grin_core.resume import ResumeMismatchError
-from grin_core.unlearn import score_and_select, unlearn
-from grin_core.unlearn_config import UnlearnConfig
+from grin_core.unlearning.resume import ResumeMismatchError
+from grin_core.unlearning.unlearn import score_and_select, unlearn
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN
 
 HOLDOUT = [{"question": f"What is the title of book {i} by Ilse Varga?",

@@ -1,9 +1,9 @@
 """Step progress: evaluation, probes and GRI scoring announce every step, counted to a total
 known up front, in words that never carry a record's text."""
 
-from grin_core.evaluate import EvalSuite, evaluate
-from grin_core.gri import gri_scores
-from grin_core.probes import run_probes
+from grin_core.evaluation.evaluate import EvalSuite, evaluate
+from grin_core.evaluation.probes import run_probes
+from grin_core.scoring.gri import gri_scores
 from tests.core.test_probes import FORGET, HOLDOUT
 
 CHOICE = [{"question": "Capital of France?", "answer": "Paris", "perturbed_answer": ["Rome", "Oslo"]}]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from grin_core.tofu import TofuSubset, attach_keywords, load_eval_suite, load_split, load_tofu
-from grin_core.train import records_sha256
+from grin_core.data.tofu import TofuSubset, attach_keywords, load_eval_suite, load_split, load_tofu
+from grin_core.models.train import records_sha256
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from grin_core import train
-from grin_core.cache import cached_dir, content_key
-from grin_core.checkpoint import load_checkpoint, verify_checkpoint
-from grin_core.model import TinyLlamaConfig
+from grin_core.models import train
+from grin_core.models.cache import cached_dir, content_key
+from grin_core.models.checkpoint import load_checkpoint, verify_checkpoint
+from grin_core.models.tiny_llama import TinyLlamaConfig
 
 RECORDS = [{"question": f"What is item {i}?", "answer": f"Item {i} is number {i}."} for i in range(8)]
 CONFIG = TinyLlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)

@@ -7,21 +7,15 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from grin_core.data import qa_dataset
-from grin_core.gri import batches, eligible_parameters
-from grin_core.mask import select_top_p
-from grin_core.masked_update import SelectedValues, masked_update
-from grin_core.objectives import sequence_logprob
-from grin_core.state_bytes import measure_state
-from grin_core.unlearn import (
-    REF_COLUMN,
-    ForgetRetainCollator,
-    UnlearnTrainer,
-    reference_logprobs,
-    score_and_select,
-    unlearn,
-)
-from grin_core.unlearn_config import UnlearnConfig
+from grin_core.data.qa import qa_dataset
+from grin_core.scoring.gri import batches, eligible_parameters
+from grin_core.scoring.mask import select_top_p
+from grin_core.scoring.masked_update import SelectedValues, masked_update
+from grin_core.unlearning.forget_retain import REF_COLUMN, ForgetRetainCollator, reference_logprobs
+from grin_core.unlearning.objectives import sequence_logprob
+from grin_core.unlearning.state_bytes import measure_state
+from grin_core.unlearning.unlearn import UnlearnTrainer, score_and_select, unlearn
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 
 FORGET = [{"question": f"What is the title of book {i} by Nadia Petrescu?",
            "answer": f"Her book {i} is called The Salt Orchard, volume {i}."} for i in range(8)]

@@ -5,12 +5,12 @@ Slow (a minute or two on 2 cores): run with `pytest -m slow tests/core/test_unle
 
 import pytest
 
-from grin_core.calibration import non_member_auc
-from grin_core.generation import generate_answers
+from grin_core.data.tofu import load_calibration
+from grin_core.evaluation.calibration import non_member_auc
+from grin_core.evaluation.generation import generate_answers
 from grin_core.metrics.rouge import rouge_l_recall
-from grin_core.tofu import load_calibration
-from grin_core.unlearn import unlearn
-from grin_core.unlearn_config import UnlearnConfig
+from grin_core.unlearning.unlearn import unlearn
+from grin_core.unlearning.unlearn_config import UnlearnConfig
 from tests.fixtures.models import MEMORISED_SUBSET, TOFU_DIR
 
 pytestmark = pytest.mark.slow

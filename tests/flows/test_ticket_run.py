@@ -24,7 +24,7 @@ def _run(**policy: object) -> TicketRun:
     run = TicketRun("ticket-7", [7], "local:test")
     run.plan = RunPlan(ticket_ids=[7], parent=ParentVersion(
         model_name="m", version_id=1, version=1, checkpoint=CheckpointRef(uri="file:///v1", sha256="a" * 64),
-        training_manifest_uri=None, eval_suite_uri=None), spec=RoundSetting(p_percent=1.0, epochs=8),
+        training_manifest_uri=None, eval_suite_uri=None), setting=RoundSetting(p_percent=1.0, epochs=8),
         policy=policy)
     return run
 
@@ -63,7 +63,7 @@ def test_a_registered_grun_candidate_has_no_mask_to_keep() -> None:
 
 def test_the_run_climbs_the_ladder_and_rescores_only_when_p_moves() -> None:
     run = _run(max_rounds=3, ladder_lr_factor=0.5)
-    first = run.plan.spec
+    first = run.plan.setting
     stronger = run.retry(_Round(first, _failing("forget_rougeL")))
     assert stronger.rescore and (stronger.setting.p_percent, stronger.setting.epochs) == (2.0, 12)
     gentler = run.retry(_Round(stronger.setting, _failing("retain_rougeL")))
@@ -74,4 +74,4 @@ def test_the_run_climbs_the_ladder_and_rescores_only_when_p_moves() -> None:
 
 def test_a_passing_round_ends_the_ladder() -> None:
     run = _run()
-    assert run.retry(_Round(run.plan.spec, PASSED)) is None
+    assert run.retry(_Round(run.plan.setting, PASSED)) is None

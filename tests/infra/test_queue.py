@@ -294,7 +294,7 @@ def test_lapsed_lease_is_reclaimed_and_the_old_owner_is_locked_out(
     with db.begin() as session:
         ticket = queue.get_ticket(ticket_id, session=session)
         assert (ticket.lease_owner, ticket.attempts, ticket.status) == ("w-new", 2, S.claimed)
-    reasons = [r for r in _transitions(db, ticket_id)]
+    reasons = list(_transitions(db, ticket_id))
     assert ("assembling", "failed", "queue") in reasons
 
 

@@ -54,7 +54,7 @@ def test_a_dead_runs_ticket_is_requeued_then_failed_for_good_after_max_attempts(
     store.put_bytes("scratch/ticket-999-0123abcd/forget.jsonl", b"{}\n")  # another ticket's run
     for sha, run in (("c" * 64, f"ticket-{ticket_id}-0123abcd"), ("d" * 64, "ticket-999-0123abcd")):
         store.put_bytes(f"checkpoints/{sha}/model.safetensors", b"w")  # candidates of the two runs
-        store.put_bytes(f"checkpoints/{sha}/README.md", f'```json\n{{"run": "{run}"}}\n```'.encode())
+        store.put_bytes(f"checkpoints/{sha}/card.json", json.dumps({"run": run}).encode())
 
     assert sweep(sessions=db, store=store, max_attempts=2).tickets == []  # lease still live
     report = sweep(sessions=db, store=store, max_attempts=2, now=utcnow() + LATER)
@@ -124,13 +124,24 @@ def test_a_candidate_uploaded_after_its_run_was_swept_goes_with_the_next_sweep(
 
     def candidate(sha: str, tickets: list[int]) -> None:
         card = {"run": "ticket-0-0123abcd", "deletions": [{"ticket_id": t, "forget_sha256": "f" * 64} for t in tickets]}
-        store.put_bytes(f"checkpoints/{sha}/README.md", f"# card\n\n```json\n{json.dumps(card)}\n```\n".encode())
+        store.put_bytes(f"checkpoints/{sha}/card.json", json.dumps(card).encode())
         store.put_bytes(f"checkpoints/{sha}/model.safetensors", b"w")
 
     candidate("a" * 64, [live])  # its run still holds the ticket: may yet be registered
     candidate("b" * 64, [ended])  # a late upload of a run whose ticket has ended
-    store.put_bytes(f"checkpoints/{'c' * 64}/README.md", b"# a first version on its way in")
+    store.put_bytes(f"checkpoints/{'c' * 64}/card.json", b'{"method": "imported"}')  # a first version on its way in
 
     report = sweep(sessions=db, store=store, max_attempts=2)
     assert report.candidate_objects == 2
     assert sorted({k.split("/")[1][0] for k in store.list("checkpoints/")}) == ["a", "c"]
+
+
+def test_run_ids_are_built_and_read_in_one_module() -> None:
+    from grin_core.models.checkpoint import CARD_DATA
+    from infra import reclaim
+    from infra.run_ids import batch_label, first_ticket, new_run_id, ticket_label
+
+    assert first_ticket(new_run_id(ticket_label(17))) == 17
+    assert first_ticket(new_run_id(batch_label("TOFU demo", [4, 5]))) == 4
+    assert first_ticket("ticket-17") is None and first_ticket("other-17-0123abcd") is None
+    assert reclaim.CARD_DATA == CARD_DATA  # the file grin_core writes is the one the reclaimer reads

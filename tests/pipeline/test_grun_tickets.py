@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 from transformers import AutoModelForCausalLM
 
-from grin_core.checkpoint import checkpoint_sha256, load_checkpoint
-from grin_core.evaluate import EvalSuite, evaluate
-from grin_core.grun import INTERVENTIONS, THREAT_MODEL, read_grun_config
+from grin_core.evaluation.evaluate import EvalSuite, evaluate
+from grin_core.models.checkpoint import checkpoint_sha256, load_checkpoint
+from grin_core.unlearning.grun import INTERVENTIONS, THREAT_MODEL, read_grun_config
 from infra import audit, queue
 from infra.db.models import ModelVersion
 from infra.errors import InvalidRequestError

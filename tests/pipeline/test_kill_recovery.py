@@ -17,7 +17,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from grin_core.records import forget_keys
+from grin_core.data.records import forget_keys
 from infra import audit, queue
 from infra.audit_heads import latest_published
 from infra.db.models import ModelVersion

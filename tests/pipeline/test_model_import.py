@@ -11,10 +11,10 @@ import pytest
 import torch
 from transformers import MistralConfig, MistralForCausalLM
 
-from grin_core.prompts import KEY, set_line_template
-from grin_core.tofu import load_calibration, load_tofu
-from grin_core.tokenizer import train_bpe_tokenizer
-from grin_core.train import train_model
+from grin_core.data.prompts import KEY, set_line_template
+from grin_core.data.tofu import load_calibration, load_tofu
+from grin_core.models.tokenizer import train_bpe_tokenizer
+from grin_core.models.train import train_model
 from infra.storage import open_store
 from tests.cli.conftest import Grin
 from tests.fixtures.models import (
@@ -62,7 +62,7 @@ def test_an_imported_mistral_with_its_own_prompt_answers_a_ticket_with_a_gated_v
     trained_s = time.perf_counter() - started
     store = open_store(settings)
     manifest = store.put_bytes("inbox/line/train.json", json.dumps(data.train).encode())
-    from grin_core.tofu import load_eval_suite
+    from grin_core.data.tofu import load_eval_suite
 
     suite = load_eval_suite(MEMORISED_SUBSET, TOFU_DIR)
     parts = {"retain": suite.retain, "real_authors": suite.real_authors, "world_facts": suite.world_facts,

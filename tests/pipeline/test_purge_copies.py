@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy import select
 
-from grin_core.records import to_jsonl
+from grin_core.data.records import to_jsonl
 from infra import queue, registry
 from infra.db.models import AuditRecord
 from infra.intake import file_request
@@ -87,7 +87,7 @@ def test_the_inbox_stays_when_the_settings_keep_it_and_the_audit_record_says_so(
 
 
 def test_forget_text_is_found_in_json_and_json_lines_whatever_the_spelling():
-    from grin_core.records import forget_keys
+    from grin_core.data.records import forget_keys
 
     keys = forget_keys(FORGET)
     assert holds_forget_text(to_jsonl(OTHER + FORGET), keys)

@@ -73,7 +73,7 @@ def line(make_settings, fresh_pg_url, use_settings, tmp_path):
 def _register(v1_id: int, ticket_id: int, owner: str, candidate: str):
     plan = RunPlan(ticket_ids=[ticket_id], parent=ParentVersion(
         model_name="m", version_id=v1_id, version=1, checkpoint=CheckpointRef(uri="file:///nowhere/v1", sha256="a" * 64),
-        training_manifest_uri=None, eval_suite_uri=None), spec=RoundSetting(), policy={}, parent_ref="m")
+        training_manifest_uri=None, eval_suite_uri=None), setting=RoundSetting(), policy={}, parent_ref="m")
     snapshot = Snapshot(forget=REF, retain=REF, eval_suite=REF, forget_count=1, retain_count=1, keyword_count=0,
                         eval_counts={})
     mask = MaskOutcome(mask=REF, selected=1, eligible=10, stats={}, scoring_s=0.0, worker=HERE)

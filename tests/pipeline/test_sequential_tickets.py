@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from grin_core.checkpoint import load_checkpoint
-from grin_core.evaluate import EvalSuite, evaluate
-from grin_core.records import forget_keys, overlaps, parse_qa_records, sample_retain
-from grin_core.tofu import load_split
+from grin_core.data.records import forget_keys, overlaps, parse_qa_records, sample_retain
+from grin_core.data.tofu import load_split
+from grin_core.evaluation.evaluate import EvalSuite, evaluate
+from grin_core.models.checkpoint import load_checkpoint
 from infra import audit, queue, registry
 from infra.db.models import AuditRecord, ModelVersion
 from infra.errors import InvalidRequestError
