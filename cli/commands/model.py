@@ -60,24 +60,10 @@ def register(
     """Register model NAME, optionally with its first checkpoint."""
     from cli.commands._session import transaction
     from infra import registration, registry
-    from infra.errors import InvalidRequestError
     from infra.registry import NewVersion
 
-    names = (("model name", name, registry.NAME_PATTERN), ("alias", alias, registry.ALIAS_PATTERN))
-    for label, value, pattern in names:
-        if not pattern.match(value):
-            raise InvalidRequestError(f"{label} {value!r} must match {pattern.pattern}")
-    if (training_manifest_uri or eval_suite_uri) and not checkpoint_uri:
-        raise InvalidRequestError("--training-manifest-uri and --eval-suite-uri describe a checkpoint: "
-                                  "give --checkpoint-uri too")
-    try:
-        overrides = json.loads(gate_policy) if gate_policy else None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"--gate-policy is not JSON: {exc}") from None
-    if overrides is not None and not isinstance(overrides, dict):
-        raise InvalidRequestError("--gate-policy must be a JSON object")
-    if bool(checkpoint_uri) != bool(checkpoint_sha256):
-        raise InvalidRequestError("--checkpoint-uri and --checkpoint-sha256 go together")
+    overrides = _register_arguments(name, alias, gate_policy, checkpoint_uri, checkpoint_sha256,
+                                    training_manifest_uri or eval_suite_uri)
     if checkpoint_uri and checkpoint_sha256:
         manifest, suite = _checked_checkpoint(checkpoint_uri, checkpoint_sha256, training_manifest_uri, eval_suite_uri)
     with transaction() as session:
@@ -104,6 +90,30 @@ def register(
         emit_json(summary)
     else:
         typer.echo(f"registered model {name} (versions: {summary['versions'] or 'none'})")
+
+
+def _register_arguments(name: str, alias: str, gate_policy: str | None, checkpoint_uri: str | None,
+                        checkpoint_sha256: str | None, data_uri: str | None) -> dict | None:
+    """register's arguments checked before anything is read: names first; returns the gate policy overrides."""
+    from infra import registry
+    from infra.errors import InvalidRequestError
+
+    names = (("model name", name, registry.NAME_PATTERN), ("alias", alias, registry.ALIAS_PATTERN))
+    for label, value, pattern in names:
+        if not pattern.match(value):
+            raise InvalidRequestError(f"{label} {value!r} must match {pattern.pattern}")
+    if data_uri and not checkpoint_uri:
+        raise InvalidRequestError("--training-manifest-uri and --eval-suite-uri describe a checkpoint: "
+                                  "give --checkpoint-uri too")
+    try:
+        overrides = json.loads(gate_policy) if gate_policy else None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"--gate-policy is not JSON: {exc}") from None
+    if overrides is not None and not isinstance(overrides, dict):
+        raise InvalidRequestError("--gate-policy must be a JSON object")
+    if bool(checkpoint_uri) != bool(checkpoint_sha256):
+        raise InvalidRequestError("--checkpoint-uri and --checkpoint-sha256 go together")
+    return overrides
 
 
 def _checked_checkpoint(uri: str, sha256: str, manifest_uri: str | None, suite_uri: str | None):
