@@ -186,7 +186,7 @@ def _walk(session: Session, expect: ChainHead | Sequence[ChainHead] | None) -> C
     by_id: dict[int, list[ChainHead]] = {}
     for pin in pins:
         by_id.setdefault(pin.id, []).append(pin)  # a pin by hash alone waits under None
-    seen: set[int] = set()  # indexes into pins
+    seen: set[int] = set()  # id() of every pin found in the chain
     rows = session.execute(
         select(AuditRecord).order_by(AuditRecord.id).execution_options(yield_per=1000)
     )
