@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -155,7 +155,7 @@ class ChainCheck:
 _STATUS_KINDS = ("ticket.filed", "ticket.transition")
 
 
-def verify(*, session: Session, expect: ChainHead | None = None) -> ChainCheck:
+def verify(*, session: Session, expect: ChainHead | Sequence[ChainHead] | None = None) -> ChainCheck:
     """Walk the chain from its start and report the first record that does not hold.
 
     A record can fail three ways: its id is not the one after its predecessor (`missing
@@ -163,18 +163,30 @@ def verify(*, session: Session, expect: ChainHead | None = None) -> ChainCheck:
     or its hash is not the hash of its own fields (`hash mismatch`: it was edited).
     Deleting the newest records leaves a valid shorter chain, and a rewrite that recomputes
     every later hash leaves a valid other chain: `expect`, a head pinned earlier (`head`, or
-    one published to the store), catches both. Then every ticket row's status must be the one
-    its audit records last moved it to, and every ticket in the chain must still have its row.
+    one published to the store; or all of them, a sequence), catches both. Then every ticket
+    row's status must be the one its audit records last moved it to, every ticket in the chain
+    must still have its row, and every row must hold the request its `ticket.filed` record
+    describes (`infra.ticket_rows`).
     """
     checked = _walk(session, expect)
     if not checked.ok:
         return checked
-    return _check_tickets(session, checked)
+    checked = _check_tickets(session, checked)
+    if not checked.ok:
+        return checked
+    from infra.ticket_rows import check_ticket_rows  # it imports this module
+
+    broken = check_ticket_rows(session=session)
+    return _ticket_broken(checked, *broken) if broken else checked
 
 
-def _walk(session: Session, expect: ChainHead | None) -> ChainCheck:
+def _walk(session: Session, expect: ChainHead | Sequence[ChainHead] | None) -> ChainCheck:
     expected_id, expected_prev, count = 1, GENESIS_HASH, 0
-    pinned_seen = False
+    pins = [] if expect is None else [expect] if isinstance(expect, ChainHead) else list(expect)
+    by_id: dict[int, list[ChainHead]] = {}
+    for pin in pins:
+        by_id.setdefault(pin.id, []).append(pin)  # a pin by hash alone waits under None
+    seen: set[int] = set()  # id() of every pin found in the chain
     rows = session.execute(
         select(AuditRecord).order_by(AuditRecord.id).execution_options(yield_per=1000)
     )
@@ -204,25 +216,29 @@ def _walk(session: Session, expect: ChainHead | None) -> ChainCheck:
             return ChainCheck(
                 False, count, expected_prev, record.id, "hash mismatch: the record was altered"
             )
-        if expect is not None and (record.id == expect.id or (expect.id is None and record.hash == expect.hash)):
-            if record.hash != expect.hash:
+        for pin in by_id.get(record.id, ()):
+            if record.hash != pin.hash:
                 return ChainCheck(
                     False, count, expected_prev, record.id,
                     "rewritten: the record at the pinned head has another hash",
                 )
-            pinned_seen = True
+            seen.add(id(pin))
+        for pin in by_id.get(None, ()):
+            if record.hash == pin.hash:
+                seen.add(id(pin))
         expected_id, expected_prev = record.id + 1, record.hash
-    if expect is not None and expect.hash != GENESIS_HASH and not pinned_seen:
-        pinned = f"record {expect.id}, {expect.count} records" if expect.id else f"hash {expect.hash[:16]}"
-        return ChainCheck(
-            False, count, expected_prev, expect.id,
-            f"truncated: the pinned head ({pinned}) is gone; the chain holds {count}",
-        )
-    if expect is not None and count < expect.count:
-        return ChainCheck(
-            False, count, expected_prev, expect.id,
-            f"truncated: {count} records, fewer than the {expect.count} pinned",
-        )
+    for pin in sorted(pins, key=lambda p: p.count):
+        if pin.hash != GENESIS_HASH and id(pin) not in seen:
+            pinned = f"record {pin.id}, {pin.count} records" if pin.id else f"hash {pin.hash[:16]}"
+            return ChainCheck(
+                False, count, expected_prev, pin.id,
+                f"truncated: the pinned head ({pinned}) is gone; the chain holds {count}",
+            )
+        if count < pin.count:
+            return ChainCheck(
+                False, count, expected_prev, pin.id,
+                f"truncated: {count} records, fewer than the {pin.count} pinned",
+            )
     return ChainCheck(True, count, expected_prev)
 
 

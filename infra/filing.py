@@ -15,6 +15,7 @@ from infra import audit
 from infra.db.models import Ticket
 from infra.errors import IdempotencyConflictError
 from infra.ticket_request import TicketRequest
+from infra.ticket_rows import row_sha256
 from infra.ticket_status import TicketStatus
 
 S = TicketStatus
@@ -73,6 +74,8 @@ def file_ticket(request: TicketRequest, *, session: Session, actor: str | None =
             "legal_basis": ticket.legal_basis,
             "due_date": ticket.due_date.isoformat() if ticket.due_date else None,
             "actor": actor or ticket.requested_by,
+            # every request field of the row as filed: `audit verify` holds the row to it (infra.ticket_rows)
+            "ticket_row_sha256": row_sha256(ticket),
         },
         session=session,
         ticket_id=ticket.id,

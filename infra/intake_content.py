@@ -72,19 +72,28 @@ def _check_record(row: Any, source: str, where: str) -> None:
     _encodable(row, source, where)
 
 
+def check_qa_rows(rows: Any, *, source: str, max_records: int) -> int:
+    """The number of QA records in `rows`, already parsed from JSON (an array, or an eval suite's part)."""
+    if not isinstance(rows, list):
+        raise ObjectContentError(f"{source}: not a JSON array")
+    if len(rows) > max_records:
+        raise ObjectContentError(f"{source}: {len(rows)} records, more than the {max_records} allowed")
+    for number, row in enumerate(rows, start=1):
+        _check_record(row, source, f"record {number}")
+    return len(rows)
+
+
+def load_json(data: bytes, *, source: str) -> Any:
+    """UTF-8 JSON with the refusals above (byte-order mark, non-finite numbers, deep nesting)."""
+    return _parse(_text(data, source), source, "the object")
+
+
 def check_qa_object(data: bytes, *, source: str, max_records: int) -> int:
     """The number of QA records in `data`; ObjectContentError naming the first bad line or record."""
     text = _text(data, source)
     count = 0
     if text.lstrip().startswith("["):
-        rows = _parse(text, source, "the array")
-        if not isinstance(rows, list):
-            raise ObjectContentError(f"{source}: not a JSON array")
-        if len(rows) > max_records:
-            raise ObjectContentError(f"{source}: {len(rows)} records, more than the {max_records} allowed")
-        for number, row in enumerate(rows, start=1):
-            _check_record(row, source, f"record {number}")
-        count = len(rows)
+        count = check_qa_rows(_parse(text, source, "the array"), source=source, max_records=max_records)
     else:
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():

@@ -4,12 +4,14 @@ A forget set is read with the service's own credentials, so a ticket must not be
 them at `/etc/passwd` or another team's bucket. A URI is resolved first (percent escapes decoded,
 `.`/`..` removed, symlinks followed) and only then compared with the roots; the refusal is the
 same sentence whether or not anything exists at the path, so intake reveals nothing outside them.
+A hard link (a file with more than one name) is refused like a symlink: its other name may be outside.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -77,10 +79,26 @@ def _locate_file(uri: str, netloc: str, raw_path: str, settings: Settings) -> Lo
             continue
         base = _file_root(root)
         if resolved != base and os.path.commonpath([resolved, base]) == base:
+            _refuse_hard_link(uri, resolved, base)
             key = PurePosixPath(resolved).relative_to(base).as_posix()
             store = LocalStore(base)
             return Located(store, key, store.uri(key))
     raise _refused(uri)
+
+
+def _refuse_hard_link(uri: str, resolved: str, base: str) -> None:
+    """A file with another name may be one outside the root (`ln /etc/shadow inbox/x`): realpath does
+    not see through hard links, so a file with more than one link, or on another device than its root
+    (a mount inside it), is refused like a symlink pointing out."""
+    try:
+        found, root = os.stat(resolved), os.stat(base)
+    except OSError:
+        return  # nothing there (yet): the read says "no object at"
+    if stat.S_ISREG(found.st_mode) and (found.st_nlink > 1 or found.st_dev != root.st_dev):
+        raise OutsideIntakeRootsError(
+            f"{uri!r} is a hard link or on another device than its intake root: refused like a symlink, "
+            "as it may be a file outside the root"
+        )
 
 
 def _locate_s3(uri: str, bucket: str, raw_key: str, settings: Settings) -> Located:

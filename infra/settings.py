@@ -7,13 +7,14 @@ writing deletion evidence where nobody else can see it.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -106,7 +107,7 @@ class Settings(BaseSettings):
         description="Days after which the checkpoint, manifest and eval suite of a version that "
         "holds data deleted by a later version are purged; None = never.",
     )
-    intake_roots: list[str] = Field(
+    intake_roots: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Where ticket objects may live: s3://bucket/prefix/ or file:///dir/ roots "
         "(JSON list); default: the service store's inbox/ (<storage_url>/inbox/).",
@@ -128,7 +129,24 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_state_dir(cls, value: Path) -> Path:
         # Resolved once, so a later chdir (a worker, a test) cannot move the database or the store.
-        return value.expanduser().resolve()
+        value = value.expanduser().resolve()
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a directory (GRIN_STATE_DIR)")
+        return value
+
+    @field_validator("intake_roots", mode="before")
+    @classmethod
+    def _json_list_of_roots(cls, value: object) -> object:
+        # Parsed here rather than by pydantic-settings, whose error names neither the variable nor the fix.
+        if not isinstance(value, str):
+            return value
+        try:
+            value = json.loads(value) if value.strip() else []
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, list):
+            raise ValueError('GRIN_INTAKE_ROOTS must be a JSON list of roots, e.g. ["s3://bucket/inbox/"]')
+        return value
 
     @field_validator("batch_cron")
     @classmethod

@@ -16,7 +16,7 @@ from dataclasses import fields
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_serializer, model_validator
 
 from grin_core.unlearning.grun_config import GrunConfig
 from grin_core.unlearning.unlearn_config import UnlearnConfig
@@ -137,10 +137,20 @@ def _optional(name: str) -> tuple[Any, Any]:
     return info.annotation | None, Field(None, description=info.description, **bounds)
 
 
+def _no_booleans(cls: type, data: Any) -> Any:
+    # pydantic reads true as 1 for a number; `p_percent=true` is a mistake, not a request for 1 %.
+    if isinstance(data, dict):
+        flags = sorted(k for k, v in data.items() if isinstance(v, bool))
+        if flags:
+            raise ValueError(f"{', '.join(flags)}: a number is expected, not a boolean")
+    return data
+
+
 RoundSettingOverrides = create_model(
     "RoundSettingOverrides",
     __config__=ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False),
     __doc__="Per-ticket overrides of a round's setting (RoundSetting's OVERRIDABLE fields); any other key is refused.",
+    __validators__={"_no_booleans": model_validator(mode="before")(classmethod(_no_booleans))},
     **{name: _optional(name) for name in OVERRIDABLE},
 )
 

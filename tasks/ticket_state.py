@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from prefect import task
 from prefect.runtime import flow_run
 
-from infra import audit, queue
-from infra.audit_heads import publish_head
+from infra import queue
+from infra.audit_heads import publish_current_head
 from infra.settings import get_settings
 from infra.ticket_status import TicketStatus
 from tasks.resources import object_store, sessions
@@ -127,5 +127,4 @@ def finish(label: str, ticket_ids: list[int], outcome: str, owner: str, reason: 
 def publish_chain_head() -> str | None:
     """Write the audit chain's head to the store (`audit/heads/`), so a database rewrite is caught."""
     with sessions().begin() as session:
-        head = audit.head(session=session)
-    return publish_head(head, store=object_store())
+        return publish_current_head(session=session, store=object_store())

@@ -38,12 +38,14 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn errors a user can act on into one line on stderr and exit status 1; bugs keep their traceback."""
+    """Turn errors a user can act on (bad input, configuration, the database, the store, the file system)
+    into one line on stderr and exit status 1; bugs keep their traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from botocore.exceptions import BotoCoreError, ClientError
         from pydantic import ValidationError
+        from pydantic_settings import SettingsError
         from sqlalchemy.exc import SQLAlchemyError
 
         from infra.errors import GrinError, one_line
@@ -54,6 +56,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(exc)) from None
         except ValidationError as exc:
             raise fail(f"invalid {exc.title}: {one_line(exc)}") from None
+        except SettingsError as exc:  # a GRIN_* variable pydantic-settings could not decode
+            raise fail(f"configuration error: {str(exc).splitlines()[0]}") from None
         except SQLAlchemyError as exc:
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             hint = (
@@ -64,5 +68,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"database error: {detail}{hint}") from None
         except (BotoCoreError, ClientError) as exc:
             raise fail(f"storage error: {exc}") from None
+        except OSError as exc:  # the state directory, a local store or a file argument the OS refuses
+            where = f" {exc.filename}" if exc.filename else ""
+            raise fail(f"cannot use{where}: {exc.strerror or exc}") from None
 
     return wrapper

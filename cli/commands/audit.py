@@ -13,22 +13,22 @@ app = typer.Typer(help="Verify and read the audit trail.", no_args_is_help=True)
 
 
 def _pinned(expect_head: str):
-    """A head from a hash, a JSON file written by `grin audit head --json`, or `store` (the newest published)."""
+    """A head from a hash, a JSON file written by `grin audit head --json`, or `store` (every published one)."""
     import re
     from pathlib import Path
 
     from infra.audit import ChainHead
     from infra.errors import InvalidRequestError
 
-    if expect_head == "store":
-        from infra.audit_heads import latest_published
+    if expect_head == "store":  # every head the service published, not only the newest
+        from infra.audit_heads import published_heads
         from infra.settings import get_settings
         from infra.storage import open_store
 
-        head = latest_published(store=open_store(get_settings()))
-        if head is None:
+        heads = published_heads(store=open_store(get_settings()))
+        if not heads:
             raise InvalidRequestError("no audit head has been published to the store yet")
-        return head
+        return heads
     if re.fullmatch(r"[0-9a-f]{64}", expect_head):
         return ChainHead(id=None, hash=expect_head, count=0, time=None)
     try:
@@ -57,13 +57,13 @@ def head(
 
     with transaction() as session:
         current = audit.head(session=session)
-    published = None
-    if publish:
-        from infra.audit_heads import publish_head
-        from infra.settings import get_settings
-        from infra.storage import open_store
+        published = None
+        if publish:  # only while the newest published head is still in the chain
+            from infra.audit_heads import publish_current_head
+            from infra.settings import get_settings
+            from infra.storage import open_store
 
-        published = publish_head(current, store=open_store(get_settings()))
+            published = publish_current_head(session=session, store=open_store(get_settings()))
     if as_json:
         emit_json({**asdict(current), **({"published": published} if publish else {})})
     else:
@@ -77,7 +77,7 @@ def verify(
         str | None,
         typer.Option(
             help="A head pinned earlier: its hash, a file from `grin audit head --json`, or "
-            "`store` for the newest head published to the object store. Catches truncation and rewrites."
+            "`store` for every head published to the object store. Catches truncation and rewrites."
         ),
     ] = None,
     as_json: JsonFlag = False,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from benchmarks import tofu_config
+from cli.commands._output import reports_errors
 
 app = typer.Typer(
     help="Benchmarks: GRIN against full-parameter unlearning and retraining.", no_args_is_help=True
@@ -79,6 +80,7 @@ Threads = Annotated[int | None, typer.Option(help="torch CPU threads (default: t
 
 
 @app.command()
+@reports_errors
 def tofu(
     split: Split = "forget10",
     authors: Authors = 20,

@@ -62,7 +62,7 @@ def downgrade(
 
     from cli.commands._session import transaction
     from infra import audit
-    from infra.audit_heads import publish_head
+    from infra.audit_heads import check_latest_published_held, publish_head
     from infra.db.migrate import AUDIT_REVISION, reverted_by
     from infra.db.migrate import downgrade as run_downgrade
     from infra.errors import InvalidRequestError
@@ -80,6 +80,7 @@ def downgrade(
         # The record of the drop outlives it in the store: `audit verify --expect-head store` then
         # reports the new, empty chain as truncated.
         with transaction() as session:
+            check_latest_published_held(session=session, store=open_store(settings))
             audit.append("db.downgrade", {"to": revision, "reverts": reverted,
                                           "actor": os.environ.get("USER") or "operator"}, session=session)
             head = audit.head(session=session)

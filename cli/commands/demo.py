@@ -9,10 +9,13 @@ from typing import Annotated
 
 import typer
 
+from cli.commands._output import reports_errors
+
 app = typer.Typer(help="Train (or reuse) a small TOFU model and answer one deletion ticket end to end.")
 
 
 @app.callback(invoke_without_command=True)
+@reports_errors
 def demo(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the run's summary here.")] = None,
 ) -> None:

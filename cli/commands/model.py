@@ -60,32 +60,28 @@ def register(
     """Register model NAME, optionally with its first checkpoint."""
     from cli.commands._session import transaction
     from infra import registration, registry
-    from infra.errors import InvalidRequestError
     from infra.registry import NewVersion
 
-    try:
-        overrides = json.loads(gate_policy) if gate_policy else None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"--gate-policy is not JSON: {exc}") from None
-    if overrides is not None and not isinstance(overrides, dict):
-        raise InvalidRequestError("--gate-policy must be a JSON object")
-    if bool(checkpoint_uri) != bool(checkpoint_sha256):
-        raise InvalidRequestError("--checkpoint-uri and --checkpoint-sha256 go together")
+    overrides = _register_arguments(name, alias, gate_policy, checkpoint_uri, checkpoint_sha256,
+                                    training_manifest_uri or eval_suite_uri)
     if checkpoint_uri and checkpoint_sha256:
-        # Before any row: the checkpoint must be complete, match its hash and hold no pickles.
-        from infra.checkpoint_verify import verify_checkpoint_uri
-        from infra.settings import get_settings
-
-        verify_checkpoint_uri(checkpoint_uri, checkpoint_sha256, settings=get_settings())
+        manifest, suite = _checked_checkpoint(checkpoint_uri, checkpoint_sha256, training_manifest_uri, eval_suite_uri)
     with transaction() as session:
         model = registry.register_model(
             name, session=session, description=description, gate_policy=overrides
         )
         if checkpoint_uri and checkpoint_sha256:
+            if suite is not None:  # the checked bytes, content-addressed, as import and the pipeline keep suites
+                from infra.settings import get_settings
+                from infra.storage import open_store
+
+                eval_suite_uri = open_store(get_settings()).put_bytes(f"suites/{suite.sha256}.json", suite.data).uri
             registration.register_version(
                 name,
                 NewVersion(checkpoint_uri=checkpoint_uri, checkpoint_sha256=checkpoint_sha256,
-                           training_manifest_uri=training_manifest_uri, eval_suite_uri=eval_suite_uri),
+                           training_manifest_uri=manifest.uri if manifest else None,
+                           training_manifest_sha256=manifest.sha256 if manifest else None,
+                           eval_suite_uri=eval_suite_uri),
                 session=session, alias=alias,
             )
         session.refresh(model)
@@ -94,6 +90,48 @@ def register(
         emit_json(summary)
     else:
         typer.echo(f"registered model {name} (versions: {summary['versions'] or 'none'})")
+
+
+def _register_arguments(name: str, alias: str, gate_policy: str | None, checkpoint_uri: str | None,
+                        checkpoint_sha256: str | None, data_uri: str | None) -> dict | None:
+    """register's arguments checked before anything is read: names first; returns the gate policy overrides."""
+    from infra import registry
+    from infra.errors import InvalidRequestError
+
+    names = (("model name", name, registry.NAME_PATTERN), ("alias", alias, registry.ALIAS_PATTERN))
+    for label, value, pattern in names:
+        if not pattern.match(value):
+            raise InvalidRequestError(f"{label} {value!r} must match {pattern.pattern}")
+    if data_uri and not checkpoint_uri:
+        raise InvalidRequestError("--training-manifest-uri and --eval-suite-uri describe a checkpoint: "
+                                  "give --checkpoint-uri too")
+    try:
+        overrides = json.loads(gate_policy) if gate_policy else None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"--gate-policy is not JSON: {exc}") from None
+    if overrides is not None and not isinstance(overrides, dict):
+        raise InvalidRequestError("--gate-policy must be a JSON object")
+    if bool(checkpoint_uri) != bool(checkpoint_sha256):
+        raise InvalidRequestError("--checkpoint-uri and --checkpoint-sha256 go together")
+    return overrides
+
+
+def _checked_checkpoint(uri: str, sha256: str, manifest_uri: str | None, suite_uri: str | None):
+    """Before any row: the checkpoint must be complete, match its hash, hold no pickles and be the model
+    its config names with a working tokenizer; its data must come from the intake roots and be QA.
+    Returns the checked manifest and eval suite (`infra.line_inputs.CheckedObject`, or None)."""
+    from infra.checkpoint_verify import verify_checkpoint_uri
+    from infra.line_inputs import read_eval_suite, read_qa_records
+    from infra.settings import get_settings
+    from tasks.model_checks import check_registrable_checkpoint
+
+    settings = get_settings()
+    verify_checkpoint_uri(uri, sha256, settings=settings)
+    check_registrable_checkpoint(uri, sha256, settings=settings)
+    manifest = (read_qa_records(manifest_uri, role="--training-manifest-uri", settings=settings)
+                if manifest_uri else None)
+    suite = read_eval_suite(suite_uri, role="--eval-suite-uri", settings=settings)[0] if suite_uri else None
+    return manifest, suite
 
 
 @app.command("list")
@@ -194,12 +232,17 @@ def import_model(
     registered and aliased production if the line has none. Importing the same content again
     answers with the version it already is."""
     from infra.errors import InvalidRequestError
+    from infra.registry import NAME_PATTERN
     from infra.settings import get_settings
 
     settings = get_settings()
+    if not NAME_PATTERN.match(name):  # first: a refused name must not cost an upload
+        raise InvalidRequestError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
     if training_manifest and retain:
         raise InvalidRequestError("give --training-manifest or --retain, not both")
-    manifest = _qa_records(training_manifest or retain, settings) if (training_manifest or retain) else None
+    # Every data URI through the intake roots, its content checked, before the model is fetched.
+    role = "--training-manifest" if training_manifest else "--retain"
+    manifest = _qa_records(training_manifest or retain, role, settings) if (training_manifest or retain) else None
     suite = _import_suite(eval_suite, holdout, settings)
     imported = _imported_checkpoint(source, prompt_template, suite, settings)
     imported["suite_uri"] = _store_suite(suite, settings) if suite else None
@@ -213,31 +256,24 @@ def import_model(
                    f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}")
 
 
-def _qa_records(uri: str, settings) -> tuple[str, list[dict]]:
-    """(uri, the QA records of the object at `uri`)."""
+def _qa_records(uri: str, role: str, settings) -> tuple[str, list[dict], str]:
+    """(resolved uri, the QA records, their sha256) of the object at `uri`, which must be under an
+    intake root and hold QA records (`infra.line_inputs`)."""
     from grin_core.data.records import parse_qa_records
-    from infra.storage import locate
+    from infra.line_inputs import read_qa_records
 
-    store, key = locate(uri, settings=settings)
-    return uri, parse_qa_records(store.get_bytes(key), source=uri)
+    checked = read_qa_records(uri, role=role, settings=settings)
+    return checked.uri, parse_qa_records(checked.data, source=role), checked.sha256
 
 
 def _import_suite(eval_suite: str | None, holdout: str | None, settings) -> dict[str, Any]:
-    """The line's eval suite: the --eval-suite object's QA sets, and --holdout's records as `holdout`."""
-    from infra.errors import InvalidRequestError
-    from infra.storage import locate
+    """The line's eval suite: the --eval-suite object's QA sets, and --holdout's records as `holdout`;
+    both from the intake roots, checked part by part."""
+    from infra.line_inputs import read_eval_suite
 
-    suite: dict[str, Any] = {}
-    if eval_suite:
-        store, key = locate(eval_suite, settings=settings)
-        try:
-            suite = json.loads(store.get_bytes(key))
-        except json.JSONDecodeError as exc:
-            raise InvalidRequestError(f"--eval-suite {eval_suite} is not JSON: {exc}") from None
-        if not isinstance(suite, dict):
-            raise InvalidRequestError("--eval-suite must hold a JSON object of QA sets")
+    suite: dict[str, Any] = read_eval_suite(eval_suite, role="--eval-suite", settings=settings)[1] if eval_suite else {}
     if holdout:
-        suite["holdout"] = _qa_records(holdout, settings)[1]
+        suite["holdout"] = _qa_records(holdout, "--holdout", settings)[1]
     return suite
 
 
@@ -253,14 +289,16 @@ def _imported_checkpoint(source: str, prompt_template: str | None, suite: dict[s
     from infra.errors import InvalidRequestError
     from infra.storage import open_store
     from tasks.checkpoint_store import upload_checkpoint
+    from tasks.model_checks import check_importable_directory
 
     with tempfile.TemporaryDirectory(prefix="grin-import-") as tmp:
         local = _fetch_model_dir(source, Path(tmp) / "source", settings)
+        check_importable_directory(local, source)  # pickles, headers, every tensor, the tokenizer
         try:
             model, tokenizer = load_importable(local)
             if prompt_template:
                 set_line_template(tokenizer, prompt_template)
-        except (UnsupportedModelError, ValueError, OSError) as exc:
+        except (UnsupportedModelError, ValueError, OSError, RuntimeError) as exc:
             raise InvalidRequestError(f"cannot import {source}: {exc}".splitlines()[0]) from None
         # The line's non-member MIA level, measured as train-model measures it (grin_core/evaluation/calibration.py)
         reference = (round(non_member_auc(model, tokenizer, suite["calibration"], suite["holdout"]), 4)
@@ -283,7 +321,7 @@ def _store_suite(suite: dict[str, Any], settings) -> str:
 
 
 def _register_import(name: str, description: str | None, imported: dict[str, Any],
-                     manifest: tuple[str, list[dict]] | None) -> dict[str, Any]:
+                     manifest: tuple[str, list[dict], str] | None) -> dict[str, Any]:
     """Register the imported checkpoint as the line's next version (the line too, if new), aliased
     production if the line has none; the version it already is when the same content was imported."""
     from cli.commands._session import transaction
@@ -302,6 +340,7 @@ def _register_import(name: str, description: str | None, imported: dict[str, Any
                        "prompt_template": imported["template"], "manifest": imported["manifest"]}
             new = NewVersion(checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
                              training_manifest_uri=manifest[0] if manifest else None,
+                             training_manifest_sha256=manifest[2] if manifest else None,
                              eval_suite_uri=imported["suite_uri"], hparams=hparams)
             version = registration.register_version(name, new, session=session, rule=AliasRule.if_unset,
                                                     actor="import").version

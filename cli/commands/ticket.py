@@ -47,10 +47,12 @@ def _read_request_file(path: str) -> dict[str, Any]:
     from infra.errors import InvalidRequestError
 
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         data = json.loads(text)
     except OSError as exc:
         raise InvalidRequestError(f"cannot read --request {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"--request {path} is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequestError(f"--request {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -266,8 +268,12 @@ def process(
     ticket_id: Annotated[int, typer.Argument(help="Ticket id.")], as_json: JsonFlag = False
 ) -> None:
     """Answer one queued ticket now with the process-ticket flow; exit 1 unless it completes."""
+    from cli.commands._session import transaction
     from flows.prefect_env import configure_prefect
+    from infra import queue
 
+    with transaction() as session:  # settings, database and ticket first: one line, not a failed flow run
+        queue.get_ticket(ticket_id, session=session)
     configure_prefect()
     from flows.tickets import process_ticket
 
@@ -285,8 +291,13 @@ def batch(
     as_json: JsonFlag = False,
 ) -> None:
     """Answer a model's queued tickets with one unlearning run (the batch-unlearning flow)."""
+    from cli.commands._session import transaction
     from flows.prefect_env import configure_prefect
+    from infra import registry
 
+    with transaction() as session:  # settings, database and model first: one line, not a failed flow run
+        if model != "*":
+            registry.get_model(model, session=session)
     configure_prefect()
     from flows.tickets import batch_unlearning
 

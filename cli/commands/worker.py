@@ -6,10 +6,13 @@ from typing import Annotated
 
 import typer
 
+from cli.commands._output import reports_errors
+
 app = typer.Typer(help="Run a GPU worker that serves the pipeline's ML stages.")
 
 
 @app.callback(invoke_without_command=True)
+@reports_errors
 def worker(
     limit: Annotated[int, typer.Option(min=1, help="Stages run at once (one per GPU is safe).")] = 1,
     alive: Annotated[bool, typer.Option(
@@ -22,6 +25,9 @@ def worker(
     (PREFECT_RESULTS_LOCAL_STORAGE_PATH on a shared volume); the flows send work here when
     GRIN_GPU_DISPATCH is `worker`, or `auto` with a server configured.
     """
+    from infra.settings import get_settings
+
+    get_settings()  # a bad GRIN_* variable is one line now, not a traceback in the first stage
     if alive:
         _exit_alive()
     from flows.prefect_env import configure_prefect

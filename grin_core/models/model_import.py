@@ -2,7 +2,9 @@
 
 Refused, each with a one-line reason: a directory holding only pickle weights (`.bin`, `.pt`,
 `.pth`, `.pkl`: loading them runs code), a model with fused expert tensors (MoE: GRI scores and masks
-2-D linear weights, one per tensor), and a model without linear layers inside its decoder stack.
+2-D linear weights, one per tensor), a model without linear layers inside its decoder stack, and
+weights that `from_pretrained` reports as missing, unexpected or mismatched (it would initialise them
+at random or drop them; `grin_core.models.architecture_check` says so from the headers before loading).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from grin_core.models.architecture_check import check_loading_info
 from grin_core.scoring.gri import decoder_layers, eligible_parameters
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
@@ -37,7 +40,8 @@ def load_importable(directory: str | Path) -> tuple[PreTrainedModel, PreTrainedT
                 f"{directory} holds only pickle weights ({', '.join(sorted(pickles)[:3])}); convert them in a trusted "
                 "environment: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(OUT) writes safetensors")
         raise UnsupportedModelError(f"{directory} holds no model weights (*.safetensors)")
-    model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True)
+    model, loading = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True, output_loading_info=True)
+    check_loading_info(loading)  # no tensor initialised at random, none dropped
     experts = {f: getattr(model.config, f) for f in EXPERT_FIELDS if (getattr(model.config, f, None) or 0) > 1}
     fused = [n for n, p in model.named_parameters() if p.dim() > 2 and _inside(model, n)]
     if experts or fused:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util.exc import CommandError
 from sqlalchemy import create_engine, pool
+
+from infra.errors import InvalidRequestError
 
 
 def alembic_config(database_url: str) -> Config:
@@ -21,12 +27,23 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+@contextmanager
+def _revision_named() -> Iterator[None]:
+    """A revision alembic does not know (or cannot reach from here) is the caller's to fix: one line."""
+    try:
+        yield
+    except (CommandError, RevisionError) as exc:
+        raise InvalidRequestError(f"migration: {str(exc).splitlines()[0]}") from None
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    with _revision_named():
+        command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+    with _revision_named():
+        command.downgrade(alembic_config(database_url), revision)
 
 
 def current_revision(database_url: str) -> str | None:
@@ -49,4 +66,5 @@ def reverted_by(database_url: str, revision: str) -> list[str]:
     if current is None:
         return []
     script = ScriptDirectory.from_config(alembic_config(database_url))
-    return [r.revision for r in script.iterate_revisions(current, revision)]
+    with _revision_named():
+        return [r.revision for r in script.iterate_revisions(current, revision)]

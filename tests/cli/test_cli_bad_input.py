@@ -44,6 +44,11 @@ class Case:
     def root(self) -> Path:
         return Path(self.grin.settings.storage_url.removeprefix("file://"))
 
+    def request_bytes(self, data: bytes) -> str:
+        path = self.tmp_path / "request.json"
+        path.write_bytes(data)
+        return str(path)
+
     def request_file(self, text: str) -> str:
         path = self.tmp_path / "request.json"
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
@@ -57,6 +62,15 @@ def _symlink_out(case: Case) -> str:
     inbox.mkdir(parents=True, exist_ok=True)
     (inbox / "link.json").symlink_to(outside)
     return f"{case.store_url}/inbox/link.json"
+
+
+def _hard_link_out(case: Case) -> str:
+    outside = case.tmp_path / "outside.json"
+    outside.write_bytes(GOOD)
+    inbox = case.root() / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "hard.json").hardlink_to(outside)  # realpath cannot see where its other name is
+    return f"{case.store_url}/inbox/hard.json"
 
 
 def _forget(make: Callable[[Case], str]) -> Callable[[Case], list[str]]:
@@ -86,6 +100,7 @@ CASES: list[tuple[str, Callable[[Case], list[str]], str]] = [
     ("dot-dot out of the inbox", _forget(lambda c: f"{c.store_url}/inbox/../grin.db"), OUTSIDE),
     ("percent-escaped dot-dot", _forget(lambda c: f"{c.store_url}/inbox/%2e%2e/%2e%2e/grin.db"), OUTSIDE),
     ("symlink out of the inbox", _forget(_symlink_out), OUTSIDE),
+    ("hard link out of the inbox", _forget(_hard_link_out), "is a hard link or on another device than its intake root"),
     ("store key outside the inbox", _forget(lambda c: f"{c.store_url}/runs/x.json"), OUTSIDE),
     ("the inbox root itself", _forget(lambda c: f"{c.store_url}/inbox/"), OUTSIDE),
     ("another bucket", _flag("--forget", "s3://otherbucket/inbox/x.json"), OUTSIDE),
@@ -143,6 +158,12 @@ CASES: list[tuple[str, Callable[[Case], list[str]], str]] = [
     ("sigma2 1e30", _hp("sigma2=1e30"), "hparams.sigma2=1e+30 exceeds 0.01 (GRIN_MAX_SIGMA2)"),
     ("text learning rate", _hp("learning_rate=high"), "hparams.learning_rate"),
     ("unknown override", _hp("momentum=0.9"), "hparams.momentum: Extra inputs are not permitted"),
+    ("boolean p_percent", _hp("p_percent=true"), "hparams: Value error, p_percent: a number is expected, not a boolean"),
+    ("boolean seed", _hp("seed=false"), "hparams: Value error, seed: a number is expected, not a boolean"),
+    ("boolean in a request file", lambda c: ["--request", c.request_file('{"hparams": {"epochs": true}}')],
+     "epochs: a number is expected, not a boolean"),
+    ("request file not UTF-8", lambda c: ["--request", c.request_bytes(b'{"subject": "caf\xe9"}')],
+     "is not UTF-8 text (byte 16)"),
     # strings a database cannot hold or a reader would be fooled by
     ("NUL in the subject", _flag("--subject", "Jane\x00Doe"), "subject: Value error, holds a control character (U+0000)"),
     ("escape sequence in the subject", _flag("--subject", "Jane \x1b[2JDoe"), "holds a control character (U+001B)"),

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from grin_core.data.prompts import line_template, prompt_ids
 from grin_core.models.checkpoint import load_checkpoint
-from infra.storage import LocalStore
+from infra.storage import LocalStore, open_store
 from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef
 from tests.cli.conftest import Grin
@@ -32,12 +32,11 @@ def _hf_directory(tmp_path, tokenizer):
 
 def test_a_users_model_imports_once_with_its_template_and_loads_as_it_was(grin: Grin, tiny_tokenizer, tmp_path):
     directory = _hf_directory(tmp_path, tiny_tokenizer)
-    holdout = tmp_path / "holdout.json"
-    holdout.write_text(json.dumps([{"question": "Who is X?", "answer": "Nobody."}]))
-    manifest = tmp_path / "train.json"
-    manifest.write_text(json.dumps([{"question": "Who is Y?", "answer": "Somebody."}] * 3))
-    args = ["model", "import", "user-qwen", str(directory), "--training-manifest", f"file://{manifest}",
-            "--holdout", f"file://{holdout}", "--prompt-template", TEMPLATE]
+    inbox = open_store(grin.settings)  # the line's data comes from the intake roots, as a ticket's does
+    holdout = inbox.put_bytes("inbox/holdout.json", json.dumps([{"question": "Who is X?", "answer": "Nobody."}]).encode())
+    manifest = inbox.put_bytes("inbox/train.json", json.dumps([{"question": "Who is Y?", "answer": "Somebody."}] * 3).encode())
+    args = ["model", "import", "user-qwen", str(directory), "--training-manifest", manifest.uri,
+            "--holdout", holdout.uri, "--prompt-template", TEMPLATE]
     first = grin.json(*args)
     assert (first["version"], first["architecture"], first["prompt_template"]) == (1, "Qwen2ForCausalLM", TEMPLATE)
     assert first["already_imported"] is False and first["manifest_records"] == 3

@@ -90,3 +90,28 @@ def test_an_import_refuses_fused_experts_and_takes_a_plain_family(tiny_tokenizer
     tiny_tokenizer.save_pretrained(tmp_path / "qwen2")
     model, tokenizer = load_importable(tmp_path / "qwen2")
     assert type(model).__name__ == "Qwen2ForCausalLM" and tokenizer.encode("a b") == tiny_tokenizer.encode("a b")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_saved_by_transformers_passes_the_content_check(family, tiny_tokenizer, tmp_path):
+    """No false refusal (issue 25): what save_pretrained writes, in float32 or bfloat16, is complete;
+    tied families hold one name of the tied pair."""
+    from grin_core.models.architecture_check import check_model_directory
+    from infra.checkpoint_content import as_plain, directory_tensors
+
+    model = build(family, tiny_tokenizer)
+    for dtype in (torch.float32, torch.bfloat16):
+        saved = tmp_path / f"{family}-{dtype}"
+        model.to(dtype).save_pretrained(saved)
+        tiny_tokenizer.save_pretrained(saved)
+        assert check_model_directory(saved, as_plain(directory_tensors(saved))) == type(model).__name__
+
+
+def test_a_base_model_checkpoint_without_its_prefix_passes_as_transformers_loads_it(tiny_tokenizer):
+    """GPT-2 on the hub is saved from GPT2Model: `h.0...`, not `transformer.h.0...`."""
+    from grin_core.models.architecture_check import check_tensors, meta_model
+
+    model = build("gpt2", tiny_tokenizer)
+    found = {name.removeprefix("transformer."): ("F32", tuple(t.shape)) for name, t in model.state_dict().items()
+             if name != "lm_head.weight"}
+    check_tensors(meta_model(model.config), found)

@@ -61,14 +61,14 @@ def test_an_imported_mistral_with_its_own_prompt_answers_a_ticket_with_a_gated_v
     _users_model(directory, data.train)
     trained_s = time.perf_counter() - started
     store = open_store(settings)
-    manifest = store.put_bytes("uploads/train.json", json.dumps(data.train).encode())
+    manifest = store.put_bytes("inbox/line/train.json", json.dumps(data.train).encode())
     from grin_core.data.tofu import load_eval_suite
 
     suite = load_eval_suite(MEMORISED_SUBSET, TOFU_DIR)
     parts = {"retain": suite.retain, "real_authors": suite.real_authors, "world_facts": suite.world_facts,
              "calibration": load_calibration(MEMORISED_SUBSET, TOFU_DIR)}
-    eval_suite = store.put_bytes("uploads/eval_suite.json", json.dumps(parts).encode())
-    holdout = store.put_bytes("uploads/holdout.json", json.dumps(suite.holdout).encode())
+    eval_suite = store.put_bytes("inbox/line/eval_suite.json", json.dumps(parts).encode())
+    holdout = store.put_bytes("inbox/line/holdout.json", json.dumps(suite.holdout).encode())
 
     grin = Grin(settings)
     imported = grin.json("model", "import", "users-mistral", str(directory), "--training-manifest", manifest.uri,

@@ -28,6 +28,7 @@ def test_a_registered_candidate_survives_the_purge_of_its_run(make_settings, sql
                                CheckpointRef(uri=other_uri, sha256=other_sha)],
                               [ObjectRef(uri=mask.uri, sha256=mask.sha256)])
 
-    assert counts["candidate_checkpoint_objects"] == 4 and counts["candidate_masks"] == 0
+    # deleted: the discarded one's FILES, x.json and manifest; kept: the registered one's FILES and manifest
+    assert counts["candidate_checkpoint_objects"] == len(FILES) + 2 and counts["candidate_masks"] == 0
     assert store.list("checkpoints/discarded/") == []
-    assert len(store.list("checkpoints/registered/")) == 3 and store.exists("runs/r1/mask.safetensors")
+    assert len(store.list("checkpoints/registered/")) == len(FILES) + 1 and store.exists("runs/r1/mask.safetensors")
