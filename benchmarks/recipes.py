@@ -19,6 +19,7 @@ class Recipe:
     train: dict
     n_general: int | None = None
     eval_retain: int | None = None
+    eval_calibration: int | None = None  # never-seen QA read (first n of the calibration authors'; None = all)
     probes: dict = field(default_factory=dict)
 
     @property
@@ -61,7 +62,7 @@ RECIPES = {
     "tiny": Recipe(
         model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
         train={"max_epochs": 2, "stop_loss": None, "batch_size": 8, "warmup_steps": 2, "vocab_size": 512},
-        n_general=4, eval_retain=8,
+        n_general=4, eval_retain=8, eval_calibration=20,
         probes={"num_samples": 2, "relearn_steps": 2, "max_new_tokens": 24, "relearn_sweep": ((2, 1e-3),)},
     ),
 }

@@ -53,7 +53,13 @@ class TofuBench:
         self.retrained_ratios: list[float] | None = None
         self.reference_auc: float | None = None  # the retrained model's Min-K% AUC: PrivLeak's reference
         self.target_auc: float = 0.5  # the calibrated non-member level, set by calibrate()
-        self.calibration_records: list | None = None  # never-seen authors' QA, set by calibrate()
+        # never-seen authors' QA: every evaluated model's attack levels, relearning level, and profile matching
+        self.calibration_records: list | None = None
+        if self.subset.calibration_authors():
+            from grin_core.data.tofu import load_calibration
+
+            records = load_calibration(self.subset, config.data_dir)[: recipe.eval_calibration]
+            self.calibration_records = self.suite.calibration = records
         self.retrain_relearn: dict[str, float] = {}  # the retrained model's relearn numbers: the baseline
         log(f"data: {config.split}, {config.authors} authors -> {len(self.data.forget)} forget QA "
             f"({self.subset.n_forget} authors), {len(self.data.retain)} retain QA, {len(self.data.general)} "
@@ -130,7 +136,6 @@ class TofuBench:
 
         With all 200 authors trained no TOFU author is left unseen, so the level is the retrained
         model's forget-vs-holdout AUC (`source: retrained`): an oracle no deployment has, named so."""
-        from grin_core.data.tofu import load_calibration
         from grin_core.evaluation.calibration import non_member_auc
 
         if not self.suite.holdout:
@@ -144,12 +149,10 @@ class TofuBench:
                      f"model's forget-vs-holdout AUC {retrained_auc:.3f}")
             return {"auc": retrained_auc, "source": "retrained", "n_records": len(self.data.forget), "authors": [],
                     "n_holdout": len(self.suite.holdout)}
-        records = load_calibration(self.subset, self.config.data_dir)
+        records = self.calibration_records
         started = time.perf_counter()
         auc = non_member_auc(model, tokenizer, records, self.suite.holdout)
         self.target_auc = auc
-        # every attack's level on each evaluated model, and the never-seen profiles of profile matching
-        self.calibration_records = self.suite.calibration = records
         self.log(f"calibration: non-member AUC {auc:.3f} on the target ({len(records)} QA of authors "
                  f"{authors[0]}-{authors[-1]} vs {len(self.suite.holdout)} holdout) in {seconds_since(started):.0f} s")
         return {"auc": auc, "source": "unseen authors", "n_records": len(records), "authors": authors,

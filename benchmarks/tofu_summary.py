@@ -165,6 +165,8 @@ def headline(report: dict) -> tuple[dict, dict]:
         "grin_flops_over_retrain": _ratio(grin and _mean_flops(grin), retrain_cost),
         "grin_wall_over_retrain": _ratio(grin and grin["wall_s"], retrain_s),
         "grin_scoring_over_fwd_bwd": grin and grin.get("scoring_over_fwd_bwd"),
+        "grin_state_bytes_over_npo": _ratio(grin and grin["state_bytes"]["total"],
+                                            methods.get("npo") and methods["npo"]["state_bytes"]["total"]),
         "grin_utility_over_target": _ratio(g.get("model_utility"), target["model_utility"]),
         "grin_retain_rougeL_over_target": _ratio(g.get("retain_rougeL"), target.get("retain_rougeL")),
         "grin_mia_auc_minus_retrain": {metric: _difference(g.get(metric), retrained.get(metric))

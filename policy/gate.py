@@ -151,7 +151,7 @@ def attack_checks(policy: GatePolicy, after: Mapping[str, float]) -> list[GateCh
     the forget set stands out the other way)."""
     checks = []
     for attack, metric in m.ATTACK_AUC.items():
-        if metric not in after:
+        if metric not in after or attack not in policy.attacks:
             continue
         level, source = attack_level(policy, after, attack)
         prefix = "mia" if attack == "loss" else f"mia_{attack}"  # the loss attack's checks keep their names

@@ -7,8 +7,9 @@ review (ladder.py).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from grin_core.metrics import names as m
 from policy.round_setting import MAX_EPOCHS, MAX_P_PERCENT
 
 
@@ -90,6 +91,11 @@ class GatePolicy(BaseModel):
         description="Each attack's AUC (forget vs holdout) must lie within this of its non-member level, on "
         "both sides: above is data still recognised, far below is over-unlearning (also a tell).",
     )
+    attacks: tuple[str, ...] = Field(
+        tuple(m.ATTACK_AUC),
+        description="The membership attacks whose AUC the gate holds in band (default: every one the evaluation "
+        "computes). A line may check fewer; the gate report then names only those.",
+    )
     mia_reference_auc: float | None = Field(
         None,
         gt=0.0,
@@ -167,7 +173,7 @@ class GatePolicy(BaseModel):
         1.5, ge=1.0, le=10.0, description="Each retry multiplies the unlearning epochs by this."
     )
     max_p_percent: float = Field(
-        10.0,
+        80.0,
         gt=0.0,
         le=MAX_P_PERCENT,  # a round's own bound (round_setting.py)
         description="The ladder never selects more than this percentage of weights.",
@@ -191,3 +197,11 @@ class GatePolicy(BaseModel):
     min_learning_rate: float = Field(
         1e-4, gt=0.0, description="The ladder never lowers the learning rate below this."
     )
+
+    @field_validator("attacks")
+    @classmethod
+    def _known_attacks(cls, attacks: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(attacks) - set(m.ATTACK_AUC))
+        if unknown or not attacks:
+            raise ValueError(f"attacks must be a non-empty subset of {sorted(m.ATTACK_AUC)}; unknown: {unknown}")
+        return attacks

@@ -62,6 +62,8 @@ class RoundSetting(BaseModel):
     batch_size: int = Field(_DEFAULTS.batch_size, ge=1, description=_HELP["batch_size"])
     retain_batch_size: int | None = Field(_DEFAULTS.retain_batch_size, ge=1, le=4096,
                                           description="Retain examples per step.")
+    relearn_guard: float = Field(_DEFAULTS.relearn_guard, ge=0, le=100.0, description=_HELP["relearn_guard"])
+    relearn_eps: float = Field(_DEFAULTS.relearn_eps, gt=0, le=0.1, description=_HELP["relearn_eps"])
 
     @classmethod
     def for_method(cls, method: Method | str, **overrides: Any) -> RoundSetting:
@@ -127,7 +129,7 @@ class RoundRecord(BaseModel):
 
 # What a ticket may set (the method is its own field of the request; the forget batch is the method's).
 OVERRIDABLE = ("p_percent", "sigma2", "epochs", "max_epochs", "learning_rate", "beta", "alpha", "seed",
-               "retain_batch_size")
+               "retain_batch_size", "relearn_guard", "relearn_eps")
 
 
 def _optional(name: str) -> tuple[Any, Any]:

@@ -21,6 +21,12 @@ def _scheduler_names() -> set[str]:
     return {s.value for s in SchedulerType}
 
 
+def _profiles(method: str) -> bool:
+    from grin_core.unlearning.objective_registry import OBJECTIVES
+
+    return OBJECTIVES[method].profiles
+
+
 def _objective_names() -> tuple[str, ...]:
     from grin_core.unlearning.objective_registry import OBJECTIVES  # imports torch, as above
 
@@ -98,10 +104,12 @@ class UnlearnConfig:
     relearn_eps: float = field(default=3e-3, metadata={
         "help": "The simulated attacker's sign step on every weight: about its learning rate times the "
                 "steps it takes; a per-model-scale setting like the learning rate."})
-    stop_rule: str = field(default="attacks", metadata={
+    stop_rule: str | None = field(default=None, metadata={
         "help": "Privacy schedule: 'loss' stops once the loss attack is in band; 'attacks' once every "
                 "attack (metrics/attacks.py) is within attack_margin of its non-member level and the "
-                "mean forget/holdout probability ratio is within bound."})
+                "mean forget/holdout probability ratio is within bound. None: 'attacks' for an objective "
+                "that matches never-seen profiles, 'loss' for one that only pushes (NPO cannot hold "
+                "Min-K%++ in band, so steering it on every attack would only spend the budget)."})
     attack_margin: float = field(default=0.075, metadata={
         "help": "Privacy schedule, stop_rule 'attacks': half-width of each attack's band around its level."})
     mean_prob_ratio_max: float = field(default=3.0, metadata={
@@ -114,6 +122,8 @@ class UnlearnConfig:
 
     def __post_init__(self) -> None:
         objectives = _objective_names()
+        if self.stop_rule is None and self.method in objectives:
+            object.__setattr__(self, "stop_rule", "attacks" if _profiles(self.method) else "loss")
         checks = [
             (self.method in objectives,
              f"unknown unlearning objective {self.method!r}; known: {', '.join(objectives)}"),

@@ -53,7 +53,7 @@ def test_tiny_benchmark_writes_the_report_and_the_plot(tmp_path: Path, tofu_dir:
          "--threads", "1",
          "--cache-dir", str(tmp_path / "models"), "--json", str(out), "--plot", str(plot), "--curves", str(curves),
          "--resume", str(tmp_path / "parts")],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -69,7 +69,7 @@ def test_tiny_benchmark_writes_the_report_and_the_plot(tmp_path: Path, tofu_dir:
 
     # The non-member level: 10 authors the target never saw (3 authors: 2 retained, author 199 forgotten).
     calibration = report["calibration"]
-    assert calibration["authors"] == list(range(2, 12)) and calibration["n_records"] == 200
+    assert calibration["authors"] == list(range(2, 12)) and calibration["n_records"] == 20  # the recipe's first 20
     assert calibration["source"] == "unseen authors"
     assert 0 <= calibration["auc"] <= 1
 
@@ -135,14 +135,14 @@ def test_tiny_benchmark_writes_the_report_and_the_plot(tmp_path: Path, tofu_dir:
     assert report["retrain"]["metrics"]["forget_quality"] == 1.0
     assert METRIC_KEYS <= set(report["sweeps"]["p"]["1"]["metrics"])
     assert report["sweeps"]["p"]["1"]["config"]["p_percent"] == 1.0
-    assert 0 < report["ratios"]["grin_npo_state_bytes_over_npo"] < 1
+    assert 0 < report["ratios"]["grin_state_bytes_over_npo"] < 1
 
     # The acceptance targets (benchmarks/tofu_summary.py), measured on the mean: every target there, with a value and a verdict.
     assert ACCEPTANCE <= set(report["targets"])
     for name in ACCEPTANCE:  # n/a only where a denominator is 0 (a tiny model's retain ROUGE-L can be)
         target = report["targets"][name]
         assert set(target) == {"value", "met"} and (target["met"] is None) is (target["value"] is None), name
-    mia = report["targets"]["grin_npo_mia_auc_within_0.1_retrain"]
+    mia = report["targets"]["mia_auc_within_0.1_retrain"]
     assert mia["value"] == pytest.approx(grin["mean"]["mia_auc"] - retrained["mia_auc"], abs=1e-4)
     assert mia["met"] is (abs(mia["value"]) <= 0.1)
     assert set(report["acceptance"]["targets"]) == ACCEPTANCE

@@ -154,7 +154,7 @@ CASES: list[tuple[str, Callable[[Case], list[str]], str]] = [
     ("beta 1e300", _hp("beta=1e300"), "hparams.beta: Input should be less than or equal to 100"),
     ("zero epochs", _hp("epochs=0"), "hparams.epochs: Input should be greater than or equal to 1"),
     ("epochs past the ladder cap", _hp("epochs=10000"), "hparams.epochs=10000 exceeds 100 (the gate policy's max_epochs)"),
-    ("p past the ladder cap", _hp("p_percent=100"), "hparams.p_percent=100 exceeds 10 (the gate policy's max_p_percent)"),
+    ("p past the ladder cap", _hp("p_percent=100"), "hparams.p_percent=100 exceeds 80 (the gate policy's max_p_percent)"),
     ("sigma2 1e30", _hp("sigma2=1e30"), "hparams.sigma2=1e+30 exceeds 0.01 (GRIN_MAX_SIGMA2)"),
     ("text learning rate", _hp("learning_rate=high"), "hparams.learning_rate"),
     ("unknown override", _hp("momentum=0.9"), "hparams.momentum: Extra inputs are not permitted"),
@@ -180,7 +180,7 @@ CASES: list[tuple[str, Callable[[Case], list[str]], str]] = [
     ("unknown alias", _flag("--model", "tofu@staging"), "no alias 'staging'"),
     ("unknown version", _flag("--model", "tofu@9"), "has no version 9"),
     ("model ref with SQL", _flag("--model", "tofu; drop table tickets"), "model: String should match pattern"),
-    ("unknown method", _flag("--method", "sgd"), "method: Input should be 'npo', 'graddiff', 'po' or 'grun'"),
+    ("unknown method", _flag("--method", "sgd"), "method: Input should be 'match', 'npo', 'graddiff', 'po' or 'grun'"),
 ]
 
 

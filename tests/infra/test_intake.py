@@ -95,7 +95,7 @@ def test_a_good_request_is_queued(service: Service) -> None:
         (
             {"method": "sgd"},
             InvalidRequestError,
-            "method: Input should be 'npo', 'graddiff', 'po' or 'grun'",
+            "method: Input should be 'match', 'npo', 'graddiff', 'po' or 'grun'",
         ),
         ({"method": "grun", "hparams": {"p_percent": 2.0}}, InvalidRequestError,
          "hparams p_percent select and perturb weights"),

@@ -15,7 +15,9 @@ from grin_core.data.prompts import KEY, set_line_template
 from grin_core.data.tofu import load_calibration, load_tofu
 from grin_core.models.tokenizer import train_bpe_tokenizer
 from grin_core.models.train import train_model
+from infra import registry
 from infra.storage import open_store
+from tasks.resources import sessions
 from tests.cli.conftest import Grin
 from tests.fixtures.models import (
     MEMORISED_MODEL_CONFIG,
@@ -23,7 +25,7 @@ from tests.fixtures.models import (
     MEMORISED_TRAIN_CONFIG,
     TOFU_DIR,
 )
-from tests.fixtures.pipeline import PublishedModel, file_ticket
+from tests.fixtures.pipeline import MECHANICS_GATE_POLICY, PublishedModel, file_ticket
 
 pytestmark = pytest.mark.slow
 TEMPLATE = "<question>{question}</question>\n<answer>"
@@ -81,7 +83,10 @@ def test_an_imported_mistral_with_its_own_prompt_answers_a_ticket_with_a_gated_v
     forget_uri = store.put_bytes("inbox/users-mistral/forget.json", json.dumps(forget).encode()).uri
     keywords_uri = store.put_bytes("inbox/users-mistral/keywords.json", json.dumps(keywords).encode()).uri
     # The import is under test, not the schedule: the old retain batch and half the budget (as the
-    # sequential test); the gate is the service's default one.
+    # sequential test), and the pipeline tests' gate (tests/fixtures/pipeline.py) over the measured level.
+    with sessions(settings).begin() as session:
+        line = registry.get_model("users-mistral", session=session)
+        line.gate_policy = {**(line.gate_policy or {}), **MECHANICS_GATE_POLICY}
     ticket = file_ticket(settings, PublishedModel("users-mistral", forget, keywords), forget_uri, keywords_uri,
                          hparams={"retain_batch_size": 8, "max_epochs": 30})
 

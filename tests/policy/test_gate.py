@@ -166,6 +166,18 @@ def test_every_attack_has_its_own_band_around_its_measured_level():
     assert "Min-K% attack AUC" in failed["mia_mink_auc_low"].detail and "never-seen" in failed["mia_mink_auc_low"].detail
 
 
+def test_a_line_may_check_fewer_attacks_and_never_an_unknown_one():
+    after = {**GOOD, "mia_auc": 0.72, "nonmember_mia_auc": 0.70, "mia_minkpp_auc": 0.01,
+             "nonmember_mia_minkpp_auc": 0.55}
+    assert not decide(GatePolicy(), PARENT, after).passed  # Min-K%++ far below its level
+    loss_only = decide(GatePolicy(attacks=("loss",)), PARENT, after)
+    assert loss_only.passed and not any("minkpp" in c.name for c in loss_only.checks)
+    assert {"mia_auc_high", "mia_auc_low"} <= {c.name for c in loss_only.checks}
+    for bad in ((), ("loss", "gap")):
+        with pytest.raises(ValueError, match="attacks must be a non-empty subset"):
+            GatePolicy(attacks=bad)
+
+
 def test_an_attack_without_a_measured_level_is_banded_around_one_half():
     decision = decide(GatePolicy(mia_reference_auc=0.7), PARENT, {**GOOD, "mia_auc": 0.7, "mia_minkpp_auc": 0.3})
     low = next(c for c in decision.checks if c.name == "mia_minkpp_auc_low")
