@@ -34,13 +34,14 @@ def train_intervention(label: str, run_id: str, round_no: int, parent: Checkpoin
     if get_settings().stage_processes > 1:
         get_run_logger().info("%s: GRUN trains in one process (GRIN_STAGE_PROCESSES applies to GRIN)", label)
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
-    holdout = read_json(snapshot.eval_suite).get("holdout") or None
+    suite = read_json(snapshot.eval_suite)
+    holdout, calibration = suite.get("holdout") or None, suite.get("calibration") or None
     config = setting.grun_config()
     base = base_checkpoint(parent) or parent
     model, tokenizer = load_model(parent)
     progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} GRUN")
     result = grun_unlearn(model, tokenizer, forget, retain, config, holdout_records=holdout, target_auc=target_auc,
-                          callbacks=[progress, EpochLog(f"{label} round {round_no}")])
+                          calibration_records=calibration, callbacks=[progress, EpochLog(f"{label} round {round_no}")])
     summary = result.summary()
     card = candidate_card(setting, parent, snapshot, run_id, round_no, method="GRUN")
     with tempfile.TemporaryDirectory(prefix="grin-grun-") as tmp:

@@ -246,8 +246,9 @@ LEVEL_SAMPLE = 100  # never-seen records whose levels the schedule re-measures a
 
 
 def level_sample(records: Sequence[Mapping[str, str]] | None, config) -> list[Mapping[str, str]]:
-    """The calibration records the schedule re-measures levels on: none unless it stops on every attack."""
-    if not records or getattr(config, "stop_rule", "loss") != "attacks":
+    """The calibration records the schedule re-measures levels on (the gate reads the candidate's own levels,
+    so the schedule steers toward them, whichever stop rule)."""
+    if not records:
         return []
     order = np.random.default_rng(config.seed).permutation(len(records))[:LEVEL_SAMPLE]
     return [records[i] for i in sorted(order)]
@@ -281,7 +282,7 @@ def run_scheduled(
     epoch, steers the forget-vs-holdout AUC into `target_auc` ± the config's margin and stops there
     (`steer=False`: it only measures). `levels`: every attack's non-member level and
     `nonmember_prob_ratio` the never-seen records' probability ratio, for the stop rule over all
-    attacks; with `calibration_records` and the stop rule over every attack, the levels are measured
+    attacks; with `calibration_records` the levels (the loss attack's `target_auc` too) are measured
     again on the model at every probe (a sample: `LEVEL_SAMPLE` records). `after_schedule` callbacks run
     after it (it may stop training).
     The model ends in eval mode."""

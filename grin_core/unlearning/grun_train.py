@@ -133,11 +133,13 @@ def grun_unlearn(
     holdout_records: Sequence[Mapping[str, str]] | None = None,
     target_auc: float = 0.5,
     steer: bool = True,
+    calibration_records: Sequence[Mapping[str, str]] | None = None,
 ) -> GrunResult:
     """Attach a new request's intervention to `model` (after any earlier ones) and train it alone.
 
     Records are {question, answer} mappings; their text is never logged. `holdout_records`,
-    `target_auc` and `steer` as in `grin_core.unlearning.unlearn.unlearn`.
+    `target_auc`, `steer` and `calibration_records` (never-seen records: the level the schedule steers
+    toward is measured again on the model) as in `grin_core.unlearning.unlearn.unlearn`.
     """
     set_seed(config.seed)
     timings: dict[str, float] = {}
@@ -148,7 +150,7 @@ def grun_unlearn(
     trainer = GrunTrainer(model, module, config, forget, retain, tokenizer, callbacks, progress,
                           scheduled=bool(holdout_records) and steer)
     run = run_scheduled(trainer, tokenizer, forget_records, retain_records, holdout_records, target_auc=target_auc,
-                        steer=steer)
+                        steer=steer, calibration_records=calibration_records)
     timings["training_s"] = run.training_s
     return GrunResult(
         model=model, config=config, module=module, timings={k: round(v, 3) for k, v in timings.items()},

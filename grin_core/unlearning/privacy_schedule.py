@@ -126,6 +126,7 @@ class PrivacySchedule(TrainerCallback):
         if "calibration" in scored:  # the levels move with the model: measured on it, as the gate will
             now = levels_of(scored["calibration"], scored["holdout"], self.forget_texts)
             self.levels = {**now.aucs}
+            self.target_auc = now.aucs["loss"]  # the loss stop rule's level moves with the model too
             self.prob_ratio_bound = max(self.mean_prob_ratio_max, 2 * now.mean_prob_ratio)
             entry_levels = {**now.aucs, "prob_ratio_bound": self.prob_ratio_bound}
         else:
