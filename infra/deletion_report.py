@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from infra import audit, queue
-from infra.exact_deletion import deletion_kinds
 from infra.db.models import ModelAlias, ModelVersion, RegisteredModel
+from infra.exact_deletion import deletion_kinds
 from infra.ticket_status import TicketStatus
 from policy.metric_names import HEADLINE_METRICS
 
