@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 from infra.errors import ParentMovedError
 from tasks.dispatch import run_ml_stage
 from tasks.evaluate import evaluate_rebuilt
+from tasks.purge import purge_after_run
 from tasks.rebuild import gate_rebuild, lines_due, plan_rebuild, purge_rebuild_scratch, register_exact
 from tasks.train import TrainOutcome, train_target
 
@@ -57,6 +58,7 @@ def rebuild_line(model: str = "*", recipe: dict[str, Any] | None = None) -> list
                                       "final_loss": trained.final_loss, "worker_pid": trained.worker.pid})
         except ParentMovedError as exc:
             return [{**summary, "outcome": "discarded", "reason": f"{exc}; the next rebuild covers them"}]
+        purge_after_run(f"rebuild-{model}", [], "", superseded=True)  # the covered versions, past their grace
         return [{**summary, "outcome": "completed", "version": version,
                  "rebuild_s": round(time.perf_counter() - started, 3)}]
     finally:
