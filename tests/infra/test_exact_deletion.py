@@ -7,7 +7,6 @@ versions are bare rows, so the concurrency cases cost milliseconds."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,7 +16,6 @@ from infra.errors import ParentMovedError
 from infra.registration import AliasRule, register_version
 from infra.registry import NewVersion
 from infra.ticket_request import TicketRequest
-from policy.rebuild_policy import RebuildPolicy, rebuild_due
 
 Factory = sessionmaker[Session]
 
@@ -78,12 +76,3 @@ def test_a_rebuild_is_discarded_when_a_ticket_was_answered_while_it_trained(
         serving = registry.resolve("tofu", session=session)
         assert (serving.version, exact_deletion.pending(serving)) == (3, [t1, t2])
 
-
-def test_a_line_is_due_after_n_deletions_or_n_days_with_a_ticket_waiting() -> None:
-    now = datetime(2026, 12, 3, tzinfo=UTC)
-    policy = RebuildPolicy(every_days=30, after_deletions=3)
-    assert rebuild_due(policy, 0, now - timedelta(days=99), now) is None
-    assert rebuild_due(policy, 2, now - timedelta(days=29), now) is None
-    assert "after 3" in rebuild_due(policy, 3, now, now)
-    assert "every 30 days" in rebuild_due(policy, 1, now - timedelta(days=30), now)
-    assert rebuild_due(RebuildPolicy(), 100, now - timedelta(days=999), now) is None
