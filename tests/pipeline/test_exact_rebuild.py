@@ -1,6 +1,6 @@
 """Exact deletion on the pipeline (PostgreSQL, moto S3, Prefect API, ML stages in-process): two tickets
-answered by GRIN, then a rebuild of the line from its lineage manifest; a ticket filed while it ran is
-answered on top of it and waits for the next rebuild.
+answered by GRIN (one batch run), then a rebuild of the line from its lineage manifest; a ticket filed
+while it trains is answered on top of it and waits for the next rebuild.
 
 Figures are printed (`-s`): counts, seconds and metrics only, never record text.
 """
@@ -8,6 +8,8 @@ Figures are printed (`-s`): counts, seconds and metrics only, never record text.
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from typer.testing import CliRunner
@@ -18,7 +20,8 @@ from infra.deletion_report import build_report, to_markdown
 from infra.storage import locate
 from infra.ticket_status import TicketStatus
 from tasks.exact_manifest import verify_exact
-from tasks.resources import sessions
+from tasks.rebuild import scratch_prefix
+from tasks.resources import object_store, sessions
 from tests.fixtures.models import MEMORISED_MODEL_CONFIG, MEMORISED_TRAIN_CONFIG
 from tests.fixtures.pipeline import LENIENT_GATE, file_ticket
 
@@ -50,11 +53,18 @@ def test_a_rebuild_deletes_the_answered_tickets_exactly_and_the_next_ticket_wait
     t2 = file_ticket(settings, model, forget_objects(settings, second)[0], hparams=ROUND)
     [answered] = batch_unlearning(model.name)
     assert answered.outcome == "completed" and answered.version == 2, answered.reason
-    # filed while the rebuild runs: filing touches no version, so the rebuild (which takes the serving
-    # version's manifest as of its start) neither covers it nor waits for it
-    t3 = file_ticket(settings, model, forget_objects(settings, third)[0], hparams=ROUND)
-
-    [rebuilt] = rebuild_line(model.name)
+    with ThreadPoolExecutor(1) as pool:
+        rebuilding = pool.submit(rebuild_line, model.name)
+        # the rebuild has planned (the serving version's manifest, as of its start) once its scratch copy of
+        # the deleted records exists; a ticket filed now is answered after it and waits for the next one
+        deadline = time.monotonic() + 300
+        while not object_store().list(scratch_prefix(model.name)):
+            assert not rebuilding.done() and time.monotonic() < deadline, "the rebuild never planned"
+            time.sleep(0.1)
+        t3 = file_ticket(settings, model, forget_objects(settings, third)[0], hparams=ROUND)
+        filed_during = not rebuilding.done()
+        [rebuilt] = rebuilding.result()
+    assert filed_during
     assert rebuilt["outcome"] == "completed" and rebuilt["version"] == 3, rebuilt
     assert rebuilt["covers"] == [t1, t2] and rebuilt["gate"]["passed"]
     with sessions(settings).begin() as session:
@@ -73,8 +83,6 @@ def test_a_rebuild_deletes_the_answered_tickets_exactly_and_the_next_ticket_wait
     # the privacy rows of a model that never saw the records, measured on them (rebuilt from the origin
     # manifest into scratch, which is empty again)
     assert "mia_auc" in rebuilt["metrics"] and "retain_rougeL" in rebuilt["metrics"]
-    from tasks.rebuild import scratch_prefix
-    from tasks.resources import object_store
     assert object_store().list(scratch_prefix(model.name)) == []
 
     with sessions(settings).begin() as session:
@@ -91,9 +99,8 @@ def test_a_rebuild_deletes_the_answered_tickets_exactly_and_the_next_ticket_wait
         pending = exact_deletion.pending(serving)
         report3 = build_report(t3, session=session)
         assert queue.get_ticket(t3, session=session).status == TicketStatus.completed
-    if answered3.version is not None:  # the rebuilt model learned author 3: GRIN unlearned it
-        assert (serving.version, pending) == (4, [t3])
-        assert [d["kind"] for d in report3.deletion] == ["approximate"] and "next rebuild" in to_markdown(report3)
+    assert (answered3.version, serving.version, pending) == (4, 4, [t3])  # the rebuild learned author 3; GRIN unlearned it
+    assert [d["kind"] for d in report3.deletion] == ["approximate"] and "next rebuild" in to_markdown(report3)
 
     # an altered stored manifest (one deleted record put back) is caught, naming what differs
     store, key = locate(manifest_uri, settings=settings)
