@@ -140,7 +140,8 @@ def purge_rebuild_scratch(name: str) -> int:
 
 @task(name="lines-due-for-rebuild", task_run_name="lines-due-for-rebuild")
 def lines_due() -> dict[str, str]:
-    """Line -> why it is due for a rebuild now, under each line's schedule in settings (`rebuild`)."""
+    """Line -> why it is due for a rebuild now, under each line's schedule in settings (`rebuild`); lines
+    whose first version was not trained here are skipped (FINE_TUNING_MISSING)."""
     settings = get_settings()
     now = datetime.now(UTC)
     due = {}
@@ -150,6 +151,8 @@ def lines_due() -> dict[str, str]:
             if policy is None or not model.versions:
                 continue
             serving = registry.resolve(model.name, session=session)
+            if "recipe" not in (registry.origin(serving).hparams or {}):
+                continue  # not trained here: cannot be rebuilt until fine-tuning from a base exists
             since = (exact_deletion.last_exact(serving) or registry.origin(serving)).created_at
             since = since if since.tzinfo else since.replace(tzinfo=UTC)
             reason = rebuild_due(policy, len(exact_deletion.pending(serving)), since, now)
