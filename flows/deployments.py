@@ -5,7 +5,9 @@
 - `batch-unlearning/grin`: on the `GRIN_BATCH_CRON` schedule, folds every model's queued tickets
   into one run per model;
 - `reclaim-leases/grin`: every `GRIN_RECLAIM_INTERVAL_S` seconds, sends tickets whose run died back
-  to the queue (or to `failed` after `GRIN_MAX_ATTEMPTS`) and purges their scratch copies.
+  to the queue (or to `failed` after `GRIN_MAX_ATTEMPTS`) and purges their scratch copies;
+- `rebuild-line/grin`: every `GRIN_REBUILD_CHECK_INTERVAL_S` seconds, rebuilds each line that its
+  `GRIN_REBUILD` schedule says is due (exact deletion of the tickets answered since its last rebuild).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from prefect import serve
 
 from flows.file_ticket import file_deletion_ticket
+from flows.rebuild_line import rebuild_line
 from flows.reclaim import reclaim_expired_leases
 from flows.start_run import DEPLOYMENT
 from flows.tickets import batch_unlearning, process_ticket
@@ -41,6 +44,13 @@ def deployments(settings: Settings) -> list:
             tags=["grin", "recovery"],
             interval=settings.reclaim_interval_s,
             description="Re-queue tickets whose run died (lapsed lease); purge what it left in scratch.",
+        ),
+        rebuild_line.to_deployment(
+            name=DEPLOYMENT,
+            tags=["grin", "exact-deletion"],
+            interval=settings.rebuild_check_interval_s,
+            parameters={"model": "*"},
+            description="Rebuild every line due under its schedule: exact deletion of the tickets answered since.",
         ),
     ]
 

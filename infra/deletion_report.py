@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from infra import audit, queue
 from infra.db.models import ModelAlias, ModelVersion, RegisteredModel
+from infra.exact_deletion import deletion_kinds
 from infra.ticket_status import TicketStatus
 from policy.metric_names import HEADLINE_METRICS
 
@@ -64,6 +65,8 @@ class DeletionReport(BaseModel):
     chain_head_at_completion: dict[str, Any] | None = None  # the chain's head right after the ticket ended
     chain_head_now: dict[str, Any]
     timeline: list[dict[str, Any]]
+    # how the data was deleted, oldest first: {"kind": "approximate" | "exact", "version", "at"}
+    deletion: list[dict[str, Any]] = []
 
 
 def build_report(ticket_id: int, *, session: Session) -> DeletionReport:
@@ -108,7 +111,16 @@ def build_report(ticket_id: int, *, session: Session) -> DeletionReport:
         chain_head_now={"id": head_now.id, "hash": head_now.hash, "count": head_now.count},
         timeline=[{"at": r.created_at.isoformat(), "from": r.payload.get("from"), "to": r.payload.get("to")}
                   for r in records if r.kind == "ticket.transition"],
+        deletion=deletion_kinds(ticket_id, session=session),
     )
+
+
+def deletion_summary(report: DeletionReport) -> str:
+    """"approximate in v2 (date); exact in v4 (date)", or what the ticket waits for."""
+    done = "; ".join(f"{d['kind']} in v{d['version']} ({d['at'][:10]})" for d in report.deletion)
+    if report.deletion and report.deletion[-1]["kind"] == "approximate":
+        done += "; exact deletion at the line's next rebuild"
+    return done or "–"
 
 
 def _num(value: float | None) -> str:
@@ -122,7 +134,8 @@ def report_sections(report: DeletionReport) -> list[tuple[str, list[tuple[str, s
                ("Filed", r.filed_at.isoformat(timespec="seconds")),
                ("Finished", r.finished_at.isoformat(timespec="seconds") if r.finished_at else "–"),
                ("Requested by", r.requested_by), ("Legal basis", r.legal_basis), ("Due date", r.due_date or "–"),
-               ("Subject (sha256)", r.subject_sha256), ("Request (sha256)", r.request_sha256)]
+               ("Subject (sha256)", r.subject_sha256), ("Request (sha256)", r.request_sha256),
+               ("Deletion", deletion_summary(r))]
     model = [("Model", r.model), ("Filed against", r.model_ref), ("Method", r.method),
              ("Parent version", str(r.parent_version) if r.parent_version is not None else "–"),
              ("New version", str(r.version) if r.version is not None else "none"),

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from policy.gate_policy import GatePolicy
+from policy.rebuild_policy import RebuildPolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +57,14 @@ class Settings(BaseSettings):
     )
     batch_cron: str = "0 2 * * *"
     gate: GatePolicy = GatePolicy()
+    rebuild: dict[str, RebuildPolicy] = Field(
+        default_factory=dict,
+        description="Exact deletion's schedule per model line (`*`: every line without its own), e.g. "
+        'GRIN_REBUILD=\'{"*": {"every_days": 30, "after_deletions": 50}}\'; a line with none is rebuilt by hand only.',
+    )
+    rebuild_check_interval_s: float = Field(
+        3600, gt=0, description="How often the `rebuild-line` deployment checks which lines are due."
+    )
     cache_dir: Path | None = Field(
         None, description="Trained models and fetched checkpoints; default <state_dir>/cache."
     )
@@ -190,6 +199,10 @@ class Settings(BaseSettings):
         if self.env not in ("dev", "test"):
             self._refuse_unsafe(storage.scheme)
         return self
+
+    def rebuild_policy(self, line: str) -> RebuildPolicy | None:
+        """The line's rebuild schedule: its own, else the `*` one, else None (rebuilt by hand only)."""
+        return self.rebuild.get(line) or self.rebuild.get("*")
 
     def _refuse_unsafe(self, storage_scheme: str) -> None:
         if make_url(self.database_url).get_backend_name() == "sqlite":

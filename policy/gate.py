@@ -243,3 +243,21 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
 
 def _times(ratio: float, value: float | None) -> float | None:
     return None if value is None else ratio * value
+
+
+def rebuild_decision(policy: GatePolicy, origin: Mapping[str, float] | None,
+                     after: Mapping[str, float]) -> GateDecision:
+    """The gate of a rebuilt (exact) version: retain ROUGE-L and utility against the line's origin.
+
+    A rebuild never trained on the deleted records (its manifest proves it: `grin audit verify-exact`),
+    so the privacy rows are reported with its metrics, not gated; a line with no recorded origin
+    metrics is held to nothing and the reason says so.
+    """
+    if not origin:
+        return GateDecision(passed=True, checks=[],
+                            reason="passed: the line's origin recorded no metrics to hold the rebuild to")
+    checks = _origin_checks(policy, origin, after)
+    failed = [c for c in checks if not c.passed]
+    reason = ("passed: " + "; ".join(c.detail for c in checks) if not failed
+              else "failed: " + "; ".join(c.detail for c in failed))
+    return GateDecision(passed=not failed, reason=reason, checks=checks)

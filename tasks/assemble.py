@@ -19,6 +19,7 @@ from prefect import task
 
 from grin_core.data.records import (
     RecordFormatError,
+    forget_keys,
     overlaps,
     parse_keywords,
     parse_qa_records,
@@ -79,10 +80,10 @@ def _unique(records: list[dict]) -> list[dict]:
     return out
 
 
-def _gather(inputs: dict[int, tuple]) -> tuple[list, list, list, dict[int, str], list[Deletion]]:
+def _gather(inputs: dict[int, tuple]) -> tuple[list, list, list, dict[int, str], list[Deletion], dict[int, list[str]]]:
     """Every ticket's forget records, key phrases and given retain records, read and checked; the tickets
-    whose input is bad are rejected with the reason. (forget, keywords, retain, rejected, deletions)"""
-    forget, keywords, retain_given, rejected, deletions = [], [], [], {}, []
+    whose input is bad are rejected with the reason. (forget, keywords, retain, rejected, deletions, keys)"""
+    forget, keywords, retain_given, rejected, deletions, keys = [], [], [], {}, [], {}
     for ticket_id, (uris, keywords_uri, retain_uris) in inputs.items():
         try:
             records, phrases, retain = _ticket_inputs(uris, keywords_uri, retain_uris)
@@ -91,14 +92,15 @@ def _gather(inputs: dict[int, tuple]) -> tuple[list, list, list, dict[int, str],
             continue
         forget += records
         deletions.append(Deletion(ticket_id=ticket_id, forget_sha256=hashlib.sha256(to_jsonl(records)).hexdigest()))
+        keys[ticket_id] = sorted(forget_keys(records))
         keywords += phrases
         retain_given += retain
-    return forget, keywords, retain_given, rejected, deletions
+    return forget, keywords, retain_given, rejected, deletions, keys
 
 
 def _store(run_id: str, ticket_ids: list[int], forget: list[dict], retain: list[dict], suite: dict,
            manifest: list[dict] | None, keyword_count: int, deletions: list[Deletion],
-           lineage_deletions: list[Deletion]) -> Snapshot:
+           lineage_deletions: list[Deletion], keys: dict[int, list[str]]) -> Snapshot:
     """Write the run's data (forget to scratch, retain under runs/, suite and manifest content-addressed)."""
     store = object_store()
     stored_manifest = None
@@ -125,6 +127,7 @@ def _store(run_id: str, ticket_ids: list[int], forget: list[dict], retain: list[
         manifest_count=len(manifest) if manifest is not None else None,
         deletions=deletions,
         lineage_deletions=lineage_deletions,
+        forget_keys=keys,
     )
 
 
@@ -134,7 +137,7 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
     with sessions().begin() as session:
         tickets = [queue.get_ticket(i, session=session) for i in plan.ticket_ids]
         inputs = {t.id: (list(t.forget_uris), t.keywords_uri, t.retain_uris) for t in tickets}
-    forget, keywords, retain_given, rejected, deletions = _gather(inputs)
+    forget, keywords, retain_given, rejected, deletions, keys = _gather(inputs)
     if not forget:
         return Assembly(snapshot=None, rejected=rejected)
     forget = attach_keywords(_unique(forget), sorted(set(keywords)))
@@ -168,5 +171,5 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
         suite["retain"] = retain_eval
 
     snapshot = _store(run_id, sorted(inputs), forget, retain, suite, manifest, len(set(keywords)), deletions,
-                      [*plan.parent.lineage_deletions, *deletions])
+                      [*plan.parent.lineage_deletions, *deletions], keys)
     return Assembly(snapshot=snapshot, rejected=rejected)

@@ -104,6 +104,9 @@ class Snapshot(Frozen):
     manifest_count: int | None = None
     deletions: list[Deletion] = []  # this run's tickets, each with the sha256 of its forget set
     lineage_deletions: list[Deletion] = []  # the parent's lineage's, then this run's
+    # ticket id -> `text_key` hashes of its forget questions and answers: what an exact rebuild's audit
+    # re-derives the lineage manifest from once the forget text is purged (hashes only)
+    forget_keys: dict[int, list[str]] = {}
 
 
 class MaskOutcome(Frozen):

@@ -84,6 +84,9 @@ class UnlearningAudit(Frozen):
     epochs_run: float | None = None  # what the last round's schedule ran
     flops: dict[str, Any] | None = None  # the last round's model FLOPs by stage
     threat_model: str | None = None
+    # `text_key` hashes of this ticket's forget questions and answers: `grin audit verify-exact` removes
+    # them from the origin manifest to re-derive the lineage manifest (the text itself is purged)
+    forget_record_keys: list[str] = Field(default_factory=list)
 
 
 class Registration(Frozen):
@@ -186,6 +189,7 @@ def _audit_payload(ticket: Ticket, plan: RunPlan, snapshot: Snapshot, mask: Mask
         threat_model=THREAT_MODEL if base else None,
         relearn_probe=plan.policy.get("relearn_probe"), privacy_waived=plan.policy.get("privacy_waived"),
         epochs_run=unlearned.epochs_run, flops=unlearned.flops,
+        forget_record_keys=snapshot.forget_keys.get(ticket.id, []),
     )
 
 

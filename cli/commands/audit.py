@@ -102,6 +102,31 @@ def verify(
         raise typer.Exit(1)
 
 
+@app.command("verify-exact")
+@reports_errors
+def verify_exact(
+    version: Annotated[str, typer.Argument(help="An exact (rebuilt) version: name@N or name@alias.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-derive an exact version's manifest from the line's origin manifest and the deletions on the audit
+    chain; check its recorded, audited and stored manifest hashes and that no covered ticket's record is in
+    it. Exit 1 naming what differs."""
+    from cli.commands._session import transaction
+    from tasks.exact_manifest import verify_exact as verify
+
+    with transaction() as session:
+        found = verify(version, session=session)
+    if as_json:
+        emit_json(found.as_dict())
+    elif found.ok:
+        typer.echo(f"{found.model}@{found.version} is exact: manifest {found.recorded_sha256} re-derived from "
+                   f"v{found.base_version}'s minus tickets {found.lineage_tickets}; covers {found.covered}")
+    else:
+        typer.echo(f"{found.model}@{found.version} NOT verified: " + "; ".join(found.problems), err=True)
+    if not found.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 @reports_errors
 def log(

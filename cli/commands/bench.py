@@ -164,6 +164,20 @@ def _write(console, report: dict, json_path: Path | None, plot: Path | None, cur
         console.log(f"curves: {plot_curves(report, curves)}")
 
 
+def _rebuild_line(console, report: dict) -> None:
+    """Exact deletion's cost beside GRIN's: a rebuild (`grin model rebuild`) trains the line's recipe on its
+    data minus the forget set, which is what the retrain row did, so its training time is the rebuild's."""
+    methods = report.get("methods") or {}
+    seeded = (report.get("ratios") or {}).get("seeded_method")
+    retrain = methods.get("retrain") or report.get("retrain") or {}
+    rebuild, grin = retrain.get("wall_s"), (methods.get(seeded) or {}).get("wall_s")
+    if rebuild and grin:
+        flops = (report.get("ratios") or {}).get("flops_over_retrain", {}).get(seeded)
+        console.print(f"exact deletion (a rebuild = the retrain row): {rebuild:.1f} s; {seeded} for the same "
+                      f"deletions: {grin:.1f} s ({grin / rebuild:.1%} of the wall time"
+                      + (f", {flops:.3f}x the FLOPs)" if flops is not None else ")"))
+
+
 def _summary(console, report: dict) -> None:
     from rich.table import Table
 
@@ -208,6 +222,7 @@ def _summary(console, report: dict) -> None:
             fmt(state and state / 2**20, ".1f"),
         )
     console.print(table)
+    _rebuild_line(console, report)
     for name, target in report["targets"].items():
         console.print(
             f"{name}: {target['value']} -> {'met' if target['met'] else 'NOT met' if target['met'] is False else 'n/a'}"

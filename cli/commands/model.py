@@ -207,6 +207,45 @@ def purge_superseded(as_json: JsonFlag = False) -> None:
         typer.echo(", ".join(f"{m}@{v}" for m, v in purged) or "nothing past its grace period")
 
 
+@app.command()
+@reports_errors
+def rebuild(
+    name: Annotated[str, typer.Argument(help="Model line to rebuild now.")],
+    recipe: Annotated[str | None, typer.Option(
+        help="JSON object of training-recipe fields overriding the line's (e.g. '{\"max_epochs\": 5}').")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Exact deletion now: train the line's recipe from scratch on the serving version's lineage manifest
+    and register it (method exact) covering every ticket answered since the last rebuild; exit 1 unless
+    it registered a version or had nothing to do."""
+    from cli.commands._session import transaction
+    from flows.prefect_env import configure_prefect
+    from infra import registry
+    from infra.errors import InvalidRequestError
+
+    try:
+        overrides = json.loads(recipe) if recipe else None
+    except json.JSONDecodeError:
+        overrides = None
+    if recipe and not isinstance(overrides, dict):
+        raise InvalidRequestError("--recipe must be a JSON object of training-recipe fields")
+    with transaction() as session:  # settings, database and line first: one line, not a failed flow run
+        registry.resolve(name, session=session)
+    configure_prefect()
+    from flows.rebuild_line import rebuild_line
+
+    [summary] = rebuild_line(name, overrides)
+    if as_json:
+        emit_json(summary)
+    else:
+        typer.echo(f"{name}: {summary['outcome']}" + (f" — {summary['reason']}" if summary.get("reason") else ""))
+        if summary.get("version") is not None:
+            typer.echo(f"{name} version {summary['version']} (exact) covers tickets {summary['covers']}; "
+                       f"manifest sha256 {summary['manifest_sha256']}; trained in {summary['train_s']:.1f} s")
+    if summary["outcome"] not in ("completed", "nothing_to_do"):
+        raise typer.Exit(1)
+
+
 @app.command("import")
 @reports_errors
 def import_model(

@@ -197,11 +197,14 @@ def show(
     """Show one ticket in full, subject included, with its audit history."""
     from cli.commands._session import transaction
     from infra import audit, queue
+    from infra.exact_deletion import deletion_kinds
 
     with transaction() as session:
         ticket = queue.get_ticket(ticket_id, session=session)
         detail = {
             **ticket_summary(ticket),
+            # approximate (the unlearned version that answered it), then exact (a rebuild covering it)
+            "deletion": deletion_kinds(ticket_id, session=session),
             "subject": ticket.subject,
             "model_name": ticket.model_name,
             "forget_uris": ticket.forget_uris,

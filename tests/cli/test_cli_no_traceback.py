@@ -27,6 +27,7 @@ COMMANDS = [
     ["model", "list"],
     ["model", "alias", "x", "production", "1"],
     ["model", "purge-superseded"],
+    ["model", "rebuild", "x"],
     ["model", "import", "x", "/nonexistent"],
     ["ticket", "file", "--subject", "J", "--model", "x", "--forget", "file:///x", "--requested-by", "a",
      "--legal-basis", "b"],
@@ -41,6 +42,7 @@ COMMANDS = [
     ["audit", "verify"],
     ["audit", "verify", "--expect-head", "store"],
     ["audit", "log"],
+    ["audit", "verify-exact", "x@1"],
     ["serve"],
     ["worker"],
     ["worker", "--alive"],
@@ -95,6 +97,8 @@ def test_every_command_refuses_bad_input_in_one_line(tofu: Grin, tmp_path: Path)
         ["model", "alias", "tofu", "production", "9"],
         ["model", "import", "bad name!", "/nonexistent"],
         ["model", "import", "x", "/nonexistent"],
+        ["model", "rebuild", "no-such-model"],
+        ["model", "rebuild", "tofu", "--recipe", "[1]"],
         ["ticket", "file", "--request", str(not_utf8)],
         ["ticket", "file", "--request", str(tmp_path / "missing.json")],
         ["ticket", "show", "999"],
@@ -104,6 +108,8 @@ def test_every_command_refuses_bad_input_in_one_line(tofu: Grin, tmp_path: Path)
         ["ticket", "report", "999"],
         ["audit", "verify", "--expect-head", str(tmp_path / "missing.json")],
         ["audit", "verify", "--expect-head", "store"],
+        ["audit", "verify-exact", "tofu@1"],  # not a rebuilt version
+        ["audit", "verify-exact", "no-such-model@1"],
         ["bench", "tofu", "--data-dir", str(tmp_path / "no-tofu")],
     ]
     for args in cases:

@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 def test_the_reclaimer_is_served_every_reclaim_interval(make_settings, sqlite_url, clean_grin_environment):
     from flows.deployments import deployments
 
-    settings = make_settings(database_url=sqlite_url, reclaim_interval_s=45)
+    settings = make_settings(database_url=sqlite_url, reclaim_interval_s=45, rebuild_check_interval_s=600)
     served = {d.flow_name: d for d in deployments(settings)}
-    assert set(served) == {"file-deletion-ticket", "process-ticket", "batch-unlearning", "reclaim-leases"}
+    assert set(served) == {"file-deletion-ticket", "process-ticket", "batch-unlearning", "reclaim-leases",
+                           "rebuild-line"}
     (schedule,) = served["reclaim-leases"].schedules
     assert schedule.schedule.interval == timedelta(seconds=45)
+    (rebuild,) = served["rebuild-line"].schedules  # every line due under its GRIN_REBUILD schedule
+    assert rebuild.schedule.interval == timedelta(seconds=600) and served["rebuild-line"].parameters == {"model": "*"}
 
 
 def test_the_reclaimer_starts_a_run_for_each_ticket_it_requeues(
