@@ -73,7 +73,8 @@ def completed_run(prefect_api, pg_admin_url, pg_template, s3_endpoint, memorised
         try:
             request = TicketRequest(subject="author 199", model=f"{model.name}@production",
                                     forget_uris=[forget.uri], keywords_uri=keywords.uri,
-                                    requested_by="dpo@example.org", legal_basis="GDPR Art. 17")
+                                    requested_by="dpo@example.org", legal_basis="GDPR Art. 17",
+                                    hparams={"max_epochs": 15})  # the default method, half its budget
             with sessions(settings).begin() as session:
                 ticket_id = file_request(request, session=session, settings=settings).id
             from prefect.logging.handlers import APILogHandler
