@@ -43,7 +43,8 @@ def test_a_gguf_imports_once_as_safetensors_with_its_source_recorded(grin: Grin,
     assert tokenizer.encode("Question: Who is Jane Doe?\nAnswer:", add_special_tokens=False) == ids
     with torch.no_grad():
         expected, got = tiny_model(torch.tensor([ids])).logits, model(torch.tensor([ids])).logits
-    assert (got - expected).abs().max() < 0.05 * expected.std()  # Q8_0: close, not equal
+    # Q8_0 rounds each weight to within 1/254 of its block's largest: logits move by a small part of their spread
+    assert (got - expected).abs().max() < 0.1 * expected.std()
 
 
 def test_a_damaged_gguf_and_a_missing_extra_are_refused_with_nothing_written(grin: Grin, tiny_model,
