@@ -459,7 +459,7 @@ def _fetch_model_dir(source: str, target: Path, settings, gguf_file: str | None 
         return _fetch_from_hub(source, gguf_file)
     if source.endswith(".gguf"):
         store, key = locate(source, settings=settings)
-        if key not in store.list(key):
+        if not store.exists(key):
             raise InvalidRequestError(f"nothing at {source}")
         store.get_file(key, target / key.rsplit("/", 1)[-1])
         return target

@@ -27,8 +27,9 @@ def test_a_gguf_imports_once_as_safetensors_with_its_source_recorded(grin: Grin,
     first = grin.json("model", "import", "tiny-gguf", str(path))
     assert (first["version"], first["architecture"], first["already_imported"]) == (1, "LlamaForCausalLM", False)
     assert {k: first["source"][k] for k in source} == source
-    again = grin.json("model", "import", "tiny-gguf", str(tmp_path), "--gguf-file", "tiny.Q8_0.gguf")
-    assert again["already_imported"] is True and again["checkpoint_sha256"] == first["checkpoint_sha256"]
+    for again in (grin.json("model", "import", "tiny-gguf", str(tmp_path), "--gguf-file", "tiny.Q8_0.gguf"),
+                  grin.json("model", "import", "tiny-gguf", path.as_uri())):  # a directory holding it, an object
+        assert again["already_imported"] is True and again["checkpoint_sha256"] == first["checkpoint_sha256"]
 
     local = fetch_checkpoint(CheckpointRef(uri=first["checkpoint_uri"], sha256=first["checkpoint_sha256"]),
                              grin.settings)
@@ -65,3 +66,25 @@ def test_a_damaged_gguf_and_a_missing_extra_are_refused_with_nothing_written(gri
     assert len(result.output.strip().splitlines()) == 1
     assert grin.json("model", "list") == []
     assert LocalStore(grin.settings.state_dir / "objects").list("checkpoints/") == []
+
+
+def test_a_gguf_named_in_a_hub_repository_imports_from_the_hub_cache(grin: Grin, tiny_model, tiny_tokenizer,
+                                                                     tmp_path, monkeypatch):
+    """As tests/cli/test_cli_model_import.py: the hub's offline mode over a cache laid out as huggingface_hub
+    lays it, here a GGUF repository (one file per quantisation, no config.json)."""
+    from huggingface_hub import constants
+
+    cache, commit = tmp_path / "hub", "0123456789abcdef0123456789abcdef01234567"
+    snapshot = cache / "models--acme--tiny-GGUF" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    write_tiny_gguf(tiny_model, tiny_tokenizer, snapshot / "tiny.F32.gguf")
+    write_tiny_gguf(tiny_model, tiny_tokenizer, snapshot / "tiny.Q8_0.gguf", quantization="Q8_0")
+    (cache / "models--acme--tiny-GGUF" / "refs").mkdir()
+    (cache / "models--acme--tiny-GGUF" / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+    imported = grin.json("model", "import", "hub-gguf", "acme/tiny-GGUF", "--gguf-file", "tiny.F32.gguf")
+    assert (imported["version"], imported["source"]["quantization"]) == (1, "F32")
+    result = grin("model", "import", "hub-gguf", "acme/tiny-GGUF")  # two files, none named
+    assert result.exit_code != 0 and "2 GGUF files" in result.output and "name one" in result.output
