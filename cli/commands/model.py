@@ -457,6 +457,8 @@ def _fetch_model_dir(source: str, target: Path, settings, gguf_file: str | None 
             raise InvalidRequestError(f"{source} is not a directory, a .gguf file, an s3:// or file:// prefix, "
                                       "or a hub id (owner/name[@revision])")
         return _fetch_from_hub(source, gguf_file)
+    if gguf_file and not source.endswith(".gguf"):  # a prefix of many quantisations: the named one alone
+        source = f"{source.rstrip('/')}/{gguf_file}"
     if source.endswith(".gguf"):
         store, key = locate(source, settings=settings)
         if not store.exists(key):

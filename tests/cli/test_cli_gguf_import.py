@@ -28,7 +28,8 @@ def test_a_gguf_imports_once_as_safetensors_with_its_source_recorded(grin: Grin,
     assert (first["version"], first["architecture"], first["already_imported"]) == (1, "LlamaForCausalLM", False)
     assert {k: first["source"][k] for k in source} == source
     for again in (grin.json("model", "import", "tiny-gguf", str(tmp_path), "--gguf-file", "tiny.Q8_0.gguf"),
-                  grin.json("model", "import", "tiny-gguf", path.as_uri())):  # a directory holding it, an object
+                  grin.json("model", "import", "tiny-gguf", path.as_uri()),  # a directory holding it, an object,
+                  grin.json("model", "import", "tiny-gguf", tmp_path.as_uri(), "--gguf-file", path.name)):  # a prefix
         assert again["already_imported"] is True and again["checkpoint_sha256"] == first["checkpoint_sha256"]
 
     local = fetch_checkpoint(CheckpointRef(uri=first["checkpoint_uri"], sha256=first["checkpoint_sha256"]),
