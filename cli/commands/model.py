@@ -251,7 +251,8 @@ def rebuild(
 def import_model(
     name: Annotated[str, typer.Argument(help="Model line to import into (created if new).")],
     source: Annotated[str, typer.Argument(help="A Hugging Face model directory: a local path, or a file:// or "
-                                               "s3:// prefix (safetensors weights, its own tokenizer).")],
+                                               "s3:// prefix (safetensors weights, its own tokenizer), or a hub id; "
+                                               "or a .gguf file (dequantised; needs the gguf extra).")],
     training_manifest: Annotated[str | None, typer.Option(
         help="QA records the model was trained on (retain sets are sampled from it).")] = None,
     retain: Annotated[str | None, typer.Option(
@@ -264,11 +265,15 @@ def import_model(
         help="The line's prompt: a format string with {question}, or 'chat' (the tokenizer's chat template). "
              "Default: 'Question: {question}\\nAnswer:'.")] = None,
     description: Annotated[str | None, typer.Option(help="What the model is (new lines).")] = None,
+    gguf_file: Annotated[str | None, typer.Option(
+        help="The .gguf file to import from a SOURCE directory, prefix or hub repository holding it "
+             "(a directory holding one .gguf and no safetensors needs no name).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Import a causal LM as the next version of NAME: checked (safetensors only, no fused experts),
     re-saved with a sha256 manifest and the line's prompt template, uploaded content-addressed,
-    registered and aliased production if the line has none. Importing the same content again
+    registered and aliased production if the line has none. A GGUF file is dequantised to safetensors
+    first, and its sha256 and quantisation type are recorded. Importing the same content again
     answers with the version it already is."""
     from infra.errors import InvalidRequestError
     from infra.registry import NAME_PATTERN
@@ -277,13 +282,16 @@ def import_model(
     settings = get_settings()
     if not NAME_PATTERN.match(name):  # first: a refused name must not cost an upload
         raise InvalidRequestError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
+    gguf_file = gguf_file or (source.rstrip("/").rsplit("/", 1)[-1] if source.endswith(".gguf") else None)
+    if gguf_file:  # before any download: the one line that says what to install
+        _require_gguf()
     if training_manifest and retain:
         raise InvalidRequestError("give --training-manifest or --retain, not both")
     # Every data URI through the intake roots, its content checked, before the model is fetched.
     role = "--training-manifest" if training_manifest else "--retain"
     manifest = _qa_records(training_manifest or retain, role, settings) if (training_manifest or retain) else None
     suite = _import_suite(eval_suite, holdout, settings)
-    imported = _imported_checkpoint(source, prompt_template, suite, settings)
+    imported = _imported_checkpoint(source, prompt_template, suite, settings, gguf_file)
     imported["suite_uri"] = _store_suite(suite, settings) if suite else None
     imported["manifest"] = "training" if training_manifest else ("retain" if retain else None)
     summary = _register_import(name, description, imported, manifest)
@@ -293,6 +301,19 @@ def import_model(
         typer.echo(f"{name} version {summary['version']} "
                    f"({'already imported' if summary['already_imported'] else 'imported'}): "
                    f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}")
+        if summary["source"]:
+            typer.echo(f"dequantised from {summary['source']['file']} ({summary['source']['quantization']}, "
+                       f"sha256 {summary['source']['sha256']})")
+
+
+def _require_gguf() -> None:
+    from grin_core.models.gguf_import import GgufImportError, require_gguf
+    from infra.errors import InvalidRequestError
+
+    try:
+        require_gguf()
+    except GgufImportError as exc:
+        raise InvalidRequestError(str(exc)) from None
 
 
 def _qa_records(uri: str, role: str, settings) -> tuple[str, list[dict], str]:
@@ -316,9 +337,11 @@ def _import_suite(eval_suite: str | None, holdout: str | None, settings) -> dict
     return suite
 
 
-def _imported_checkpoint(source: str, prompt_template: str | None, suite: dict[str, Any], settings) -> dict[str, Any]:
-    """Load and check the model, measure the line's non-member MIA level when the suite allows, save it as a
-    grin checkpoint and upload it: {checkpoint, architecture, template, reference}."""
+def _imported_checkpoint(source: str, prompt_template: str | None, suite: dict[str, Any], settings,
+                         gguf_file: str | None = None) -> dict[str, Any]:
+    """Load and check the model (a GGUF file dequantised first), measure the line's non-member MIA level when
+    the suite allows, save it as a grin checkpoint and upload it: {checkpoint, architecture, template,
+    reference, source} (source: what a GGUF import was dequantised from, else None)."""
     import tempfile
 
     from grin_core.data.prompts import line_template, set_line_template
@@ -331,7 +354,10 @@ def _imported_checkpoint(source: str, prompt_template: str | None, suite: dict[s
     from tasks.model_checks import check_importable_directory
 
     with tempfile.TemporaryDirectory(prefix="grin-import-") as tmp:
-        local = _fetch_model_dir(source, Path(tmp) / "source", settings)
+        local = _fetch_model_dir(source, Path(tmp) / "source", settings, gguf_file)
+        origin = _dequantised(local, gguf_file, Path(tmp) / "dequantised", source)
+        if origin is not None:
+            local = Path(tmp) / "dequantised"
         check_importable_directory(local, source)  # pickles, headers, every tensor, the tokenizer
         try:
             model, tokenizer = load_importable(local)
@@ -344,10 +370,25 @@ def _imported_checkpoint(source: str, prompt_template: str | None, suite: dict[s
                      if suite.get("calibration") and suite.get("holdout") else None)
         out = Path(tmp) / "checkpoint"
         architecture, template = type(model).__name__, line_template(tokenizer)
-        save_checkpoint(model, tokenizer, out, card_info={"method": "imported"},
+        card = {"method": "imported", **({"source": origin} if origin else {})}
+        save_checkpoint(model, tokenizer, out, card_info=card,
                         grin_config={"imported": True, "prompt_template": template, "architecture": architecture})
         checkpoint = upload_checkpoint(out, open_store(settings))
-    return {"checkpoint": checkpoint, "architecture": architecture, "template": template, "reference": reference}
+    return {"checkpoint": checkpoint, "architecture": architecture, "template": template, "reference": reference,
+            "source": origin}
+
+
+def _dequantised(local: Path, gguf_file: str | None, out: Path, source: str) -> dict[str, Any] | None:
+    """When the source is a GGUF file: dequantise it to a safetensors directory at `out` and return what it
+    was (`GgufSource.as_dict`); None for an ordinary model directory."""
+    from grin_core.models.gguf_import import GgufImportError, dequantise, gguf_in
+    from infra.errors import InvalidRequestError
+
+    try:
+        path = gguf_in(local, gguf_file)
+        return dequantise(path, out).as_dict() if path is not None else None
+    except GgufImportError as exc:
+        raise InvalidRequestError(f"cannot import {source}: {exc}") from None
 
 
 def _store_suite(suite: dict[str, Any], settings) -> str:
@@ -374,9 +415,10 @@ def _register_import(name: str, description: str | None, imported: dict[str, Any
                                  gate_policy={"mia_reference_auc": reference} if reference is not None else None)
         version = registry.find_registered(name, checkpoint.sha256, session=session)
         existed = version is not None
-        if version is None:
+        if version is None:  # hparams: the registry row, and the audit record of the version
             hparams = {"imported": True, "architecture": imported["architecture"],
-                       "prompt_template": imported["template"], "manifest": imported["manifest"]}
+                       "prompt_template": imported["template"], "manifest": imported["manifest"],
+                       **({"source": imported["source"]} if imported["source"] else {})}
             new = NewVersion(checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
                              training_manifest_uri=manifest[0] if manifest else None,
                              training_manifest_sha256=manifest[2] if manifest else None,
@@ -387,7 +429,8 @@ def _register_import(name: str, description: str | None, imported: dict[str, Any
                 "checkpoint_sha256": version.checkpoint_sha256, "architecture": imported["architecture"],
                 "prompt_template": imported["template"], "already_imported": existed,
                 "manifest_records": len(manifest[1]) if manifest else None,
-                "eval_suite_uri": version.eval_suite_uri, "mia_reference_auc": reference}
+                "eval_suite_uri": version.eval_suite_uri, "mia_reference_auc": reference,
+                "source": (version.hparams or {}).get("source")}
 
 
 # A hub id, `owner/name` with an optional `@revision`, as `from_pretrained` takes it.
@@ -397,9 +440,10 @@ HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
 
 
-def _fetch_model_dir(source: str, target: Path, settings) -> Path:
-    """A local directory holding the model: the path itself, a copy of a file:// / s3:// prefix, or
-    a hub id's snapshot (huggingface_hub: its cache first, the network where it is reachable)."""
+def _fetch_model_dir(source: str, target: Path, settings, gguf_file: str | None = None) -> Path:
+    """A local directory holding the model: the path itself (a .gguf file's folder), a copy of a file:// /
+    s3:// prefix or of one .gguf object, or a hub id's snapshot (huggingface_hub: its cache first, the
+    network where it is reachable; only `gguf_file` of it when that is named)."""
     from infra.errors import InvalidRequestError
     from infra.storage import locate
 
@@ -407,10 +451,20 @@ def _fetch_model_dir(source: str, target: Path, settings) -> Path:
         path = Path(source)
         if path.is_dir():
             return path
+        if path.is_file() and path.suffix == ".gguf":
+            return path.parent  # the import reads only the named file of it
         if path.exists() or not HUB_ID.match(source):
-            raise InvalidRequestError(f"{source} is not a directory, an s3:// or file:// prefix, "
+            raise InvalidRequestError(f"{source} is not a directory, a .gguf file, an s3:// or file:// prefix, "
                                       "or a hub id (owner/name[@revision])")
-        return _fetch_from_hub(source)
+        return _fetch_from_hub(source, gguf_file)
+    if gguf_file and not source.endswith(".gguf"):  # a prefix of many quantisations: the named one alone
+        source = f"{source.rstrip('/')}/{gguf_file}"
+    if source.endswith(".gguf"):
+        store, key = locate(source, settings=settings)
+        if not store.exists(key):
+            raise InvalidRequestError(f"nothing at {source}")
+        store.get_file(key, target / key.rsplit("/", 1)[-1])
+        return target
     store, prefix = locate(source.rstrip("/") + "/", settings=settings)
     keys = store.list(prefix)
     if not keys:
@@ -422,7 +476,7 @@ def _fetch_model_dir(source: str, target: Path, settings) -> Path:
     return target
 
 
-def _fetch_from_hub(source: str) -> Path:
+def _fetch_from_hub(source: str, gguf_file: str | None = None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -431,7 +485,9 @@ def _fetch_from_hub(source: str) -> Path:
     repo_id, _, revision = source.partition("@")
     try:
         # Into the hub cache (HF_HUB_CACHE), where an offline machine finds what was fetched before.
-        return Path(snapshot_download(repo_id, revision=revision or None, allow_patterns=HUB_FILES))
+        # A GGUF repository holds many quantisations of one model: fetch the named one alone.
+        patterns = [gguf_file] if gguf_file else HUB_FILES
+        return Path(snapshot_download(repo_id, revision=revision or None, allow_patterns=patterns))
     except LocalEntryNotFoundError:
         raise InvalidRequestError(f"cannot fetch {source}: the hub is not reachable from here and the model "
                                   "is not in the local hub cache; download it and import its directory") from None
