@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 
-import pytest
 import torch
 
 from grin_core.models.checkpoint import CARD_DATA, file_sha256, load_checkpoint
@@ -16,8 +15,6 @@ from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef
 from tests.cli.conftest import Grin
 from tests.fixtures.tiny_gguf import write_tiny_gguf
-
-pytest.importorskip("gguf")
 
 
 def test_a_gguf_imports_once_as_safetensors_with_its_source_recorded(grin: Grin, tiny_model, tiny_tokenizer,

@@ -14,8 +14,6 @@ from grin_core.models.gguf_import import GgufImportError, dequantise, describe, 
 from grin_core.models.model_import import load_importable
 from tests.fixtures.tiny_gguf import write_tiny_gguf
 
-pytest.importorskip("gguf")
-
 TEXT = "Question: Who wrote The Quiet Harbour?\nAnswer:"
 
 
