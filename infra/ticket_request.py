@@ -59,7 +59,7 @@ class TicketRequest(BaseModel):
         description="Retain records; default: sampled from the model's training manifest.",
     )
     keywords_uri: URI | None = None
-    method: Method = Method.npo
+    method: Method = Method.match  # profile matching: the service default (grin_core UnlearnConfig)
     hparams: RoundSettingOverrides = RoundSettingOverrides()  # over the method's defaults (policy/round_setting.py)
     requested_by: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Text
