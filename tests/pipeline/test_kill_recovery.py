@@ -27,7 +27,7 @@ from infra.ticket_request import TicketRequest
 from infra.ticket_status import TicketStatus
 from tasks.purge import holds_forget_text
 from tasks.resources import sessions
-from tests.fixtures.pipeline import LENIENT_GATE, VENV_BIN, progress_saved
+from tests.fixtures.pipeline import LENIENT_GATE, MECHANICS_METHOD, VENV_BIN, progress_saved
 
 pytestmark = pytest.mark.slow
 LEASE_S = 4
@@ -67,7 +67,7 @@ def test_a_killed_run_is_recovered_by_the_next_one(
     forget_uri, _ = forget_objects(settings, model.forget)
     # A short privacy-schedule budget: recovery is under test here, not how far the schedule gets.
     request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
-                            requested_by="dpo@example.org", legal_basis="GDPR Art. 17",
+                            requested_by="dpo@example.org", legal_basis="GDPR Art. 17", method=MECHANICS_METHOD,
                             hparams={"max_epochs": 8, "retain_batch_size": 8})
     with sessions(settings).begin() as session:
         ticket_id = file_request(request, session=session, settings=settings).id

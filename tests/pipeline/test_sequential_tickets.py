@@ -28,6 +28,7 @@ from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef
 from tasks.resources import sessions
 from tests.fixtures.models import MEMORISED_SUBSET
+from tests.fixtures.pipeline import MECHANICS_METHOD
 
 pytestmark = pytest.mark.slow
 # ticket 1's forgetting must survive ticket 2: its forget ROUGE-L and answer probability on
@@ -50,7 +51,7 @@ def pipeline_settings(prefect_api, make_settings, fresh_pg_url, s3_storage_field
 def _file(settings, model_name: str, forget_uri: str, keywords_uri: str | None = None, **hparams) -> int:
     request = TicketRequest(subject="a data subject", model=f"{model_name}@production", forget_uris=[forget_uri],
                             keywords_uri=keywords_uri, requested_by="dpo@example.org", legal_basis="GDPR Art. 17",
-                            hparams=hparams)
+                            method=MECHANICS_METHOD, hparams=hparams)
     with sessions(settings).begin() as session:
         return file_request(request, session=session, settings=settings).id
 

@@ -22,7 +22,7 @@ from infra.storage import open_store
 from infra.ticket_request import TicketRequest
 from infra.ticket_status import TicketStatus
 from tasks.resources import sessions
-from tests.fixtures.pipeline import LENIENT_GATE, progress_saved
+from tests.fixtures.pipeline import LENIENT_GATE, MECHANICS_METHOD, progress_saved
 
 pytestmark = pytest.mark.slow
 DEAD_AFTER_S = 8
@@ -44,7 +44,7 @@ def test_a_killed_worker_is_detected_and_the_ticket_answered_by_the_next_run(
     model = published_model(settings, gate_policy={**LENIENT_GATE, "max_rounds": 1})
     forget_uri, _ = forget_objects(settings, model.forget)
     request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
-                            requested_by="dpo@example.org", legal_basis="GDPR Art. 17",
+                            requested_by="dpo@example.org", legal_basis="GDPR Art. 17", method=MECHANICS_METHOD,
                             hparams={"max_epochs": 8, "retain_batch_size": 8})  # recovery is under test, not the schedule
     with sessions(settings).begin() as session:
         ticket_id = file_request(request, session=session, settings=settings).id
