@@ -31,9 +31,10 @@ demo: venv
 	$(VENV)/bin/grin demo --json .grin/demo.json
 
 # ruff check with the rules of pyproject.toml (and the layers' banned imports in grin_core/, policy/,
-# infra/, tasks/, flows/ ruff.toml). Formatting is not checked yet.
+# infra/, tasks/, flows/ ruff.toml), and ruff's formatting (`ruff format .` rewrites it).
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The whole suite, slow tests included (CI runs this), after the lint.
 test: lint postgres

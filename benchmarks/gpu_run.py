@@ -57,16 +57,35 @@ class Child:
 
 def _common(args: argparse.Namespace, methods: str | None = None) -> list[str]:
     """A child's settings: the run's, with its own methods if given."""
-    return ["--recipe", args.recipe, "--authors", str(args.authors), "--data", str(args.data),
-            "--cache", str(args.cache), "--seed", str(args.seed), "--methods", methods or args.methods]
+    return [
+        "--recipe",
+        args.recipe,
+        "--authors",
+        str(args.authors),
+        "--data",
+        str(args.data),
+        "--cache",
+        str(args.cache),
+        "--seed",
+        str(args.seed),
+        "--methods",
+        methods or args.methods,
+    ]
 
 
 def _bench_config(args: argparse.Namespace, split: str):
     from benchmarks.tofu_config import BenchConfig
 
-    return BenchConfig(split=split, authors=args.authors, recipe=args.recipe, seed=args.seed, data_dir=args.data,
-                       cache_dir=args.cache, methods=tuple(m for m in args.methods.split(",") if m),
-                       resume_dir=Path(args.work) / f"parts_{split}")
+    return BenchConfig(
+        split=split,
+        authors=args.authors,
+        recipe=args.recipe,
+        seed=args.seed,
+        data_dir=args.data,
+        cache_dir=args.cache,
+        methods=tuple(m for m in args.methods.split(",") if m),
+        resume_dir=Path(args.work) / f"parts_{split}",
+    )
 
 
 def _reported(work: Path, split: str, methods: list[str]) -> bool:
@@ -107,8 +126,14 @@ def _start(child: Child, env: dict) -> None:
     # a rerun appends to the earlier run's log; only the new lines are relayed
     child.printed = len(child.log.read_text(errors="replace").splitlines()) if child.log.is_file() else 0
     with child.log.open("a") as out:
-        child.process = subprocess.Popen([sys.executable, "-m", "benchmarks.gpu_run", *child.args], stdout=out,
-                                         stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT, start_new_session=True)
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.gpu_run", *child.args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
 
 
 def _run_all(children: list[Child], deadline: float, started: float, at_once: int) -> None:
@@ -129,7 +154,7 @@ def _run_all(children: list[Child], deadline: float, started: float, at_once: in
         for child in running:
             rc = child.process.poll()  # before the read: an exited child's lines are all in its log
             lines = child.log.read_text(errors="replace").splitlines()
-            for line in lines[child.printed:]:
+            for line in lines[child.printed :]:
                 if line.strip() and not any(quiet in line for quiet in QUIET):
                     print(f"[{time.monotonic() - started:6.0f} s] {child.name}: {line[:300]}", flush=True)
             child.printed = len(lines)
@@ -160,20 +185,29 @@ class _Phases:
             self.phases[name] = {"seconds": 0.0, "children": {}}
             return batch
         t0 = time.monotonic()
-        _log(f"[{t0 - self.started:6.0f} s] {name}: {len(batch)} process(es): {', '.join(c.name for c in batch)} "
-             f"({max(0.0, until - t0):.0f} s left)")
+        _log(
+            f"[{t0 - self.started:6.0f} s] {name}: {len(batch)} process(es): {', '.join(c.name for c in batch)} "
+            f"({max(0.0, until - t0):.0f} s left)"
+        )
         _run_all(batch, until, self.started, self.args.at_once)
-        self.phases[name] = {"seconds": round(time.monotonic() - t0, 1), "processes": len(batch),
-                             "at_once": min(self.args.at_once, len(batch)),
-                             "children": {c.name: c.result for c in batch}}
+        self.phases[name] = {
+            "seconds": round(time.monotonic() - t0, 1),
+            "processes": len(batch),
+            "at_once": min(self.args.at_once, len(batch)),
+            "children": {c.name: c.result for c in batch},
+        }
         return batch
 
     def children(self, role: str, runs, *extra: str) -> list[Child]:
         """A bench child per (split, methods, tag): named "role split [tag]", a log each."""
-        return [Child(" ".join(filter(None, [role, split, tag])),
-                      ["bench", "--split", split, "--work", str(self.work), *_common(self.args, methods), *extra],
-                      self.work / ("_".join(filter(None, [role, split, tag])) + ".log"))
-                for split, methods, tag in runs]
+        return [
+            Child(
+                " ".join(filter(None, [role, split, tag])),
+                ["bench", "--split", split, "--work", str(self.work), *_common(self.args, methods), *extra],
+                self.work / ("_".join(filter(None, [role, split, tag])) + ".log"),
+            )
+            for split, methods, tag in runs
+        ]
 
 
 def _failures(batch: list[Child], split: str) -> dict[str, str]:
@@ -209,14 +243,19 @@ def orchestrate(args: argparse.Namespace) -> int:
     missing: dict[str, str] = {}  # split -> why it has no report
     lost: dict[str, dict[str, str]] = {}  # split -> method -> why its report lacks it
     # The target is the same model for every split (all authors): trained once, by the first split's child.
-    trains = [Child(f"train {s} {m}", ["train", "--model", m, "--split", s, "--work", str(work),
-                                       *_common(args, "retrain")],
-                    work / f"train_{m}_{s}.log")
-              for m, s in [("target", splits[0]), *(("retrain", s) for s in todo)]]
+    trains = [
+        Child(
+            f"train {s} {m}",
+            ["train", "--model", m, "--split", s, "--work", str(work), *_common(args, "retrain")],
+            work / f"train_{m}_{s}.log",
+        )
+        for m, s in [("target", splits[0]), *(("retrain", s) for s in todo)]
+    ]
     run.run("train", trains, deadline)
     if any(c.result != "ok" for c in trains):
-        missing.update({s: "train: " + "; ".join(f"{c.name} {c.result}" for c in trains if c.result != "ok")
-                        for s in todo})
+        missing.update(
+            {s: "train: " + "; ".join(f"{c.name} {c.result}" for c in trains if c.result != "ok") for s in todo}
+        )
         todo = []
     # Per split the retrained model's and the target's evaluation: every method needs both.
     evaluations = run.run("evaluate", run.children("evaluate", [(s, "retrain", None) for s in todo]), deadline)
@@ -227,8 +266,11 @@ def orchestrate(args: argparse.Namespace) -> int:
     # A process per split and method; the report phase keeps time to write what they finished.
     methods = [m for m in requested if m != "retrain"]
     # the largest split's first: its runs are the longest, so they start in the first wave
-    ran = run.run("methods", run.children("unlearn", [(s, m, m) for s in sorted(todo, reverse=True) for m in methods]),
-                  deadline - REPORT_RESERVE_S)
+    ran = run.run(
+        "methods",
+        run.children("unlearn", [(s, m, m) for s in sorted(todo, reverse=True) for m in methods]),
+        deadline - REPORT_RESERVE_S,
+    )
     reports = []
     for split in todo:
         lost[split] = {name.split()[2]: why for name, why in _failures(ran, split).items()}
@@ -244,29 +286,45 @@ def orchestrate(args: argparse.Namespace) -> int:
     return _finish(run, out, splits, missing, lost)
 
 
-def _finish(run: _Phases, out: Path, splits: list[str], missing: dict[str, str],
-            lost: dict[str, dict[str, str]]) -> int:
+def _finish(
+    run: _Phases, out: Path, splits: list[str], missing: dict[str, str], lost: dict[str, dict[str, str]]
+) -> int:
     """Keep every child's log, say what is missing; the exit status (1 failed, INCOMPLETE, 0)."""
     # every child's whole log (the last 200 kB of each), for what the console left out
-    (out / "children.log").write_text("".join(f"==> {c.name}\n{c.log.read_text(errors='replace')[-200_000:]}\n"
-                                              for c in run.launched if c.log.is_file()))
+    (out / "children.log").write_text(
+        "".join(
+            f"==> {c.name}\n{c.log.read_text(errors='replace')[-200_000:]}\n" for c in run.launched if c.log.is_file()
+        )
+    )
     failed = [c for c in run.launched if c.result and c.result.startswith("failed")]
     for child in failed:
         _log(f"{child.name} {child.result}; its log: {child.log}")
     lost = {split: methods for split, methods in lost.items() if methods}
-    _log(f"done in {time.monotonic() - run.started:.0f} s: {len(splits) - len(missing)}/{len(splits)} splits reported"
-         + (f"; missing {missing}" if missing else "") + (f"; methods lost {lost}" if lost else ""))
+    _log(
+        f"done in {time.monotonic() - run.started:.0f} s: {len(splits) - len(missing)}/{len(splits)} splits reported"
+        + (f"; missing {missing}" if missing else "")
+        + (f"; methods lost {lost}" if lost else "")
+    )
     return 1 if failed else INCOMPLETE if missing or lost else 0
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_run", description=__doc__.splitlines()[0])
-    parser.add_argument("role", nargs="?", default="run", choices=("run", "train", "bench"),
-                        help="run (default) orchestrates; train and bench are its child processes")
+    parser.add_argument(
+        "role",
+        nargs="?",
+        default="run",
+        choices=("run", "train", "bench"),
+        help="run (default) orchestrates; train and bench are its child processes",
+    )
     parser.add_argument("--data", type=Path, required=True, help="the TOFU files")
     parser.add_argument("--out", type=Path, help="where the report, table and figures go (run)")
-    parser.add_argument("--work", type=Path, default=REPO_ROOT / ".grin" / "gpu_run",
-                        help="finished splits and child logs; a rerun with the same folder resumes")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=REPO_ROOT / ".grin" / "gpu_run",
+        help="finished splits and child logs; a rerun with the same folder resumes",
+    )
     parser.add_argument("--cache", type=Path, default=REPO_ROOT / ".grin" / "cache" / "models")
     parser.add_argument("--recipe", default="gpu")
     parser.add_argument("--authors", type=int, default=200)
@@ -274,8 +332,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget-s", type=float, default=400.0, help="the whole run's deadline, seconds")
-    parser.add_argument("--at-once", type=int, default=os.cpu_count() or 1,
-                        help="child processes at a time (default: one per core)")
+    parser.add_argument(
+        "--at-once", type=int, default=os.cpu_count() or 1, help="child processes at a time (default: one per core)"
+    )
     parser.add_argument("--split", help="(train, bench) the split")
     parser.add_argument("--model", choices=("target", "retrain"), help="(train) which model")
     parser.add_argument("--report", action="store_true", help="(bench) write the split's report")

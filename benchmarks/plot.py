@@ -57,11 +57,27 @@ def _scatter_models(ax, report: dict, y: str) -> None:
                 if seed_xy is not None:
                     ax.scatter(*seed_xy, s=30, c=colour, marker=marker, alpha=0.35, zorder=2, linewidths=0)
             std = entry.get("std", {})
-            ax.errorbar(*xy, xerr=std.get("model_utility", 0), yerr=std.get(y, 0) if y != "forget_quality" else None,
-                        fmt="none", ecolor=colour, elinewidth=1, capsize=3, zorder=2)
+            ax.errorbar(
+                *xy,
+                xerr=std.get("model_utility", 0),
+                yerr=std.get(y, 0) if y != "forget_quality" else None,
+                fmt="none",
+                ecolor=colour,
+                elinewidth=1,
+                capsize=3,
+                zorder=2,
+            )
         label = name + (f" (mean, {len(runs)} seeds)" if len(runs) > 1 else "")
-        ax.scatter(*xy, s=160 if marker == "*" else 70, c=colour, marker=marker, label=label, zorder=3,
-                   edgecolors="white", linewidths=0.6)
+        ax.scatter(
+            *xy,
+            s=160 if marker == "*" else 70,
+            c=colour,
+            marker=marker,
+            label=label,
+            zorder=3,
+            edgecolors="white",
+            linewidths=0.6,
+        )
 
 
 def plot_report(report: dict, path: str | Path) -> Path:
@@ -73,8 +89,7 @@ def plot_report(report: dict, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (quality_ax, leak_ax, cost_ax) = plt.subplots(1, 3, figsize=(16, 4.6),
-                                                       gridspec_kw={"width_ratios": [3, 3, 2]})
+    fig, (quality_ax, leak_ax, cost_ax) = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [3, 3, 2]})
 
     _scatter_models(quality_ax, report, "forget_quality")
     for param, runs in report.get("sweeps", {}).items():
@@ -82,8 +97,9 @@ def plot_report(report: dict, path: str | Path) -> Path:
             xy = _point(entry["metrics"])
             if xy is not None:
                 quality_ax.scatter(*xy, s=18, c="#7f7f7f", zorder=2)
-                quality_ax.annotate(f"{param}={value}", xy, textcoords="offset points", xytext=(4, 3),
-                                    fontsize=7, color="#555555")
+                quality_ax.annotate(
+                    f"{param}={value}", xy, textcoords="offset points", xytext=(4, 3), fontsize=7, color="#555555"
+                )
     quality_ax.set_yscale("log")
     quality_ax.set_xlabel("model utility")
     quality_ax.set_ylabel("forget quality (KS p-value vs retrained, log)")
@@ -98,8 +114,9 @@ def plot_report(report: dict, path: str | Path) -> Path:
     leak_ax.set_ylabel("PrivLeak, % (Min-K% MIA; 0 = retrained)")
     leak_ax.grid(True, which="major", alpha=0.3)
     reference = report["retrain"]["metrics"].get("mia_mink_auc")
-    leak_ax.set_title("privacy" + (f" (retrained Min-K% AUC {reference:.3f})" if reference is not None else ""),
-                      fontsize=10)
+    leak_ax.set_title(
+        "privacy" + (f" (retrained Min-K% AUC {reference:.3f})" if reference is not None else ""), fontsize=10
+    )
 
     costs = [(name, entry["wall_s"]) for name, entry in report["methods"].items() if entry.get("wall_s")]
     if "retrain" not in report["methods"] and report["retrain"].get("train_s"):
@@ -108,8 +125,9 @@ def plot_report(report: dict, path: str | Path) -> Path:
         names, seconds = zip(*costs)
         colours = [STYLE.get(n, ("#7f7f7f", "o"))[0] for n in names]
         bars = cost_ax.barh(names, seconds, color=colours)
-        cost_ax.bar_label(bars, labels=[f"{s:.0f} s" if s >= 10 else f"{s:.1f} s" for s in seconds], fontsize=8,
-                          padding=2)
+        cost_ax.bar_label(
+            bars, labels=[f"{s:.0f} s" if s >= 10 else f"{s:.1f} s" for s in seconds], fontsize=8, padding=2
+        )
         cost_ax.set_xscale("log")
         cost_ax.set_xlim(min(seconds) / 2, max(seconds) * 6)
         cost_ax.invert_yaxis()
@@ -123,9 +141,11 @@ def plot_report(report: dict, path: str | Path) -> Path:
 
 CURVES = (SEEDED_METHOD, "grin-npo", "npo")  # the methods whose per-epoch probes are drawn
 SEED_LINESTYLES = ("-", "--", "-.", ":")
-CURVE_PANELS = (("mia_auc", "forget-vs-holdout loss-MIA AUC", False),
-                ("forget_prob", "forget answer probability (per token, log)", True),
-                ("retain_prob", "retain answer probability (per token)", False))
+CURVE_PANELS = (
+    ("mia_auc", "forget-vs-holdout loss-MIA AUC", False),
+    ("forget_prob", "forget answer probability (per token, log)", True),
+    ("retain_prob", "retain answer probability (per token)", False),
+)
 
 
 def _curve_runs(report: dict) -> list[tuple[str, str, list[dict]]]:
@@ -166,8 +186,13 @@ def plot_curves(report: dict, path: str | Path) -> Path:
                 ax.axhline(calibration["auc"], color="#2ca02c", linewidth=1, label="non-member AUC (calibrated)")
         reference = retrained.get(key) if key in ("mia_auc", "forget_prob") else None
         if reference is not None:
-            ax.axhline(max(reference, FLOOR) if log else reference, color="#2ca02c", linestyle="--", linewidth=1,
-                       label="retrained model")
+            ax.axhline(
+                max(reference, FLOOR) if log else reference,
+                color="#2ca02c",
+                linestyle="--",
+                linewidth=1,
+                label="retrained model",
+            )
         for index, (name, run_label, probes) in enumerate(_curve_runs(report)):
             colour, marker = STYLE.get(name, ("#7f7f7f", "o"))
             linestyle = SEED_LINESTYLES[index % len(SEED_LINESTYLES)] if name == SEEDED_METHOD else "-"
@@ -178,8 +203,15 @@ def plot_curves(report: dict, path: str | Path) -> Path:
             ys = [max(y, FLOOR) if log else y for _, y, _ in points]
             ax.plot(xs, ys, color=colour, alpha=0.8, linewidth=1.2, linestyle=linestyle, label=run_label)
             for x, y, (_, _, phase) in zip(xs, ys, points):
-                ax.scatter(x, y, s=22, marker=marker, zorder=3, edgecolors=colour,
-                           facecolors="none" if phase == "repair" else colour)
+                ax.scatter(
+                    x,
+                    y,
+                    s=22,
+                    marker=marker,
+                    zorder=3,
+                    edgecolors=colour,
+                    facecolors="none" if phase == "repair" else colour,
+                )
             if key == "forget_prob":
                 holdout = [(p["epoch"], p["holdout_prob"]) for p in probes if p.get("holdout_prob") is not None]
                 if holdout:

@@ -87,10 +87,7 @@ def run(url: str, *, tickets: int = 200, workers: int = 8) -> dict[str, Any]:
     # run in the parent (a test session) its events worker's hook fails in the child, exit code 1.
     context = mp.get_context("spawn")
     ready, results = context.Barrier(workers + 1), context.Queue()
-    processes = [
-        context.Process(target=_claimer, args=(url, f"claimer-{n}", ready, results))
-        for n in range(workers)
-    ]
+    processes = [context.Process(target=_claimer, args=(url, f"claimer-{n}", ready, results)) for n in range(workers)]
     for process in processes:
         process.start()
     ready.wait()
@@ -107,9 +104,7 @@ def run(url: str, *, tickets: int = 200, workers: int = 8) -> dict[str, Any]:
                 select(func.count()).select_from(Ticket).where(Ticket.status == TicketStatus.queued)
             )
             claim_records = session.scalar(
-                select(func.count())
-                .select_from(AuditRecord)
-                .where(AuditRecord.payload["to"].as_string() == "claimed")
+                select(func.count()).select_from(AuditRecord).where(AuditRecord.payload["to"].as_string() == "claimed")
             )
             chain = audit.verify(session=session)
     finally:
@@ -133,15 +128,11 @@ def run(url: str, *, tickets: int = 200, workers: int = 8) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL, help="a PostgreSQL superuser URL")
-    parser.add_argument(
-        "--json", dest="json_path", help="also write the result as JSON to this file"
-    )
+    parser.add_argument("--json", dest="json_path", help="also write the result as JSON to this file")
     args = parser.parse_args()
 
     from infra.db.migrate import upgrade

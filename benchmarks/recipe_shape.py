@@ -61,12 +61,25 @@ def main(argv: list[str] | None = None) -> None:
             if logs and "loss" in logs:
                 emit({"epoch": round(state.epoch, 2), "loss": logs["loss"], "t": round(time.time(), 1)})
 
-    emit({"recipe": args.recipe, "records": len(records), "model": model_config.to_dict(),
-          "train": train_config.to_dict()})
+    emit(
+        {
+            "recipe": args.recipe,
+            "records": len(records),
+            "model": model_config.to_dict(),
+            "train": train_config.to_dict(),
+        }
+    )
     started = time.perf_counter()
     result = train_model(records, model_config, train_config, progress=False, callbacks=[EachEpoch()])
-    emit({"done": True, "epochs": len(result.history), "final_loss": result.history[-1]["loss"],
-          "params": sum(p.numel() for p in result.model.parameters()), "wall_s": round(time.perf_counter() - started)})
+    emit(
+        {
+            "done": True,
+            "epochs": len(result.history),
+            "final_loss": result.history[-1]["loss"],
+            "params": sum(p.numel() for p in result.model.parameters()),
+            "wall_s": round(time.perf_counter() - started),
+        }
+    )
 
 
 if __name__ == "__main__":

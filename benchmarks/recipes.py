@@ -29,10 +29,16 @@ class Recipe:
 
 # run_probes as the benchmark runs them: best-of-8 at temperature 1, int8 and int4, relearning 10 steps on half
 # the forget set (lr 1e-3); the seed is the run's, so every model relearns the same half.
-PROBE_DEFAULTS = {"num_samples": 8, "temperature": 1.0, "bits": (8, 4), "relearn_steps": 10, "relearn_lr": 1e-3,
-                  "max_new_tokens": None,
-                  # the relearning sweep every model (the retrained one too) is attacked with: steps x lr
-                  "relearn_sweep": ((10, 1e-3), (50, 1e-3), (10, 3e-4), (50, 3e-4))}
+PROBE_DEFAULTS = {
+    "num_samples": 8,
+    "temperature": 1.0,
+    "bits": (8, 4),
+    "relearn_steps": 10,
+    "relearn_lr": 1e-3,
+    "max_new_tokens": None,
+    # the relearning sweep every model (the retrained one too) is attacked with: steps x lr
+    "relearn_sweep": ((10, 1e-3), (50, 1e-3), (10, 3e-4), (50, 3e-4)),
+}
 
 
 RECIPES = {
@@ -54,15 +60,16 @@ RECIPES = {
     # retain_perturbed set. Not yet confirmed on a device.
     "gpu": Recipe(
         model={"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 8, "num_attention_heads": 8},
-        train={"max_epochs": 100, "lr": 1e-3, "warmup_steps": 100, "batch_size": 64, "vocab_size": 4096,
-               "bf16": True},
+        train={"max_epochs": 100, "lr": 1e-3, "warmup_steps": 100, "batch_size": 64, "vocab_size": 4096, "bf16": True},
         eval_retain=400,
     ),
     # The test's recipe: a few seconds per model; numbers are meaningless, the plumbing is not.
     "tiny": Recipe(
         model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
         train={"max_epochs": 2, "stop_loss": None, "batch_size": 8, "warmup_steps": 2, "vocab_size": 512},
-        n_general=4, eval_retain=8, eval_calibration=20,
+        n_general=4,
+        eval_retain=8,
+        eval_calibration=20,
         probes={"num_samples": 2, "relearn_steps": 2, "max_new_tokens": 24, "relearn_sweep": ((2, 1e-3),)},
     ),
 }

@@ -35,8 +35,15 @@ def train_flops(lengths: Iterable[int], n_params: int, n_layers: int, hidden: in
     return float(sum(6 * n_params * t + 12 * n_layers * hidden * t * t for t in lengths))
 
 
-def training_throughput(history: Sequence[Mapping], lengths: Sequence[int], n_params: int, n_layers: int,
-                        hidden: int, device_name: str, batch_size: int | None = None) -> dict:
+def training_throughput(
+    history: Sequence[Mapping],
+    lengths: Sequence[int],
+    n_params: int,
+    n_layers: int,
+    hidden: int,
+    device_name: str,
+    batch_size: int | None = None,
+) -> dict:
     """Tokens/s and MFU of a training run from its per-epoch seconds (`train_model`'s history).
 
     The median epoch after the first: the first pays kernel loading and allocator warm-up."""

@@ -77,15 +77,27 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     target_dir, target = bench.train("target", bench.data.train)
     retrain_dir, retrain = bench.train("retrain", bench.data.retrain)
 
-    memo = Memo(config.resume_dir, {
-        "code": source_digest(), "split": config.split, "authors": config.authors, "recipe": config.recipe,
-        "seed": config.seed, "probes": config.probes, "target": target_dir.name, "retrain": retrain_dir.name}, log)
+    memo = Memo(
+        config.resume_dir,
+        {
+            "code": source_digest(),
+            "split": config.split,
+            "authors": config.authors,
+            "recipe": config.recipe,
+            "seed": config.seed,
+            "probes": config.probes,
+            "target": target_dir.name,
+            "retrain": retrain_dir.name,
+        },
+        log,
+    )
     retrain.update(memo.run("retrain", {}, partial(_evaluate_retrain, bench, retrain_dir)))
     bench.retrained_ratios = retrain.pop("forget_truth_ratios")
     bench.reference_auc = retrain["metrics"].get("mia_mink_auc")
     bench.retrain_relearn = {k: v for k, v in retrain.get("robustness", {}).items() if k.startswith("relearn_")}
-    target.update(memo.run("target", {}, partial(_evaluate_target, bench, target_dir,
-                                                 retrain["metrics"].get("mia_auc"))))
+    target.update(
+        memo.run("target", {}, partial(_evaluate_target, bench, target_dir, retrain["metrics"].get("mia_auc")))
+    )
     calibration = target.pop("calibration")
     bench.target_auc = calibration["auc"]
 
@@ -97,8 +109,12 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     for param, values in config.sweeps.items():
         for value in values:
             label = f"{SEEDED_METHOD} {param}={value:g}"
-            entry = unlearn(label, config.method_config(SEEDED_METHOD, **{SWEEPS[param]: value}),
-                            steer=config.steers(SEEDED_METHOD), probes=False)
+            entry = unlearn(
+                label,
+                config.method_config(SEEDED_METHOD, **{SWEEPS[param]: value}),
+                steer=config.steers(SEEDED_METHOD),
+                probes=False,
+            )
             sweeps.setdefault(param, {})[f"{value:g}"] = entry
 
     report = {
@@ -155,15 +171,27 @@ def _evaluate_target(bench: TofuBench, target_dir: Path, retrain_mia_auc: float 
     return part
 
 
-def _unlearn(memo: Memo, bench: TofuBench, target_dir: Path, label: str, unlearn_config, steer: bool,
-             probes: bool = True) -> dict:
+def _unlearn(
+    memo: Memo, bench: TofuBench, target_dir: Path, label: str, unlearn_config, steer: bool, probes: bool = True
+) -> dict:
     """One unlearning run of the target, kept by `memo`."""
-    return memo.run(label, {"config": unlearn_config.to_dict(), "steer": steer, "probes": probes},
-                    lambda: bench.unlearn(label, target_dir, unlearn_config, steer=steer, probes=probes))
+    return memo.run(
+        label,
+        {"config": unlearn_config.to_dict(), "steer": steer, "probes": probes},
+        lambda: bench.unlearn(label, target_dir, unlearn_config, steer=steer, probes=probes),
+    )
 
 
-def _run_methods(bench: TofuBench, unlearn, memo: Memo, target_dir: Path, retrain_dir: Path, target: dict,
-                 retrain: dict, seeds: list[int]) -> dict[str, dict]:
+def _run_methods(
+    bench: TofuBench,
+    unlearn,
+    memo: Memo,
+    target_dir: Path,
+    retrain_dir: Path,
+    target: dict,
+    retrain: dict,
+    seeds: list[int],
+) -> dict[str, dict]:
     """Every configured method's entry: retraining as measured, GRIN-NPO over the seeds, GRUN, the rest."""
     config = bench.config
     methods: dict[str, dict] = {}
@@ -173,18 +201,30 @@ def _run_methods(bench: TofuBench, unlearn, memo: Memo, target_dir: Path, retrai
         elif name == SEEDED_METHOD:
             runs = []
             for seed in seeds:
-                run = unlearn(f"{name} seed {seed}" if len(seeds) > 1 else name,
-                              config.method_config(name, seed=seed), steer=config.steers(name))
-                run["acceptance"] = acceptance_checks(run["metrics"], target["metrics"], retrain["metrics"],
-                                                      run.get("robustness"), retrain.get("robustness"))
+                run = unlearn(
+                    f"{name} seed {seed}" if len(seeds) > 1 else name,
+                    config.method_config(name, seed=seed),
+                    steer=config.steers(name),
+                )
+                run["acceptance"] = acceptance_checks(
+                    run["metrics"],
+                    target["metrics"],
+                    retrain["metrics"],
+                    run.get("robustness"),
+                    retrain.get("robustness"),
+                )
                 runs.append(run)
             methods[name] = aggregate_seeds(runs)
         elif name == "grun":
             grun_config, steer = config.grun_config(), config.steers(name)
-            methods[name] = memo.run(name, {"config": grun_config.to_dict(), "steer": steer},
-                                     partial(bench.grun, name, target_dir, grun_config, steer=steer))
-            methods[name]["base_forget"] = {k: v for k, v in target["metrics"].items()
-                                            if k.startswith(("forget_", "mia_")) and v is not None}
+            methods[name] = memo.run(
+                name,
+                {"config": grun_config.to_dict(), "steer": steer},
+                partial(bench.grun, name, target_dir, grun_config, steer=steer),
+            )
+            methods[name]["base_forget"] = {
+                k: v for k, v in target["metrics"].items() if k.startswith(("forget_", "mia_")) and v is not None
+            }
         else:
             methods[name] = unlearn(name, config.method_config(name), steer=config.steers(name))
     return methods
@@ -192,8 +232,9 @@ def _run_methods(bench: TofuBench, unlearn, memo: Memo, target_dir: Path, retrai
 
 def _retrain_entry(bench: TofuBench, retrain_dir: Path, retrain: dict) -> dict:
     """Retraining as a method: what training the retain model cost, and its metrics."""
-    state, n_params = retrain_state(retrain_dir, bench.data.retrain, bench.train_config.batch_size,
-                                    bench.train_config.lr)
+    state, n_params = retrain_state(
+        retrain_dir, bench.data.retrain, bench.train_config.batch_size, bench.train_config.lr
+    )
     return {
         "wall_s": retrain["train_s"],
         "cached": retrain["cached"],

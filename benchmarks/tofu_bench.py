@@ -12,8 +12,15 @@ from pathlib import Path
 from benchmarks.recipes import RECIPES
 from benchmarks.tofu_config import BenchConfig, Log
 
-REPORTED = ("forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_quality", "model_utility",
-            "forget_keyword_acc", "mia_auc")
+REPORTED = (
+    "forget_rougeL",
+    "retain_rougeL",
+    "forget_truth_ratio",
+    "forget_quality",
+    "model_utility",
+    "forget_keyword_acc",
+    "mia_auc",
+)
 
 
 def _device() -> str | None:
@@ -61,9 +68,11 @@ class TofuBench:
             records = load_calibration(self.subset, config.data_dir)[: recipe.eval_calibration]
             self.calibration_records = self.suite.calibration = records
         self.retrain_relearn: dict[str, float] = {}  # the retrained model's relearn numbers: the baseline
-        log(f"data: {config.split}, {config.authors} authors -> {len(self.data.forget)} forget QA "
+        log(
+            f"data: {config.split}, {config.authors} authors -> {len(self.data.forget)} forget QA "
             f"({self.subset.n_forget} authors), {len(self.data.retain)} retain QA, {len(self.data.general)} "
-            f"general QA; eval: " + ", ".join(f"{part} {len(rows)}" for part, rows in vars(self.suite).items() if rows))
+            f"general QA; eval: " + ", ".join(f"{part} {len(rows)}" for part, rows in vars(self.suite).items() if rows)
+        )
 
     def data_summary(self) -> dict:
         from grin_core.models.train import records_sha256
@@ -109,22 +118,32 @@ class TofuBench:
             "config": {"model": self.model_config.to_dict(), "train": self.train_config.to_dict()},
         }
         mfu = summary["throughput"].get("mfu")
-        self.log(f"{name}: {'cached' if cached else 'trained'} - {summary['epochs']} epochs, "
-                 f"final loss {summary['final_loss']:.3f}, train_s {summary['train_s']}, "
-                 f"{summary['throughput'].get('tokens_per_s', 0):.0f} tokens/s"
-                 + (f", MFU {mfu:.1%}" if mfu is not None else ""))
+        self.log(
+            f"{name}: {'cached' if cached else 'trained'} - {summary['epochs']} epochs, "
+            f"final loss {summary['final_loss']:.3f}, train_s {summary['train_s']}, "
+            f"{summary['throughput'].get('tokens_per_s', 0):.0f} tokens/s"
+            + (f", MFU {mfu:.1%}" if mfu is not None else "")
+        )
         return path, summary
 
-    def throughput(self, checkpoint: Path, records: Sequence[Mapping], history: Sequence[Mapping],
-                   device_name: str) -> dict:
+    def throughput(
+        self, checkpoint: Path, records: Sequence[Mapping], history: Sequence[Mapping], device_name: str
+    ) -> dict:
         """Tokens/s and MFU of the recorded training (throughput.py), on the device that trained it."""
         from benchmarks.throughput import matmul_params, training_throughput
         from grin_core.data.qa import qa_dataset
 
         model, tokenizer = self.load(checkpoint)
         lengths = qa_dataset(records, tokenizer, max_length=self.train_config.max_length)["length"]
-        return training_throughput(history, lengths, matmul_params(model), self.model_config.num_hidden_layers,
-                                   self.model_config.hidden_size, device_name, self.train_config.batch_size)
+        return training_throughput(
+            history,
+            lengths,
+            matmul_params(model),
+            self.model_config.num_hidden_layers,
+            self.model_config.hidden_size,
+            device_name,
+            self.train_config.batch_size,
+        )
 
     def load(self, checkpoint: Path):
         from grin_core.models.checkpoint import load_checkpoint
@@ -145,31 +164,53 @@ class TofuBench:
             if retrained_auc is None:
                 raise ValueError("no unseen TOFU authors to calibrate on, and no retrained model's MIA AUC")
             self.target_auc = retrained_auc
-            self.log(f"calibration: no unseen TOFU authors at {self.config.authors}; the level is the retrained "
-                     f"model's forget-vs-holdout AUC {retrained_auc:.3f}")
-            return {"auc": retrained_auc, "source": "retrained", "n_records": len(self.data.forget), "authors": [],
-                    "n_holdout": len(self.suite.holdout)}
+            self.log(
+                f"calibration: no unseen TOFU authors at {self.config.authors}; the level is the retrained "
+                f"model's forget-vs-holdout AUC {retrained_auc:.3f}"
+            )
+            return {
+                "auc": retrained_auc,
+                "source": "retrained",
+                "n_records": len(self.data.forget),
+                "authors": [],
+                "n_holdout": len(self.suite.holdout),
+            }
         records = self.calibration_records
         started = time.perf_counter()
         auc = non_member_auc(model, tokenizer, records, self.suite.holdout)
         self.target_auc = auc
-        self.log(f"calibration: non-member AUC {auc:.3f} on the target ({len(records)} QA of authors "
-                 f"{authors[0]}-{authors[-1]} vs {len(self.suite.holdout)} holdout) in {seconds_since(started):.0f} s")
-        return {"auc": auc, "source": "unseen authors", "n_records": len(records), "authors": authors,
-                "n_holdout": len(self.suite.holdout)}
+        self.log(
+            f"calibration: non-member AUC {auc:.3f} on the target ({len(records)} QA of authors "
+            f"{authors[0]}-{authors[-1]} vs {len(self.suite.holdout)} holdout) in {seconds_since(started):.0f} s"
+        )
+        return {
+            "auc": auc,
+            "source": "unseen authors",
+            "n_records": len(records),
+            "authors": authors,
+            "n_holdout": len(self.suite.holdout),
+        }
 
     def evaluate(self, name: str, model, tokenizer) -> tuple[dict, float, list[float] | None]:
         from grin_core.evaluation.evaluate import evaluate_suite
 
         started = time.perf_counter()
-        result = evaluate_suite(model, tokenizer, self.suite, retrained_forget_truth_ratios=self.retrained_ratios,
-                                reference_auc=self.reference_auc, progress=False)
+        result = evaluate_suite(
+            model,
+            tokenizer,
+            self.suite,
+            retrained_forget_truth_ratios=self.retrained_ratios,
+            reference_auc=self.reference_auc,
+            progress=False,
+        )
         seconds = seconds_since(started)
         m = {k: v for k, v in result.metrics.items() if v is not None}
-        self.log(f"{name}: evaluated in {seconds:.0f} s - forget ROUGE-L {m.get('forget_rougeL', nan):.3f}, "
-                 f"retain ROUGE-L {m.get('retain_rougeL', nan):.3f}, forget quality "
-                 f"{m.get('forget_quality', nan):.3g}, model utility {m.get('model_utility', nan):.3f}, "
-                 f"MIA AUC {m.get('mia_auc', nan):.3f}, privleak {m.get('privleak', nan):.1f}")
+        self.log(
+            f"{name}: evaluated in {seconds:.0f} s - forget ROUGE-L {m.get('forget_rougeL', nan):.3f}, "
+            f"retain ROUGE-L {m.get('retain_rougeL', nan):.3f}, forget quality "
+            f"{m.get('forget_quality', nan):.3g}, model utility {m.get('model_utility', nan):.3f}, "
+            f"MIA AUC {m.get('mia_auc', nan):.3f}, privleak {m.get('privleak', nan):.1f}"
+        )
         return _reported(m), seconds, result.per_example.get("forget_truth_ratio")
 
     def robustness(self, name: str, model, tokenizer) -> tuple[dict, float | None]:
@@ -186,11 +227,13 @@ class TofuBench:
         out = {k: v for k, v in sorted(out.items()) if v is not None}
         out["relearn_sweep"] = self.relearn_sweep(model, tokenizer)
         out.update({f"retrain_{k}": v for k, v in self.retrain_relearn.items()})
-        self.log(f"{name}: probes in {seconds:.0f} s - "
-                 f"paraphrase ROUGE-L {out.get('forget_paraphrase_rougeL', nan):.3f}, "
-                 f"best-of-8 {out.get('forget_sampled_best_rougeL', nan):.3f}, formats max "
-                 f"{out.get('forget_format_max_rougeL', nan):.3f}, int4 {out.get('forget_int4_rougeL', nan):.3f}, "
-                 f"relearned {out.get('relearn_forget_rougeL', nan):.3f}")
+        self.log(
+            f"{name}: probes in {seconds:.0f} s - "
+            f"paraphrase ROUGE-L {out.get('forget_paraphrase_rougeL', nan):.3f}, "
+            f"best-of-8 {out.get('forget_sampled_best_rougeL', nan):.3f}, formats max "
+            f"{out.get('forget_format_max_rougeL', nan):.3f}, int4 {out.get('forget_int4_rougeL', nan):.3f}, "
+            f"relearned {out.get('relearn_forget_rougeL', nan):.3f}"
+        )
         return out, seconds
 
     def relearn_sweep(self, model, tokenizer) -> dict[str, dict[str, float]]:
@@ -202,10 +245,20 @@ class TofuBench:
         out = {}
         for steps, lr in settings["relearn_sweep"]:
             started = time.perf_counter()
-            measured = relearn_probe(model, tokenizer, self.suite.forget, steps=steps, lr=lr, seed=self.config.seed,
-                                     max_new_tokens=settings["max_new_tokens"])
-            out[f"{steps}@{lr:g}"] = {"rougeL": measured["relearn_forget_rougeL"],
-                                      "prob": measured["relearn_forget_prob"], "seconds": seconds_since(started)}
+            measured = relearn_probe(
+                model,
+                tokenizer,
+                self.suite.forget,
+                steps=steps,
+                lr=lr,
+                seed=self.config.seed,
+                max_new_tokens=settings["max_new_tokens"],
+            )
+            out[f"{steps}@{lr:g}"] = {
+                "rougeL": measured["relearn_forget_rougeL"],
+                "prob": measured["relearn_forget_prob"],
+                "seconds": seconds_since(started),
+            }
         return out
 
     def fresh(self, checkpoint: Path):
@@ -227,8 +280,9 @@ class TofuBench:
         model, tokenizer = self.load(checkpoint)
         forward_backward_seconds(model, tokenizer, self.data.forget[:16], batch_size=16)
 
-    def unlearn(self, name: str, target: Path, unlearn_config, steer: bool, probes: bool = True,
-                relearn_sweep: bool = False) -> dict:
+    def unlearn(
+        self, name: str, target: Path, unlearn_config, steer: bool, probes: bool = True, relearn_sweep: bool = False
+    ) -> dict:
         """One unlearning method from a fresh copy of the target, timed, measured and evaluated.
 
         The per-epoch privacy probes run either way (`steer` False: recorded only); their
@@ -238,16 +292,30 @@ class TofuBench:
         from grin_core.unlearning.unlearn import unlearn
 
         model, tokenizer = self.fresh(target)
-        self.log(f"{name}: unlearning ({unlearn_config.method}, "
-                 f"{'full-parameter' if unlearn_config.full_parameter else f'p={unlearn_config.p_percent}%'}, "
-                 f"lr {unlearn_config.learning_rate:g}, seed {unlearn_config.seed}, "
-                 + (f"privacy schedule to AUC {self.target_auc:.3f} +- {unlearn_config.auc_margin:g} within "
-                    f"{unlearn_config.max_epochs} epochs)" if steer else f"{unlearn_config.epochs} epochs)"))
+        self.log(
+            f"{name}: unlearning ({unlearn_config.method}, "
+            f"{'full-parameter' if unlearn_config.full_parameter else f'p={unlearn_config.p_percent}%'}, "
+            f"lr {unlearn_config.learning_rate:g}, seed {unlearn_config.seed}, "
+            + (
+                f"privacy schedule to AUC {self.target_auc:.3f} +- {unlearn_config.auc_margin:g} within "
+                f"{unlearn_config.max_epochs} epochs)"
+                if steer
+                else f"{unlearn_config.epochs} epochs)"
+            )
+        )
         with PeakRss() as rss:
             started = time.perf_counter()
-            result = unlearn(model, tokenizer, self.data.forget, self.unlearn_retain, unlearn_config,
-                             holdout_records=self.suite.holdout, target_auc=self.target_auc, steer=steer,
-                             calibration_records=self.calibration_records)
+            result = unlearn(
+                model,
+                tokenizer,
+                self.data.forget,
+                self.unlearn_retain,
+                unlearn_config,
+                holdout_records=self.suite.holdout,
+                target_auc=self.target_auc,
+                steer=steer,
+                calibration_records=self.calibration_records,
+            )
             wall_s = seconds_since(started)
         entry = {
             "wall_s": wall_s,
@@ -261,17 +329,24 @@ class TofuBench:
         }
         if result.mask is not None:
             fresh, _ = self.load(target)
-            fwd_bwd = forward_backward_seconds(fresh, tokenizer, [*self.data.forget, *self.unlearn_retain],
-                                               batch_size=unlearn_config.scoring_batch_size,
-                                               max_length=unlearn_config.max_length)
+            fwd_bwd = forward_backward_seconds(
+                fresh,
+                tokenizer,
+                [*self.data.forget, *self.unlearn_retain],
+                batch_size=unlearn_config.scoring_batch_size,
+                max_length=unlearn_config.max_length,
+            )
             del fresh
             entry["fwd_bwd_s"] = round(fwd_bwd, 3)
             entry["scoring_over_fwd_bwd"] = round(entry["scoring_s"] / fwd_bwd, 3)
             entry["mask"] = {k: result.mask_stats[k] for k in ("k", "n_eligible", "p_percent")}
             entry["mask"]["by_kind"] = {kind: group["selected"] for kind, group in result.mask_stats["by_kind"].items()}
-        self.log(f"{name}: {wall_s:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items())
-                 + f"), state {result.state_bytes.total / 2**20:.1f} MiB"
-                 + (f", fwd+bwd {entry['fwd_bwd_s']:.1f} s" if "fwd_bwd_s" in entry else ""))
+        self.log(
+            f"{name}: {wall_s:.1f} s ("
+            + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items())
+            + f"), state {result.state_bytes.total / 2**20:.1f} MiB"
+            + (f", fwd+bwd {entry['fwd_bwd_s']:.1f} s" if "fwd_bwd_s" in entry else "")
+        )
         entry["history"] = result.history
         entry["probes"] = result.probes
         entry["levels"] = result.levels
@@ -285,7 +360,6 @@ class TofuBench:
             entry["relearn_sweep"] = self.relearn_sweep(model, tokenizer)
         return entry
 
-
     def grun(self, name: str, target: Path, grun_config, steer: bool) -> dict:
         """GRUN from a fresh copy of the target, measured as GRIN is; then a second request (the first
         retain author) on top of it, and the first forget set measured again (`sequential`).
@@ -297,24 +371,46 @@ class TofuBench:
         from grin_core.unlearning.grun_train import grun_unlearn
 
         model, tokenizer = self.fresh(target)
-        self.log(f"{name}: unlearning (gated intervention, rank {grun_config.rank}, {grun_config.gate} gate, "
-                 f"lr {grun_config.learning_rate:g}, seed {grun_config.seed}, "
-                 + (f"privacy schedule to AUC {self.target_auc:.3f} within {grun_config.max_epochs} epochs)"
-                    if steer else f"{grun_config.epochs} epochs)"))
+        self.log(
+            f"{name}: unlearning (gated intervention, rank {grun_config.rank}, {grun_config.gate} gate, "
+            f"lr {grun_config.learning_rate:g}, seed {grun_config.seed}, "
+            + (
+                f"privacy schedule to AUC {self.target_auc:.3f} within {grun_config.max_epochs} epochs)"
+                if steer
+                else f"{grun_config.epochs} epochs)"
+            )
+        )
         with PeakRss() as rss:
             started = time.perf_counter()
-            result = grun_unlearn(model, tokenizer, self.data.forget, self.unlearn_retain, grun_config,
-                                  holdout_records=self.suite.holdout, target_auc=self.target_auc, steer=steer)
+            result = grun_unlearn(
+                model,
+                tokenizer,
+                self.data.forget,
+                self.unlearn_retain,
+                grun_config,
+                holdout_records=self.suite.holdout,
+                target_auc=self.target_auc,
+                steer=steer,
+            )
             wall_s = seconds_since(started)
         entry = {
-            "wall_s": wall_s, "scoring_s": None, "peak_rss_mb": rss.mb, "peak_rss_stage_only": rss.stage_only,
-            "state_bytes": result.state_bytes.to_dict(), "trainable_params": result.trainable_params,
+            "wall_s": wall_s,
+            "scoring_s": None,
+            "peak_rss_mb": rss.mb,
+            "peak_rss_stage_only": rss.stage_only,
+            "state_bytes": result.state_bytes.to_dict(),
+            "trainable_params": result.trainable_params,
             "intervention_bytes": sum(p.numel() * p.element_size() for p in result.module.parameters()),
-            "layers": list(result.module.layers), "timings": result.timings, "config": grun_config.to_dict(),
-            "base_weights_changed": False, "threat_model": THREAT_MODEL,
+            "layers": list(result.module.layers),
+            "timings": result.timings,
+            "config": grun_config.to_dict(),
+            "base_weights_changed": False,
+            "threat_model": THREAT_MODEL,
         }
-        self.log(f"{name}: {wall_s:.1f} s, {result.trainable_params} intervention parameters, "
-                 f"state {result.state_bytes.total / 2**20:.1f} MiB")
+        self.log(
+            f"{name}: {wall_s:.1f} s, {result.trainable_params} intervention parameters, "
+            f"state {result.state_bytes.total / 2**20:.1f} MiB"
+        )
         entry["history"], entry["probes"] = result.history, result.probes
         entry["schedule"] = schedule_summary(result.probes, self.target_auc, grun_config, steer)
         entry["epochs_run"] = entry["schedule"]["epochs_run"]
@@ -332,13 +428,25 @@ class TofuBench:
         second = [r for r in self.data.retain if r.get("author_id") == author]
         rest = [r for r in self.unlearn_retain if r.get("author_id") != author]
         started = time.perf_counter()
-        grun_unlearn(model, tokenizer, second, rest, grun_config, holdout_records=self.suite.holdout,
-                     target_auc=self.target_auc, steer=steer)
+        grun_unlearn(
+            model,
+            tokenizer,
+            second,
+            rest,
+            grun_config,
+            holdout_records=self.suite.holdout,
+            target_auc=self.target_auc,
+            steer=steer,
+        )
         wall_s = seconds_since(started)
         metrics, _, _ = self.evaluate(f"{name} after a second request", model, tokenizer)
         keys = [k for k in metrics if k.startswith(("forget_", "mia_", "privleak"))]
-        return {"second_author": author, "n_second": len(second), "wall_s": wall_s,
-                "first_forget_after_second": {k: metrics[k] for k in keys}}
+        return {
+            "second_author": author,
+            "n_second": len(second),
+            "wall_s": wall_s,
+            "first_forget_after_second": {k: metrics[k] for k in keys},
+        }
 
 
 def retrain_state(checkpoint: Path, records: Sequence[Mapping], batch_size: int, lr: float) -> tuple[dict, int]:
@@ -352,8 +460,9 @@ def retrain_state(checkpoint: Path, records: Sequence[Mapping], batch_size: int,
 
     model, tokenizer = load_checkpoint(checkpoint)
     model.train()
-    batch = qa_collator(tokenizer)(qa_dataset(records[:batch_size], tokenizer).select_columns(
-        ["input_ids", "attention_mask", "labels"]).to_list())
+    batch = qa_collator(tokenizer)(
+        qa_dataset(records[:batch_size], tokenizer).select_columns(["input_ids", "attention_mask", "labels"]).to_list()
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model(**batch).loss.backward()
     optimizer.step()

@@ -82,8 +82,15 @@ class BenchConfig:
         default_lr = UnlearnConfig.learning_rate if grin else FULL_PARAMETER_LEARNING_RATE[objective]
         epochs = self.epochs if self.epochs is not None else (UnlearnConfig.epochs if grin else DEFAULT_EPOCHS)
         budget = {"max_epochs": self.epochs} if self.epochs is not None and grin else {}
-        values = {"method": objective, "full_parameter": not grin, "epochs": epochs, "seed": self.seed, **budget,
-                  "learning_rate": self.learning_rates.get(name, default_lr), **overrides}
+        values = {
+            "method": objective,
+            "full_parameter": not grin,
+            "epochs": epochs,
+            "seed": self.seed,
+            **budget,
+            "learning_rate": self.learning_rates.get(name, default_lr),
+            **overrides,
+        }
         return UnlearnConfig(**values)
 
     def grun_config(self, **overrides):

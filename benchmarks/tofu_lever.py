@@ -17,10 +17,23 @@ import json
 from benchmarks.tofu_bench import TofuBench
 from benchmarks.tofu_config import BenchConfig
 
-LEVER_METRICS = ("mia_auc", "mia_zlib_auc", "mia_mink_auc", "mia_minkpp_auc", "forget_holdout_prob_ratio",
-                 "forget_holdout_typical_prob_ratio", "nonmember_mia_auc", "nonmember_mia_zlib_auc",
-                 "nonmember_mia_mink_auc", "nonmember_mia_minkpp_auc", "nonmember_prob_ratio", "privleak",
-                 "forget_rougeL", "retain_rougeL", "model_utility")
+LEVER_METRICS = (
+    "mia_auc",
+    "mia_zlib_auc",
+    "mia_mink_auc",
+    "mia_minkpp_auc",
+    "forget_holdout_prob_ratio",
+    "forget_holdout_typical_prob_ratio",
+    "nonmember_mia_auc",
+    "nonmember_mia_zlib_auc",
+    "nonmember_mia_mink_auc",
+    "nonmember_mia_minkpp_auc",
+    "nonmember_prob_ratio",
+    "privleak",
+    "forget_rougeL",
+    "retain_rougeL",
+    "model_utility",
+)
 
 
 def main() -> None:
@@ -45,13 +58,29 @@ def main() -> None:
     bench.calibrate(model, tokenizer, None)
     del model
     method = "grin-" + overrides.pop("method", "npo")
-    entry = bench.unlearn(args.label, target_dir, bench.config.method_config(method, **overrides),
-                          steer=True, probes=False, relearn_sweep=args.relearn)
+    entry = bench.unlearn(
+        args.label,
+        target_dir,
+        bench.config.method_config(method, **overrides),
+        steer=True,
+        probes=False,
+        relearn_sweep=args.relearn,
+    )
     metrics = entry["metrics"]
-    row = {"authors": args.authors, "seed": args.seed, "label": args.label, "method": method, "overrides": overrides,
-           "wall_s": entry["wall_s"], "timings": entry["timings"], "schedule": entry["schedule"],
-           "levels": entry["levels"], "flops": entry["flops"], **{k: metrics.get(k) for k in LEVER_METRICS},
-           "probes": entry["probes"]}
+    row = {
+        "authors": args.authors,
+        "seed": args.seed,
+        "label": args.label,
+        "method": method,
+        "overrides": overrides,
+        "wall_s": entry["wall_s"],
+        "timings": entry["timings"],
+        "schedule": entry["schedule"],
+        "levels": entry["levels"],
+        "flops": entry["flops"],
+        **{k: metrics.get(k) for k in LEVER_METRICS},
+        "probes": entry["probes"],
+    }
     if args.relearn:
         row["relearn_sweep"] = entry["relearn_sweep"]
     print(json.dumps({k: v for k, v in row.items() if k != "probes"}))

@@ -23,8 +23,9 @@ def machine() -> dict:
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
     }
     try:
-        model_name = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                          if line.startswith("model name"))
+        model_name = next(
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
+        )
         info["cpu_model"] = model_name.split(":", 1)[1].strip()
     except (OSError, StopIteration):
         pass
@@ -44,11 +45,20 @@ def schedule_settings(config: BenchConfig) -> dict:
     from dataclasses import fields
 
     grin = config.method_config(SEEDED_METHOD)
-    schedule_fields = {f.name for f in fields(grin)} & {"auc_margin", "retain_recovery", "stop_rule",
-                                                       "attack_margin", "relearn_guard", "relearn_eps"}
-    return {"grin": config.schedule, "grin_epochs": grin.max_epochs if config.schedule else grin.epochs,
-            "full_parameter_epochs": config.method_config("npo").epochs,
-            **{name: getattr(grin, name) for name in sorted(schedule_fields)}}
+    schedule_fields = {f.name for f in fields(grin)} & {
+        "auc_margin",
+        "retain_recovery",
+        "stop_rule",
+        "attack_margin",
+        "relearn_guard",
+        "relearn_eps",
+    }
+    return {
+        "grin": config.schedule,
+        "grin_epochs": grin.max_epochs if config.schedule else grin.epochs,
+        "full_parameter_epochs": config.method_config("npo").epochs,
+        **{name: getattr(grin, name) for name in sorted(schedule_fields)},
+    }
 
 
 SEED_TIMES = ("wall_s", "scoring_s", "fwd_bwd_s", "scoring_over_fwd_bwd", "epochs_run", "probes_s", "eval_s")
@@ -107,32 +117,50 @@ def _check(value, ok) -> dict:
 # relearning where the retrained model is, utility and retain kept (the mean over seeds in the headline;
 # each seed has its own).
 ATTACK_METRICS = ("mia_auc", "mia_zlib_auc", "mia_mink_auc", "mia_minkpp_auc")
-ACCEPTANCE = (*(f"{metric}_within_0.1_retrain" for metric in ATTACK_METRICS), "privleak_within_25",
-              "mean_prob_ratio_le_3", "relearn_le_retrain_plus_0.1", "utility_ge_0.95_target",
-              "retain_rougeL_ge_0.9_target", "forget_rougeL_within_0.1_retrain")
+ACCEPTANCE = (
+    *(f"{metric}_within_0.1_retrain" for metric in ATTACK_METRICS),
+    "privleak_within_25",
+    "mean_prob_ratio_le_3",
+    "relearn_le_retrain_plus_0.1",
+    "utility_ge_0.95_target",
+    "retain_rougeL_ge_0.9_target",
+    "forget_rougeL_within_0.1_retrain",
+)
 # Compute against retraining, in FLOPs (settings with a target).
 COST_TARGETS = {20: 0.10, 40: 0.15}
 
 
-def acceptance_checks(g: Mapping, target: Mapping, retrain: Mapping, robustness: Mapping | None = None,
-                      retrain_robustness: Mapping | None = None) -> dict:
+def acceptance_checks(
+    g: Mapping,
+    target: Mapping,
+    retrain: Mapping,
+    robustness: Mapping | None = None,
+    retrain_robustness: Mapping | None = None,
+) -> dict:
     """The acceptance targets for one set of a GRIN method's metrics (and its robustness probes beside
     the retrained model's under the same attack)."""
     relearned = (robustness or {}).get("relearn_forget_rougeL")
     control = (retrain_robustness or {}).get("relearn_forget_rougeL")
-    checks = {f"{metric}_within_0.1_retrain": _check(_difference(g.get(metric), retrain.get(metric)),
-                                                     lambda v: abs(v) <= 0.1) for metric in ATTACK_METRICS}
-    checks.update({
-        "privleak_within_25": _check(g.get("privleak"), lambda v: abs(v) <= 25),
-        "mean_prob_ratio_le_3": _check(g.get("forget_holdout_prob_ratio"), lambda v: v <= 3),
-        "relearn_le_retrain_plus_0.1": _check(_difference(relearned, control), lambda v: v <= 0.1),
-        "utility_ge_0.95_target": _check(_ratio(g.get("model_utility"), target.get("model_utility")),
-                                         lambda v: v >= 0.95),
-        "retain_rougeL_ge_0.9_target": _check(_ratio(g.get("retain_rougeL"), target.get("retain_rougeL")),
-                                              lambda v: v >= 0.9),
-        "forget_rougeL_within_0.1_retrain": _check(
-            _difference(g.get("forget_rougeL"), retrain.get("forget_rougeL")), lambda v: abs(v) <= 0.1),
-    })
+    checks = {
+        f"{metric}_within_0.1_retrain": _check(_difference(g.get(metric), retrain.get(metric)), lambda v: abs(v) <= 0.1)
+        for metric in ATTACK_METRICS
+    }
+    checks.update(
+        {
+            "privleak_within_25": _check(g.get("privleak"), lambda v: abs(v) <= 25),
+            "mean_prob_ratio_le_3": _check(g.get("forget_holdout_prob_ratio"), lambda v: v <= 3),
+            "relearn_le_retrain_plus_0.1": _check(_difference(relearned, control), lambda v: v <= 0.1),
+            "utility_ge_0.95_target": _check(
+                _ratio(g.get("model_utility"), target.get("model_utility")), lambda v: v >= 0.95
+            ),
+            "retain_rougeL_ge_0.9_target": _check(
+                _ratio(g.get("retain_rougeL"), target.get("retain_rougeL")), lambda v: v >= 0.9
+            ),
+            "forget_rougeL_within_0.1_retrain": _check(
+                _difference(g.get("forget_rougeL"), retrain.get("forget_rougeL")), lambda v: abs(v) <= 0.1
+            ),
+        }
+    )
     return checks
 
 
@@ -165,24 +193,33 @@ def headline(report: dict) -> tuple[dict, dict]:
         "grin_flops_over_retrain": _ratio(grin and _mean_flops(grin), retrain_cost),
         "grin_wall_over_retrain": _ratio(grin and grin["wall_s"], retrain_s),
         "grin_scoring_over_fwd_bwd": grin and grin.get("scoring_over_fwd_bwd"),
-        "grin_state_bytes_over_npo": _ratio(grin and grin["state_bytes"]["total"],
-                                            methods.get("npo") and methods["npo"]["state_bytes"]["total"]),
+        "grin_state_bytes_over_npo": _ratio(
+            grin and grin["state_bytes"]["total"], methods.get("npo") and methods["npo"]["state_bytes"]["total"]
+        ),
         "grin_utility_over_target": _ratio(g.get("model_utility"), target["model_utility"]),
         "grin_retain_rougeL_over_target": _ratio(g.get("retain_rougeL"), target.get("retain_rougeL")),
-        "grin_mia_auc_minus_retrain": {metric: _difference(g.get(metric), retrained.get(metric))
-                                       for metric in ATTACK_METRICS},
+        "grin_mia_auc_minus_retrain": {
+            metric: _difference(g.get(metric), retrained.get(metric)) for metric in ATTACK_METRICS
+        },
         "retrain_flops": retrain_cost,
-        "flops_over_retrain": {name: _ratio(_mean_flops(entry), retrain_cost) for name, entry in methods.items()
-                               if name != "retrain"},
-        "wall_over_retrain": {name: _ratio(entry["wall_s"], retrain_s) for name, entry in methods.items()
-                              if name != "retrain"},
+        "flops_over_retrain": {
+            name: _ratio(_mean_flops(entry), retrain_cost) for name, entry in methods.items() if name != "retrain"
+        },
+        "wall_over_retrain": {
+            name: _ratio(entry["wall_s"], retrain_s) for name, entry in methods.items() if name != "retrain"
+        },
     }
-    targets = acceptance_checks(g, target, retrained, grin.get("robustness") if grin else None,
-                                report["retrain"].get("robustness")) if grin else {
-        name: {"value": None, "met": None} for name in ACCEPTANCE}
+    targets = (
+        acceptance_checks(
+            g, target, retrained, grin.get("robustness") if grin else None, report["retrain"].get("robustness")
+        )
+        if grin
+        else {name: {"value": None, "met": None} for name in ACCEPTANCE}
+    )
     cost = COST_TARGETS.get(report.get("authors"))
-    targets["flops_le_target_retrain"] = _check(ratios["grin_flops_over_retrain"] if cost else None,
-                                                lambda v: v <= cost)
+    targets["flops_le_target_retrain"] = _check(
+        ratios["grin_flops_over_retrain"] if cost else None, lambda v: v <= cost
+    )
     targets["scoring_le_1.05_fwd_bwd"] = _check(ratios["grin_scoring_over_fwd_bwd"], lambda v: v <= 1.05)
     return ratios, targets
 
@@ -203,8 +240,13 @@ def acceptance_summary(report: dict) -> dict:
     for run in grin.get("seeds", []):
         checks = run.get("acceptance", {})
         flags = [checks.get(name, {}).get("met") for name in ACCEPTANCE]
-        per_seed.append({"seed": run["seed"], "met": None if None in flags else all(flags),
-                         "failed": [name for name, ok in zip(ACCEPTANCE, flags) if ok is False]})
+        per_seed.append(
+            {
+                "seed": run["seed"],
+                "met": None if None in flags else all(flags),
+                "failed": [name for name, ok in zip(ACCEPTANCE, flags) if ok is False],
+            }
+        )
     return {
         "targets": dict(zip(ACCEPTANCE, met)),
         "met": None if None in met else all(met),

@@ -26,6 +26,4 @@ app = typer.Typer(
 
 for _module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
     if not _module.name.startswith("_"):
-        app.add_typer(
-            importlib.import_module(f"{commands.__name__}.{_module.name}").app, name=_module.name
-        )
+        app.add_typer(importlib.import_module(f"{commands.__name__}.{_module.name}").app, name=_module.name)

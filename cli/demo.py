@@ -29,11 +29,24 @@ MODEL = "tofu-demo"
 SUBSET = TofuSubset(n_authors=20, split="forget10")  # retains authors 0-17, forgets 198-199
 EVAL_RETAIN = 100  # retain questions the gate reads (with their perturbed answers)
 SHOWN = (  # the before/after table's rows
-    m.FORGET_ROUGEL, m.FORGET_KEYWORD_ACC, m.FORGET_KEYWORD_CONF, m.FORGET_TRUTH_RATIO, m.FORGET_PROB, m.HOLDOUT_PROB,
+    m.FORGET_ROUGEL,
+    m.FORGET_KEYWORD_ACC,
+    m.FORGET_KEYWORD_CONF,
+    m.FORGET_TRUTH_RATIO,
+    m.FORGET_PROB,
+    m.HOLDOUT_PROB,
     *(row for attack in m.ATTACK_AUC for row in (m.ATTACK_AUC[attack], m.NONMEMBER_AUC[attack])),
-    m.FORGET_HOLDOUT_PROB_RATIO, m.NONMEMBER_PROB_RATIO, m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO,
-    m.RELEARN_FORGET_ROUGEL, m.RELEARN_NONMEMBER_ROUGEL, m.FORGET_PARAPHRASE_ROUGEL,
-    m.FORGET_SAMPLED_BEST_ROUGEL, m.FORGET_FORMAT_MAX_ROUGEL, m.FORGET_INT4_ROUGEL, m.RETAIN_ROUGEL, m.RETAIN_PROB,
+    m.FORGET_HOLDOUT_PROB_RATIO,
+    m.NONMEMBER_PROB_RATIO,
+    m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO,
+    m.RELEARN_FORGET_ROUGEL,
+    m.RELEARN_NONMEMBER_ROUGEL,
+    m.FORGET_PARAPHRASE_ROUGEL,
+    m.FORGET_SAMPLED_BEST_ROUGEL,
+    m.FORGET_FORMAT_MAX_ROUGEL,
+    m.FORGET_INT4_ROUGEL,
+    m.RETAIN_ROUGEL,
+    m.RETAIN_PROB,
     m.MODEL_UTILITY,
 )
 
@@ -118,9 +131,7 @@ def run_demo(settings: Settings, console: Console | None = None) -> dict:
             ObjectRef(uri=objects["eval_suite"].uri, sha256=objects["eval_suite"].sha256),
             description="TOFU authors 0-17 + 198-199 and general knowledge, from scratch",
         )
-    console.log(
-        f"{MODEL} v{trained['version']} registered (training took {trained['train_s']:.0f} s when it ran)"
-    )
+    console.log(f"{MODEL} v{trained['version']} registered (training took {trained['train_s']:.0f} s when it ran)")
     with _timed(timings, "file_ticket"), sessions(settings).begin() as session:
         ticket_id = intake.file_request(_request(objects), session=session, settings=settings).id
     console.log(f"ticket {ticket_id} filed")
@@ -154,9 +165,7 @@ def _print(console: Console, summary: dict) -> None:
             b, a = summary["before"].get(name), summary["after"].get(name)
             table.add_row(name, "—" if b is None else f"{b:.3f}", "—" if a is None else f"{a:.3f}")
     console.print(table)
-    console.print(
-        f"gate: {'PASSED' if summary['gate']['passed'] else 'FAILED'} — {summary['gate']['reason']}"
-    )
+    console.print(f"gate: {'PASSED' if summary['gate']['passed'] else 'FAILED'} — {summary['gate']['reason']}")
     console.print(
         f"version: {summary['model_version']}   audit chain verified: {summary['audit_verified']} "
         f"({summary['audit_records']} records)   total {summary['timings_s']['total']:.0f} s"

@@ -29,9 +29,7 @@ def deployments(settings: Settings) -> list:
             tags=["grin", "intake"],
             description="File a deletion request: forget what a model learned about a subject.",
         ),
-        process_ticket.to_deployment(
-            name=DEPLOYMENT, tags=["grin"], description="Answer one queued ticket."
-        ),
+        process_ticket.to_deployment(name=DEPLOYMENT, tags=["grin"], description="Answer one queued ticket."),
         batch_unlearning.to_deployment(
             name=DEPLOYMENT,
             tags=["grin", "batch"],

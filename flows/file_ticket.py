@@ -21,9 +21,7 @@ def file_deletion_ticket(request: TicketRequest, process_now: bool = True) -> di
     """
     settings = get_settings()
     with sessions(settings).begin() as session:
-        ticket = intake.file_request(
-            request, session=session, settings=settings, actor=request.requested_by
-        )
+        ticket = intake.file_request(request, session=session, settings=settings, actor=request.requested_by)
         ticket_id, status = ticket.id, ticket.status.value
     get_run_logger().info("ticket %d filed for %s (%s)", ticket_id, request.model, status)
     create_markdown_artifact(
@@ -36,4 +34,3 @@ def file_deletion_ticket(request: TicketRequest, process_now: bool = True) -> di
     if process_now and status == "queued":
         start_processing(ticket_id)
     return {"ticket_id": ticket_id, "status": status}
-

@@ -41,25 +41,59 @@ def rebuild_line(model: str = "*", recipe: dict[str, Any] | None = None) -> list
         plan = plan_rebuild(model, recipe)
         if not plan.covers:
             return [{"model": model, "outcome": "nothing_to_do", "reason": "no ticket waits for exact deletion"}]
-        trained: TrainOutcome = run_ml_stage(train_target, label=f"rebuild-{model}", manifest=plan.manifest,
-                                             model_config=plan.architecture, train_config=plan.recipe)
-        evaluated = run_ml_stage(evaluate_rebuilt, label=model, checkpoint=trained.checkpoint,
-                                 eval_suite=plan.eval_suite, deleted=plan.deleted)
+        trained: TrainOutcome = run_ml_stage(
+            train_target,
+            label=f"rebuild-{model}",
+            manifest=plan.manifest,
+            model_config=plan.architecture,
+            train_config=plan.recipe,
+        )
+        evaluated = run_ml_stage(
+            evaluate_rebuilt,
+            label=model,
+            checkpoint=trained.checkpoint,
+            eval_suite=plan.eval_suite,
+            deleted=plan.deleted,
+        )
         decision = gate_rebuild(model, plan, evaluated.metrics)
-        summary = {"model": model, "rebuilt_from_version": plan.parent_version, "covers": plan.covers,
-                   "manifest_sha256": plan.manifest.sha256, "manifest_count": plan.manifest_count,
-                   "train_s": trained.train_s, "epochs": trained.epochs, "eval_s": evaluated.seconds,
-                   "metrics": evaluated.metrics, "gate": decision.model_dump(mode="json")}
+        summary = {
+            "model": model,
+            "rebuilt_from_version": plan.parent_version,
+            "covers": plan.covers,
+            "manifest_sha256": plan.manifest.sha256,
+            "manifest_count": plan.manifest_count,
+            "train_s": trained.train_s,
+            "epochs": trained.epochs,
+            "eval_s": evaluated.seconds,
+            "metrics": evaluated.metrics,
+            "gate": decision.model_dump(mode="json"),
+        }
         if not decision.passed:
             return [{**summary, "outcome": "gate_failed", "reason": decision.reason}]
         try:
-            version = register_exact(model, plan, trained.checkpoint, evaluated.metrics, decision,
-                                     {"train_s": trained.train_s, "epochs": trained.epochs,
-                                      "final_loss": trained.final_loss, "worker_pid": trained.worker.pid})
+            version = register_exact(
+                model,
+                plan,
+                trained.checkpoint,
+                evaluated.metrics,
+                decision,
+                {
+                    "train_s": trained.train_s,
+                    "epochs": trained.epochs,
+                    "final_loss": trained.final_loss,
+                    "worker_pid": trained.worker.pid,
+                },
+            )
         except ParentMovedError as exc:
             return [{**summary, "outcome": "discarded", "reason": f"{exc}; the next rebuild covers them"}]
         purge_after_run(f"rebuild-{model}", [], "", superseded=True)  # the covered versions, past their grace
-        return [{**summary, "outcome": "completed", "version": version,
-                 "rebuild_s": round(time.perf_counter() - started, 3)}]
+        return [
+            {
+                **summary,
+                "outcome": "completed",
+                "version": version,
+                "rebuild_s": round(time.perf_counter() - started, 3),
+            }
+        ]
     finally:
         purge_rebuild_scratch(model)

@@ -22,8 +22,9 @@ def start_processing(ticket_id: int) -> str | None:
     try:
         run = run_deployment(PROCESS_TICKET, parameters={"ticket_id": ticket_id}, timeout=0, as_subflow=False)
     except ObjectNotFound:
-        get_run_logger().info("ticket %d: no %s deployment is served; the batch run will answer it",
-                              ticket_id, PROCESS_TICKET)
+        get_run_logger().info(
+            "ticket %d: no %s deployment is served; the batch run will answer it", ticket_id, PROCESS_TICKET
+        )
         return None
     get_run_logger().info("ticket %d: started flow run %s", ticket_id, run.name)
     return run.name

@@ -143,15 +143,26 @@ class TicketRun:
         self.snapshot = assembly.snapshot
         self.forget_snapshot = self.snapshot.forget
         report.timings_s["assemble"] = self._seconds()
-        get_run_logger().info("%s: %d forget, %d retain records; unlearning %s v%d", self.label,
-                              self.snapshot.forget_count, self.snapshot.retain_count,
-                              self.plan.parent.model_name, self.plan.parent.version)
+        get_run_logger().info(
+            "%s: %d forget, %d retain records; unlearning %s v%d",
+            self.label,
+            self.snapshot.forget_count,
+            self.snapshot.retain_count,
+            self.plan.parent.model_name,
+            self.plan.parent.version,
+        )
         return True
 
     def baseline(self) -> EvalOutcome:
         """The parent version's numbers on this run's suite (the tickets stay `assembling`)."""
-        before = self.stage(None, None, evaluate_checkpoint, label=f"{self.label}-parent",
-                            checkpoint=self.plan.parent.checkpoint, snapshot=self.snapshot)
+        before = self.stage(
+            None,
+            None,
+            evaluate_checkpoint,
+            label=f"{self.label}-parent",
+            checkpoint=self.plan.parent.checkpoint,
+            snapshot=self.snapshot,
+        )
         self.report.before = before.metrics
         return before
 
@@ -179,33 +190,63 @@ class TicketRun:
             setting, scoring, rescore = nxt.setting, last.scoring, nxt.rescore
             get_run_logger().info("%s: gate failed in round %d; retrying: %s", self.label, number, setting.describe())
         self.report.timings_s["unlearn_and_evaluate"] = round(
-            time.perf_counter() - self.started - self.report.timings_s["assemble"], 2)
+            time.perf_counter() - self.started - self.report.timings_s["assemble"], 2
+        )
         return last
 
-    def gated_round(self, number: int, setting: RoundSetting, scoring: MaskOutcome | None, rescore: bool,
-                    before: EvalOutcome) -> Round:
+    def gated_round(
+        self, number: int, setting: RoundSetting, scoring: MaskOutcome | None, rescore: bool, before: EvalOutcome
+    ) -> Round:
         """Score (when `rescore`; else unlearn with `scoring`'s mask), unlearn, evaluate and gate one candidate."""
-        common = {"label": self.label, "run_id": self.run_id, "round_no": number,
-                  "parent": self.plan.parent.checkpoint, "snapshot": self.snapshot, "setting": setting}
+        common = {
+            "label": self.label,
+            "run_id": self.run_id,
+            "round_no": number,
+            "parent": self.plan.parent.checkpoint,
+            "snapshot": self.snapshot,
+            "setting": setting,
+        }
         if rescore:
-            scoring = self.stage(S.scoring, f"round {number}: top {setting.p_percent:g}% of weights",
-                                 score_weights, **common)
+            scoring = self.stage(
+                S.scoring, f"round {number}: top {setting.p_percent:g}% of weights", score_weights, **common
+            )
             self.masks.append(scoring.mask)
             self.report.workers["score"] = scoring.worker.pid
-        ml = ({"task": unlearn_weights, "mask": scoring.mask} if setting.selects_weights
-              else {"task": train_intervention})
-        unlearned = self.stage(S.unlearning, f"round {number}: within {setting.max_epochs} epochs", **ml, **common,
-                               target_auc=non_member_auc(self.policy))
+        ml = (
+            {"task": unlearn_weights, "mask": scoring.mask} if setting.selects_weights else {"task": train_intervention}
+        )
+        unlearned = self.stage(
+            S.unlearning,
+            f"round {number}: within {setting.max_epochs} epochs",
+            **ml,
+            **common,
+            target_auc=non_member_auc(self.policy),
+        )
         self.candidates.append(unlearned.checkpoint)
         self.report.workers["unlearn"] = unlearned.worker.pid
         if unlearned.resumed_from_step is not None:
             self.report.resumed[number] = unlearned.resumed_from_step
-        after = self.stage(S.evaluating, f"round {number}", evaluate_checkpoint, label=f"{self.label}-round{number}",
-                           checkpoint=unlearned.checkpoint, snapshot=self.snapshot,
-                           relearn=self.policy.relearn_probe, seed=setting.seed)
+        after = self.stage(
+            S.evaluating,
+            f"round {number}",
+            evaluate_checkpoint,
+            label=f"{self.label}-round{number}",
+            checkpoint=unlearned.checkpoint,
+            snapshot=self.snapshot,
+            relearn=self.policy.relearn_probe,
+            seed=setting.seed,
+        )
         self.report.workers["evaluate"] = after.worker.pid
-        decision = apply_gate(self.label, number, setting, self.plan.policy, before.metrics, after.metrics,
-                              self.plan.parent.origin_metrics or before.metrics, epochs_run=unlearned.epochs_run)
+        decision = apply_gate(
+            self.label,
+            number,
+            setting,
+            self.plan.policy,
+            before.metrics,
+            after.metrics,
+            self.plan.parent.origin_metrics or before.metrics,
+            epochs_run=unlearned.epochs_run,
+        )
         self.report.rounds.append(RoundRecord.of(number, setting, decision, unlearned.epochs_run))
         self.report.after, self.report.gate = after.metrics, decision
         return Round(number, setting, scoring, unlearned, after, decision)
@@ -218,8 +259,13 @@ class TicketRun:
     def needs_review(self, before: EvalOutcome, last: Round) -> None:
         """The gate failed at the top of the ladder: nothing is registered, a person looks."""
         publish_metrics(self.label, before.metrics, last.after.metrics, None)
-        finish(self.label, self.ticket_ids, "needs_review", self.owner,
-               f"gate failed after {len(self.report.rounds)} round(s): {last.decision.reason}")
+        finish(
+            self.label,
+            self.ticket_ids,
+            "needs_review",
+            self.owner,
+            f"gate failed after {len(self.report.rounds)} round(s): {last.decision.reason}",
+        )
         self.report.outcome, self.report.reason = "needs_review", last.decision.reason
 
     def register(self, before: EvalOutcome, last: Round) -> None:
@@ -228,8 +274,19 @@ class TicketRun:
         register (the parent moved) hands its tickets back to be planned again."""
         try:
             registration = register_version(
-                self.label, self.owner, self.plan, self.snapshot, last.scoring, last.unlearned, last.setting, before,
-                last.after, last.decision, self.report.rounds, _flow_run_id())
+                self.label,
+                self.owner,
+                self.plan,
+                self.snapshot,
+                last.scoring,
+                last.unlearned,
+                last.setting,
+                before,
+                last.after,
+                last.decision,
+                self.report.rounds,
+                _flow_run_id(),
+            )
         except ParentMovedError as exc:  # lost the race: its candidate is purged, the tickets re-planned
             get_run_logger().warning("%s: %s", self.label, exc)
             finish(self.label, self.ticket_ids, "requeued", self.owner, str(exc))
@@ -241,10 +298,15 @@ class TicketRun:
         exported = export_audit_records(self.label, sorted(registration.audit_record_ids.values()))
         by_ticket = {t: exported[r] for t, r in registration.audit_record_ids.items()}
         publish_metrics(self.label, before.metrics, last.after.metrics, registration.version)
-        publish_links(self.label, registration.model_name, registration.version, registration.checkpoint.uri,
-                      registration.checkpoint.sha256,
-                      {registration.audit_record_ids[t]: ref for t, ref in by_ticket.items()},
-                      registration.chain_head)
+        publish_links(
+            self.label,
+            registration.model_name,
+            registration.version,
+            registration.checkpoint.uri,
+            registration.checkpoint.sha256,
+            {registration.audit_record_ids[t]: ref for t, ref in by_ticket.items()},
+            registration.chain_head,
+        )
         self.purge(self.ticket_ids, self.leftovers())
         self.forget_snapshot = None  # purged
         finish(self.label, self.ticket_ids, "completed", self.owner)
@@ -273,8 +335,12 @@ class TicketRun:
         leftovers = self.leftovers()
         if leftovers is not None:
             self.purge(self.report.ticket_ids, leftovers)
-        purge_after_run(self.label, sorted({*self.report.ticket_ids, *self.report.rejected}), self.run_id,
-                        superseded=self.report.version is not None)
+        purge_after_run(
+            self.label,
+            sorted({*self.report.ticket_ids, *self.report.rejected}),
+            self.run_id,
+            superseded=self.report.version is not None,
+        )
         self.report.timings_s["total"] = self._seconds()
 
     # -- the helpers the steps share
@@ -293,12 +359,16 @@ class TicketRun:
         if self.forget_snapshot is None and not (self.candidates and self.kept is None):
             return None
         keep_checkpoint, keep_mask = self.kept or (None, None)
-        return Leftovers(self.forget_snapshot, [c for c in self.candidates if c != keep_checkpoint],
-                         [m for m in self.masks if m != keep_mask])
+        return Leftovers(
+            self.forget_snapshot,
+            [c for c in self.candidates if c != keep_checkpoint],
+            [m for m in self.masks if m != keep_mask],
+        )
 
     def purge(self, ticket_ids: list[int], leftovers: Leftovers) -> None:
-        purge_scratch(self.label, self.run_id, ticket_ids, leftovers.forget_snapshot, leftovers.checkpoints,
-                      leftovers.masks)
+        purge_scratch(
+            self.label, self.run_id, ticket_ids, leftovers.forget_snapshot, leftovers.checkpoints, leftovers.masks
+        )
 
     def _seconds(self) -> float:
         return round(time.perf_counter() - self.started, 2)

@@ -49,8 +49,9 @@ def process_ticket(ticket_id: int) -> RunReport:
     for _ in range(1 + REPLANS):
         if not claim_ticket(ticket_id, owner):
             get_run_logger().info("%s is not queued; nothing to do", label)
-            return report or RunReport(label=label, ticket_ids=[ticket_id], outcome="nothing_to_do",
-                                       reason="the ticket is not queued")
+            return report or RunReport(
+                label=label, ticket_ids=[ticket_id], outcome="nothing_to_do", reason="the ticket is not queued"
+            )
         with keep_leases([ticket_id], owner):
             report = TicketRun(label, [ticket_id], owner).answer()
         if report.outcome != "requeued":
@@ -72,7 +73,6 @@ def batch_unlearning(model: str = "*", max_tickets: int = 20) -> list[RunReport]
     label = batch_label(model, ticket_ids)
     if not ticket_ids:
         get_run_logger().info("no queued tickets for %s", model)
-        return [RunReport(label=label, ticket_ids=[], outcome="nothing_to_do", model=model,
-                          reason="no queued tickets")]
+        return [RunReport(label=label, ticket_ids=[], outcome="nothing_to_do", model=model, reason="no queued tickets")]
     with keep_leases(ticket_ids, owner):
         return [TicketRun(label, ticket_ids, owner).answer()]

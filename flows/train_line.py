@@ -41,8 +41,11 @@ def train_line(
         model_config=architecture or {},
         train_config=recipe or {},
     )
-    reference_auc = (run_ml_stage(calibrate_line, label=name, checkpoint=outcome.checkpoint,
-                                  eval_suite=eval_suite) if eval_suite else None)
+    reference_auc = (
+        run_ml_stage(calibrate_line, label=name, checkpoint=outcome.checkpoint, eval_suite=eval_suite)
+        if eval_suite
+        else None
+    )
     if reference_auc is not None and "mia_reference_auc" not in (gate_policy or {}):
         gate_policy = {**(gate_policy or {}), "mia_reference_auc": reference_auc}
     summary = {
@@ -55,9 +58,7 @@ def train_line(
         "recipe": recipe or {},
         "manifest_sha256": manifest.sha256,
     }
-    version = register_trained(
-        name, outcome.checkpoint, manifest, eval_suite, description, summary, gate_policy
-    )
+    version = register_trained(name, outcome.checkpoint, manifest, eval_suite, description, summary, gate_policy)
     return {
         "model": name,
         "version": version,

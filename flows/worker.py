@@ -31,6 +31,8 @@ def run_worker(limit: int = 1) -> None:
     if report.tickets:
         logging.getLogger(__name__).warning(
             "reclaimed tickets at worker start: requeued %s, failed %s, completed %s",
-            report.requeued, report.failed, report.completed,
+            report.requeued,
+            report.failed,
+            report.completed,
         )
     serve(*ML_STAGES, limit=limit)

@@ -31,6 +31,7 @@ class Registry(Generic[T]):
 
     def register(self, name, entry=None):
         """Add `entry` under `name` (or decorate it); a name already taken by another entry raises."""
+
         def add(value: T) -> T:
             if name in self._entries and self._entries[name] is not value:
                 raise ValueError(f"{self.kind} {name!r} is already registered")

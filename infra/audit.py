@@ -28,9 +28,7 @@ _ADVISORY_LOCK_KEY = 0x6772696E_61756474  # "grin" "audt"
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8: one byte string per value, whichever database stored it."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def sha256_hex(data: bytes | str) -> str:
@@ -75,18 +73,14 @@ def as_dict(record: AuditRecord) -> dict[str, Any]:
     }
 
 
-def append(
-    kind: str, payload: Mapping[str, Any], *, session: Session, ticket_id: int | None = None
-) -> AuditRecord:
+def append(kind: str, payload: Mapping[str, Any], *, session: Session, ticket_id: int | None = None) -> AuditRecord:
     """Add one record at the head of the chain, inside the caller's transaction.
 
     Call it after the row locks the same transaction needs: the chain lock is held to commit.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(_ADVISORY_LOCK_KEY)))
-    head = session.execute(
-        select(AuditRecord.id, AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)
-    ).first()
+    head = session.execute(select(AuditRecord.id, AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)).first()
     record_id, prev_hash = (head.id + 1, head.hash) if head else (1, GENESIS_HASH)
     # Stored as it would be read back, so the hash computed now is the one verify recomputes.
     stored_payload = json.loads(canonical_json(dict(payload)))
@@ -124,15 +118,12 @@ class ChainHead:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ChainHead:
-        return cls(id=data.get("id"), hash=str(data["hash"]), count=int(data.get("count") or 0),
-                   time=data.get("time"))
+        return cls(id=data.get("id"), hash=str(data["hash"]), count=int(data.get("count") or 0), time=data.get("time"))
 
 
 def head(*, session: Session) -> ChainHead:
     row = session.execute(
-        select(AuditRecord.id, AuditRecord.hash, AuditRecord.created_at)
-        .order_by(AuditRecord.id.desc())
-        .limit(1)
+        select(AuditRecord.id, AuditRecord.hash, AuditRecord.created_at).order_by(AuditRecord.id.desc()).limit(1)
     ).first()
     count = session.scalar(select(func.count()).select_from(AuditRecord)) or 0
     if row is None:
@@ -187,15 +178,11 @@ def _walk(session: Session, expect: ChainHead | Sequence[ChainHead] | None) -> C
     for pin in pins:
         by_id.setdefault(pin.id, []).append(pin)  # a pin by hash alone waits under None
     seen: set[int] = set()  # id() of every pin found in the chain
-    rows = session.execute(
-        select(AuditRecord).order_by(AuditRecord.id).execution_options(yield_per=1000)
-    )
+    rows = session.execute(select(AuditRecord).order_by(AuditRecord.id).execution_options(yield_per=1000))
     for record in rows.scalars():
         count += 1
         if record.id != expected_id:
-            return ChainCheck(
-                False, count, expected_prev, record.id, f"missing record: expected id {expected_id}"
-            )
+            return ChainCheck(False, count, expected_prev, record.id, f"missing record: expected id {expected_id}")
         if record.prev_hash != expected_prev:
             return ChainCheck(
                 False,
@@ -213,13 +200,14 @@ def _walk(session: Session, expect: ChainHead | Sequence[ChainHead] | None) -> C
             prev_hash=record.prev_hash,
         )
         if recomputed != record.hash:
-            return ChainCheck(
-                False, count, expected_prev, record.id, "hash mismatch: the record was altered"
-            )
+            return ChainCheck(False, count, expected_prev, record.id, "hash mismatch: the record was altered")
         for pin in by_id.get(record.id, ()):
             if record.hash != pin.hash:
                 return ChainCheck(
-                    False, count, expected_prev, record.id,
+                    False,
+                    count,
+                    expected_prev,
+                    record.id,
                     "rewritten: the record at the pinned head has another hash",
                 )
             seen.add(id(pin))
@@ -231,12 +219,18 @@ def _walk(session: Session, expect: ChainHead | Sequence[ChainHead] | None) -> C
         if pin.hash != GENESIS_HASH and id(pin) not in seen:
             pinned = f"record {pin.id}, {pin.count} records" if pin.id else f"hash {pin.hash[:16]}"
             return ChainCheck(
-                False, count, expected_prev, pin.id,
+                False,
+                count,
+                expected_prev,
+                pin.id,
                 f"truncated: the pinned head ({pinned}) is gone; the chain holds {count}",
             )
         if count < pin.count:
             return ChainCheck(
-                False, count, expected_prev, pin.id,
+                False,
+                count,
+                expected_prev,
+                pin.id,
                 f"truncated: {count} records, fewer than the {pin.count} pinned",
             )
     return ChainCheck(True, count, expected_prev)
@@ -260,7 +254,8 @@ def _check_tickets(session: Session, chain: ChainCheck) -> ChainCheck:
         record_id, audited = last[ticket_id]
         if status.value != audited:
             return _ticket_broken(
-                chain, record_id,
+                chain,
+                record_id,
                 f"ticket {ticket_id} is {status.value} but its audit trail last moved it to {audited}",
             )
     gone = sorted(set(last) - set(statuses))
@@ -273,9 +268,7 @@ def _ticket_broken(chain: ChainCheck, record_id: int | None, reason: str) -> Cha
     return ChainCheck(False, chain.records, chain.head_hash, record_id, reason)
 
 
-def records(
-    *, session: Session, ticket_id: int | None = None, limit: int | None = None
-) -> list[AuditRecord]:
+def records(*, session: Session, ticket_id: int | None = None, limit: int | None = None) -> list[AuditRecord]:
     """Records in chain order, optionally only those about one ticket."""
     query = select(AuditRecord).order_by(AuditRecord.id)
     if ticket_id is not None:

@@ -48,8 +48,7 @@ def publish_head(head: ChainHead, *, store: ObjectStore) -> str | None:
         return None
     key = head_key(head)
     if not store.exists(key):
-        body = json.dumps({"id": head.id, "hash": head.hash, "count": head.count, "time": head.time},
-                          sort_keys=True)
+        body = json.dumps({"id": head.id, "hash": head.hash, "count": head.count, "time": head.time}, sort_keys=True)
         store.put_bytes(key, body.encode())
     return store.uri(key)
 
@@ -102,7 +101,8 @@ def check_latest_published_held(*, session: Session, store: ObjectStore) -> None
         what = "is gone" if held is None else "has another hash"
         raise AuditHeadConflictError(
             f"not publishing the chain head: record {previous.id} of the newest published head {what} "
-            "(truncated or rewritten); run `grin audit verify --expect-head store`")
+            "(truncated or rewritten); run `grin audit verify --expect-head store`"
+        )
 
 
 def publish_current_head(*, session: Session, store: ObjectStore) -> str | None:

@@ -28,8 +28,10 @@ CHECKPOINT_SUFFIXES = (WEIGHTS, ".json", ".txt", ".md", ".jinja", ".tiktoken", "
 TEXT_SUFFIXES = (".json", ".txt", ".md", ".jinja", ".tiktoken")
 # Config and tokenizer files are small; a bigger one is not what its name says.
 MAX_SIDE_FILE_BYTES = 64 * 1024 * 1024
-CONVERT = ("convert them in a trusted environment: AutoModelForCausalLM.from_pretrained(DIR)"
-           ".save_pretrained(OUT) writes safetensors")
+CONVERT = (
+    "convert them in a trusted environment: AutoModelForCausalLM.from_pretrained(DIR)"
+    ".save_pretrained(OUT) writes safetensors"
+)
 
 
 class CheckpointContentError(InvalidRequestError):
@@ -68,7 +70,8 @@ def _check_name(name: str, *, strict: bool) -> None:
         raise CheckpointContentError(f"{name} holds pickle weights; {CONVERT}")
     if strict and not lower.endswith(CHECKPOINT_SUFFIXES):
         raise CheckpointContentError(
-            f"{name} is not a file a checkpoint holds (safetensors weights, JSON, text, a tokenizer model)")
+            f"{name} is not a file a checkpoint holds (safetensors weights, JSON, text, a tokenizer model)"
+        )
 
 
 def _merge(tensors: dict[str, TensorEntry], found: dict[str, TensorEntry], source: str) -> None:
@@ -96,8 +99,9 @@ def _check_index(files: dict[str, dict[str, TensorEntry]], index_name: str, inde
             raise CheckpointContentError(f"{shard} holds {extra[0]!r}, which {index_name} does not list")
 
 
-def _tensor_table(files: dict[str, dict[str, TensorEntry]], side: dict[str, bytes],
-                  where: str) -> dict[str, TensorEntry]:
+def _tensor_table(
+    files: dict[str, dict[str, TensorEntry]], side: dict[str, bytes], where: str
+) -> dict[str, TensorEntry]:
     if not files:
         raise CheckpointContentError(f"{where} holds no model weights (*{WEIGHTS})")
     indexes = [n for n in side if n.endswith(SHARD_INDEX)]
@@ -135,8 +139,9 @@ def directory_tensors(directory: Path) -> dict[str, TensorEntry]:
     return _tensor_table(files, side, str(directory))
 
 
-def stored_checkpoint_tensors(uri: str, recorded: dict[str, str], *, settings: Settings,
-                              into: Path) -> dict[str, TensorEntry]:
+def stored_checkpoint_tensors(
+    uri: str, recorded: dict[str, str], *, settings: Settings, into: Path
+) -> dict[str, TensorEntry]:
     """The tensors of a checkpoint in a store whose manifest (`recorded`: name -> sha256) was verified:
     every file must be a kind a checkpoint holds; weights are read as far as their headers, every
     other file is fetched into `into` (checked against its recorded sha256 on the way) for the
@@ -157,8 +162,9 @@ def stored_checkpoint_tensors(uri: str, recorded: dict[str, str], *, settings: S
                 files[name] = read_header(stream, size, source=name)
             continue
         if size > MAX_SIDE_FILE_BYTES:
-            raise CheckpointContentError(f"{name}: {size} bytes, more than the {MAX_SIDE_FILE_BYTES} a config "
-                                         "or tokenizer file may take")
+            raise CheckpointContentError(
+                f"{name}: {size} bytes, more than the {MAX_SIDE_FILE_BYTES} a config or tokenizer file may take"
+            )
         side[name] = store.get_bytes(object_key, expected_sha256=recorded[name])
         check_side_file(name, side[name])
         target = into / name

@@ -73,26 +73,43 @@ def build_report(ticket_id: int, *, session: Session) -> DeletionReport:
     ticket = queue.get_ticket(ticket_id, session=session)
     records = audit.records(session=session, ticket_id=ticket_id)
     evidence = next((r for r in records if r.kind in ("unlearning.registered", "unlearning.nothing_to_forget")), None)
-    ended = next((r for r in records if r.kind == "ticket.transition" and r.payload.get("to") in (
-        TicketStatus.completed, TicketStatus.rejected, TicketStatus.needs_review)), None)
+    ended = next(
+        (
+            r
+            for r in records
+            if r.kind == "ticket.transition"
+            and r.payload.get("to") in (TicketStatus.completed, TicketStatus.rejected, TicketStatus.needs_review)
+        ),
+        None,
+    )
     payload = evidence.payload if evidence else {}
     decision = payload.get("gate") or payload.get("decision") or {}
     version = session.get(ModelVersion, ticket.result_version_id) if ticket.result_version_id else None
     aliases = session.scalars(
-        select(ModelAlias).join(ModelAlias.model).where(RegisteredModel.name == ticket.model_name))
-    line = session.scalars(select(ModelVersion).join(ModelVersion.model).where(
-        RegisteredModel.name == ticket.model_name)).all()
+        select(ModelAlias).join(ModelAlias.model).where(RegisteredModel.name == ticket.model_name)
+    )
+    line = session.scalars(
+        select(ModelVersion).join(ModelVersion.model).where(RegisteredModel.name == ticket.model_name)
+    ).all()
     head_now = audit.head(session=session)
     if ticket.status != TicketStatus.completed:
         outcome = ticket.status.value
     else:
         outcome = "forgotten: new version" if version is not None else "nothing to forget"
     return DeletionReport(
-        ticket_id=ticket.id, status=ticket.status.value, outcome=outcome, filed_at=ticket.created_at,
-        finished_at=ended.created_at if ended else None, requested_by=ticket.requested_by,
-        legal_basis=ticket.legal_basis, due_date=ticket.due_date.isoformat() if ticket.due_date else None,
-        subject_sha256=audit.sha256_hex(ticket.subject), request_sha256=ticket.request_sha256,
-        method=ticket.method.value, model=ticket.model_name, model_ref=ticket.model_ref,
+        ticket_id=ticket.id,
+        status=ticket.status.value,
+        outcome=outcome,
+        filed_at=ticket.created_at,
+        finished_at=ended.created_at if ended else None,
+        requested_by=ticket.requested_by,
+        legal_basis=ticket.legal_basis,
+        due_date=ticket.due_date.isoformat() if ticket.due_date else None,
+        subject_sha256=audit.sha256_hex(ticket.subject),
+        request_sha256=ticket.request_sha256,
+        method=ticket.method.value,
+        model=ticket.model_name,
+        model_ref=ticket.model_ref,
         parent_version=payload.get("parent_version") or payload.get("version"),
         version=version.version if version else None,
         checkpoint_sha256=version.checkpoint_sha256 if version else payload.get("checkpoint_sha256"),
@@ -101,7 +118,8 @@ def build_report(ticket_id: int, *, session: Session) -> DeletionReport:
         serving={a.alias: a.version.version for a in aliases},
         versions_holding_deleted_data=sorted(v.version for v in line if ticket.id in (v.holds_deleted_data_of or [])),
         purged_versions=sorted(v.version for v in line if v.purged_at is not None),
-        gate_passed=decision.get("passed"), gate_reason=decision.get("reason"),
+        gate_passed=decision.get("passed"),
+        gate_reason=decision.get("reason"),
         relearn_probe=payload.get("relearn_probe"),
         checks=[ReportCheck(**{k: c.get(k) for k in ReportCheck.model_fields}) for c in decision.get("checks", [])],
         before=payload.get("metrics_before") or payload.get("metrics") or {},
@@ -109,14 +127,17 @@ def build_report(ticket_id: int, *, session: Session) -> DeletionReport:
         evidence_record_id=evidence.id if evidence else None,
         chain_head_at_completion={"id": ended.id, "hash": ended.hash} if ended else None,
         chain_head_now={"id": head_now.id, "hash": head_now.hash, "count": head_now.count},
-        timeline=[{"at": r.created_at.isoformat(), "from": r.payload.get("from"), "to": r.payload.get("to")}
-                  for r in records if r.kind == "ticket.transition"],
+        timeline=[
+            {"at": r.created_at.isoformat(), "from": r.payload.get("from"), "to": r.payload.get("to")}
+            for r in records
+            if r.kind == "ticket.transition"
+        ],
         deletion=deletion_kinds(ticket_id, session=session),
     )
 
 
 def deletion_summary(report: DeletionReport) -> str:
-    """"approximate in v2 (date); exact in v4 (date)", or what the ticket waits for."""
+    """ "approximate in v2 (date); exact in v4 (date)", or what the ticket waits for."""
     done = "; ".join(f"{d['kind']} in v{d['version']} ({d['at'][:10]})" for d in report.deletion)
     if report.deletion and report.deletion[-1]["kind"] == "approximate":
         done += "; exact deletion at the line's next rebuild"
@@ -130,44 +151,71 @@ def _num(value: float | None) -> str:
 def report_sections(report: DeletionReport) -> list[tuple[str, list[tuple[str, str]] | list[list[str]]]]:
     """The report as titled sections of (field, value) rows or tables: what md and pdf both render."""
     r = report
-    request = [("Ticket", str(r.ticket_id)), ("Status", r.status), ("Outcome", r.outcome),
-               ("Filed", r.filed_at.isoformat(timespec="seconds")),
-               ("Finished", r.finished_at.isoformat(timespec="seconds") if r.finished_at else "–"),
-               ("Requested by", r.requested_by), ("Legal basis", r.legal_basis), ("Due date", r.due_date or "–"),
-               ("Subject (sha256)", r.subject_sha256), ("Request (sha256)", r.request_sha256),
-               ("Deletion", deletion_summary(r))]
-    model = [("Model", r.model), ("Filed against", r.model_ref), ("Method", r.method),
-             ("Parent version", str(r.parent_version) if r.parent_version is not None else "–"),
-             ("New version", str(r.version) if r.version is not None else "none"),
-             ("Checkpoint (sha256)", r.checkpoint_sha256 or "–"),
-             ("Serving now", ", ".join(f"{a} -> v{v}" for a, v in sorted(r.serving.items())) or "–"),
-             ("Versions still holding the deleted data",
-              ", ".join(map(str, r.versions_holding_deleted_data)) or "none"),
-             ("Purged versions", ", ".join(map(str, r.purged_versions)) or "none")]
+    request = [
+        ("Ticket", str(r.ticket_id)),
+        ("Status", r.status),
+        ("Outcome", r.outcome),
+        ("Filed", r.filed_at.isoformat(timespec="seconds")),
+        ("Finished", r.finished_at.isoformat(timespec="seconds") if r.finished_at else "–"),
+        ("Requested by", r.requested_by),
+        ("Legal basis", r.legal_basis),
+        ("Due date", r.due_date or "–"),
+        ("Subject (sha256)", r.subject_sha256),
+        ("Request (sha256)", r.request_sha256),
+        ("Deletion", deletion_summary(r)),
+    ]
+    model = [
+        ("Model", r.model),
+        ("Filed against", r.model_ref),
+        ("Method", r.method),
+        ("Parent version", str(r.parent_version) if r.parent_version is not None else "–"),
+        ("New version", str(r.version) if r.version is not None else "none"),
+        ("Checkpoint (sha256)", r.checkpoint_sha256 or "–"),
+        ("Serving now", ", ".join(f"{a} -> v{v}" for a, v in sorted(r.serving.items())) or "–"),
+        ("Versions still holding the deleted data", ", ".join(map(str, r.versions_holding_deleted_data)) or "none"),
+        ("Purged versions", ", ".join(map(str, r.purged_versions)) or "none"),
+    ]
     if r.base_checkpoint_sha256:
-        model += [("Base checkpoint (sha256, unchanged)", r.base_checkpoint_sha256),
-                  ("Threat model", r.threat_model or "")]
+        model += [
+            ("Base checkpoint (sha256, unchanged)", r.base_checkpoint_sha256),
+            ("Threat model", r.threat_model or ""),
+        ]
     probe = {True: "on", False: "OFF: switched off by the line's policy", None: "not recorded"}[r.relearn_probe]
     model.append(("Relearning probe (fine-tune on half the forget set, measure the other half)", probe))
     gate = [["check", "value", "limit", "passed"]] + [
-        [c.name, _num(c.value), _num(c.limit), "yes" if c.passed else "NO"] for c in r.checks]
+        [c.name, _num(c.value), _num(c.limit), "yes" if c.passed else "NO"] for c in r.checks
+    ]
     metrics = [["metric", "before", "after"]] + [
-        [m, _num(r.before.get(m)), _num(r.after.get(m))] for m in HEADLINE_METRICS if m in r.before or m in r.after]
-    evidence = [("Evidence audit record", str(r.evidence_record_id) if r.evidence_record_id else "–"),
-                ("Chain head when the ticket ended",
-                 f"#{r.chain_head_at_completion['id']} {r.chain_head_at_completion['hash']}"
-                 if r.chain_head_at_completion else "–"),
-                ("Chain head now", f"#{r.chain_head_now['id']} {r.chain_head_now['hash']}")]
+        [m, _num(r.before.get(m)), _num(r.after.get(m))] for m in HEADLINE_METRICS if m in r.before or m in r.after
+    ]
+    evidence = [
+        ("Evidence audit record", str(r.evidence_record_id) if r.evidence_record_id else "–"),
+        (
+            "Chain head when the ticket ended",
+            f"#{r.chain_head_at_completion['id']} {r.chain_head_at_completion['hash']}"
+            if r.chain_head_at_completion
+            else "–",
+        ),
+        ("Chain head now", f"#{r.chain_head_now['id']} {r.chain_head_now['hash']}"),
+    ]
     timeline = [["at", "from", "to"]] + [[t["at"][:19], t["from"] or "", t["to"] or ""] for t in r.timeline]
     verdict = "passed" if r.gate_passed else ("failed" if r.gate_passed is False else "not run")
     gate_title = f"Evaluation gate: {verdict}" + (f" ({r.gate_reason})" if r.gate_passed is False else "")
-    return [("Request", request), ("Models", model), (gate_title, gate),
-            ("Metrics (before -> after)", metrics), ("Evidence", evidence), ("Timeline", timeline)]
+    return [
+        ("Request", request),
+        ("Models", model),
+        (gate_title, gate),
+        ("Metrics (before -> after)", metrics),
+        ("Evidence", evidence),
+        ("Timeline", timeline),
+    ]
 
 
 def to_markdown(report: DeletionReport) -> str:
-    note = ("Ids, hashes and numbers only; the forgotten records' text is not in this report and no longer "
-            "in the service's storage.")
+    note = (
+        "Ids, hashes and numbers only; the forgotten records' text is not in this report and no longer "
+        "in the service's storage."
+    )
     lines = [f"# Deletion report: ticket {report.ticket_id}", "", note, ""]
     for title, rows in report_sections(report):
         lines += [f"## {title}", ""]
@@ -175,8 +223,11 @@ def to_markdown(report: DeletionReport) -> str:
             lines += ["| field | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows]]
         elif rows:
             header, *body = rows
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *["| " + " | ".join(row) + " |" for row in body]]
+            lines += [
+                "| " + " | ".join(header) + " |",
+                "|" + "---|" * len(header),
+                *["| " + " | ".join(row) + " |" for row in body],
+            ]
         lines.append("")
     lines.append("Verify: `grin audit verify --expect-head <hash of the chain head above>`.")
     return "\n".join(lines) + "\n"

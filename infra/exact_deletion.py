@@ -80,41 +80,72 @@ def register_exact(
     done = registry.find_registered(model_name, checkpoint_sha256, session=session)
     if done is not None and is_exact(done):
         return done
-    registry.ensure_parent_current(f"{model_name}@{alias}" if alias else model_name, parent_version_id,
-                                   session=session)
+    registry.ensure_parent_current(f"{model_name}@{alias}" if alias else model_name, parent_version_id, session=session)
     parent = session.get(ModelVersion, parent_version_id)
-    new = NewVersion(checkpoint_uri=checkpoint_uri, checkpoint_sha256=checkpoint_sha256, parent=parent,
-                     training_manifest_uri=manifest_uri, training_manifest_sha256=manifest_sha256,
-                     hparams={**hparams, "method": EXACT, "covers_ticket_ids": sorted(covers),
-                              "manifest_sha256": manifest_sha256},
-                     metrics=dict(metrics), gate=dict(gate))
-    version = registration.register_version(model_name, new, session=session, alias=alias,
-                                            rule=AliasRule.if_on_parent, actor=actor).version
+    new = NewVersion(
+        checkpoint_uri=checkpoint_uri,
+        checkpoint_sha256=checkpoint_sha256,
+        parent=parent,
+        training_manifest_uri=manifest_uri,
+        training_manifest_sha256=manifest_sha256,
+        hparams={**hparams, "method": EXACT, "covers_ticket_ids": sorted(covers), "manifest_sha256": manifest_sha256},
+        metrics=dict(metrics),
+        gate=dict(gate),
+    )
+    version = registration.register_version(
+        model_name, new, session=session, alias=alias, rule=AliasRule.if_on_parent, actor=actor
+    ).version
     superseded = registry.mark_superseded(version, covers, session=session)
-    audit.append(REBUILT, {
-        "model": model_name, "version": version.version, "parent_version": parent.version,
-        "checkpoint_sha256": checkpoint_sha256, "training_manifest_uri": manifest_uri,
-        "training_manifest_sha256": manifest_sha256, "covers_ticket_ids": sorted(covers),
-        "trained_from": hparams.get("trained_from"), "gate_passed": gate.get("passed"),
-        "versions_superseded": superseded, "actor": actor}, session=session)
+    audit.append(
+        REBUILT,
+        {
+            "model": model_name,
+            "version": version.version,
+            "parent_version": parent.version,
+            "checkpoint_sha256": checkpoint_sha256,
+            "training_manifest_uri": manifest_uri,
+            "training_manifest_sha256": manifest_sha256,
+            "covers_ticket_ids": sorted(covers),
+            "trained_from": hparams.get("trained_from"),
+            "gate_passed": gate.get("passed"),
+            "versions_superseded": superseded,
+            "actor": actor,
+        },
+        session=session,
+    )
     for ticket_id in sorted(covers):
-        audit.append(COVERED, {"model": model_name, "version": version.version,
-                               "checkpoint_sha256": checkpoint_sha256, "training_manifest_sha256": manifest_sha256,
-                               "detail": f"exact deletion in v{version.version}"},
-                     session=session, ticket_id=ticket_id)
+        audit.append(
+            COVERED,
+            {
+                "model": model_name,
+                "version": version.version,
+                "checkpoint_sha256": checkpoint_sha256,
+                "training_manifest_sha256": manifest_sha256,
+                "detail": f"exact deletion in v{version.version}",
+            },
+            session=session,
+            ticket_id=ticket_id,
+        )
     return version
 
 
 def deletion_kinds(ticket_id: int, *, session: Session) -> list[dict[str, Any]]:
     """How a ticket's data was deleted, oldest first: `approximate` (the unlearned version that answered
     it) then `exact` (the rebuilt version that covers it), each with its version and date."""
-    rows = session.scalars(select(AuditRecord).where(
-        AuditRecord.ticket_id == ticket_id,
-        AuditRecord.kind.in_(("unlearning.registered", COVERED))).order_by(AuditRecord.id))
-    return [{"kind": EXACT if r.kind == COVERED else "approximate", "version": r.payload.get("version"),
-             "at": _iso(r.created_at)} for r in rows]
+    rows = session.scalars(
+        select(AuditRecord)
+        .where(AuditRecord.ticket_id == ticket_id, AuditRecord.kind.in_(("unlearning.registered", COVERED)))
+        .order_by(AuditRecord.id)
+    )
+    return [
+        {
+            "kind": EXACT if r.kind == COVERED else "approximate",
+            "version": r.payload.get("version"),
+            "at": _iso(r.created_at),
+        }
+        for r in rows
+    ]
 
 
 def _iso(at: datetime) -> str:
     return at.isoformat(timespec="seconds")
-

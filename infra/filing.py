@@ -86,7 +86,5 @@ def file_ticket(request: TicketRequest, *, session: Session, actor: str | None =
 def _by_idempotency_key(key: str, request_sha256: str, *, session: Session) -> Ticket | None:
     ticket = session.scalar(select(Ticket).where(Ticket.idempotency_key == key))
     if ticket is not None and ticket.request_sha256 != request_sha256:
-        raise IdempotencyConflictError(
-            f"idempotency key {key!r} was used for a different request (ticket {ticket.id})"
-        )
+        raise IdempotencyConflictError(f"idempotency key {key!r} was used for a different request (ticket {ticket.id})")
     return ticket

@@ -40,14 +40,14 @@ def parse_request(data: Mapping[str, Any]) -> TicketRequest:
 def _check_overrides(request: TicketRequest, *, session: Session, settings: Settings) -> None:
     policy = registry.gate_policy(request.model_name, session=session, defaults=settings.gate)
     hparams = request.hparams
-    limits = [(name, getattr(hparams, name), cap(policy, name), f"the gate policy's {policy_field}")
-              for name, policy_field in LADDER_CAPS.items()]
+    limits = [
+        (name, getattr(hparams, name), cap(policy, name), f"the gate policy's {policy_field}")
+        for name, policy_field in LADDER_CAPS.items()
+    ]
     limits.append(("sigma2", hparams.sigma2, settings.max_sigma2, "GRIN_MAX_SIGMA2"))
     for name, value, limit, source in limits:
         if value is not None and value > limit:
-            raise InvalidRequestError(
-                f"invalid request: hparams.{name}={value:g} exceeds {limit:g} ({source})"
-            )
+            raise InvalidRequestError(f"invalid request: hparams.{name}={value:g} exceeds {limit:g} ({source})")
 
 
 def _check_due_date(request: TicketRequest) -> None:
@@ -59,9 +59,7 @@ def _check_due_date(request: TicketRequest) -> None:
         )
 
 
-def _read_checked(
-    located: Located, source: str, check: Callable[..., int], settings: Settings
-) -> None:
+def _read_checked(located: Located, source: str, check: Callable[..., int], settings: Settings) -> None:
     info = located.store.head(located.key)
     if info.size > settings.intake_max_object_bytes:
         raise InvalidRequestError(
@@ -97,9 +95,7 @@ def check_request(request: TicketRequest, *, session: Session, settings: Setting
     )
 
 
-def file_request(
-    request: TicketRequest, *, session: Session, settings: Settings, actor: str | None = None
-) -> Ticket:
+def file_request(request: TicketRequest, *, session: Session, settings: Settings, actor: str | None = None) -> Ticket:
     """Check the request, then file it (idempotently, when it carries a key)."""
     checked = check_request(request, session=session, settings=settings)
     return filing.file_ticket(checked, session=session, actor=actor)

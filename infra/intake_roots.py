@@ -38,9 +38,7 @@ class Located:
 
 
 def _refused(uri: str) -> OutsideIntakeRootsError:
-    return OutsideIntakeRootsError(
-        f"{uri!r} is not under an allowed intake root (see GRIN_INTAKE_ROOTS)"
-    )
+    return OutsideIntakeRootsError(f"{uri!r} is not under an allowed intake root (see GRIN_INTAKE_ROOTS)")
 
 
 def _file_root(root: str) -> str:

@@ -51,8 +51,9 @@ def _read(uri: str, role: str, settings: Settings, check: Callable[[bytes], Any]
 
 def read_qa_records(uri: str, *, role: str, settings: Settings) -> CheckedObject:
     """QA records (a JSON array or JSON Lines of question/answer objects) from under an intake root."""
-    return _read(uri, role, settings,
-                 lambda data: check_qa_object(data, source=role, max_records=settings.intake_max_records))
+    return _read(
+        uri, role, settings, lambda data: check_qa_object(data, source=role, max_records=settings.intake_max_records)
+    )
 
 
 def check_suite_parts(suite: Any, *, source: str, max_records: int) -> None:
@@ -67,8 +68,9 @@ def check_suite_parts(suite: Any, *, source: str, max_records: int) -> None:
             for number, row in enumerate(rows, start=1):
                 wrong = row.get("perturbed_answer")
                 if not isinstance(wrong, list) or not wrong or not all(isinstance(w, str) for w in wrong):
-                    raise ObjectContentError(f"{source} part {part}: record {number} has no perturbed_answer "
-                                             "list (the wrong choices)")
+                    raise ObjectContentError(
+                        f"{source} part {part}: record {number} has no perturbed_answer list (the wrong choices)"
+                    )
 
 
 def read_eval_suite(uri: str, *, role: str, settings: Settings) -> tuple[CheckedObject, dict[str, list[dict]]]:

@@ -39,9 +39,7 @@ TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
     S.scoring: frozenset({S.unlearning, S.queued, S.rejected, S.failed}),
     S.unlearning: frozenset({S.evaluating, S.queued, S.rejected, S.failed}),
     # The retry ladder goes back to scoring (larger p) or unlearning (more epochs).
-    S.evaluating: frozenset(
-        {S.registered, S.scoring, S.unlearning, S.needs_review, S.queued, S.rejected, S.failed}
-    ),
+    S.evaluating: frozenset({S.registered, S.scoring, S.unlearning, S.needs_review, S.queued, S.rejected, S.failed}),
     S.registered: frozenset({S.completed}),
     S.failed: frozenset({S.queued}),
     S.needs_review: frozenset({S.queued, S.rejected}),
@@ -89,9 +87,7 @@ def _claimable(model_name: str | None) -> Select[tuple[Ticket]]:
     if model_name is not None:
         query = query.where(Ticket.model_name == model_name)
     # Legal deadlines first, then first come first served.
-    return query.order_by(Ticket.due_date.asc().nulls_last(), Ticket.id).with_for_update(
-        skip_locked=True
-    )
+    return query.order_by(Ticket.due_date.asc().nulls_last(), Ticket.id).with_for_update(skip_locked=True)
 
 
 def claim(
@@ -141,9 +137,7 @@ def claim_batch(
     return tickets
 
 
-def _take(
-    ticket: Ticket, owner: str, lease_seconds: int, *, session: Session, now: datetime | None
-) -> None:
+def _take(ticket: Ticket, owner: str, lease_seconds: int, *, session: Session, now: datetime | None) -> None:
     ticket.attempts += 1
     ticket.lease_owner = owner
     ticket.lease_expires_at = (now or utcnow()) + timedelta(seconds=lease_seconds)
@@ -172,18 +166,12 @@ def transition(
 
     With `owner`, the move happens only while that owner holds the lease.
     """
-    ticket = (
-        held(ticket_id, owner, session=session)
-        if owner
-        else get_ticket(ticket_id, session=session, lock=True)
-    )
+    ticket = held(ticket_id, owner, session=session) if owner else get_ticket(ticket_id, session=session, lock=True)
     _move(ticket, TicketStatus(to_status), session=session, reason=reason, actor=actor)
     return ticket
 
 
-def release(
-    ticket_id: int, owner: str, *, session: Session, reason: str = "released by its worker"
-) -> Ticket:
+def release(ticket_id: int, owner: str, *, session: Session, reason: str = "released by its worker") -> Ticket:
     """Give a ticket back to the queue untried (a worker shutting down); the claim is not counted."""
     ticket = held(ticket_id, owner, session=session)
     ticket.attempts = max(ticket.attempts - 1, 0)
@@ -191,9 +179,7 @@ def release(
     return ticket
 
 
-def complete(
-    ticket_id: int, *, session: Session, owner: str | None = None, actor: str = "system"
-) -> Ticket:
+def complete(ticket_id: int, *, session: Session, owner: str | None = None, actor: str = "system") -> Ticket:
     """A registered ticket whose follow-up (artifacts, purge of scratch copies) is done."""
     return transition(ticket_id, S.completed, session=session, actor=owner or actor, owner=owner)
 
@@ -207,9 +193,7 @@ def reject(
     actor: str = "system",
 ) -> Ticket:
     """Bad input: the ticket cannot be answered as filed, and will not be retried."""
-    return transition(
-        ticket_id, S.rejected, session=session, reason=reason, actor=owner or actor, owner=owner
-    )
+    return transition(ticket_id, S.rejected, session=session, reason=reason, actor=owner or actor, owner=owner)
 
 
 def fail(
@@ -222,16 +206,12 @@ def fail(
     actor: str = "system",
 ) -> Ticket:
     """An infrastructure failure: back to the queue while claims so far are fewer than `max_attempts`."""
-    ticket = transition(
-        ticket_id, S.failed, session=session, reason=reason, actor=owner or actor, owner=owner
-    )
+    ticket = transition(ticket_id, S.failed, session=session, reason=reason, actor=owner or actor, owner=owner)
     _retry_if_allowed(ticket, max_attempts, session=session)
     return ticket
 
 
-def reclaim_expired(
-    *, session: Session, max_attempts: int, now: datetime | None = None
-) -> list[Ticket]:
+def reclaim_expired(*, session: Session, max_attempts: int, now: datetime | None = None) -> list[Ticket]:
     """Fail every ticket whose worker let its lease lapse; each is re-queued while it has attempts left."""
     query = (
         select(Ticket)
@@ -327,20 +307,14 @@ def held(ticket_id: int, owner: str | None, *, session: Session) -> Ticket:
     """The ticket, locked, if `owner` holds its lease; LeaseLostError otherwise."""
     ticket = get_ticket(ticket_id, session=session, lock=True)
     if ticket.status not in LEASED or ticket.lease_owner != owner:
-        raise LeaseLostError(
-            f"ticket {ticket_id} is {ticket.status.value} and not leased to {owner!r}"
-        )
+        raise LeaseLostError(f"ticket {ticket_id} is {ticket.status.value} and not leased to {owner!r}")
     return ticket
 
 
-def _move(
-    ticket: Ticket, to_status: TicketStatus, *, session: Session, reason: str | None, actor: str
-) -> None:
+def _move(ticket: Ticket, to_status: TicketStatus, *, session: Session, reason: str | None, actor: str) -> None:
     from_status = ticket.status
     if to_status not in TRANSITIONS[from_status]:
-        allowed = (
-            ", ".join(sorted(s.value for s in TRANSITIONS[from_status])) or "none: it is final"
-        )
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[from_status])) or "none: it is final"
         raise IllegalTransitionError(
             f"ticket {ticket.id}: {from_status.value} → {to_status.value} is not allowed "
             f"(from {from_status.value}: {allowed})"

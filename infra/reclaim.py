@@ -62,9 +62,7 @@ def scratch_runs(store: ObjectStore, ticket_ids: set[int]) -> dict[str, list[str
     return runs
 
 
-def purge_scratch_of(
-    ticket_ids: list[int], *, store: ObjectStore, session: Session, reason: str
-) -> int:
+def purge_scratch_of(ticket_ids: list[int], *, store: ObjectStore, session: Session, reason: str) -> int:
     """Delete the scratch objects of the runs of `ticket_ids`; one audit record of what went."""
     runs = scratch_runs(store, set(ticket_ids))
     for keys in runs.values():
@@ -98,8 +96,9 @@ def _card(store: ObjectStore, sha: str) -> Mapping | None:
     return card if isinstance(card, Mapping) else {}
 
 
-def _purge_candidates(store: ObjectStore, session: Session, doomed: Callable[[Mapping], bool],
-                      record: dict[str, object]) -> int:
+def _purge_candidates(
+    store: ObjectStore, session: Session, doomed: Callable[[Mapping], bool], record: dict[str, object]
+) -> int:
     """Delete every unregistered candidate checkpoint whose card `doomed` picks (manifest last,
     so a half-deleted one is never taken for complete); one audit record (`record` + what went)."""
     registered = set(session.scalars(select(ModelVersion.checkpoint_sha256)))
@@ -112,20 +111,22 @@ def _purge_candidates(store: ObjectStore, session: Session, doomed: Callable[[Ma
                 store.delete(key)
             deleted[sha] = len(keys)
     if deleted:
-        audit.append("run.candidates_purged", {**record, "checkpoint_sha256": sorted(deleted),
-                                               "objects": sum(deleted.values())}, session=session)
+        audit.append(
+            "run.candidates_purged",
+            {**record, "checkpoint_sha256": sorted(deleted), "objects": sum(deleted.values())},
+            session=session,
+        )
     return sum(deleted.values())
 
 
-def purge_candidates_of(
-    run_ids: list[str], *, store: ObjectStore, session: Session, reason: str
-) -> int:
+def purge_candidates_of(run_ids: list[str], *, store: ObjectStore, session: Session, reason: str) -> int:
     """Delete every unregistered candidate checkpoint whose card names one of `run_ids`."""
     if not run_ids:
         return 0
     runs = set(run_ids)
-    return _purge_candidates(store, session, lambda card: card.get("run") in runs,
-                             {"run_ids": sorted(run_ids), "reason": reason})
+    return _purge_candidates(
+        store, session, lambda card: card.get("run") in runs, {"run_ids": sorted(run_ids), "reason": reason}
+    )
 
 
 def _card_tickets(card: Mapping) -> set[int]:
@@ -143,10 +144,13 @@ def purge_stale_candidates(*, store: ObjectStore, session: Session) -> int:
     its flow uploaded it after the sweep that reclaimed its tickets, or its run died mid-upload. A
     checkpoint whose card names no tickets (a line's first version on its way in) is left alone.
     """
+
     def unheld(card: Mapping) -> bool:
         tickets = _card_tickets(card)
-        return bool(tickets) and not set(session.scalars(
-            select(Ticket.status).where(Ticket.id.in_(tickets)))) & queue.LEASED
+        return (
+            bool(tickets)
+            and not set(session.scalars(select(Ticket.status).where(Ticket.id.in_(tickets)))) & queue.LEASED
+        )
 
     return _purge_candidates(store, session, unheld, {"reason": "unregistered, and no run holds its tickets"})
 

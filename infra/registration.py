@@ -40,8 +40,9 @@ class Registered:
     superseded: list[int]
 
 
-def ensure_line(name: str, *, session: Session, description: str | None = None,
-                gate_policy: Mapping[str, Any] | None = None) -> RegisteredModel:
+def ensure_line(
+    name: str, *, session: Session, description: str | None = None, gate_policy: Mapping[str, Any] | None = None
+) -> RegisteredModel:
     """The model line `name`, registered first (with these details) if it is new."""
     try:
         return registry.get_model(name, session=session)
@@ -76,9 +77,13 @@ def _moves(model_name: str, alias: str, rule: AliasRule, parent: ModelVersion | 
     return rule is AliasRule.if_on_parent and parent is not None and current.id == parent.id
 
 
-def answered_records(kind: str, version: ModelVersion, ticket_ids: Iterable[int], *,
-                     session: Session) -> dict[int, AuditRecord]:
+def answered_records(
+    kind: str, version: ModelVersion, ticket_ids: Iterable[int], *, session: Session
+) -> dict[int, AuditRecord]:
     """Ticket id -> its `kind` audit record naming `version` (what a committed registration wrote)."""
-    rows = session.scalars(select(AuditRecord).where(
-        AuditRecord.kind == kind, AuditRecord.ticket_id.in_(list(ticket_ids))).order_by(AuditRecord.id))
+    rows = session.scalars(
+        select(AuditRecord)
+        .where(AuditRecord.kind == kind, AuditRecord.ticket_id.in_(list(ticket_ids)))
+        .order_by(AuditRecord.id)
+    )
     return {r.ticket_id: r for r in rows if r.payload.get("version") == version.version}

@@ -30,9 +30,7 @@ from policy.methods import Method
 
 PRODUCTION = "production"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-ALIAS_PATTERN = re.compile(
-    r"^[A-Za-z][A-Za-z0-9._-]{0,99}$"
-)  # a leading letter keeps it apart from versions
+ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,99}$")  # a leading letter keeps it apart from versions
 
 
 def register_model(
@@ -119,8 +117,7 @@ def add_version(model_name: str, new: NewVersion | None = None, *, session: Sess
     missing = set(new.ticket_ids) - {t.id for t in tickets}
     if missing:
         raise TicketNotFoundError(f"no tickets {sorted(missing)}")
-    number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id))
-              or 0) + 1
+    number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)) or 0) + 1
     version = ModelVersion(
         model=model,
         version=number,
@@ -128,7 +125,8 @@ def add_version(model_name: str, new: NewVersion | None = None, *, session: Sess
         checkpoint_uri=new.checkpoint_uri,
         checkpoint_sha256=new.checkpoint_sha256,
         training_manifest_uri=new.training_manifest_uri or (parent.training_manifest_uri if parent else None),
-        training_manifest_sha256=new.training_manifest_sha256 if new.training_manifest_uri
+        training_manifest_sha256=new.training_manifest_sha256
+        if new.training_manifest_uri
         else (parent.training_manifest_sha256 if parent else None),
         lineage_deletions=[*(parent.lineage_deletions if parent else []), *map(dict, new.deletions)],
         eval_suite_uri=new.eval_suite_uri or (parent.eval_suite_uri if parent else None),
@@ -241,10 +239,7 @@ def resolve(ref: str, *, session: Session) -> ModelVersion:
     if selector:
         raise UnknownModelError(f"model {name!r} has no alias {alias!r}")
     newest = session.scalar(
-        select(ModelVersion)
-        .where(ModelVersion.model_id == model.id)
-        .order_by(ModelVersion.version.desc())
-        .limit(1)
+        select(ModelVersion).where(ModelVersion.model_id == model.id).order_by(ModelVersion.version.desc()).limit(1)
     )
     if newest is None:
         raise UnknownModelError(f"model {name!r} has no versions yet")
@@ -258,7 +253,8 @@ def check_method_fits(version: ModelVersion, method: str) -> None:
         raise InvalidRequestError(
             f"{version.model.name}@{version.version} is a GRUN intervention over base checkpoint "
             f"{version.base_checkpoint_sha256[:12]}; file method grun against it, or {method} against a "
-            "version that holds its own weights")
+            "version that holds its own weights"
+        )
 
 
 def lock_model(name: str, *, session: Session) -> RegisteredModel:
@@ -289,8 +285,10 @@ def ensure_parent_current(ref: str, parent_version_id: int, *, session: Session)
 def find_registered(model_name: str, checkpoint_sha256: str, *, session: Session) -> ModelVersion | None:
     """The version that already holds this candidate (a retried registration), if any."""
     return session.scalar(
-        select(ModelVersion).join(RegisteredModel).where(
-            RegisteredModel.name == model_name, ModelVersion.checkpoint_sha256 == checkpoint_sha256))
+        select(ModelVersion)
+        .join(RegisteredModel)
+        .where(RegisteredModel.name == model_name, ModelVersion.checkpoint_sha256 == checkpoint_sha256)
+    )
 
 
 def origin(version: ModelVersion) -> ModelVersion:
@@ -321,9 +319,7 @@ def origin_metrics(version: ModelVersion) -> dict[str, float] | None:
     return None
 
 
-def mark_superseded(
-    version: ModelVersion, ticket_ids: Iterable[int], *, session: Session
-) -> list[int]:
+def mark_superseded(version: ModelVersion, ticket_ids: Iterable[int], *, session: Session) -> list[int]:
     """Every older version of `version`'s model still holds the data its tickets deleted: mark them.
 
     Returns the version numbers marked. The audit record names them and the tickets.
@@ -365,11 +361,7 @@ def gate_policy(model_name: str, *, session: Session, defaults: GatePolicy) -> G
 
 
 def _version(model: RegisteredModel, number: int, *, session: Session) -> ModelVersion:
-    row = session.scalar(
-        select(ModelVersion).where(
-            ModelVersion.model_id == model.id, ModelVersion.version == number
-        )
-    )
+    row = session.scalar(select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == number))
     if row is None:
         raise UnknownModelError(f"model {model.name!r} has no version {number}")
     return row

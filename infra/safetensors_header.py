@@ -23,10 +23,21 @@ MAX_HEADER_BYTES = 100_000_000
 METADATA = "__metadata__"
 # Bytes per element of every dtype the safetensors format names.
 DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1,
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4,
-    "I64": 8, "U64": 8, "F64": 8,
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
 }
 
 
@@ -66,12 +77,18 @@ def _entry(name: str, raw: Any, source: str) -> tuple[TensorEntry, int, int]:
         raise bad(f"has an unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise bad("has a shape that is not a list of non-negative integers")
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(type(o) is int and o >= 0 for o in offsets) or offsets[0] > offsets[1]):
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(type(o) is int and o >= 0 for o in offsets)
+        or offsets[0] > offsets[1]
+    ):
         raise bad("has data_offsets that are not [begin, end]")
     if (offsets[1] - offsets[0]) != math.prod(shape) * DTYPE_BYTES[dtype]:
-        raise bad(f"holds {offsets[1] - offsets[0]} bytes, not the {math.prod(shape) * DTYPE_BYTES[dtype]} "
-                  f"its shape {shape} and dtype {dtype} take")
+        raise bad(
+            f"holds {offsets[1] - offsets[0]} bytes, not the {math.prod(shape) * DTYPE_BYTES[dtype]} "
+            f"its shape {shape} and dtype {dtype} take"
+        )
     return TensorEntry(dtype, tuple(shape)), offsets[0], offsets[1]
 
 
@@ -97,14 +114,15 @@ def read_header(stream: IO[bytes], size: int, *, source: str) -> dict[str, Tenso
     if length > MAX_HEADER_BYTES:
         raise SafetensorsHeaderError(f"{source}: header of {length} bytes, more than the {MAX_HEADER_BYTES} allowed")
     if 8 + length > size:
-        raise SafetensorsHeaderError(f"{source}: header of {length} bytes runs past the end of the file "
-                                     f"({size} bytes): truncated or not safetensors")
+        raise SafetensorsHeaderError(
+            f"{source}: header of {length} bytes runs past the end of the file "
+            f"({size} bytes): truncated or not safetensors"
+        )
     body = _read_exactly(stream, length)
     if len(body) != length:
         raise SafetensorsHeaderError(f"{source}: truncated inside its header")
     try:
-        header = json.loads(body.decode("utf-8"), object_pairs_hook=_refuse_duplicates,
-                            parse_constant=_refuse_constant)
+        header = json.loads(body.decode("utf-8"), object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SafetensorsHeaderError(f"{source}: header is not JSON ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(header, dict):
@@ -120,11 +138,15 @@ def read_header(stream: IO[bytes], size: int, *, source: str) -> dict[str, Tenso
     position = 0
     for begin, end, name in sorted(spans):
         if begin != position:
-            raise SafetensorsHeaderError(f"{source}: tensor {name!r} starts at byte {begin} of the data, "
-                                         f"not {position}: overlapping or gapped offsets")
+            raise SafetensorsHeaderError(
+                f"{source}: tensor {name!r} starts at byte {begin} of the data, "
+                f"not {position}: overlapping or gapped offsets"
+            )
         position = end
     data = size - 8 - length
     if position != data:
-        raise SafetensorsHeaderError(f"{source}: its tensors take {position} bytes but the file holds {data} "
-                                     f"after the header: {'truncated' if data < position else 'trailing bytes'}")
+        raise SafetensorsHeaderError(
+            f"{source}: its tensors take {position} bytes but the file holds {data} "
+            f"after the header: {'truncated' if data < position else 'trailing bytes'}"
+        )
     return tensors

@@ -41,20 +41,14 @@ class Settings(BaseSettings):
     env: Literal["dev", "test", "prod"] = "dev"
     state_dir: Path = Path(".grin")
     database_url: str = Field("", description="Default: sqlite:///<state_dir>/grin.db")
-    storage_url: str = Field(
-        "", description="file:///abs/dir or s3://bucket/prefix; default <state_dir>/objects"
-    )
+    storage_url: str = Field("", description="file:///abs/dir or s3://bucket/prefix; default <state_dir>/objects")
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     tofu_dir: Path | None = Field(default_factory=default_tofu_dir)
-    lease_seconds: int = Field(
-        900, gt=0, description="How long a claim holds a ticket without a heartbeat."
-    )
-    max_attempts: int = Field(
-        3, ge=1, description="Claims per ticket before an infrastructure failure is final."
-    )
+    lease_seconds: int = Field(900, gt=0, description="How long a claim holds a ticket without a heartbeat.")
+    max_attempts: int = Field(3, ge=1, description="Claims per ticket before an infrastructure failure is final.")
     batch_cron: str = "0 2 * * *"
     gate: GatePolicy = GatePolicy()
     rebuild: dict[str, RebuildPolicy] = Field(
@@ -76,27 +70,33 @@ class Settings(BaseSettings):
     gpu_pickup_timeout_s: float = Field(
         300, gt=0, description="How long a stage waits for a worker to take it before the run fails."
     )
-    gpu_stage_timeout_s: float = Field(
-        6 * 3600, gt=0, description="How long one ML stage may run on a worker."
-    )
+    gpu_stage_timeout_s: float = Field(6 * 3600, gt=0, description="How long one ML stage may run on a worker.")
     stage_processes: int = Field(
-        1, ge=1, description="Processes the scoring and unlearning stages run on (DDP under accelerate "
+        1,
+        ge=1,
+        description="Processes the scoring and unlearning stages run on (DDP under accelerate "
         "launch, one per GPU, or gloo on CPUs; the result equals one process's within float tolerance). "
-        "With more than one, unlearning keeps no progress checkpoints: a killed run starts the round again."
+        "With more than one, unlearning keeps no progress checkpoints: a killed run starts the round again.",
     )
     checkpoint_interval_s: float = Field(
-        60, ge=0, description="Unlearning saves its progress to the store at the first epoch end this "
+        60,
+        ge=0,
+        description="Unlearning saves its progress to the store at the first epoch end this "
         "long after its last save (0 = every epoch), so a reclaimed ticket's next run resumes there; "
-        "a save holds the selected weights and their optimizer state."
+        "a save holds the selected weights and their optimizer state.",
     )
     gpu_worker_dead_after_s: float = Field(
-        60, gt=0, description="A stage fails (and is retried) once no GPU worker has sent a "
-        "heartbeat for this long: its worker died."
+        60,
+        gt=0,
+        description="A stage fails (and is retried) once no GPU worker has sent a "
+        "heartbeat for this long: its worker died.",
     )
     retain_sample_size: int = Field(
-        2000, ge=1, description="Retain records sampled from the training manifest for unlearning: the "
+        2000,
+        ge=1,
+        description="Retain records sampled from the training manifest for unlearning: the "
         "privacy schedule's repair phase works from them, and 400 of the demo line's 577 left its "
-        "retain ROUGE-L at 0.84x the parent."
+        "retain ROUGE-L at 0.84x the parent.",
     )
     eval_retain_size: int = Field(
         100, ge=0, description="Further retain records held out for the gate, when the model has no eval suite."
@@ -124,12 +124,8 @@ class Settings(BaseSettings):
     intake_max_object_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="Largest forget, retain or keywords object accepted at filing."
     )
-    intake_max_records: int = Field(
-        50_000, gt=0, description="Most QA records (or key phrases) one object may hold."
-    )
-    max_sigma2: float = Field(
-        0.01, ge=0.0, description="Largest per-ticket noise variance (the paper uses 0.001)."
-    )
+    intake_max_records: int = Field(50_000, gt=0, description="Most QA records (or key phrases) one object may hold.")
+    max_sigma2: float = Field(0.01, ge=0.0, description="Largest per-ticket noise variance (the paper uses 0.001).")
     reclaim_interval_s: int = Field(
         60, gt=0, description="How often `grin serve` sweeps lapsed leases back to the queue."
     )
@@ -161,9 +157,7 @@ class Settings(BaseSettings):
     @classmethod
     def _five_field_cron(cls, value: str) -> str:
         if len(value.split()) != 5:
-            raise ValueError(
-                f"batch_cron must have 5 fields (minute hour day month weekday), got {value!r}"
-            )
+            raise ValueError(f"batch_cron must have 5 fields (minute hour day month weekday), got {value!r}")
         return value
 
     @model_validator(mode="after")
@@ -183,17 +177,17 @@ class Settings(BaseSettings):
             raise ValueError(f"database_url is not a database URL: {exc}") from None
         storage = urlsplit(self.storage_url)
         if storage.scheme not in ("file", "s3"):
-            raise ValueError(
-                f"storage_url must be file:///abs/dir or s3://bucket/prefix, got {self.storage_url!r}"
-            )
+            raise ValueError(f"storage_url must be file:///abs/dir or s3://bucket/prefix, got {self.storage_url!r}")
         if storage.scheme == "s3" and not storage.netloc:
             raise ValueError(f"storage_url {self.storage_url!r} names no bucket")
         if storage.scheme == "file" and (storage.netloc or not storage.path.startswith("/")):
             raise ValueError(f"storage_url {self.storage_url!r} must be an absolute file:/// URL")
         for root in self.intake_roots:
             parts = urlsplit(root)
-            if parts.scheme not in ("file", "s3") or (parts.scheme == "s3" and not parts.netloc) or (
-                parts.scheme == "file" and (parts.netloc or not parts.path.startswith("/"))
+            if (
+                parts.scheme not in ("file", "s3")
+                or (parts.scheme == "s3" and not parts.netloc)
+                or (parts.scheme == "file" and (parts.netloc or not parts.path.startswith("/")))
             ):
                 raise ValueError(f"intake root {root!r} must be s3://bucket/prefix/ or file:///abs/dir/")
         if self.env not in ("dev", "test"):
@@ -206,13 +200,9 @@ class Settings(BaseSettings):
 
     def _refuse_unsafe(self, storage_scheme: str) -> None:
         if make_url(self.database_url).get_backend_name() == "sqlite":
-            raise ValueError(
-                f"env={self.env} refuses a SQLite database: set GRIN_DATABASE_URL to PostgreSQL"
-            )
+            raise ValueError(f"env={self.env} refuses a SQLite database: set GRIN_DATABASE_URL to PostgreSQL")
         if storage_scheme == "file":
-            raise ValueError(
-                f"env={self.env} refuses a local object store: set GRIN_STORAGE_URL to s3://…"
-            )
+            raise ValueError(f"env={self.env} refuses a local object store: set GRIN_STORAGE_URL to s3://…")
         if not (self.s3_access_key_id and self.s3_secret_access_key):
             raise ValueError(
                 f"env={self.env} with an S3 store needs GRIN_S3_ACCESS_KEY_ID and GRIN_S3_SECRET_ACCESS_KEY"

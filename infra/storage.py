@@ -39,9 +39,7 @@ from infra.settings import Settings
 
 CHUNK = 1024 * 1024
 SPOOL_IN_MEMORY = 64 * 1024 * 1024
-TRANSFER = TransferConfig(
-    multipart_threshold=16 * CHUNK, multipart_chunksize=16 * CHUNK, max_concurrency=4
-)
+TRANSFER = TransferConfig(multipart_threshold=16 * CHUNK, multipart_chunksize=16 * CHUNK, max_concurrency=4)
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 
 
@@ -71,9 +69,7 @@ class _HashingWriter(io.RawIOBase):
 def _check_key(key: str, *, writing: bool) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise InvalidRequestError(
-            f"object key {key!r} must be a relative path without empty, '.' or '..' parts"
-        )
+        raise InvalidRequestError(f"object key {key!r} must be a relative path without empty, '.' or '..' parts")
     if writing and any(p.startswith(".") for p in parts):
         raise InvalidRequestError(f"object key {key!r}: parts starting with '.' are reserved")
     return key
@@ -150,9 +146,7 @@ class ObjectStore(ABC):
         _verified(writer.digest.hexdigest(), expected_sha256, self.uri(key))
         return buffer.getvalue()
 
-    def get_file(
-        self, key: str, path: str | os.PathLike[str], *, expected_sha256: str | None = None
-    ) -> ObjectInfo:
+    def get_file(self, key: str, path: str | os.PathLike[str], *, expected_sha256: str | None = None) -> ObjectInfo:
         """Download to `path` atomically; the returned sha256 is that of the bytes written."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -271,9 +265,7 @@ class S3Store(ObjectStore):
     @contextmanager
     def open(self, key: str) -> Iterator[Any]:
         with self._not_found_as(key):
-            body = self.client.get_object(
-                Bucket=self.bucket, Key=self.prefix + _check_key(key, writing=False)
-            )["Body"]
+            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + _check_key(key, writing=False))["Body"]
         try:
             yield body
         finally:
@@ -281,12 +273,8 @@ class S3Store(ObjectStore):
 
     def head(self, key: str) -> ObjectInfo:
         with self._not_found_as(key):
-            meta = self.client.head_object(
-                Bucket=self.bucket, Key=self.prefix + _check_key(key, writing=False)
-            )
-        return ObjectInfo(
-            self.uri(key), key, meta["ContentLength"], meta.get("Metadata", {}).get("sha256")
-        )
+            meta = self.client.head_object(Bucket=self.bucket, Key=self.prefix + _check_key(key, writing=False))
+        return ObjectInfo(self.uri(key), key, meta["ContentLength"], meta.get("Metadata", {}).get("sha256"))
 
     def list(self, prefix: str = "") -> list[str]:
         keys = []
@@ -298,9 +286,7 @@ class S3Store(ObjectStore):
         return sorted(keys)
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(
-            Bucket=self.bucket, Key=self.prefix + _check_key(key, writing=False)
-        )
+        self.client.delete_object(Bucket=self.bucket, Key=self.prefix + _check_key(key, writing=False))
 
     @contextmanager
     def _not_found_as(self, key: str) -> Iterator[None]:
@@ -313,9 +299,7 @@ class S3Store(ObjectStore):
 
 
 @lru_cache(maxsize=8)
-def _s3_client(
-    endpoint_url: str | None, region: str, key_id: str | None, secret: str | None
-) -> Any:
+def _s3_client(endpoint_url: str | None, region: str, key_id: str | None, secret: str | None) -> Any:
     # Custom endpoints (MinIO, moto) are addressed by path; AWS itself by virtual host.
     config = BotoConfig(
         retries={"mode": "standard", "max_attempts": 5},
@@ -333,12 +317,8 @@ def _s3_client(
 
 def s3_client(settings: Settings) -> Any:
     """The S3 client for the configured endpoint and credentials (shared; boto3 clients are thread-safe)."""
-    secret = (
-        settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
-    )
-    return _s3_client(
-        settings.s3_endpoint_url, settings.s3_region, settings.s3_access_key_id, secret
-    )
+    secret = settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+    return _s3_client(settings.s3_endpoint_url, settings.s3_region, settings.s3_access_key_id, secret)
 
 
 def _split(uri: str) -> tuple[str, str, str]:

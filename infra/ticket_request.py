@@ -42,17 +42,11 @@ class TicketRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    subject: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000), Text
-    ]
-    model: Annotated[str, StringConstraints(strip_whitespace=True, pattern=MODEL_REF_PATTERN)] = (
-        Field(
-            description="A registered model: `name` (its production version), `name@alias` or `name@version`."
-        )
+    subject: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000), Text]
+    model: Annotated[str, StringConstraints(strip_whitespace=True, pattern=MODEL_REF_PATTERN)] = Field(
+        description="A registered model: `name` (its production version), `name@alias` or `name@version`."
     )
-    forget_uris: list[URI] = Field(
-        min_length=1, description="Objects holding the QA records to forget."
-    )
+    forget_uris: list[URI] = Field(min_length=1, description="Objects holding the QA records to forget.")
     retain_uris: list[URI] | None = Field(
         None,
         min_length=1,
@@ -61,24 +55,21 @@ class TicketRequest(BaseModel):
     keywords_uri: URI | None = None
     method: Method = Method.match  # profile matching: the service default (grin_core UnlearnConfig)
     hparams: RoundSettingOverrides = RoundSettingOverrides()  # over the method's defaults (policy/round_setting.py)
-    requested_by: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Text
-    ]
-    legal_basis: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Text
-    ]
+    requested_by: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Text]
+    legal_basis: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Text]
     due_date: date | None = None
     idempotency_key: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Text]
-        | None
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Text] | None
     ) = None
 
     @model_validator(mode="after")
     def _overrides_fit_the_method(self) -> TicketRequest:
         grin_only = [k for k in GRIN_ONLY if getattr(self.hparams, k) is not None]
         if self.method is Method.grun and grin_only:
-            raise ValueError(f"hparams {', '.join(grin_only)} select and perturb weights (GRIN); method grun "
-                             "changes no weight and has none to select")
+            raise ValueError(
+                f"hparams {', '.join(grin_only)} select and perturb weights (GRIN); method grun "
+                "changes no weight and has none to select"
+            )
         return self
 
     @property

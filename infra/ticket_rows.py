@@ -26,8 +26,21 @@ from infra.ticket_request import TicketRequest
 FILED = "ticket.filed"
 ROW_SHA256 = "ticket_row_sha256"
 # The fields of a ticket row that say what was asked; anything else on the row moves with the run.
-ROW_FIELDS = ("subject", "model_name", "model_ref", "forget_uris", "retain_uris", "keywords_uri", "method",
-              "hparams", "requested_by", "legal_basis", "due_date", "idempotency_key", "request_sha256")
+ROW_FIELDS = (
+    "subject",
+    "model_name",
+    "model_ref",
+    "forget_uris",
+    "retain_uris",
+    "keywords_uri",
+    "method",
+    "hparams",
+    "requested_by",
+    "legal_basis",
+    "due_date",
+    "idempotency_key",
+    "request_sha256",
+)
 # hparams keys added after tickets were first filed, newest first: an older request hashed without them.
 LEGACY_HPARAM_SHAPES = ((), ("retain_batch_size",), ("retain_batch_size", "max_epochs"))
 
@@ -59,11 +72,20 @@ def _legacy_request_sha256s(ticket: Ticket) -> set[str] | None:
     """The request hashes the row's fields had under each shape the request has had; None when the row
     no longer makes a valid request."""
     try:
-        request = TicketRequest.model_validate({
-            "subject": ticket.subject, "model": ticket.model_ref, "forget_uris": list(ticket.forget_uris),
-            "retain_uris": list(ticket.retain_uris) if ticket.retain_uris else None,
-            "keywords_uri": ticket.keywords_uri, "method": ticket.method.value, "hparams": ticket.hparams or {},
-            "requested_by": ticket.requested_by, "legal_basis": ticket.legal_basis, "due_date": ticket.due_date})
+        request = TicketRequest.model_validate(
+            {
+                "subject": ticket.subject,
+                "model": ticket.model_ref,
+                "forget_uris": list(ticket.forget_uris),
+                "retain_uris": list(ticket.retain_uris) if ticket.retain_uris else None,
+                "keywords_uri": ticket.keywords_uri,
+                "method": ticket.method.value,
+                "hparams": ticket.hparams or {},
+                "requested_by": ticket.requested_by,
+                "legal_basis": ticket.legal_basis,
+                "due_date": ticket.due_date,
+            }
+        )
     except ValidationError:
         return None
     dump = request.model_dump(mode="json", exclude={"idempotency_key"})
@@ -93,8 +115,7 @@ def mismatch(ticket: Ticket, filed: dict[str, Any]) -> str | None:
             return f"its {field} is not the one filed"
     if ROW_SHA256 in filed:
         if row_sha256(ticket) != filed[ROW_SHA256]:
-            return ("its request fields (forget/retain/keywords URIs, hparams or idempotency key) are not "
-                    "the ones filed")
+            return "its request fields (forget/retain/keywords URIs, hparams or idempotency key) are not the ones filed"
         return None
     legacy = _legacy_request_sha256s(ticket)
     if legacy is None:

@@ -18,9 +18,7 @@ class GatePolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    forget_rougeL_max: float = Field(
-        0.4, ge=0.0, le=1.0, description="Forget-set ROUGE-L recall must be at most this."
-    )
+    forget_rougeL_max: float = Field(0.4, ge=0.0, le=1.0, description="Forget-set ROUGE-L recall must be at most this.")
     forget_rougeL_max_ratio: float = Field(
         0.5,
         gt=0.0,
@@ -179,11 +177,15 @@ class GatePolicy(BaseModel):
         description="The ladder never selects more than this percentage of weights.",
     )
     max_epochs: int = Field(
-        100, ge=1, le=MAX_EPOCHS,
+        100,
+        ge=1,
+        le=MAX_EPOCHS,
         description="The ladder never trains more epochs than this, nor may a ticket's privacy-schedule budget.",
     )
     ladder_alpha_factor: float = Field(
-        2.0, ge=1.0, le=10.0,
+        2.0,
+        ge=1.0,
+        le=10.0,
         description="When retain or utility checks fail, each retry multiplies the retain term's weight by this "
         "and grows the schedule's budget (more repair within the band).",
     )
@@ -194,9 +196,7 @@ class GatePolicy(BaseModel):
         description="When only an attack below its band fails (over-unlearned), each retry multiplies the "
         "learning rate by this.",
     )
-    min_learning_rate: float = Field(
-        1e-4, gt=0.0, description="The ladder never lowers the learning rate below this."
-    )
+    min_learning_rate: float = Field(1e-4, gt=0.0, description="The ladder never lowers the learning rate below this.")
 
     @field_validator("attacks")
     @classmethod

@@ -72,8 +72,12 @@ def next_setting(
             more["p_percent"] = min(setting.p_percent * policy.ladder_p_factor, cap(policy, "p_percent"))
         nxt = setting.model_copy(update=more)
     elif _damaged_what_it_keeps(decision):
-        nxt = setting.model_copy(update={"alpha": min(setting.alpha * policy.ladder_alpha_factor, MAX_ALPHA),
-                                         "max_epochs": _grown(policy, setting, "max_epochs")})
+        nxt = setting.model_copy(
+            update={
+                "alpha": min(setting.alpha * policy.ladder_alpha_factor, MAX_ALPHA),
+                "max_epochs": _grown(policy, setting, "max_epochs"),
+            }
+        )
     else:
         nxt = setting.model_copy(
             update={"learning_rate": max(setting.learning_rate * policy.ladder_lr_factor, policy.min_learning_rate)}
@@ -88,8 +92,9 @@ def _grown(policy: GatePolicy, setting: RoundSetting, name: str) -> int:
 
 def _damaged_what_it_keeps(decision: GateDecision) -> bool:
     """A failed check on retain or utility (not a privacy check asking for weaker unlearning)."""
-    return any(not c.passed and c.asks == "weaker" and not c.metric.startswith(("mia", "nonmember"))
-               for c in decision.checks)
+    return any(
+        not c.passed and c.asks == "weaker" and not c.metric.startswith(("mia", "nonmember")) for c in decision.checks
+    )
 
 
 def _forgot_too_little(decision: GateDecision) -> bool:

@@ -15,5 +15,7 @@ Method = StrEnum("Method", [(name, name) for name in (*GRIN_OBJECTIVES, GRUN)], 
 def methods_help() -> str:
     """What `--method` of `grin ticket file` takes, from the names above."""
     grin = [m.value for m in Method if m.value != GRUN]
-    return (f"{', '.join(grin[:-1])} or {grin[-1]} (GRIN: fine-tunes selected weights; {grin[0]} by default), "
-            f"or {GRUN} (a gated intervention; base weights unchanged).")
+    return (
+        f"{', '.join(grin[:-1])} or {grin[-1]} (GRIN: fine-tunes selected weights; {grin[0]} by default), "
+        f"or {GRUN} (a gated intervention; base weights unchanged)."
+    )

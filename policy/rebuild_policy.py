@@ -18,10 +18,14 @@ class RebuildPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     every_days: float | None = Field(
-        None, gt=0, description="Rebuild once the last rebuild (or the line's first version) is this many days old "
-        "and a ticket waits.")
+        None,
+        gt=0,
+        description="Rebuild once the last rebuild (or the line's first version) is this many days old "
+        "and a ticket waits.",
+    )
     after_deletions: int | None = Field(
-        None, ge=1, description="Rebuild once this many answered tickets wait for exact deletion.")
+        None, ge=1, description="Rebuild once this many answered tickets wait for exact deletion."
+    )
 
 
 def rebuild_due(policy: RebuildPolicy, waiting: int, since: datetime, now: datetime) -> str | None:
@@ -32,6 +36,8 @@ def rebuild_due(policy: RebuildPolicy, waiting: int, since: datetime, now: datet
     if policy.after_deletions is not None and waiting >= policy.after_deletions:
         return f"{waiting} tickets wait for exact deletion (policy: after {policy.after_deletions})"
     if policy.every_days is not None and now - since >= timedelta(days=policy.every_days):
-        return f"{waiting} tickets wait and the last rebuild is {(now - since).days} days old " \
-               f"(policy: every {policy.every_days:g} days)"
+        return (
+            f"{waiting} tickets wait and the last rebuild is {(now - since).days} days old "
+            f"(policy: every {policy.every_days:g} days)"
+        )
     return None

@@ -49,19 +49,25 @@ class RoundSetting(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     method: Method = Method(_DEFAULTS.method)
-    p_percent: float = Field(_DEFAULTS.p_percent, gt=0, le=MAX_P_PERCENT,
-                             description="Percentage of weights selected by GRI.")
+    p_percent: float = Field(
+        _DEFAULTS.p_percent, gt=0, le=MAX_P_PERCENT, description="Percentage of weights selected by GRI."
+    )
     sigma2: float = Field(_DEFAULTS.sigma2, ge=0, description="Variance of the noise added to selected weights.")
     epochs: int = Field(_DEFAULTS.epochs, ge=1, le=MAX_EPOCHS, description=_HELP["epochs"])
-    max_epochs: int = Field(_DEFAULTS.max_epochs, ge=1, le=MAX_EPOCHS,
-                            description="Epoch budget of the privacy schedule (it stops once in band).")
+    max_epochs: int = Field(
+        _DEFAULTS.max_epochs,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="Epoch budget of the privacy schedule (it stops once in band).",
+    )
     learning_rate: float = Field(_DEFAULTS.learning_rate, gt=0, le=1.0, description="AdamW learning rate.")
     beta: float = Field(_DEFAULTS.beta, gt=0, le=100.0, description="NPO temperature.")
     alpha: float = Field(_DEFAULTS.alpha, ge=0, le=MAX_ALPHA, description="Weight of the retain-set term.")
     seed: int = Field(_DEFAULTS.seed, ge=0, le=MAX_SEED, description=_HELP["seed"])
     batch_size: int = Field(_DEFAULTS.batch_size, ge=1, description=_HELP["batch_size"])
-    retain_batch_size: int | None = Field(_DEFAULTS.retain_batch_size, ge=1, le=4096,
-                                          description="Retain examples per step.")
+    retain_batch_size: int | None = Field(
+        _DEFAULTS.retain_batch_size, ge=1, le=4096, description="Retain examples per step."
+    )
     relearn_guard: float = Field(_DEFAULTS.relearn_guard, ge=0, le=100.0, description=_HELP["relearn_guard"])
     relearn_eps: float = Field(_DEFAULTS.relearn_eps, gt=0, le=0.1, description=_HELP["relearn_eps"])
 
@@ -88,12 +94,17 @@ class RoundSetting(BaseModel):
     def describe(self, epochs_run: float | None = None) -> str:
         """One line for the gate report and the run log: what ran (`epochs_run`, when known) within
         which budget (the privacy schedule's `max_epochs`; `epochs` without a holdout)."""
-        ran = (f"{epochs_run:g} epochs run of a {self.max_epochs}-epoch schedule budget" if epochs_run is not None
-               else f"a {self.max_epochs}-epoch schedule budget ({self.epochs} epochs without a holdout)")
+        ran = (
+            f"{epochs_run:g} epochs run of a {self.max_epochs}-epoch schedule budget"
+            if epochs_run is not None
+            else f"a {self.max_epochs}-epoch schedule budget ({self.epochs} epochs without a holdout)"
+        )
         if not self.selects_weights:
             return f"GRUN (a gated intervention; the base weights unchanged), {ran}, lr {self.learning_rate:g}"
-        return (f"GRIN-{self.method.value.upper()} on the top {self.p_percent:g}% of weights by GRI, {ran}, "
-                f"noise σ²={self.sigma2:g}, lr {self.learning_rate:g}, retain weight {self.alpha:g}")
+        return (
+            f"GRIN-{self.method.value.upper()} on the top {self.p_percent:g}% of weights by GRI, {ran}, "
+            f"noise σ²={self.sigma2:g}, lr {self.learning_rate:g}, retain weight {self.alpha:g}"
+        )
 
     def unlearn_config(self) -> UnlearnConfig:
         """grin_core's config of a GRIN round at this setting."""
@@ -120,16 +131,36 @@ class RoundRecord(BaseModel):
     epochs_run: float | None = None  # what the schedule ran (it stops once every check is in band)
 
     @classmethod
-    def of(cls, round_no: int, setting: RoundSetting, decision: GateDecision,
-           epochs_run: float | None = None) -> RoundRecord:
-        return cls(round=round_no, p_percent=setting.p_percent if setting.selects_weights else None,
-                   epochs=setting.epochs, max_epochs=setting.max_epochs, alpha=setting.alpha, epochs_run=epochs_run,
-                   learning_rate=setting.learning_rate, passed=decision.passed, reason=decision.reason)
+    def of(
+        cls, round_no: int, setting: RoundSetting, decision: GateDecision, epochs_run: float | None = None
+    ) -> RoundRecord:
+        return cls(
+            round=round_no,
+            p_percent=setting.p_percent if setting.selects_weights else None,
+            epochs=setting.epochs,
+            max_epochs=setting.max_epochs,
+            alpha=setting.alpha,
+            epochs_run=epochs_run,
+            learning_rate=setting.learning_rate,
+            passed=decision.passed,
+            reason=decision.reason,
+        )
 
 
 # What a ticket may set (the method is its own field of the request; the forget batch is the method's).
-OVERRIDABLE = ("p_percent", "sigma2", "epochs", "max_epochs", "learning_rate", "beta", "alpha", "seed",
-               "retain_batch_size", "relearn_guard", "relearn_eps")
+OVERRIDABLE = (
+    "p_percent",
+    "sigma2",
+    "epochs",
+    "max_epochs",
+    "learning_rate",
+    "beta",
+    "alpha",
+    "seed",
+    "retain_batch_size",
+    "relearn_guard",
+    "relearn_eps",
+)
 
 
 def _optional(name: str) -> tuple[Any, Any]:

@@ -98,9 +98,18 @@ def _gather(inputs: dict[int, tuple]) -> tuple[list, list, list, dict[int, str],
     return forget, keywords, retain_given, rejected, deletions, keys
 
 
-def _store(run_id: str, ticket_ids: list[int], forget: list[dict], retain: list[dict], suite: dict,
-           manifest: list[dict] | None, keyword_count: int, deletions: list[Deletion],
-           lineage_deletions: list[Deletion], keys: dict[int, list[str]]) -> Snapshot:
+def _store(
+    run_id: str,
+    ticket_ids: list[int],
+    forget: list[dict],
+    retain: list[dict],
+    suite: dict,
+    manifest: list[dict] | None,
+    keyword_count: int,
+    deletions: list[Deletion],
+    lineage_deletions: list[Deletion],
+    keys: dict[int, list[str]],
+) -> Snapshot:
     """Write the run's data (forget to scratch, retain under runs/, suite and manifest content-addressed)."""
     store = object_store()
     stored_manifest = None
@@ -144,9 +153,13 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
 
     manifest = None
     if plan.parent.training_manifest_uri:
-        manifest = without_forget(parse_qa_records(
-            _get(plan.parent.training_manifest_uri, plan.parent.training_manifest_sha256),
-            source="training manifest"), forget)
+        manifest = without_forget(
+            parse_qa_records(
+                _get(plan.parent.training_manifest_uri, plan.parent.training_manifest_sha256),
+                source="training manifest",
+            ),
+            forget,
+        )
     if retain_given:
         pool_source = retain_given
     elif manifest is not None:
@@ -160,8 +173,9 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
     # Hold retain records out for the gate only when the line's suite has no retain part of its own:
     # every record held out is one the privacy schedule's repair phase cannot use.
     eval_size = 0 if suite.get("retain") else settings.eval_retain_size
-    pool = sample_retain(pool_source, forget, n=settings.retain_sample_size + eval_size, seed=plan.setting.seed,
-                         keywords=keywords)
+    pool = sample_retain(
+        pool_source, forget, n=settings.retain_sample_size + eval_size, seed=plan.setting.seed, keywords=keywords
+    )
     n_eval = min(eval_size, len(pool) // 4)
     retain_eval, retain = pool[:n_eval], pool[n_eval:]
     if not retain:
@@ -170,6 +184,16 @@ def assemble_sets(label: str, run_id: str, plan: RunPlan) -> Assembly:
     if not suite.get("retain"):
         suite["retain"] = retain_eval
 
-    snapshot = _store(run_id, sorted(inputs), forget, retain, suite, manifest, len(set(keywords)), deletions,
-                      [*plan.parent.lineage_deletions, *deletions], keys)
+    snapshot = _store(
+        run_id,
+        sorted(inputs),
+        forget,
+        retain,
+        suite,
+        manifest,
+        len(set(keywords)),
+        deletions,
+        [*plan.parent.lineage_deletions, *deletions],
+        keys,
+    )
     return Assembly(snapshot=snapshot, rejected=rejected)

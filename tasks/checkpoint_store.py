@@ -20,13 +20,26 @@ from policy.round_setting import RoundSetting
 from tasks.contracts import CheckpointRef, Snapshot
 
 
-def candidate_card(setting: RoundSetting, parent: CheckpointRef, snapshot: Snapshot, run_id: str, round_no: int,
-                   **method_fields: object) -> dict[str, object]:
+def candidate_card(
+    setting: RoundSetting,
+    parent: CheckpointRef,
+    snapshot: Snapshot,
+    run_id: str,
+    round_no: int,
+    **method_fields: object,
+) -> dict[str, object]:
     """A candidate's card (GRIN's and GRUN's): the run and round that made it, its parent, every deletion
     along its lineage by ticket id and forget-set hash only, the manifest it stands on, and the method's fields."""
-    return {"epochs": setting.epochs, "parent": parent.sha256, "forget_snapshot_sha256": snapshot.forget.sha256,
-            "run": run_id, "round": round_no, "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
-            "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None, **method_fields}
+    return {
+        "epochs": setting.epochs,
+        "parent": parent.sha256,
+        "forget_snapshot_sha256": snapshot.forget.sha256,
+        "run": run_id,
+        "round": round_no,
+        "deletions": [d.model_dump() for d in snapshot.lineage_deletions],
+        "training_manifest_sha256": snapshot.manifest.sha256 if snapshot.manifest else None,
+        **method_fields,
+    }
 
 
 def upload_checkpoint(directory: Path, store: ObjectStore) -> CheckpointRef:
@@ -34,8 +47,10 @@ def upload_checkpoint(directory: Path, store: ObjectStore) -> CheckpointRef:
     checkpoint, and a half-uploaded one still names its run (the reclaimer purges it by that card)."""
     sha = checkpoint_sha256(directory)
     prefix = f"checkpoints/{sha}"
-    files = sorted((p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST),
-                   key=lambda p: (p.name != CARD_DATA, p.as_posix()))
+    files = sorted(
+        (p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST),
+        key=lambda p: (p.name != CARD_DATA, p.as_posix()),
+    )
     for n, path in enumerate([*files, directory / MANIFEST]):
         store.put_file(f"{prefix}/{path.relative_to(directory).as_posix()}", path)
         if n == 0:

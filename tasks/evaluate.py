@@ -16,8 +16,9 @@ from tasks.worker_liveness import reports_stage
 
 @task(name="evaluate-checkpoint", task_run_name="evaluate-{label}", persist_result=True)
 @reports_stage  # the worker's heartbeat names this stage while it runs
-def evaluate_checkpoint(label: str, checkpoint: CheckpointRef, snapshot: Snapshot, relearn: bool = False,
-                        seed: int = 0) -> EvalOutcome:
+def evaluate_checkpoint(
+    label: str, checkpoint: CheckpointRef, snapshot: Snapshot, relearn: bool = False, seed: int = 0
+) -> EvalOutcome:
     """Every metric the suite allows, then the robustness probes (paraphrase, sampling, prompt
     formats, fake quantisation; relearning when the policy asks for it)."""
     started = time.perf_counter()
@@ -32,14 +33,16 @@ def evaluate_checkpoint(label: str, checkpoint: CheckpointRef, snapshot: Snapsho
     metrics = evaluate(model, tokenizer, suite, progress=False, on_step=steps.within(0.0, 0.6))
     metrics.update(run_probes(model, tokenizer, suite, relearn=relearn, seed=seed, on_step=steps.within(0.6, 1.0)))
     steps.finish()
-    return EvalOutcome(metrics=metrics, seconds=round(time.perf_counter() - started, 3),
-                       worker=WorkerStamp.here(device()))
+    return EvalOutcome(
+        metrics=metrics, seconds=round(time.perf_counter() - started, 3), worker=WorkerStamp.here(device())
+    )
 
 
 @task(name="evaluate-rebuilt", task_run_name="evaluate-rebuilt-{label}", persist_result=True)
 @reports_stage
-def evaluate_rebuilt(label: str, checkpoint: CheckpointRef, eval_suite: ObjectRef | None,
-                     deleted: ObjectRef | None) -> EvalOutcome:
+def evaluate_rebuilt(
+    label: str, checkpoint: CheckpointRef, eval_suite: ObjectRef | None, deleted: ObjectRef | None
+) -> EvalOutcome:
     """A rebuilt model's metrics on the line's eval suite; with the deleted records (rebuilt from the origin
     manifest into scratch) as its forget part, the privacy rows too, which say what a model that never
     saw them shows."""
@@ -47,8 +50,10 @@ def evaluate_rebuilt(label: str, checkpoint: CheckpointRef, eval_suite: ObjectRe
     model, tokenizer = load_model(checkpoint)
     parts = read_json(eval_suite) if eval_suite else {}
     known = ("retain", "real_authors", "world_facts", "holdout", "calibration")
-    suite = EvalSuite(forget=read_records(deleted) if deleted else None,
-                      **{k: v or None for k, v in parts.items() if k in known})
+    suite = EvalSuite(
+        forget=read_records(deleted) if deleted else None, **{k: v or None for k, v in parts.items() if k in known}
+    )
     metrics = evaluate(model, tokenizer, suite, progress=False)
-    return EvalOutcome(metrics=metrics, seconds=round(time.perf_counter() - started, 3),
-                       worker=WorkerStamp.here(device()))
+    return EvalOutcome(
+        metrics=metrics, seconds=round(time.perf_counter() - started, 3), worker=WorkerStamp.here(device())
+    )

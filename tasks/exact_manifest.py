@@ -27,8 +27,11 @@ REGISTERED = "unlearning.registered"
 
 def deleted_keys(ticket_ids: list[int], *, session: Session) -> dict[int, list[str]]:
     """Ticket id -> the forget record keys its `unlearning.registered` record holds ([] when it predates them)."""
-    rows = session.scalars(select(AuditRecord).where(
-        AuditRecord.kind == REGISTERED, AuditRecord.ticket_id.in_(list(ticket_ids))).order_by(AuditRecord.id))
+    rows = session.scalars(
+        select(AuditRecord)
+        .where(AuditRecord.kind == REGISTERED, AuditRecord.ticket_id.in_(list(ticket_ids)))
+        .order_by(AuditRecord.id)
+    )
     keys = {t: [] for t in ticket_ids}
     for row in rows:
         keys[row.ticket_id] = list(row.payload.get("forget_record_keys") or [])
@@ -79,16 +82,20 @@ def verify_exact(ref: str, *, session: Session) -> ExactVerification:
     version = registry.resolve(ref, session=session)
     if not exact_deletion.is_exact(version):
         raise InvalidRequestError(f"{version.model.name}@{version.version} is not an exact (rebuilt) version")
-    found = ExactVerification(model=version.model.name, version=version.version,
-                              recorded_sha256=version.training_manifest_sha256,
-                              covered=sorted(version.hparams.get("covers_ticket_ids", [])),
-                              lineage_tickets=[d["ticket_id"] for d in version.lineage_deletions])
+    found = ExactVerification(
+        model=version.model.name,
+        version=version.version,
+        recorded_sha256=version.training_manifest_sha256,
+        covered=sorted(version.hparams.get("covers_ticket_ids", [])),
+        lineage_tickets=[d["ticket_id"] for d in version.lineage_deletions],
+    )
     audited = session.scalars(select(AuditRecord).where(AuditRecord.kind == exact_deletion.REBUILT)).all()
     audited = [r for r in audited if (r.payload.get("model"), r.payload.get("version")) == (found.model, found.version)]
     found.audited_sha256 = audited[-1].payload.get("training_manifest_sha256") if audited else None
     if found.audited_sha256 != found.recorded_sha256:
-        found.problems.append(f"the version records manifest {found.recorded_sha256} but its audit record "
-                              f"{found.audited_sha256}")
+        found.problems.append(
+            f"the version records manifest {found.recorded_sha256} but its audit record {found.audited_sha256}"
+        )
     keys = deleted_keys(found.lineage_tickets, session=session)
     found.problems += [f"ticket {t}'s audit record holds no forget record hashes" for t, k in keys.items() if not k]
     all_keys = {k for ks in keys.values() for k in ks}
@@ -101,16 +108,18 @@ def verify_exact(ref: str, *, session: Session) -> ExactVerification:
         rederived = to_jsonl([r for r in base_records if not overlaps(r, all_keys, ())])
         found.rederived_sha256 = hashlib.sha256(rederived).hexdigest()
         if found.rederived_sha256 != found.recorded_sha256:
-            found.problems.append(f"re-derived manifest {found.rederived_sha256} differs from the recorded "
-                                  f"{found.recorded_sha256}")
+            found.problems.append(
+                f"re-derived manifest {found.rederived_sha256} differs from the recorded {found.recorded_sha256}"
+            )
     stored = _stored(version.training_manifest_uri) if version.training_manifest_uri else None
     if stored is None:
         found.problems.append("the version's manifest is not in the store")
         return found
     found.stored_sha256 = hashlib.sha256(stored).hexdigest()
     if found.stored_sha256 != found.recorded_sha256:
-        found.problems.append(f"stored manifest {found.stored_sha256} differs from the recorded "
-                              f"{found.recorded_sha256}")
+        found.problems.append(
+            f"stored manifest {found.stored_sha256} differs from the recorded {found.recorded_sha256}"
+        )
     records = parse_qa_records(stored, source="stored manifest")
     for ticket_id in found.covered:
         held = sum(overlaps(r, set(keys.get(ticket_id, [])), ()) for r in records)

@@ -12,8 +12,9 @@ from policy.gate_policy import GatePolicy
 from policy.round_setting import RoundSetting
 
 
-def gate_report(label: str, round_no: int, setting: RoundSetting, decision: GateDecision,
-                epochs_run: float | None = None) -> str:
+def gate_report(
+    label: str, round_no: int, setting: RoundSetting, decision: GateDecision, epochs_run: float | None = None
+) -> str:
     verdict = "PASSED" if decision.passed else "FAILED"
     lines = [
         f"# Evaluation gate — {label}, round {round_no}: {verdict}",
@@ -32,13 +33,22 @@ def gate_report(label: str, round_no: int, setting: RoundSetting, decision: Gate
 
 
 @task(name="apply-gate", task_run_name="gate-{label}-round{round_no}", persist_result=True)
-def apply_gate(label: str, round_no: int, setting: RoundSetting, policy: dict[str, Any], before: dict[str, float],
-               after: dict[str, float], origin: dict[str, float] | None = None,
-               epochs_run: float | None = None) -> GateDecision:
+def apply_gate(
+    label: str,
+    round_no: int,
+    setting: RoundSetting,
+    policy: dict[str, Any],
+    before: dict[str, float],
+    after: dict[str, float],
+    origin: dict[str, float] | None = None,
+    epochs_run: float | None = None,
+) -> GateDecision:
     """`origin`: the line's first version's metrics (the parent's own when it is the origin); `epochs_run`:
     what the round's schedule ran, which the report names beside its budget."""
     decision = decide(GatePolicy(**policy), before, after, origin)
-    create_markdown_artifact(key=f"{label}-gate", markdown=gate_report(label, round_no, setting, decision,
-                                                                        epochs_run),
-                             description=f"{label}: gate round {round_no} {'passed' if decision.passed else 'failed'}")
+    create_markdown_artifact(
+        key=f"{label}-gate",
+        markdown=gate_report(label, round_no, setting, decision, epochs_run),
+        description=f"{label}: gate round {round_no} {'passed' if decision.passed else 'failed'}",
+    )
     return decision

@@ -53,11 +53,21 @@ class EpochLog(TrainerCallback):
         elapsed = time.monotonic() - self._started
         done = state.global_step / state.max_steps
         eta = elapsed * (1 - done) / done if done else float("nan")
-        parts = ", ".join(f"{k} {v:.3g}" for k, v in logs.items()
-                          if k in ("forget_logp", "retain_nll", "gate_bce", "repair_nll", "forget_nll"))
-        get_run_logger().info("%s: epoch %d/%d, loss %.4g%s, %.0f s, ETA <= %.0f s", self.label,
-                              round(state.epoch or 0), round(args.num_train_epochs), logs["loss"],
-                              f" ({parts})" if parts else "", elapsed, eta)
+        parts = ", ".join(
+            f"{k} {v:.3g}"
+            for k, v in logs.items()
+            if k in ("forget_logp", "retain_nll", "gate_bce", "repair_nll", "forget_nll")
+        )
+        get_run_logger().info(
+            "%s: epoch %d/%d, loss %.4g%s, %.0f s, ETA <= %.0f s",
+            self.label,
+            round(state.epoch or 0),
+            round(args.num_train_epochs),
+            logs["loss"],
+            f" ({parts})" if parts else "",
+            elapsed,
+            eta,
+        )
 
 
 class StageSteps:
@@ -72,8 +82,9 @@ class StageSteps:
 
     def within(self, start: float, end: float) -> StepCallback:
         def on_step(what: str, done: int, total: int) -> None:
-            get_run_logger().info("%s: %s (step %d/%d, %.0f s)", self.label, what, done + 1, total,
-                                  time.monotonic() - self._started)
+            get_run_logger().info(
+                "%s: %s (step %d/%d, %.0f s)", self.label, what, done + 1, total, time.monotonic() - self._started
+            )
             update_progress_artifact(self.artifact_id, progress=100.0 * (start + (end - start) * done / total))
 
         return on_step

@@ -48,8 +48,9 @@ class ProgressCheckpoints(TrainerCallback):
 
     def __init__(self, store: ObjectStore, parent: CheckpointRef, snapshot: Snapshot, **parts: object) -> None:
         self.store = store
-        self.fingerprint = fingerprint({"parent": parent.sha256, "forget": snapshot.forget.sha256,
-                                        "retain": snapshot.retain.sha256, **parts})
+        self.fingerprint = fingerprint(
+            {"parent": parent.sha256, "forget": snapshot.forget.sha256, "retain": snapshot.retain.sha256, **parts}
+        )
         self.prefix = f"{tickets_prefix(d.ticket_id for d in snapshot.deletions)}{self.fingerprint}/"
 
     def fetch(self, directory: Path) -> tuple[Path, int] | None:
@@ -63,8 +64,9 @@ class ProgressCheckpoints(TrainerCallback):
         except ObjectNotFoundError:
             return None
         except (ChecksumMismatchError, KeyError, ValueError, TypeError) as exc:  # damaged: start over
-            get_run_logger().warning("progress checkpoint unusable (%s); unlearning starts from the beginning",
-                                     type(exc).__name__)
+            get_run_logger().warning(
+                "progress checkpoint unusable (%s); unlearning starts from the beginning", type(exc).__name__
+            )
             return None
         return target, step
 
@@ -85,8 +87,11 @@ class ProgressCheckpoints(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         local = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         step_prefix = f"{self.prefix}step-{state.global_step}/"
-        files = {path.name: self.store.put_file(step_prefix + path.name, path).sha256
-                 for path in sorted(local.iterdir()) if path.is_file()}
+        files = {
+            path.name: self.store.put_file(step_prefix + path.name, path).sha256
+            for path in sorted(local.iterdir())
+            if path.is_file()
+        }
         self.store.put_bytes(self.prefix + POINTER, json.dumps({"step": state.global_step, "files": files}).encode())
         for key in self.store.list(self.prefix):
             if not key.startswith(step_prefix) and key != self.prefix + POINTER:

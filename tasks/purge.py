@@ -30,8 +30,14 @@ from tasks.retry import IO_RETRIES
 
 
 @task(name="purge-scratch", task_run_name="purge-{label}", **IO_RETRIES)
-def purge_scratch(label: str, run_id: str, ticket_ids: list[int], forget_snapshot: ObjectRef | None,
-                  discarded_checkpoints: list[CheckpointRef], discarded_masks: list[ObjectRef]) -> dict[str, int]:
+def purge_scratch(
+    label: str,
+    run_id: str,
+    ticket_ids: list[int],
+    forget_snapshot: ObjectRef | None,
+    discarded_checkpoints: list[CheckpointRef],
+    discarded_masks: list[ObjectRef],
+) -> dict[str, int]:
     store = object_store()
     scratch = store.list(f"scratch/{run_id}/")
     for key in scratch:
@@ -48,15 +54,24 @@ def purge_scratch(label: str, run_id: str, ticket_ids: list[int], forget_snapsho
     for mask in discarded_masks:
         mask_store, key = locate(mask.uri, settings=settings)
         mask_store.delete(key)
-    counts = {"scratch_objects": len(scratch), "candidate_checkpoint_objects": checkpoint_objects,
-              "candidate_masks": len(discarded_masks)}
+    counts = {
+        "scratch_objects": len(scratch),
+        "candidate_checkpoint_objects": checkpoint_objects,
+        "candidate_masks": len(discarded_masks),
+    }
     with sessions().begin() as session:
-        audit.append("run.scratch_purged", {
-            "run_id": run_id, "ticket_ids": ticket_ids,
-            "forget_snapshot_sha256": forget_snapshot.sha256 if forget_snapshot else None,
-            "discarded_checkpoint_sha256": [ref.sha256 for ref in discarded_checkpoints],
-            "discarded_mask_sha256": [m.sha256 for m in discarded_masks], **counts,
-        }, session=session)
+        audit.append(
+            "run.scratch_purged",
+            {
+                "run_id": run_id,
+                "ticket_ids": ticket_ids,
+                "forget_snapshot_sha256": forget_snapshot.sha256 if forget_snapshot else None,
+                "discarded_checkpoint_sha256": [ref.sha256 for ref in discarded_checkpoints],
+                "discarded_mask_sha256": [m.sha256 for m in discarded_masks],
+                **counts,
+            },
+            session=session,
+        )
     return counts
 
 
@@ -119,7 +134,10 @@ def _records_at(uri: str, settings: Settings) -> list[dict]:
 
 
 def purge_forget_copies(
-    ticket_ids: list[int], *, run_ids: list[str] | None = None, actor: str = "system",
+    ticket_ids: list[int],
+    *,
+    run_ids: list[str] | None = None,
+    actor: str = "system",
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Delete every copy of these tickets' forget text that the service made; returns the counts.
@@ -152,22 +170,37 @@ def purge_forget_copies(
     deleted = _run_objects_to_delete(store, runs, keys, crashed=run_ids is None)
     scratch = [k for run in runs for k in store.list(f"scratch/{run}/")]
     ended = {t for t, (_, status) in inbox.items() if status in ENDED}
-    progress = [k for k in store.list(PROGRESS_ROOT)  # unlearning progress is of no use once they end
-                if ticket_ids_of(k) & ended]
+    progress = [
+        k
+        for k in store.list(PROGRESS_ROOT)  # unlearning progress is of no use once they end
+        if ticket_ids_of(k) & ended
+    ]
     inbox_deleted, inbox_kept = _purge_inbox(inbox, settings)
     for key in [*deleted, *scratch, *progress]:
         store.delete(key)
-    counts = {"run_objects": len(deleted), "scratch_objects": len(scratch), "inbox_objects": len(inbox_deleted),
-              "progress_objects": len(progress)}
+    counts = {
+        "run_objects": len(deleted),
+        "scratch_objects": len(scratch),
+        "inbox_objects": len(inbox_deleted),
+        "progress_objects": len(progress),
+    }
     with sessions(settings).begin() as session:
-        audit.append("ticket.forget_copies_purged", {
-            "ticket_ids": sorted(wanted), "run_ids": sorted(runs), "actor": actor,
-            "forget_text_keys": len(keys),
-            "deleted_run_objects": [{"key": k, "sha256": s} for k, s in sorted(deleted.items())],
-            "scratch_keys": scratch, "inbox_deleted": inbox_deleted,
-            "inbox": "deleted" if not inbox_kept else "kept for some tickets", "inbox_kept": inbox_kept,
-            **counts,
-        }, session=session)
+        audit.append(
+            "ticket.forget_copies_purged",
+            {
+                "ticket_ids": sorted(wanted),
+                "run_ids": sorted(runs),
+                "actor": actor,
+                "forget_text_keys": len(keys),
+                "deleted_run_objects": [{"key": k, "sha256": s} for k, s in sorted(deleted.items())],
+                "scratch_keys": scratch,
+                "inbox_deleted": inbox_deleted,
+                "inbox": "deleted" if not inbox_kept else "kept for some tickets",
+                "inbox_kept": inbox_kept,
+                **counts,
+            },
+            session=session,
+        )
     return counts
 
 
@@ -178,7 +211,8 @@ def _run_objects_to_delete(store, runs: list[str], keys, *, crashed: bool) -> di
     for key in store.list("runs/"):
         run = key.split("/")[1]
         if (crashed and run in runs) or (
-                keys and key.endswith(_TEXT_SUFFIXES) and holds_forget_text(store.get_bytes(key), keys)):
+            keys and key.endswith(_TEXT_SUFFIXES) and holds_forget_text(store.get_bytes(key), keys)
+        ):
             deleted[key] = store.head(key).sha256
     return deleted
 
@@ -235,28 +269,39 @@ def purge_superseded_versions(
         named = {u for v in live for u in (v.checkpoint_uri, v.training_manifest_uri, v.eval_suite_uri) if u}
         bases = {v.base_checkpoint_uri for v in live if v.base_checkpoint_uri}
         for version in rows:
-            if (not version.holds_deleted_data_of or version.superseded_at is None
-                    or version.superseded_at > cutoff or version.id in aliased):
+            if (
+                not version.holds_deleted_data_of
+                or version.superseded_at is None
+                or version.superseded_at > cutoff
+                or version.id in aliased
+            ):
                 continue
             if version.checkpoint_uri in bases:  # a live GRUN version is served on these weights: kept, unpurged
                 continue
             objects = 0
             if version.checkpoint_uri not in named:
-                objects += delete_checkpoint(CheckpointRef(uri=version.checkpoint_uri,
-                                                           sha256=version.checkpoint_sha256), settings)
+                objects += delete_checkpoint(
+                    CheckpointRef(uri=version.checkpoint_uri, sha256=version.checkpoint_sha256), settings
+                )
             for uri in (version.training_manifest_uri, version.eval_suite_uri):
                 if uri and uri not in named:
                     owner_store, key = locate(uri, settings=settings)
                     owner_store.delete(key)
                     objects += 1
             version.purged_at = datetime.now(UTC)
-            audit.append("model.version_purged", {
-                "model": version.model.name, "version": version.version,
-                "checkpoint_sha256": version.checkpoint_sha256,
-                "training_manifest_sha256": version.training_manifest_sha256,
-                "holds_deleted_data_of": sorted(version.holds_deleted_data_of), "objects_deleted": objects,
-                "grace_days": settings.superseded_purge_days,
-            }, session=session)
+            audit.append(
+                "model.version_purged",
+                {
+                    "model": version.model.name,
+                    "version": version.version,
+                    "checkpoint_sha256": version.checkpoint_sha256,
+                    "training_manifest_sha256": version.training_manifest_sha256,
+                    "holds_deleted_data_of": sorted(version.holds_deleted_data_of),
+                    "objects_deleted": objects,
+                    "grace_days": settings.superseded_purge_days,
+                },
+                session=session,
+            )
             purged.append((version.model.name, version.version))
     return purged
 

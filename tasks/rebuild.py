@@ -28,8 +28,9 @@ from tasks.exact_manifest import deleted_keys, origin_manifest
 from tasks.resources import object_store, sessions
 from tasks.retry import IO_RETRIES
 
-FINE_TUNING_MISSING = ("a rebuild trains the line's recipe from scratch; fine-tuning from a base model does not "
-                       "exist yet")
+FINE_TUNING_MISSING = (
+    "a rebuild trains the line's recipe from scratch; fine-tuning from a base model does not exist yet"
+)
 
 
 class RebuildPlan(Frozen):
@@ -74,7 +75,8 @@ def plan_rebuild(name: str, recipe: dict[str, Any] | None = None) -> RebuildPlan
         if "recipe" not in trained:
             raise InvalidRequestError(
                 f"{name}: its first version records no training recipe (registered or imported, not trained "
-                f"here); {FINE_TUNING_MISSING}")
+                f"here); {FINE_TUNING_MISSING}"
+            )
         if not serving.training_manifest_uri:
             raise InvalidRequestError(f"{name}@{serving.version} has no training manifest to rebuild from")
         covers = exact_deletion.pending(serving)
@@ -84,10 +86,16 @@ def plan_rebuild(name: str, recipe: dict[str, Any] | None = None) -> RebuildPlan
         source = (serving.training_manifest_uri, serving.training_manifest_sha256)
         suite_uri = serving.eval_suite_uri
         base = origin_manifest(first, session=session)
-        plan = {"model_name": name, "parent_version_id": serving.id, "parent_version": serving.version,
-                "covers": covers, "architecture": dict(trained.get("architecture") or {}),
-                "recipe": {**trained["recipe"], **(recipe or {})}, "origin_metrics": origin_metrics,
-                "policy": policy}
+        plan = {
+            "model_name": name,
+            "parent_version_id": serving.id,
+            "parent_version": serving.version,
+            "covers": covers,
+            "architecture": dict(trained.get("architecture") or {}),
+            "recipe": {**trained["recipe"], **(recipe or {})},
+            "origin_metrics": origin_metrics,
+            "policy": policy,
+        }
     data, _ = _get(*source)
     records = parse_qa_records(data, source="lineage manifest")
     body = to_jsonl(records)
@@ -103,8 +111,13 @@ def plan_rebuild(name: str, recipe: dict[str, Any] | None = None) -> RebuildPlan
         if rows:
             put = store.put_bytes(f"{scratch_prefix(name)}deleted.jsonl", to_jsonl(rows))
             deleted = ObjectRef(uri=put.uri, sha256=put.sha256)
-    return RebuildPlan(manifest=ObjectRef(uri=stored.uri, sha256=stored.sha256), manifest_count=len(records),
-                       eval_suite=suite, deleted=deleted, **plan)
+    return RebuildPlan(
+        manifest=ObjectRef(uri=stored.uri, sha256=stored.sha256),
+        manifest_count=len(records),
+        eval_suite=suite,
+        deleted=deleted,
+        **plan,
+    )
 
 
 @task(name="gate-rebuild", task_run_name="gate-rebuild-{label}")
@@ -113,18 +126,37 @@ def gate_rebuild(label: str, plan: RebuildPlan, metrics: dict[str, float]) -> Ga
 
 
 @task(name="register-exact", task_run_name="register-exact-{label}", **IO_RETRIES)
-def register_exact(label: str, plan: RebuildPlan, checkpoint: CheckpointRef, metrics: dict[str, float],
-                   decision: GateDecision, summary: dict[str, Any]) -> int:
+def register_exact(
+    label: str,
+    plan: RebuildPlan,
+    checkpoint: CheckpointRef,
+    metrics: dict[str, float],
+    decision: GateDecision,
+    summary: dict[str, Any],
+) -> int:
     """The rebuilt checkpoint as the line's next version (method `exact`); returns its number."""
     with sessions().begin() as session:
         version = exact_deletion.register_exact(
-            plan.model_name, plan.parent_version_id, checkpoint_uri=checkpoint.uri,
-            checkpoint_sha256=checkpoint.sha256, manifest_uri=plan.manifest.uri, manifest_sha256=plan.manifest.sha256,
-            covers=plan.covers, session=session, alias=get_settings().promote_alias or None,
-            hparams={"trained_from": "scratch", "architecture": plan.architecture, "recipe": plan.recipe,
-                     "manifest_count": plan.manifest_count, "rebuilt_from_version": plan.parent_version, **summary},
+            plan.model_name,
+            plan.parent_version_id,
+            checkpoint_uri=checkpoint.uri,
+            checkpoint_sha256=checkpoint.sha256,
+            manifest_uri=plan.manifest.uri,
+            manifest_sha256=plan.manifest.sha256,
+            covers=plan.covers,
+            session=session,
+            alias=get_settings().promote_alias or None,
+            hparams={
+                "trained_from": "scratch",
+                "architecture": plan.architecture,
+                "recipe": plan.recipe,
+                "manifest_count": plan.manifest_count,
+                "rebuilt_from_version": plan.parent_version,
+                **summary,
+            },
             metrics={"after": metrics, **({"origin": plan.origin_metrics} if plan.origin_metrics else {})},
-            gate=decision.model_dump(mode="json"))
+            gate=decision.model_dump(mode="json"),
+        )
         return version.version
 
 

@@ -26,8 +26,12 @@ def _purge_crashed_copies(ticket_ids: list[int]) -> None:
 def sweep_now() -> SweepReport:
     """One sweep with this process's settings (also used outside any flow: the worker at start)."""
     settings = get_settings()
-    return sweep(sessions=sessions(settings), store=object_store(settings),
-                 max_attempts=settings.max_attempts, purge_copies=_purge_crashed_copies)
+    return sweep(
+        sessions=sessions(settings),
+        store=object_store(settings),
+        max_attempts=settings.max_attempts,
+        purge_copies=_purge_crashed_copies,
+    )
 
 
 def cancel_flow_runs(flow_run_ids: list[str], current: str | None = None) -> int:
@@ -44,8 +48,7 @@ def cancel_flow_runs(flow_run_ids: list[str], current: str | None = None) -> int
             try:
                 if client.read_flow_run(run_id).state.is_final():
                     continue
-                client.set_flow_run_state(run_id, Cancelled(message="its tickets were reclaimed"),
-                                          force=True)
+                client.set_flow_run_state(run_id, Cancelled(message="its tickets were reclaimed"), force=True)
                 cancelled += 1
             except Exception as exc:  # noqa: BLE001 - a run we cannot cancel must not stop recovery
                 log.warning("could not cancel flow run %s: %s", run_id, exc)
@@ -62,5 +65,10 @@ def reclaim_leases() -> dict[str, object]:
         publish_chain_head()
     current = str(flow_run.id) if flow_run.id else None
     cancelled = cancel_flow_runs(list(report.flow_runs.values()), current) if report.flow_runs else 0
-    return {"requeued": report.requeued, "failed": report.failed, "completed": report.completed,
-            "scratch_objects": report.scratch_objects, "cancelled_flow_runs": cancelled}
+    return {
+        "requeued": report.requeued,
+        "failed": report.failed,
+        "completed": report.completed,
+        "scratch_objects": report.scratch_objects,
+        "cancelled_flow_runs": cancelled,
+    }

@@ -107,8 +107,9 @@ def export_audit_records(label: str, record_ids: list[int]) -> dict[int, ObjectR
     store = object_store()
     exported = {}
     for record_id, body in bodies.items():
-        stored = store.put_bytes(f"audit/records/{record_id:012d}.json",
-                                 json.dumps(body, indent=1, sort_keys=True).encode())
+        stored = store.put_bytes(
+            f"audit/records/{record_id:012d}.json", json.dumps(body, indent=1, sort_keys=True).encode()
+        )
         exported[record_id] = ObjectRef(uri=stored.uri, sha256=stored.sha256)
     return exported
 
@@ -118,9 +119,18 @@ REGISTERED = "unlearning.registered"  # the audit record of each ticket a regist
 
 @task(name="register-version", task_run_name="register-{label}", **IO_RETRIES)
 def register_version(
-    label: str, owner: str, plan: RunPlan, snapshot: Snapshot, mask: MaskOutcome | None, unlearned: UnlearnOutcome,
-    setting: RoundSetting, before: EvalOutcome, after: EvalOutcome, decision: GateDecision,
-    rounds: list[RoundRecord], flow_run_id: str | None,
+    label: str,
+    owner: str,
+    plan: RunPlan,
+    snapshot: Snapshot,
+    mask: MaskOutcome | None,
+    unlearned: UnlearnOutcome,
+    setting: RoundSetting,
+    before: EvalOutcome,
+    after: EvalOutcome,
+    decision: GateDecision,
+    rounds: list[RoundRecord],
+    flow_run_id: str | None,
 ) -> Registration:
     failpoint("register.before")  # crash-safety tests: die with the candidate evaluated, not registered
     name = plan.parent.model_name
@@ -132,63 +142,128 @@ def register_version(
         registry.ensure_parent_current(plan.parent_ref or name, plan.parent.version_id, session=session)
         parent = session.get(ModelVersion, plan.parent.version_id)
         new = NewVersion(
-            checkpoint_uri=unlearned.checkpoint.uri, checkpoint_sha256=unlearned.checkpoint.sha256, parent=parent,
-            mask_uri=mask.mask.uri if mask else None, mask_sha256=mask.mask.sha256 if mask else None,
+            checkpoint_uri=unlearned.checkpoint.uri,
+            checkpoint_sha256=unlearned.checkpoint.sha256,
+            parent=parent,
+            mask_uri=mask.mask.uri if mask else None,
+            mask_sha256=mask.mask.sha256 if mask else None,
             base_checkpoint_uri=unlearned.base.uri if unlearned.base else None,
             base_checkpoint_sha256=unlearned.base.sha256 if unlearned.base else None,
-            hparams=setting.model_dump(mode="json"), metrics={"before": before.metrics, "after": after.metrics},
-            gate=decision.model_dump(mode="json"), ticket_ids=plan.ticket_ids,
+            hparams=setting.model_dump(mode="json"),
+            metrics={"before": before.metrics, "after": after.metrics},
+            gate=decision.model_dump(mode="json"),
+            ticket_ids=plan.ticket_ids,
             training_manifest_uri=snapshot.manifest.uri if snapshot.manifest else None,
             training_manifest_sha256=snapshot.manifest.sha256 if snapshot.manifest else None,
             eval_suite_uri=snapshot.eval_suite.uri,
-            deletions=[d.model_dump() for d in snapshot.deletions if d.ticket_id in plan.ticket_ids])
-        added = registration.register_version(name, new, session=session, alias=get_settings().promote_alias or None,
-                                              rule=AliasRule.if_on_parent, actor=owner)
+            deletions=[d.model_dump() for d in snapshot.deletions if d.ticket_id in plan.ticket_ids],
+        )
+        added = registration.register_version(
+            name,
+            new,
+            session=session,
+            alias=get_settings().promote_alias or None,
+            rule=AliasRule.if_on_parent,
+            actor=owner,
+        )
         version = added.version
         if plan.parent.origin_metrics is not None or before.metrics:
             version.metrics = {**version.metrics, "origin": plan.parent.origin_metrics or before.metrics}
         records = {}
         for ticket_id in plan.ticket_ids:
-            ticket = queue.transition(ticket_id, TicketStatus.registered, session=session,
-                                      reason=f"version {version.version}", actor=owner, owner=owner)
-            payload = _audit_payload(ticket, plan, snapshot, mask, unlearned, setting, before, after, decision,
-                                     rounds, flow_run_id, version, added.superseded)
-            records[ticket_id] = audit.append(REGISTERED, payload.model_dump(mode="json"), session=session,
-                                              ticket_id=ticket_id)
+            ticket = queue.transition(
+                ticket_id,
+                TicketStatus.registered,
+                session=session,
+                reason=f"version {version.version}",
+                actor=owner,
+                owner=owner,
+            )
+            payload = _audit_payload(
+                ticket,
+                plan,
+                snapshot,
+                mask,
+                unlearned,
+                setting,
+                before,
+                after,
+                decision,
+                rounds,
+                flow_run_id,
+                version,
+                added.superseded,
+            )
+            records[ticket_id] = audit.append(
+                REGISTERED, payload.model_dump(mode="json"), session=session, ticket_id=ticket_id
+            )
         return Registration(
-            model_name=name, version=version.version, version_id=version.id, checkpoint=unlearned.checkpoint,
+            model_name=name,
+            version=version.version,
+            version_id=version.id,
+            checkpoint=unlearned.checkpoint,
             audit_record_ids={t: r.id for t, r in records.items()},
-            chain_head=max(records.values(), key=lambda r: r.id).hash)
+            chain_head=max(records.values(), key=lambda r: r.id).hash,
+        )
 
 
-def _audit_payload(ticket: Ticket, plan: RunPlan, snapshot: Snapshot, mask: MaskOutcome | None,
-                   unlearned: UnlearnOutcome, setting: RoundSetting, before: EvalOutcome, after: EvalOutcome,
-                   decision: GateDecision, rounds: list[RoundRecord], flow_run_id: str | None,
-                   version: ModelVersion, superseded: list[int]) -> UnlearningAudit:
+def _audit_payload(
+    ticket: Ticket,
+    plan: RunPlan,
+    snapshot: Snapshot,
+    mask: MaskOutcome | None,
+    unlearned: UnlearnOutcome,
+    setting: RoundSetting,
+    before: EvalOutcome,
+    after: EvalOutcome,
+    decision: GateDecision,
+    rounds: list[RoundRecord],
+    flow_run_id: str | None,
+    version: ModelVersion,
+    superseded: list[int],
+) -> UnlearningAudit:
     """What ties `ticket`'s answer to its inputs: one `unlearning.registered` record's payload."""
     base = unlearned.base
     workers = {**({"score": mask.worker} if mask else {}), "unlearn": unlearned.worker, "evaluate": after.worker}
     return UnlearningAudit(
-        ticket_id=ticket.id, subject_sha256=audit.sha256_hex(ticket.subject),
-        request_sha256=ticket.request_sha256, model=plan.parent.model_name,
-        parent_version=plan.parent.version, parent_checkpoint_sha256=plan.parent.checkpoint.sha256,
-        version=version.version, checkpoint_uri=unlearned.checkpoint.uri,
-        checkpoint_sha256=unlearned.checkpoint.sha256, forget_snapshot_sha256=snapshot.forget.sha256,
-        forget_count=snapshot.forget_count, keyword_count=snapshot.keyword_count,
-        retain_snapshot=snapshot.retain, retain_count=snapshot.retain_count,
-        eval_suite=snapshot.eval_suite, mask=mask.mask if mask else None,
-        selected_weights=mask.selected if mask else None, eligible_weights=mask.eligible if mask else None,
-        hparams=setting, rounds=rounds,
-        metrics_before=before.metrics, metrics_after=after.metrics, gate=decision,
-        tickets_in_run=plan.ticket_ids, flow_run_id=flow_run_id, workers=workers,
-        training_manifest=snapshot.manifest, origin_metrics=plan.parent.origin_metrics or before.metrics,
+        ticket_id=ticket.id,
+        subject_sha256=audit.sha256_hex(ticket.subject),
+        request_sha256=ticket.request_sha256,
+        model=plan.parent.model_name,
+        parent_version=plan.parent.version,
+        parent_checkpoint_sha256=plan.parent.checkpoint.sha256,
+        version=version.version,
+        checkpoint_uri=unlearned.checkpoint.uri,
+        checkpoint_sha256=unlearned.checkpoint.sha256,
+        forget_snapshot_sha256=snapshot.forget.sha256,
+        forget_count=snapshot.forget_count,
+        keyword_count=snapshot.keyword_count,
+        retain_snapshot=snapshot.retain,
+        retain_count=snapshot.retain_count,
+        eval_suite=snapshot.eval_suite,
+        mask=mask.mask if mask else None,
+        selected_weights=mask.selected if mask else None,
+        eligible_weights=mask.eligible if mask else None,
+        hparams=setting,
+        rounds=rounds,
+        metrics_before=before.metrics,
+        metrics_after=after.metrics,
+        gate=decision,
+        tickets_in_run=plan.ticket_ids,
+        flow_run_id=flow_run_id,
+        workers=workers,
+        training_manifest=snapshot.manifest,
+        origin_metrics=plan.parent.origin_metrics or before.metrics,
         lineage_deletions=[Deletion(**d) for d in version.lineage_deletions],
         versions_holding_deleted_data=superseded,
-        base_checkpoint_sha256=base.sha256 if base else None, base_weights_changed=base is None,
+        base_checkpoint_sha256=base.sha256 if base else None,
+        base_weights_changed=base is None,
         intervention_sha256=unlearned.intervention_sha256,
         threat_model=THREAT_MODEL if base else None,
-        relearn_probe=plan.policy.get("relearn_probe"), privacy_waived=plan.policy.get("privacy_waived"),
-        epochs_run=unlearned.epochs_run, flops=unlearned.flops,
+        relearn_probe=plan.policy.get("relearn_probe"),
+        privacy_waived=plan.policy.get("privacy_waived"),
+        epochs_run=unlearned.epochs_run,
+        flops=unlearned.flops,
         forget_record_keys=snapshot.forget_keys.get(ticket.id, []),
     )
 
@@ -202,13 +277,17 @@ def _registration_of(version: ModelVersion, plan: RunPlan, owner: str, *, sessio
     if sorted(t.id for t in version.tickets) != sorted(plan.ticket_ids):
         raise IllegalTransitionError(
             f"candidate {version.checkpoint_sha256[:12]} is registered as version {version.version} for tickets "
-            f"{sorted(t.id for t in version.tickets)}, not {sorted(plan.ticket_ids)}")
+            f"{sorted(t.id for t in version.tickets)}, not {sorted(plan.ticket_ids)}"
+        )
     records = registration.answered_records(REGISTERED, version, plan.ticket_ids, session=session)
     return Registration(
-        model_name=plan.parent.model_name, version=version.version, version_id=version.id,
+        model_name=plan.parent.model_name,
+        version=version.version,
+        version_id=version.id,
         checkpoint=CheckpointRef(uri=version.checkpoint_uri, sha256=version.checkpoint_sha256),
         audit_record_ids={t: r.id for t, r in records.items()},
-        chain_head=max(records.values(), key=lambda r: r.id).hash)
+        chain_head=max(records.values(), key=lambda r: r.id).hash,
+    )
 
 
 class NothingToForgetAudit(Frozen):
@@ -229,21 +308,29 @@ class NothingToForgetAudit(Frozen):
 
 
 @task(name="record-nothing-to-forget", task_run_name="nothing-to-forget-{label}", **IO_RETRIES)
-def record_nothing_to_forget(label: str, plan: RunPlan, snapshot: Snapshot, before: EvalOutcome,
-                             decision: GateDecision, flow_run_id: str | None) -> dict[int, int]:
+def record_nothing_to_forget(
+    label: str, plan: RunPlan, snapshot: Snapshot, before: EvalOutcome, decision: GateDecision, flow_run_id: str | None
+) -> dict[int, int]:
     """One `unlearning.nothing_to_forget` audit record per ticket, saying why; ticket id -> record id."""
     records = {}
     with sessions().begin() as session:
         for ticket_id in plan.ticket_ids:
             ticket = queue.get_ticket(ticket_id, session=session)
             payload = NothingToForgetAudit(
-                ticket_id=ticket_id, subject_sha256=audit.sha256_hex(ticket.subject),
-                request_sha256=ticket.request_sha256, model=plan.parent.model_name,
-                version=plan.parent.version, checkpoint_sha256=plan.parent.checkpoint.sha256,
-                forget_snapshot_sha256=snapshot.forget.sha256, forget_count=snapshot.forget_count,
-                eval_suite=snapshot.eval_suite, metrics=before.metrics, decision=decision,
+                ticket_id=ticket_id,
+                subject_sha256=audit.sha256_hex(ticket.subject),
+                request_sha256=ticket.request_sha256,
+                model=plan.parent.model_name,
+                version=plan.parent.version,
+                checkpoint_sha256=plan.parent.checkpoint.sha256,
+                forget_snapshot_sha256=snapshot.forget.sha256,
+                forget_count=snapshot.forget_count,
+                eval_suite=snapshot.eval_suite,
+                metrics=before.metrics,
+                decision=decision,
                 flow_run_id=flow_run_id,
             )
-            records[ticket_id] = audit.append("unlearning.nothing_to_forget", payload.model_dump(mode="json"),
-                                              session=session, ticket_id=ticket_id).id
+            records[ticket_id] = audit.append(
+                "unlearning.nothing_to_forget", payload.model_dump(mode="json"), session=session, ticket_id=ticket_id
+            ).id
     return records

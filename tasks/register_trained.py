@@ -29,8 +29,14 @@ def register_trained(
         registration.ensure_line(name, session=session, description=description, gate_policy=gate_policy)
         added = registration.register_version(
             name,
-            NewVersion(checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
-                       training_manifest_uri=manifest.uri, eval_suite_uri=eval_suite.uri if eval_suite else None,
-                       hparams=summary),
-            session=session, actor="train-model")
+            NewVersion(
+                checkpoint_uri=checkpoint.uri,
+                checkpoint_sha256=checkpoint.sha256,
+                training_manifest_uri=manifest.uri,
+                eval_suite_uri=eval_suite.uri if eval_suite else None,
+                hparams=summary,
+            ),
+            session=session,
+            actor="train-model",
+        )
         return added.version.version

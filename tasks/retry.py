@@ -31,5 +31,8 @@ def retry_on_io(task, task_run, state) -> bool:
     return False
 
 
-IO_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-              "retry_condition_fn": retry_on_io}
+IO_RETRIES = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_condition_fn": retry_on_io,
+}

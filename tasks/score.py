@@ -26,8 +26,9 @@ from tasks.worker_liveness import reports_stage
 
 @task(name="score-weights", task_run_name="score-{label}", persist_result=True)
 @reports_stage  # the worker's heartbeat names this stage while it runs
-def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                  setting: RoundSetting) -> MaskOutcome:
+def score_weights(
+    label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot, setting: RoundSetting
+) -> MaskOutcome:
     store = object_store()
     # `spec`: the fingerprint's key since the first progress checkpoints (a renamed key would orphan them)
     kept = ProgressCheckpoints(store, parent, snapshot, spec=setting.model_dump(mode="json"), stage="scoring")
@@ -40,8 +41,9 @@ def score_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef,
             config, processes = setting.unlearn_config(), get_settings().stage_processes
             steps = StageSteps(key=f"scoring-{label}", label=f"{label} round {round_no} scoring")
             if processes > 1:  # rank 0's steps come back through the launcher
-                mask = score_on_processes(label, parent, forget, retain, config, processes, Path(tmp),
-                                          on_step=steps.within(0.0, 1.0))
+                mask = score_on_processes(
+                    label, parent, forget, retain, config, processes, Path(tmp), on_step=steps.within(0.0, 1.0)
+                )
             else:
                 model, tokenizer = load_model(parent)
                 mask = score_and_select(model, tokenizer, forget, retain, config, on_step=steps.within(0.0, 1.0))

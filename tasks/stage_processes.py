@@ -33,22 +33,51 @@ def _run(job: Path, label: str, processes: int, on_step: StepCallback | None = N
     launch(job, processes, log=relay)
 
 
-def score_on_processes(label: str, parent: CheckpointRef, forget: Sequence[Mapping], retain: Sequence[Mapping],
-                       config: UnlearnConfig, processes: int, workdir: Path,
-                       on_step: StepCallback | None = None) -> Mask:
+def score_on_processes(
+    label: str,
+    parent: CheckpointRef,
+    forget: Sequence[Mapping],
+    retain: Sequence[Mapping],
+    config: UnlearnConfig,
+    processes: int,
+    workdir: Path,
+    on_step: StepCallback | None = None,
+) -> Mask:
     job = write_job(workdir / "score-job", "score", fetch_checkpoint(parent), forget, retain, config.to_dict())
     _run(job, label, processes, on_step)
     return Mask.load(job / SCORED_MASK)
 
 
-def unlearn_on_processes(label: str, parent: CheckpointRef, forget: Sequence[Mapping], retain: Sequence[Mapping],
-                         config: UnlearnConfig, processes: int, workdir: Path, *, mask_path: Path,
-                         holdout: Sequence[Mapping] | None, target_auc: float, card: Mapping,
-                         calibration: Sequence[Mapping] | None = None,
-                         grin_config: Mapping) -> tuple[Path, dict]:
+def unlearn_on_processes(
+    label: str,
+    parent: CheckpointRef,
+    forget: Sequence[Mapping],
+    retain: Sequence[Mapping],
+    config: UnlearnConfig,
+    processes: int,
+    workdir: Path,
+    *,
+    mask_path: Path,
+    holdout: Sequence[Mapping] | None,
+    target_auc: float,
+    card: Mapping,
+    calibration: Sequence[Mapping] | None = None,
+    grin_config: Mapping,
+) -> tuple[Path, dict]:
     """(the unlearned checkpoint directory, rank 0's result summary)."""
-    job = write_job(workdir / "unlearn-job", "unlearn", fetch_checkpoint(parent), forget, retain, config.to_dict(),
-                    holdout=holdout, calibration=calibration, mask_path=mask_path, target_auc=target_auc, card=card,
-                    grin_config=grin_config)
+    job = write_job(
+        workdir / "unlearn-job",
+        "unlearn",
+        fetch_checkpoint(parent),
+        forget,
+        retain,
+        config.to_dict(),
+        holdout=holdout,
+        calibration=calibration,
+        mask_path=mask_path,
+        target_auc=target_auc,
+        card=card,
+        grin_config=grin_config,
+    )
     _run(job, label, processes)
     return job / CHECKPOINT, json.loads((job / RESULT).read_text())

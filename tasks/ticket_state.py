@@ -110,15 +110,17 @@ def finish(label: str, ticket_ids: list[int], outcome: str, owner: str, reason: 
             if outcome == "completed":
                 queue.complete(ticket_id, session=session, owner=owner)
             elif outcome == "needs_review":
-                queue.transition(ticket_id, TicketStatus.needs_review, session=session, reason=reason,
-                                 actor=owner, owner=owner)
+                queue.transition(
+                    ticket_id, TicketStatus.needs_review, session=session, reason=reason, actor=owner, owner=owner
+                )
             elif outcome == "rejected":
                 queue.reject(ticket_id, reason or "rejected", session=session, owner=owner)
             elif outcome == "requeued":
                 queue.release(ticket_id, owner, session=session, reason=reason or "handed back")
             elif outcome == "failed":
-                queue.fail(ticket_id, reason or "failed", session=session, owner=owner,
-                           max_attempts=settings.max_attempts)
+                queue.fail(
+                    ticket_id, reason or "failed", session=session, owner=owner, max_attempts=settings.max_attempts
+                )
             else:
                 raise ValueError(f"unknown outcome {outcome!r}")
     publish_chain_head()

@@ -28,13 +28,20 @@ class TrainOutcome(Frozen):
 
 @task(name="train-target", task_run_name="train-{label}", persist_result=True)
 @reports_stage  # the worker's heartbeat names this stage while it runs
-def train_target(label: str, manifest: ObjectRef, model_config: dict[str, Any],
-                 train_config: dict[str, Any]) -> TrainOutcome:
+def train_target(
+    label: str, manifest: ObjectRef, model_config: dict[str, Any], train_config: dict[str, Any]
+) -> TrainOutcome:
     records = read_records(manifest)
     cache = get_settings().cache_dir / "models"
     callbacks = [PrefectProgress(key=f"training-{label}", description=f"{label}: training"), EpochLog(label)]
-    directory = train_or_load(records, TinyLlamaConfig(**model_config), TrainConfig(**train_config), cache,
-                              progress=False, callbacks=callbacks)
+    directory = train_or_load(
+        records,
+        TinyLlamaConfig(**model_config),
+        TrainConfig(**train_config),
+        cache,
+        progress=False,
+        callbacks=callbacks,
+    )
     info = load_grin_config(directory)
     history = info.get("history", [])
     return TrainOutcome(

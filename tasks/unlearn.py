@@ -27,8 +27,16 @@ from tasks.worker_liveness import reports_stage
 
 @task(name="unlearn-weights", task_run_name="unlearn-{label}", persist_result=True)
 @reports_stage  # the worker's heartbeat names this stage while it runs
-def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRef, snapshot: Snapshot,
-                    mask: ObjectRef, setting: RoundSetting, target_auc: float = 0.5) -> UnlearnOutcome:
+def unlearn_weights(
+    label: str,
+    run_id: str,
+    round_no: int,
+    parent: CheckpointRef,
+    snapshot: Snapshot,
+    mask: ObjectRef,
+    setting: RoundSetting,
+    target_auc: float = 0.5,
+) -> UnlearnOutcome:
     """`target_auc`: the line's non-member level; with a holdout part in the eval suite the privacy
     schedule steers the forget set's MIA AUC into a band around it (grin_core/unlearning/privacy_schedule.py)."""
     forget, retain = read_records(snapshot.forget), read_records(snapshot.retain)
@@ -36,22 +44,56 @@ def unlearn_weights(label: str, run_id: str, round_no: int, parent: CheckpointRe
     holdout, calibration = suite.get("holdout") or None, suite.get("calibration") or None
     config = never_seen_fallback(setting.unlearn_config(), holdout or calibration)
     processes = get_settings().stage_processes
-    card = candidate_card(setting, parent, snapshot, run_id, round_no, method=f"GRIN-{setting.method.value.upper()}",
-                          p=setting.p_percent, sigma2=setting.sigma2, mask_sha256=mask.sha256)
+    card = candidate_card(
+        setting,
+        parent,
+        snapshot,
+        run_id,
+        round_no,
+        method=f"GRIN-{setting.method.value.upper()}",
+        p=setting.p_percent,
+        sigma2=setting.sigma2,
+        mask_sha256=mask.sha256,
+    )
     store = object_store()
     with tempfile.TemporaryDirectory(prefix="grin-unlearn-") as tmp:
         mask_path = Path(tmp) / "mask.safetensors"
         mask_path.write_bytes(read_bytes(mask))
         if processes > 1:  # no progress checkpoints across processes (settings.stage_processes)
-            out, summary = unlearn_on_processes(label, parent, forget, retain, config, processes, Path(tmp),
-                                                mask_path=mask_path, holdout=holdout, target_auc=target_auc,
-                                                calibration=calibration,
-                                                card=card, grin_config={"parent_sha256": parent.sha256})
+            out, summary = unlearn_on_processes(
+                label,
+                parent,
+                forget,
+                retain,
+                config,
+                processes,
+                Path(tmp),
+                mask_path=mask_path,
+                holdout=holdout,
+                target_auc=target_auc,
+                calibration=calibration,
+                card=card,
+                grin_config={"parent_sha256": parent.sha256},
+            )
             resume = None
         else:
-            out, summary, resume = _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config,
-                                                 forget, retain, holdout, target_auc, card, store, Path(tmp),
-                                                 calibration)
+            out, summary, resume = _unlearn_here(
+                label,
+                round_no,
+                parent,
+                snapshot,
+                mask,
+                mask_path,
+                config,
+                forget,
+                retain,
+                holdout,
+                target_auc,
+                card,
+                store,
+                Path(tmp),
+                calibration,
+            )
         checkpoint = upload_checkpoint(out, store)
     return UnlearnOutcome(
         checkpoint=checkpoint,
@@ -72,34 +114,77 @@ def never_seen_fallback(config: UnlearnConfig, never_seen: list | None) -> Unlea
 
     if never_seen or not OBJECTIVES[config.method].profiles:
         return config
-    get_run_logger().warning("the eval suite has no holdout or calibration part: objective %r needs never-seen "
-                             "records, so this round runs npo", config.method)
+    get_run_logger().warning(
+        "the eval suite has no holdout or calibration part: objective %r needs never-seen "
+        "records, so this round runs npo",
+        config.method,
+    )
     return dataclasses.replace(config, method="npo", stop_rule="loss")
 
 
-def _unlearn_here(label, round_no, parent, snapshot, mask, mask_path, config, forget, retain, holdout,
-                  target_auc, card, store, tmp: Path, calibration=None):
+def _unlearn_here(
+    label,
+    round_no,
+    parent,
+    snapshot,
+    mask,
+    mask_path,
+    config,
+    forget,
+    retain,
+    holdout,
+    target_auc,
+    card,
+    store,
+    tmp: Path,
+    calibration=None,
+):
     """One process: resumable from the tickets' progress checkpoint. (checkpoint dir, summary, resume)."""
     # Every input the result depends on: a later run of these tickets with the same ones resumes here.
-    saved = ProgressCheckpoints(store, parent, snapshot, eval_suite=snapshot.eval_suite.sha256, mask=mask.sha256,
-                                config=config.to_dict(), target_auc=target_auc, round=round_no)
+    saved = ProgressCheckpoints(
+        store,
+        parent,
+        snapshot,
+        eval_suite=snapshot.eval_suite.sha256,
+        mask=mask.sha256,
+        config=config.to_dict(),
+        target_auc=target_auc,
+        round=round_no,
+    )
     model, tokenizer = load_model(parent)
     selected = Mask.load(mask_path, sha256=mask.sha256)
     resume = saved.fetch(tmp / "resume")
     if resume is not None:
-        get_run_logger().info("%s: round %d resumes from its progress checkpoint at step %d",
-                              label, round_no, resume[1])
+        get_run_logger().info(
+            "%s: round %d resumes from its progress checkpoint at step %d", label, round_no, resume[1]
+        )
     progress = PrefectProgress(key=f"unlearning-{label}", description=f"{label}: round {round_no} unlearning")
     epochs = EpochLog(f"{label} round {round_no}")
-    result = unlearn(model, tokenizer, forget, retain, config, mask=selected, callbacks=[progress, epochs, saved],
-                     holdout_records=holdout, target_auc=target_auc, checkpoint_dir=str(tmp / "progress"),
-                     calibration_records=calibration,
-                     checkpoint_every_s=get_settings().checkpoint_interval_s,
-                     resume_from=str(resume[0]) if resume else None, fingerprint=saved.fingerprint)
+    result = unlearn(
+        model,
+        tokenizer,
+        forget,
+        retain,
+        config,
+        mask=selected,
+        callbacks=[progress, epochs, saved],
+        holdout_records=holdout,
+        target_auc=target_auc,
+        checkpoint_dir=str(tmp / "progress"),
+        calibration_records=calibration,
+        checkpoint_every_s=get_settings().checkpoint_interval_s,
+        resume_from=str(resume[0]) if resume else None,
+        fingerprint=saved.fingerprint,
+    )
     summary = result.summary()
     out = tmp / "checkpoint"
-    save_checkpoint(result.model, tokenizer, out, card_info=card,
-                    grin_config={**result.checkpoint_record(), "parent_sha256": parent.sha256})
+    save_checkpoint(
+        result.model,
+        tokenizer,
+        out,
+        card_info=card,
+        grin_config={**result.checkpoint_record(), "parent_sha256": parent.sha256},
+    )
     summary["trainable_params"] = result.trainable_params
     del result, model
     gc.collect()  # the trainer's `grin-unlearn-*` output directory goes now, not at process exit

@@ -60,11 +60,7 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"configuration error: {str(exc).splitlines()[0]}") from None
         except SQLAlchemyError as exc:
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            hint = (
-                " (run `grin db upgrade`)"
-                if "no such table" in detail or "does not exist" in detail
-                else ""
-            )
+            hint = " (run `grin db upgrade`)" if "no such table" in detail or "does not exist" in detail else ""
             raise fail(f"database error: {detail}{hint}") from None
         except (BotoCoreError, ClientError) as exc:
             raise fail(f"storage error: {exc}") from None

@@ -36,17 +36,13 @@ def _pinned(expect_head: str):
     except OSError as exc:
         raise InvalidRequestError(f"--expect-head {expect_head}: {exc.strerror}") from None
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise InvalidRequestError(
-            f"--expect-head {expect_head}: not a head file (JSON with id, hash, count)"
-        ) from None
+        raise InvalidRequestError(f"--expect-head {expect_head}: not a head file (JSON with id, hash, count)") from None
 
 
 @app.command()
 @reports_errors
 def head(
-    publish: Annotated[
-        bool, typer.Option("--publish", help="Also write it to the store under audit/heads/.")
-    ] = False,
+    publish: Annotated[bool, typer.Option("--publish", help="Also write it to the store under audit/heads/.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Print the chain's head (id, hash, count, time): pin it elsewhere, verify against it later."""
@@ -119,8 +115,10 @@ def verify_exact(
     if as_json:
         emit_json(found.as_dict())
     elif found.ok:
-        typer.echo(f"{found.model}@{found.version} is exact: manifest {found.recorded_sha256} re-derived from "
-                   f"v{found.base_version}'s minus tickets {found.lineage_tickets}; covers {found.covered}")
+        typer.echo(
+            f"{found.model}@{found.version} is exact: manifest {found.recorded_sha256} re-derived from "
+            f"v{found.base_version}'s minus tickets {found.lineage_tickets}; covers {found.covered}"
+        )
     else:
         typer.echo(f"{found.model}@{found.version} NOT verified: " + "; ".join(found.problems), err=True)
     if not found.ok:

@@ -11,9 +11,7 @@ import typer
 from benchmarks import tofu_config
 from cli.commands._output import reports_errors
 
-app = typer.Typer(
-    help="Benchmarks: GRIN against full-parameter unlearning and retraining.", no_args_is_help=True
-)
+app = typer.Typer(help="Benchmarks: GRIN against full-parameter unlearning and retraining.", no_args_is_help=True)
 
 
 def _name_values(option: str, items: list[str]) -> dict[str, list[float]]:
@@ -26,55 +24,91 @@ def _name_values(option: str, items: list[str]) -> dict[str, list[float]]:
                 raise ValueError
             parsed[name.strip()] = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
-            raise typer.BadParameter(
-                f"expected NAME=VALUE[,VALUE...], got {item!r}", param_hint=option
-            ) from None
+            raise typer.BadParameter(f"expected NAME=VALUE[,VALUE...], got {item!r}", param_hint=option) from None
     return parsed
 
 
 DEFAULT_METHODS = ",".join(tofu_config.DEFAULT_METHODS)  # tofu_config imports no torch
 # The options of `grin bench tofu`, one alias each (the command's signature stays readable).
 Split = Annotated[str, typer.Option(help="TOFU forget split: forget01, forget05 or forget10.")]
-Authors = Annotated[int, typer.Option(
-    help="Authors kept (2-200): the last share of them is forgotten, the rest retained. "
-    "20 is the 2-core CPU default; 200 is the GPU setting.")]
-Methods = Annotated[str, typer.Option(
-    help="Comma-separated: grin-match, grin-npo, grin-graddiff, grin-po (GRIN), match, npo, graddiff, po "
-    "(full-parameter), grun (gated intervention; base weights unchanged, and a second request on "
-    "top), retrain (from scratch on the retain authors).")]
+Authors = Annotated[
+    int,
+    typer.Option(
+        help="Authors kept (2-200): the last share of them is forgotten, the rest retained. "
+        "20 is the 2-core CPU default; 200 is the GPU setting."
+    ),
+]
+Methods = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated: grin-match, grin-npo, grin-graddiff, grin-po (GRIN), match, npo, graddiff, po "
+        "(full-parameter), grun (gated intervention; base weights unchanged, and a second request on "
+        "top), retrain (from scratch on the retain authors)."
+    ),
+]
 JsonPath = Annotated[Path | None, typer.Option("--json", help="Write the report here (else stdout).")]
 Plot = Annotated[Path | None, typer.Option(help="Write the forget quality / utility figure here (PNG).")]
-Sweep = Annotated[list[str] | None, typer.Option(
-    help="Ablation of GRIN at its defaults, repeatable: p=0.2,0.4,0.6,0.8 (percent of weights) or "
-    "sigma2=0,1e-4,1e-3,1e-2.")]
-Curves = Annotated[Path | None, typer.Option(
-    help="Write the per-epoch privacy-probe curves of the GRIN methods and NPO here (PNG): "
-    "forget-vs-holdout MIA AUC with the target band, forget answer probability.")]
-Epochs = Annotated[int | None, typer.Option(
-    help="Unlearning epochs (passes over the forget set), every method. Default: 8 for the "
-    "full-parameter baselines; UnlearnConfig's default for GRIN methods (the privacy "
-    "schedule's budget: it stops earlier once the forget set looks unseen).")]
-Seeds = Annotated[int, typer.Option(
-    help="GRIN at the service's defaults (grin-match) runs over seeds SEED..SEED+N-1 (fresh target copy each); "
-    "the report "
-    "gives per-seed results, mean and std, and the headline uses the mean.")]
-Schedule = Annotated[bool, typer.Option(
-    "--schedule/--no-schedule",
-    help="GRIN methods steer the forget-vs-holdout MIA AUC into the calibrated non-member "
-    "band (default); --no-schedule runs them for fixed epochs (ablation; curves still recorded).")]
-Probes = Annotated[bool, typer.Option(
-    "--probes/--no-probes",
-    help="Robustness probes on every model (paraphrase, best-of-8 sampling, prompt formats, "
-    "int8/int4, relearning); --no-probes skips them (faster, fewer numbers).")]
-LearningRates = Annotated[list[str] | None, typer.Option(
-    help="Override a method's learning rate, repeatable: npo=1e-4.")]
+Sweep = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Ablation of GRIN at its defaults, repeatable: p=0.2,0.4,0.6,0.8 (percent of weights) or "
+        "sigma2=0,1e-4,1e-3,1e-2."
+    ),
+]
+Curves = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write the per-epoch privacy-probe curves of the GRIN methods and NPO here (PNG): "
+        "forget-vs-holdout MIA AUC with the target band, forget answer probability."
+    ),
+]
+Epochs = Annotated[
+    int | None,
+    typer.Option(
+        help="Unlearning epochs (passes over the forget set), every method. Default: 8 for the "
+        "full-parameter baselines; UnlearnConfig's default for GRIN methods (the privacy "
+        "schedule's budget: it stops earlier once the forget set looks unseen)."
+    ),
+]
+Seeds = Annotated[
+    int,
+    typer.Option(
+        help="GRIN at the service's defaults (grin-match) runs over seeds SEED..SEED+N-1 (fresh target copy each); "
+        "the report "
+        "gives per-seed results, mean and std, and the headline uses the mean."
+    ),
+]
+Schedule = Annotated[
+    bool,
+    typer.Option(
+        "--schedule/--no-schedule",
+        help="GRIN methods steer the forget-vs-holdout MIA AUC into the calibrated non-member "
+        "band (default); --no-schedule runs them for fixed epochs (ablation; curves still recorded).",
+    ),
+]
+Probes = Annotated[
+    bool,
+    typer.Option(
+        "--probes/--no-probes",
+        help="Robustness probes on every model (paraphrase, best-of-8 sampling, prompt formats, "
+        "int8/int4, relearning); --no-probes skips them (faster, fewer numbers).",
+    ),
+]
+LearningRates = Annotated[
+    list[str] | None, typer.Option(help="Override a method's learning rate, repeatable: npo=1e-4.")
+]
 Recipe = Annotated[str, typer.Option(help="Target/retrain recipe: cpu (default) or tiny (seconds; for tests).")]
 DataDir = Annotated[Path | None, typer.Option(help="TOFU files (default: $GRIN_TOFU_DIR or ../shared/data/tofu).")]
-CacheDir = Annotated[Path | None, typer.Option(
-    help="Trained-model cache (default: .grin/cache/models in the repository).")]
-Resume = Annotated[Path | None, typer.Option(
-    help="Keep each finished evaluation and method here; a rerun with the same folder "
-    "and settings picks up where a killed run stopped.")]
+CacheDir = Annotated[
+    Path | None, typer.Option(help="Trained-model cache (default: .grin/cache/models in the repository).")
+]
+Resume = Annotated[
+    Path | None,
+    typer.Option(
+        help="Keep each finished evaluation and method here; a rerun with the same folder "
+        "and settings picks up where a killed run stopped."
+    ),
+]
 Seed = Annotated[int, typer.Option(help="Seeds training, unlearning and the noise.")]
 Threads = Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice, one per core).")]
 
@@ -110,21 +144,30 @@ def tofu(
     from benchmarks.tofu import run_tofu_bench
 
     config = _bench_config(
-        split=split, authors=authors, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-        recipe=recipe, epochs=epochs, learning_rates={k: v[-1] for k, v in _name_values("--lr", lr or []).items() if v},
-        sweeps={k: tuple(v) for k, v in _name_values("--sweep", sweep or []).items()}, seed=seed, seeds=seeds,
-        schedule=schedule, probes=probes, data_dir=data_dir, resume_dir=resume,
-        **({"cache_dir": cache_dir} if cache_dir else {}))
+        split=split,
+        authors=authors,
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        recipe=recipe,
+        epochs=epochs,
+        learning_rates={k: v[-1] for k, v in _name_values("--lr", lr or []).items() if v},
+        sweeps={k: tuple(v) for k, v in _name_values("--sweep", sweep or []).items()},
+        seed=seed,
+        seeds=seeds,
+        schedule=schedule,
+        probes=probes,
+        data_dir=data_dir,
+        resume_dir=resume,
+        **({"cache_dir": cache_dir} if cache_dir else {}),
+    )
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
     # The summary table has 11 columns: wider than the 80 rich assumes off a terminal.
-    console = Console(stderr=True, highlight=False, log_path=False,
-                      width=max(140, shutil.get_terminal_size((140, 24)).columns))
-    report = run_tofu_bench(
-        config, log=lambda line: console.log(line), command=" ".join(["grin", *sys.argv[1:]])
+    console = Console(
+        stderr=True, highlight=False, log_path=False, width=max(140, shutil.get_terminal_size((140, 24)).columns)
     )
+    report = run_tofu_bench(config, log=lambda line: console.log(line), command=" ".join(["grin", *sys.argv[1:]]))
     _write(console, report, json_path, plot, curves)
     _summary(console, report)
 
@@ -173,9 +216,11 @@ def _rebuild_line(console, report: dict) -> None:
     rebuild, grin = retrain.get("wall_s"), (methods.get(seeded) or {}).get("wall_s")
     if rebuild and grin:
         flops = (report.get("ratios") or {}).get("flops_over_retrain", {}).get(seeded)
-        console.print(f"exact deletion (a rebuild = the retrain row): {rebuild:.1f} s; {seeded} for the same "
-                      f"deletions: {grin:.1f} s ({grin / rebuild:.1%} of the wall time"
-                      + (f", {flops:.3f}x the FLOPs)" if flops is not None else ")"))
+        console.print(
+            f"exact deletion (a rebuild = the retrain row): {rebuild:.1f} s; {seeded} for the same "
+            f"deletions: {grin:.1f} s ({grin / rebuild:.1%} of the wall time"
+            + (f", {flops:.3f}x the FLOPs)" if flops is not None else ")")
+        )
 
 
 def _summary(console, report: dict) -> None:
@@ -185,13 +230,31 @@ def _summary(console, report: dict) -> None:
         return "-" if value is None else format(value, spec)
 
     calibration = report.get("calibration") or {}
-    table = Table(title=f"TOFU {report['split']}, {report['authors']} authors"
-                  + (f"; non-member AUC {calibration['auc']:.3f}" if calibration.get("auc") is not None else ""))
-    columns = ("model", "forget Q", "utility", "forget R-L", "retain R-L", "loss AUC", "zlib AUC", "Min-K AUC",
-               "Min-K++ AUC", "mean p ratio", "privleak", "relearn R-L", "epochs", "FLOPs / retrain", "wall s",
-               "state MiB")
+    table = Table(
+        title=f"TOFU {report['split']}, {report['authors']} authors"
+        + (f"; non-member AUC {calibration['auc']:.3f}" if calibration.get("auc") is not None else "")
+    )
+    columns = (
+        "model",
+        "forget Q",
+        "utility",
+        "forget R-L",
+        "retain R-L",
+        "loss AUC",
+        "zlib AUC",
+        "Min-K AUC",
+        "Min-K++ AUC",
+        "mean p ratio",
+        "privleak",
+        "relearn R-L",
+        "epochs",
+        "FLOPs / retrain",
+        "wall s",
+        "state MiB",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
+
     def cell(entry: dict, key: str, spec: str = ".3f", part: str = "metrics") -> str:
         """The value (a seeded method's mean), with its std over seeds when there are several."""
         value = fmt((entry.get(part) or {}).get(key), spec)

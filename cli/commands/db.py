@@ -25,9 +25,7 @@ def _report(revision_asked: str, as_json: bool) -> None:
     if as_json:
         emit_json(result)
     else:
-        typer.echo(
-            f"{result['database']} is at revision {result['revision'] or 'base'} ({revision_asked})"
-        )
+        typer.echo(f"{result['database']} is at revision {result['revision'] or 'base'} ({revision_asked})")
 
 
 @app.command()
@@ -81,8 +79,11 @@ def downgrade(
         # reports the new, empty chain as truncated.
         with transaction() as session:
             check_latest_published_held(session=session, store=open_store(settings))
-            audit.append("db.downgrade", {"to": revision, "reverts": reverted,
-                                          "actor": os.environ.get("USER") or "operator"}, session=session)
+            audit.append(
+                "db.downgrade",
+                {"to": revision, "reverts": reverted, "actor": os.environ.get("USER") or "operator"},
+                session=session,
+            )
             head = audit.head(session=session)
         publish_head(head, store=open_store(settings))
     run_downgrade(settings.database_url, revision)

@@ -42,12 +42,8 @@ def register(
         str | None,
         typer.Option(help="JSON object of gate policy overrides, e.g. '{\"max_rounds\": 2}'."),
     ] = None,
-    checkpoint_uri: Annotated[
-        str | None, typer.Option(help="Register this checkpoint as version 1.")
-    ] = None,
-    checkpoint_sha256: Annotated[
-        str | None, typer.Option(help="sha256 of the checkpoint's weights.")
-    ] = None,
+    checkpoint_uri: Annotated[str | None, typer.Option(help="Register this checkpoint as version 1.")] = None,
+    checkpoint_sha256: Annotated[str | None, typer.Option(help="sha256 of the checkpoint's weights.")] = None,
     training_manifest_uri: Annotated[
         str | None, typer.Option(help="The QA records version 1 was trained on (retain sampling).")
     ] = None,
@@ -62,14 +58,13 @@ def register(
     from infra import registration, registry
     from infra.registry import NewVersion
 
-    overrides = _register_arguments(name, alias, gate_policy, checkpoint_uri, checkpoint_sha256,
-                                    training_manifest_uri or eval_suite_uri)
+    overrides = _register_arguments(
+        name, alias, gate_policy, checkpoint_uri, checkpoint_sha256, training_manifest_uri or eval_suite_uri
+    )
     if checkpoint_uri and checkpoint_sha256:
         manifest, suite = _checked_checkpoint(checkpoint_uri, checkpoint_sha256, training_manifest_uri, eval_suite_uri)
     with transaction() as session:
-        model = registry.register_model(
-            name, session=session, description=description, gate_policy=overrides
-        )
+        model = registry.register_model(name, session=session, description=description, gate_policy=overrides)
         if checkpoint_uri and checkpoint_sha256:
             if suite is not None:  # the checked bytes, content-addressed, as import and the pipeline keep suites
                 from infra.settings import get_settings
@@ -78,11 +73,15 @@ def register(
                 eval_suite_uri = open_store(get_settings()).put_bytes(f"suites/{suite.sha256}.json", suite.data).uri
             registration.register_version(
                 name,
-                NewVersion(checkpoint_uri=checkpoint_uri, checkpoint_sha256=checkpoint_sha256,
-                           training_manifest_uri=manifest.uri if manifest else None,
-                           training_manifest_sha256=manifest.sha256 if manifest else None,
-                           eval_suite_uri=eval_suite_uri),
-                session=session, alias=alias,
+                NewVersion(
+                    checkpoint_uri=checkpoint_uri,
+                    checkpoint_sha256=checkpoint_sha256,
+                    training_manifest_uri=manifest.uri if manifest else None,
+                    training_manifest_sha256=manifest.sha256 if manifest else None,
+                    eval_suite_uri=eval_suite_uri,
+                ),
+                session=session,
+                alias=alias,
             )
         session.refresh(model)
         summary = model_summary(model)
@@ -92,8 +91,14 @@ def register(
         typer.echo(f"registered model {name} (versions: {summary['versions'] or 'none'})")
 
 
-def _register_arguments(name: str, alias: str, gate_policy: str | None, checkpoint_uri: str | None,
-                        checkpoint_sha256: str | None, data_uri: str | None) -> dict | None:
+def _register_arguments(
+    name: str,
+    alias: str,
+    gate_policy: str | None,
+    checkpoint_uri: str | None,
+    checkpoint_sha256: str | None,
+    data_uri: str | None,
+) -> dict | None:
     """register's arguments checked before anything is read: names first; returns the gate policy overrides."""
     from infra import registry
     from infra.errors import InvalidRequestError
@@ -103,8 +108,9 @@ def _register_arguments(name: str, alias: str, gate_policy: str | None, checkpoi
         if not pattern.match(value):
             raise InvalidRequestError(f"{label} {value!r} must match {pattern.pattern}")
     if data_uri and not checkpoint_uri:
-        raise InvalidRequestError("--training-manifest-uri and --eval-suite-uri describe a checkpoint: "
-                                  "give --checkpoint-uri too")
+        raise InvalidRequestError(
+            "--training-manifest-uri and --eval-suite-uri describe a checkpoint: give --checkpoint-uri too"
+        )
     try:
         overrides = json.loads(gate_policy) if gate_policy else None
     except json.JSONDecodeError as exc:
@@ -128,8 +134,9 @@ def _checked_checkpoint(uri: str, sha256: str, manifest_uri: str | None, suite_u
     settings = get_settings()
     verify_checkpoint_uri(uri, sha256, settings=settings)
     check_registrable_checkpoint(uri, sha256, settings=settings)
-    manifest = (read_qa_records(manifest_uri, role="--training-manifest-uri", settings=settings)
-                if manifest_uri else None)
+    manifest = (
+        read_qa_records(manifest_uri, role="--training-manifest-uri", settings=settings) if manifest_uri else None
+    )
     suite = read_eval_suite(suite_uri, role="--eval-suite-uri", settings=settings)[0] if suite_uri else None
     return manifest, suite
 
@@ -185,8 +192,7 @@ def alias(
     from infra import registry
 
     with transaction() as session:
-        registry.set_alias(name, alias_name, version, session=session, actor=actor,
-                           override_reason=override_reason)
+        registry.set_alias(name, alias_name, version, session=session, actor=actor, override_reason=override_reason)
     if as_json:
         emit_json({"model": name, "alias": alias_name, "version": version})
     else:
@@ -211,8 +217,10 @@ def purge_superseded(as_json: JsonFlag = False) -> None:
 @reports_errors
 def rebuild(
     name: Annotated[str, typer.Argument(help="Model line to rebuild now.")],
-    recipe: Annotated[str | None, typer.Option(
-        help="JSON object of training-recipe fields overriding the line's (e.g. '{\"max_epochs\": 5}').")] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(help="JSON object of training-recipe fields overriding the line's (e.g. '{\"max_epochs\": 5}')."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Exact deletion now: train the line's recipe from scratch on the serving version's lineage manifest
@@ -240,8 +248,10 @@ def rebuild(
     else:
         typer.echo(f"{name}: {summary['outcome']}" + (f" — {summary['reason']}" if summary.get("reason") else ""))
         if summary.get("version") is not None:
-            typer.echo(f"{name} version {summary['version']} (exact) covers tickets {summary['covers']}; "
-                       f"manifest sha256 {summary['manifest_sha256']}; trained in {summary['train_s']:.1f} s")
+            typer.echo(
+                f"{name} version {summary['version']} (exact) covers tickets {summary['covers']}; "
+                f"manifest sha256 {summary['manifest_sha256']}; trained in {summary['train_s']:.1f} s"
+            )
     if summary["outcome"] not in ("completed", "nothing_to_do"):
         raise typer.Exit(1)
 
@@ -250,24 +260,43 @@ def rebuild(
 @reports_errors
 def import_model(
     name: Annotated[str, typer.Argument(help="Model line to import into (created if new).")],
-    source: Annotated[str, typer.Argument(help="A Hugging Face model directory: a local path, or a file:// or "
-                                               "s3:// prefix (safetensors weights, its own tokenizer), or a hub id; "
-                                               "or a .gguf file (dequantised; needs the gguf extra).")],
-    training_manifest: Annotated[str | None, typer.Option(
-        help="QA records the model was trained on (retain sets are sampled from it).")] = None,
-    retain: Annotated[str | None, typer.Option(
-        help="Retain QA records, when the full training set is not available (used as the manifest).")] = None,
-    eval_suite: Annotated[str | None, typer.Option(
-        help="A JSON object of evaluation QA sets (retain, real_authors, world_facts, calibration, ...).")] = None,
-    holdout: Annotated[str | None, typer.Option(
-        help="Non-member QA records (data the model never saw) for the privacy checks.")] = None,
-    prompt_template: Annotated[str | None, typer.Option(
-        help="The line's prompt: a format string with {question}, or 'chat' (the tokenizer's chat template). "
-             "Default: 'Question: {question}\\nAnswer:'.")] = None,
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A Hugging Face model directory: a local path, or a file:// or "
+            "s3:// prefix (safetensors weights, its own tokenizer), or a hub id; "
+            "or a .gguf file (dequantised; needs the gguf extra)."
+        ),
+    ],
+    training_manifest: Annotated[
+        str | None, typer.Option(help="QA records the model was trained on (retain sets are sampled from it).")
+    ] = None,
+    retain: Annotated[
+        str | None,
+        typer.Option(help="Retain QA records, when the full training set is not available (used as the manifest)."),
+    ] = None,
+    eval_suite: Annotated[
+        str | None,
+        typer.Option(help="A JSON object of evaluation QA sets (retain, real_authors, world_facts, calibration, ...)."),
+    ] = None,
+    holdout: Annotated[
+        str | None, typer.Option(help="Non-member QA records (data the model never saw) for the privacy checks.")
+    ] = None,
+    prompt_template: Annotated[
+        str | None,
+        typer.Option(
+            help="The line's prompt: a format string with {question}, or 'chat' (the tokenizer's chat template). "
+            "Default: 'Question: {question}\\nAnswer:'."
+        ),
+    ] = None,
     description: Annotated[str | None, typer.Option(help="What the model is (new lines).")] = None,
-    gguf_file: Annotated[str | None, typer.Option(
-        help="The .gguf file to import from a SOURCE directory, prefix or hub repository holding it "
-             "(a directory holding one .gguf and no safetensors needs no name).")] = None,
+    gguf_file: Annotated[
+        str | None,
+        typer.Option(
+            help="The .gguf file to import from a SOURCE directory, prefix or hub repository holding it "
+            "(a directory holding one .gguf and no safetensors needs no name)."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Import a causal LM as the next version of NAME: checked (safetensors only, no fused experts),
@@ -298,12 +327,16 @@ def import_model(
     if as_json:
         emit_json(summary)
     else:
-        typer.echo(f"{name} version {summary['version']} "
-                   f"({'already imported' if summary['already_imported'] else 'imported'}): "
-                   f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}")
+        typer.echo(
+            f"{name} version {summary['version']} "
+            f"({'already imported' if summary['already_imported'] else 'imported'}): "
+            f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}"
+        )
         if summary["source"]:
-            typer.echo(f"dequantised from {summary['source']['file']} ({summary['source']['quantization']}, "
-                       f"sha256 {summary['source']['sha256']})")
+            typer.echo(
+                f"dequantised from {summary['source']['file']} ({summary['source']['quantization']}, "
+                f"sha256 {summary['source']['sha256']})"
+            )
 
 
 def _require_gguf() -> None:
@@ -337,8 +370,9 @@ def _import_suite(eval_suite: str | None, holdout: str | None, settings) -> dict
     return suite
 
 
-def _imported_checkpoint(source: str, prompt_template: str | None, suite: dict[str, Any], settings,
-                         gguf_file: str | None = None) -> dict[str, Any]:
+def _imported_checkpoint(
+    source: str, prompt_template: str | None, suite: dict[str, Any], settings, gguf_file: str | None = None
+) -> dict[str, Any]:
     """Load and check the model (a GGUF file dequantised first), measure the line's non-member MIA level when
     the suite allows, save it as a grin checkpoint and upload it: {checkpoint, architecture, template,
     reference, source} (source: what a GGUF import was dequantised from, else None)."""
@@ -366,16 +400,29 @@ def _imported_checkpoint(source: str, prompt_template: str | None, suite: dict[s
         except (UnsupportedModelError, ValueError, OSError, RuntimeError) as exc:
             raise InvalidRequestError(f"cannot import {source}: {exc}".splitlines()[0]) from None
         # The line's non-member MIA level, measured as train-model measures it (grin_core/evaluation/calibration.py)
-        reference = (round(non_member_auc(model, tokenizer, suite["calibration"], suite["holdout"]), 4)
-                     if suite.get("calibration") and suite.get("holdout") else None)
+        reference = (
+            round(non_member_auc(model, tokenizer, suite["calibration"], suite["holdout"]), 4)
+            if suite.get("calibration") and suite.get("holdout")
+            else None
+        )
         out = Path(tmp) / "checkpoint"
         architecture, template = type(model).__name__, line_template(tokenizer)
         card = {"method": "imported", **({"source": origin} if origin else {})}
-        save_checkpoint(model, tokenizer, out, card_info=card,
-                        grin_config={"imported": True, "prompt_template": template, "architecture": architecture})
+        save_checkpoint(
+            model,
+            tokenizer,
+            out,
+            card_info=card,
+            grin_config={"imported": True, "prompt_template": template, "architecture": architecture},
+        )
         checkpoint = upload_checkpoint(out, open_store(settings))
-    return {"checkpoint": checkpoint, "architecture": architecture, "template": template, "reference": reference,
-            "source": origin}
+    return {
+        "checkpoint": checkpoint,
+        "architecture": architecture,
+        "template": template,
+        "reference": reference,
+        "source": origin,
+    }
 
 
 def _dequantised(local: Path, gguf_file: str | None, out: Path, source: str) -> dict[str, Any] | None:
@@ -400,8 +447,9 @@ def _store_suite(suite: dict[str, Any], settings) -> str:
     return open_store(settings).put_bytes(f"suites/{sha256_hex(body)}.json", body).uri
 
 
-def _register_import(name: str, description: str | None, imported: dict[str, Any],
-                     manifest: tuple[str, list[dict], str] | None) -> dict[str, Any]:
+def _register_import(
+    name: str, description: str | None, imported: dict[str, Any], manifest: tuple[str, list[dict], str] | None
+) -> dict[str, Any]:
     """Register the imported checkpoint as the line's next version (the line too, if new), aliased
     production if the line has none; the version it already is when the same content was imported."""
     from cli.commands._session import transaction
@@ -411,26 +459,46 @@ def _register_import(name: str, description: str | None, imported: dict[str, Any
 
     checkpoint, reference = imported["checkpoint"], imported["reference"]
     with transaction() as session:
-        registration.ensure_line(name, session=session, description=description,
-                                 gate_policy={"mia_reference_auc": reference} if reference is not None else None)
+        registration.ensure_line(
+            name,
+            session=session,
+            description=description,
+            gate_policy={"mia_reference_auc": reference} if reference is not None else None,
+        )
         version = registry.find_registered(name, checkpoint.sha256, session=session)
         existed = version is not None
         if version is None:  # hparams: the registry row, and the audit record of the version
-            hparams = {"imported": True, "architecture": imported["architecture"],
-                       "prompt_template": imported["template"], "manifest": imported["manifest"],
-                       **({"source": imported["source"]} if imported["source"] else {})}
-            new = NewVersion(checkpoint_uri=checkpoint.uri, checkpoint_sha256=checkpoint.sha256,
-                             training_manifest_uri=manifest[0] if manifest else None,
-                             training_manifest_sha256=manifest[2] if manifest else None,
-                             eval_suite_uri=imported["suite_uri"], hparams=hparams)
-            version = registration.register_version(name, new, session=session, rule=AliasRule.if_unset,
-                                                    actor="import").version
-        return {"model": name, "version": version.version, "checkpoint_uri": version.checkpoint_uri,
-                "checkpoint_sha256": version.checkpoint_sha256, "architecture": imported["architecture"],
-                "prompt_template": imported["template"], "already_imported": existed,
-                "manifest_records": len(manifest[1]) if manifest else None,
-                "eval_suite_uri": version.eval_suite_uri, "mia_reference_auc": reference,
-                "source": (version.hparams or {}).get("source")}
+            hparams = {
+                "imported": True,
+                "architecture": imported["architecture"],
+                "prompt_template": imported["template"],
+                "manifest": imported["manifest"],
+                **({"source": imported["source"]} if imported["source"] else {}),
+            }
+            new = NewVersion(
+                checkpoint_uri=checkpoint.uri,
+                checkpoint_sha256=checkpoint.sha256,
+                training_manifest_uri=manifest[0] if manifest else None,
+                training_manifest_sha256=manifest[2] if manifest else None,
+                eval_suite_uri=imported["suite_uri"],
+                hparams=hparams,
+            )
+            version = registration.register_version(
+                name, new, session=session, rule=AliasRule.if_unset, actor="import"
+            ).version
+        return {
+            "model": name,
+            "version": version.version,
+            "checkpoint_uri": version.checkpoint_uri,
+            "checkpoint_sha256": version.checkpoint_sha256,
+            "architecture": imported["architecture"],
+            "prompt_template": imported["template"],
+            "already_imported": existed,
+            "manifest_records": len(manifest[1]) if manifest else None,
+            "eval_suite_uri": version.eval_suite_uri,
+            "mia_reference_auc": reference,
+            "source": (version.hparams or {}).get("source"),
+        }
 
 
 # A hub id, `owner/name` with an optional `@revision`, as `from_pretrained` takes it.
@@ -454,8 +522,10 @@ def _fetch_model_dir(source: str, target: Path, settings, gguf_file: str | None 
         if path.is_file() and path.suffix == ".gguf":
             return path.parent  # the import reads only the named file of it
         if path.exists() or not HUB_ID.match(source):
-            raise InvalidRequestError(f"{source} is not a directory, a .gguf file, an s3:// or file:// prefix, "
-                                      "or a hub id (owner/name[@revision])")
+            raise InvalidRequestError(
+                f"{source} is not a directory, a .gguf file, an s3:// or file:// prefix, "
+                "or a hub id (owner/name[@revision])"
+            )
         return _fetch_from_hub(source, gguf_file)
     if gguf_file and not source.endswith(".gguf"):  # a prefix of many quantisations: the named one alone
         source = f"{source.rstrip('/')}/{gguf_file}"
@@ -470,7 +540,7 @@ def _fetch_model_dir(source: str, target: Path, settings, gguf_file: str | None 
     if not keys:
         raise InvalidRequestError(f"nothing under {source}")
     for key in keys:
-        destination = target / key[len(prefix):]
+        destination = target / key[len(prefix) :]
         destination.parent.mkdir(parents=True, exist_ok=True)
         store.get_file(key, destination)
     return target
@@ -489,7 +559,9 @@ def _fetch_from_hub(source: str, gguf_file: str | None = None) -> Path:
         patterns = [gguf_file] if gguf_file else HUB_FILES
         return Path(snapshot_download(repo_id, revision=revision or None, allow_patterns=patterns))
     except LocalEntryNotFoundError:
-        raise InvalidRequestError(f"cannot fetch {source}: the hub is not reachable from here and the model "
-                                  "is not in the local hub cache; download it and import its directory") from None
+        raise InvalidRequestError(
+            f"cannot fetch {source}: the hub is not reachable from here and the model "
+            "is not in the local hub cache; download it and import its directory"
+        ) from None
     except HfHubHTTPError as exc:
         raise InvalidRequestError(f"cannot fetch {source} from the hub: {exc}".splitlines()[0]) from None

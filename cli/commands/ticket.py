@@ -89,31 +89,21 @@ def _request_data(request: str | None, flags: dict[str, Any]) -> dict[str, Any]:
 def file_ticket(
     request: Annotated[
         str | None,
-        typer.Option(
-            "--request", help="JSON file holding the request ('-' for stdin); flags override it."
-        ),
+        typer.Option("--request", help="JSON file holding the request ('-' for stdin); flags override it."),
     ] = None,
-    subject: Annotated[
-        str | None, typer.Option(help="Whom the request is about (stored, never logged).")
-    ] = None,
+    subject: Annotated[str | None, typer.Option(help="Whom the request is about (stored, never logged).")] = None,
     model: Annotated[str | None, typer.Option(help="NAME, NAME@ALIAS or NAME@VERSION.")] = None,
-    forget: Annotated[
-        list[str] | None, typer.Option(help="URI of forget-set records (repeat for several).")
-    ] = None,
+    forget: Annotated[list[str] | None, typer.Option(help="URI of forget-set records (repeat for several).")] = None,
     retain: Annotated[
         list[str] | None, typer.Option(help="URI of retain-set records (repeat); default: sampled.")
     ] = None,
-    keywords: Annotated[
-        str | None, typer.Option(help="URI of key phrases for keyword accuracy.")
-    ] = None,
+    keywords: Annotated[str | None, typer.Option(help="URI of key phrases for keyword accuracy.")] = None,
     method: Annotated[str | None, typer.Option(help=methods_help())] = None,
     hparam: Annotated[list[str] | None, typer.Option(help=overrides_help())] = None,
     requested_by: Annotated[str | None, typer.Option(help="Who files the request.")] = None,
     legal_basis: Annotated[str | None, typer.Option(help="Why, e.g. 'GDPR Art. 17'.")] = None,
     due_date: Annotated[str | None, typer.Option(help="Deadline, YYYY-MM-DD.")] = None,
-    idempotency_key: Annotated[
-        str | None, typer.Option(help="Filing twice with the same key files once.")
-    ] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Filing twice with the same key files once.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """File a deletion request: checked against the registry and the stores, then queued."""
@@ -191,9 +181,7 @@ def list_tickets(
 
 @app.command()
 @reports_errors
-def show(
-    ticket_id: Annotated[int, typer.Argument(help="Ticket id.")], as_json: JsonFlag = False
-) -> None:
+def show(ticket_id: Annotated[int, typer.Argument(help="Ticket id.")], as_json: JsonFlag = False) -> None:
     """Show one ticket in full, subject included, with its audit history."""
     from cli.commands._session import transaction
     from infra import audit, queue
@@ -215,9 +203,7 @@ def show(
             "idempotency_key": ticket.idempotency_key,
             "request_sha256": ticket.request_sha256,
             "lease_owner": ticket.lease_owner,
-            "lease_expires_at": ticket.lease_expires_at.isoformat()
-            if ticket.lease_expires_at
-            else None,
+            "lease_expires_at": ticket.lease_expires_at.isoformat() if ticket.lease_expires_at else None,
             "flow_run_id": ticket.flow_run_id,
             "history": [
                 {
@@ -242,8 +228,7 @@ def show(
         [(k, json.dumps(v) if isinstance(v, list | dict) else v) for k, v in fields],
     )
     history = [
-        (h["audit_id"], h["at"][:19], h["kind"], h["from"], h["to"], h["reason"], h["actor"])
-        for h in detail["history"]
+        (h["audit_id"], h["at"][:19], h["kind"], h["from"], h["to"], h["reason"], h["actor"]) for h in detail["history"]
     ]
     emit_table("History", ["audit id", "at", "kind", "from", "to", "reason", "actor"], history)
 
@@ -257,8 +242,11 @@ def _emit_report(report: Any, as_json: bool) -> None:
         typer.echo(f"{report.model} version {report.version} (checkpoint sha256 {report.checkpoint_sha256})")
     if report.before or report.after:
         names = sorted(set(report.before) | set(report.after))
-        emit_table("Metrics", ["metric", "before", "after"],
-                   [(n, _num(report.before.get(n)), _num(report.after.get(n))) for n in names])
+        emit_table(
+            "Metrics",
+            ["metric", "before", "after"],
+            [(n, _num(report.before.get(n)), _num(report.after.get(n))) for n in names],
+        )
 
 
 def _num(value: float | None) -> str:
@@ -267,9 +255,7 @@ def _num(value: float | None) -> str:
 
 @app.command()
 @reports_errors
-def process(
-    ticket_id: Annotated[int, typer.Argument(help="Ticket id.")], as_json: JsonFlag = False
-) -> None:
+def process(ticket_id: Annotated[int, typer.Argument(help="Ticket id.")], as_json: JsonFlag = False) -> None:
     """Answer one queued ticket now with the process-ticket flow; exit 1 unless it completes."""
     from cli.commands._session import transaction
     from flows.prefect_env import configure_prefect
@@ -320,9 +306,7 @@ def requeue(
     ticket_id: Annotated[int, typer.Argument(help="Ticket id.")],
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "requeued by an operator",
     by: Annotated[str | None, typer.Option(help="Who requeues it (default: $USER).")] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Take back a ticket whose lease has not lapsed yet.")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Take back a ticket whose lease has not lapsed yet.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Send a failed, needs_review or stuck ticket back to the queue with fresh attempts (audited)."""
@@ -387,9 +371,13 @@ def report(
         raise InvalidRequestError("--format pdf writes a file: give --out PATH")
     with transaction() as session:
         document = build_report(ticket_id, session=session)
-    body: bytes = (to_pdf(document) if fmt == "pdf" else
-                   (json.dumps(document.model_dump(mode="json"), indent=1) + "\n").encode() if fmt == "json" else
-                   to_markdown(document).encode())
+    body: bytes = (
+        to_pdf(document)
+        if fmt == "pdf"
+        else (json.dumps(document.model_dump(mode="json"), indent=1) + "\n").encode()
+        if fmt == "json"
+        else to_markdown(document).encode()
+    )
     if out is None:
         sys.stdout.write(body.decode())
         return

@@ -15,9 +15,14 @@ app = typer.Typer(help="Run a GPU worker that serves the pipeline's ML stages.")
 @reports_errors
 def worker(
     limit: Annotated[int, typer.Option(min=1, help="Stages run at once (one per GPU is safe).")] = 1,
-    alive: Annotated[bool, typer.Option(
-        "--alive", help="Do not serve: exit 0 if a worker on this host has sent a heartbeat within "
-        "GRIN_GPU_WORKER_DEAD_AFTER_S, else 1 (a container healthcheck).")] = False,
+    alive: Annotated[
+        bool,
+        typer.Option(
+            "--alive",
+            help="Do not serve: exit 0 if a worker on this host has sent a heartbeat within "
+            "GRIN_GPU_WORKER_DEAD_AFTER_S, else 1 (a container healthcheck).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the ML stages as Prefect background tasks until interrupted.
 
@@ -54,6 +59,8 @@ def _exit_alive() -> None:
 
     settings = get_settings()
     ok = host_alive(open_store(settings), socket.gethostname(), settings.gpu_worker_dead_after_s)
-    typer.echo("alive" if ok else f"no heartbeat from {socket.gethostname()} within "
-               f"{settings.gpu_worker_dead_after_s:g} s", err=not ok)
+    typer.echo(
+        "alive" if ok else f"no heartbeat from {socket.gethostname()} within {settings.gpu_worker_dead_after_s:g} s",
+        err=not ok,
+    )
     raise typer.Exit(0 if ok else 1)

@@ -51,8 +51,9 @@ def prompt_ids(question: str, tokenizer: PreTrainedTokenizerBase, template: str 
     (which places its own special tokens). `template` None: the line's."""
     template = template or line_template(tokenizer)
     if template == CHAT:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                             tokenize=False)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
+        )
         return tokenizer.encode(text, add_special_tokens=False)
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     return bos + tokenizer.encode(format_prompt(question, template), add_special_tokens=False)

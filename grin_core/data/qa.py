@@ -18,7 +18,10 @@ IGNORE_INDEX = -100
 
 
 def encode_qa(
-    question: str, answer: str, tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
+    question: str,
+    answer: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int = 256,
     template: str | None = None,
 ) -> dict[str, list[int]]:
     """Tokenize one QA pair as the prompt (prompts.py; `template` None: the line's) + " " + answer
@@ -51,6 +54,4 @@ def qa_dataset(
 
 def qa_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
     """Right-pads a batch; labels are padded with -100 so padding carries no loss."""
-    return DataCollatorForSeq2Seq(
-        tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, return_tensors="pt"
-    )
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")

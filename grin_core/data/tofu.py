@@ -129,10 +129,7 @@ class TofuData:
 
 def _general_knowledge(data_dir: str | Path | None, n_general: int | None) -> dict[str, list[Record]]:
     """real_authors / world_facts perturbed rows (question, answer, perturbed_answer), first n."""
-    return {
-        name: load_split(f"{name}_perturbed", data_dir)[:n_general]
-        for name in ("real_authors", "world_facts")
-    }
+    return {name: load_split(f"{name}_perturbed", data_dir)[:n_general] for name in ("real_authors", "world_facts")}
 
 
 def load_tofu(subset: TofuSubset, data_dir: str | Path | None = None) -> TofuData:
@@ -154,8 +151,11 @@ def load_calibration(subset: TofuSubset, data_dir: str | Path | None = None) -> 
     """{question, answer} of the subset's calibration authors: drawn like its training data, never
     trained on."""
     wanted = set(subset.calibration_authors())
-    return [{"question": r["question"], "answer": r["answer"]}
-            for r in load_split("full", data_dir) if r["author_id"] in wanted]
+    return [
+        {"question": r["question"], "answer": r["answer"]}
+        for r in load_split("full", data_dir)
+        if r["author_id"] in wanted
+    ]
 
 
 def load_eval_suite(subset: TofuSubset, data_dir: str | Path | None = None) -> EvalSuite:
@@ -167,8 +167,9 @@ def load_eval_suite(subset: TofuSubset, data_dir: str | Path | None = None) -> E
     """
     author_of = {r["question"]: r["author_id"] for r in load_split("full", data_dir)}
     forget_set, retain_set = set(subset.forget_authors), set(subset.retain_authors)
-    forget = [r for r in load_split(f"{subset.split}_perturbed", data_dir)
-              if author_of.get(r["question"]) in forget_set]
+    forget = [
+        r for r in load_split(f"{subset.split}_perturbed", data_dir) if author_of.get(r["question"]) in forget_set
+    ]
     retain = [r for r in load_split("retain_perturbed", data_dir) if author_of.get(r["question"]) in retain_set]
     general = _general_knowledge(data_dir, subset.n_general)
     holdout = load_split(subset.holdout_split, data_dir)[: len(forget)]

@@ -38,9 +38,11 @@ def non_member_auc(
     Both are {question, answer} records the model was not trained on; the result is the AUC an
     unlearned forget set should show against the same holdout to look like unseen data.
     """
+
     def losses(records: Sequence[Mapping[str, str]]) -> list[float]:
-        lps = answer_logprobs(model, tokenizer, [r["question"] for r in records], [r["answer"] for r in records],
-                              batch_size=batch_size)
+        lps = answer_logprobs(
+            model, tokenizer, [r["question"] for r in records], [r["answer"] for r in records], batch_size=batch_size
+        )
         return (-mean_logprob(lps)).tolist()
 
     return mia_auc(losses(calibration), losses(holdout))
@@ -60,12 +62,16 @@ class NonMemberLevels:
     typical_prob_ratio: float
 
     def to_dict(self) -> dict:
-        return {"aucs": dict(self.aucs), "mean_prob_ratio": self.mean_prob_ratio,
-                "typical_prob_ratio": self.typical_prob_ratio}
+        return {
+            "aucs": dict(self.aucs),
+            "mean_prob_ratio": self.mean_prob_ratio,
+            "typical_prob_ratio": self.typical_prob_ratio,
+        }
 
 
-def text_aware_zlib_auc(calibration_losses: Sequence[float], forget_texts: Sequence[str],
-                        holdout_zlib: Sequence[float]) -> float:
+def text_aware_zlib_auc(
+    calibration_losses: Sequence[float], forget_texts: Sequence[str], holdout_zlib: Sequence[float]
+) -> float:
     """The zlib attack's AUC for the forget texts had the model never seen them.
 
     zlib divides an answer's loss by its text's compressed size, so its level depends on the texts
@@ -78,16 +84,24 @@ def text_aware_zlib_auc(calibration_losses: Sequence[float], forget_texts: Seque
     return mia_auc(paired.tolist(), list(holdout_zlib))
 
 
-def scored_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[Mapping[str, str]],
-                   batch_size: int = 64) -> tuple[list, dict[str, list[float]]]:
+def scored_records(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[Mapping[str, str]],
+    batch_size: int = 64,
+) -> tuple[list, dict[str, list[float]]]:
     """The records' answer token statistics and every attack's score of them (one likelihood pass)."""
-    stats = answer_token_stats(model, tokenizer, [r["question"] for r in records], [r["answer"] for r in records],
-                               batch_size=batch_size)
+    stats = answer_token_stats(
+        model, tokenizer, [r["question"] for r in records], [r["answer"] for r in records], batch_size=batch_size
+    )
     return stats, attack_scores(stats, [scored_answer_text(r["answer"], tokenizer) for r in records])
 
 
-def levels_of(calibration: tuple[list, dict[str, list[float]]], holdout: tuple[list, dict[str, list[float]]],
-              forget_texts: Sequence[str] | None = None) -> NonMemberLevels:
+def levels_of(
+    calibration: tuple[list, dict[str, list[float]]],
+    holdout: tuple[list, dict[str, list[float]]],
+    forget_texts: Sequence[str] | None = None,
+) -> NonMemberLevels:
     """The levels from already scored calibration and holdout records (`scored_records`)."""
     (cal_stats, cal), (hold_stats, hold) = calibration, holdout
     aucs = attack_aucs(cal, hold)
@@ -112,5 +126,8 @@ def non_member_levels(
     `holdout`, measured on `model` (two likelihood passes). With `forget` records, zlib's level is
     `text_aware_zlib_auc` for their texts."""
     texts = [scored_answer_text(r["answer"], tokenizer) for r in forget] if forget else None
-    return levels_of(scored_records(model, tokenizer, calibration, batch_size),
-                     scored_records(model, tokenizer, holdout, batch_size), texts)
+    return levels_of(
+        scored_records(model, tokenizer, calibration, batch_size),
+        scored_records(model, tokenizer, holdout, batch_size),
+        texts,
+    )

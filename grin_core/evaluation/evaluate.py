@@ -112,13 +112,21 @@ class _Evaluator:
         longest = max(len(self.tokenizer.encode(" " + r["answer"], add_special_tokens=False)) for r in records)
         self.steps.begin(f"{part}: greedy answers to {len(records)} questions")
         return generate_answers(
-            self.model, self.tokenizer, [r["question"] for r in records],
+            self.model,
+            self.tokenizer,
+            [r["question"] for r in records],
             max_new_tokens=self.max_new_tokens or longest + 8,
-            batch_size=self.batch_size, progress=self.progress,
+            batch_size=self.batch_size,
+            progress=self.progress,
         )
 
-    def likelihood(self, part: str, questions: list[str], answers: list[str], stats: bool = False,
-                   ) -> tuple[list[torch.Tensor], list[AnswerTokenStats] | None]:
+    def likelihood(
+        self,
+        part: str,
+        questions: list[str],
+        answers: list[str],
+        stats: bool = False,
+    ) -> tuple[list[torch.Tensor], list[AnswerTokenStats] | None]:
         """Token log-probs of each pair, and with `stats` the Min-K%++ statistics of the same pass."""
         kwargs = {"batch_size": self.batch_size, "progress": self.progress, "desc": f"{part}: likelihood"}
         self.steps.begin(f"{part}: likelihood of {len(answers)} answers")
@@ -158,21 +166,25 @@ class _Evaluator:
         has_tr = all(r.get("paraphrased_answer") and r.get("perturbed_answer") for r in records)
         if has_tr:
             answer_lp, answer_stats, paraphrase_lp, perturbed = self.answer_and_options(
-                part, records, with_paraphrase=True, stats=stats)
+                part, records, with_paraphrase=True, stats=stats
+            )
             ratios = truth_ratio(mean_logprob(paraphrase_lp), perturbed)
             stat = forget_truth_ratio_stat if part == "forget" else retain_truth_ratio_stat
             self.put(m.TRUTH_RATIO[part], stat(ratios), ratios)
         else:
-            answer_lp, answer_stats = self.likelihood(part, [r["question"] for r in records],
-                                                      [r["answer"] for r in records], stats)
+            answer_lp, answer_stats = self.likelihood(
+                part, [r["question"] for r in records], [r["answer"] for r in records], stats
+            )
         probs = normalised_probability(answer_lp)
         self.put(m.PROB[part], probs.mean().item(), probs)
         self.put(m.LOSS[part], None, -mean_logprob(answer_lp))
         keywords = [list(r.get("keywords") or []) for r in records]
         if any(keywords):
             self.put(m.KEYWORD_ACC[part], keyword_accuracy(generations, keywords))
-            positions = [[keyword_token_positions(r["answer"], k, self.tokenizer) for k in ks]
-                         for r, ks in zip(records, keywords)]
+            positions = [
+                [keyword_token_positions(r["answer"], k, self.tokenizer) for k in ks]
+                for r, ks in zip(records, keywords)
+            ]
             self.put(m.KEYWORD_CONF[part], keyword_confidence(answer_lp, positions))
         return answer_stats
 
@@ -195,12 +207,14 @@ class _Evaluator:
         self.put(m.NONMEMBER_PROB_RATIO, levels.mean_prob_ratio)
         self.put(m.NONMEMBER_TYPICAL_PROB_RATIO, levels.typical_prob_ratio)
 
-    def privacy(self, forget: list[dict], holdout: list[dict], forget_stats: list[AnswerTokenStats],
-                reference_auc: float | None) -> None:
+    def privacy(
+        self, forget: list[dict], holdout: list[dict], forget_stats: list[AnswerTokenStats], reference_auc: float | None
+    ) -> None:
         """Forget (members) against holdout (non-members): probability ratio, four attack AUCs and
         PrivLeak; one likelihood pass over the holdout."""
         holdout_lp, holdout_stats = self.likelihood(
-            "holdout", [r["question"] for r in holdout], [r["answer"] for r in holdout], stats=True)
+            "holdout", [r["question"] for r in holdout], [r["answer"] for r in holdout], stats=True
+        )
         holdout_probs = normalised_probability(holdout_lp)
         self.put(m.HOLDOUT_PROB, holdout_probs.mean().item(), holdout_probs)
         self.put(m.HOLDOUT_LOSS, None, -mean_logprob(holdout_lp))
@@ -208,12 +222,18 @@ class _Evaluator:
             self.put(m.FORGET_HOLDOUT_PROB_RATIO, self.result.metrics[m.FORGET_PROB] / holdout_probs.mean().item())
         per = self.result.per_example
         # Typical (geometric) per-token likelihood ratio: robust to the few answers that dominate a mean.
-        self.put(m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO,
-                 math.exp(sum(per[m.HOLDOUT_LOSS]) / len(holdout) - sum(per[m.FORGET_LOSS]) / len(forget)))
-        texts = {part: [scored_answer_text(r["answer"], self.tokenizer) for r in records]
-                 for part, records in (("forget", forget), ("holdout", holdout))}
-        scores = {"forget": attack_scores(forget_stats, texts["forget"]),
-                  "holdout": attack_scores(holdout_stats, texts["holdout"])}
+        self.put(
+            m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO,
+            math.exp(sum(per[m.HOLDOUT_LOSS]) / len(holdout) - sum(per[m.FORGET_LOSS]) / len(forget)),
+        )
+        texts = {
+            part: [scored_answer_text(r["answer"], self.tokenizer) for r in records]
+            for part, records in (("forget", forget), ("holdout", holdout))
+        }
+        scores = {
+            "forget": attack_scores(forget_stats, texts["forget"]),
+            "holdout": attack_scores(holdout_stats, texts["holdout"]),
+        }
         for attack in ATTACKS:
             for part in ("forget", "holdout"):
                 if (part, attack) in m.ATTACK_SCORES:  # the loss attack's are the parts' losses
@@ -266,7 +286,8 @@ def evaluate_suite(
     return ev.result
 
 
-def evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-             suite: EvalSuite, **kwargs) -> dict[str, float]:
+def evaluate(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, suite: EvalSuite, **kwargs
+) -> dict[str, float]:
     """The aggregate metrics of `evaluate_suite` (same keyword arguments)."""
     return evaluate_suite(model, tokenizer, suite, **kwargs).metrics

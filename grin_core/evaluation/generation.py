@@ -29,8 +29,10 @@ def generate_answers(
     template: str | None = None,
 ) -> list[str]:
     """Greedy answers to `questions`, in their order; works on whatever device `model` is on."""
-    return [texts[0] for texts in _generate(model, tokenizer, questions, max_new_tokens, batch_size, progress,
-                                            template, sample=None)]
+    return [
+        texts[0]
+        for texts in _generate(model, tokenizer, questions, max_new_tokens, batch_size, progress, template, sample=None)
+    ]
 
 
 def sample_answers(
@@ -52,8 +54,16 @@ def sample_answers(
         raise ValueError("num_samples must be >= 1 and temperature > 0")
     with torch.random.fork_rng(devices=[model.device.index or 0] if model.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        return _generate(model, tokenizer, questions, max_new_tokens, batch_size, progress, template,
-                         sample=(num_samples, temperature))
+        return _generate(
+            model,
+            tokenizer,
+            questions,
+            max_new_tokens,
+            batch_size,
+            progress,
+            template,
+            sample=(num_samples, temperature),
+        )
 
 
 @torch.no_grad()
@@ -67,13 +77,16 @@ def _generate(model, tokenizer, questions, max_new_tokens, batch_size, progress,
     was_training = model.training
     model.eval()
     starts = range(0, len(order), batch_size)
-    options = ({"do_sample": True, "temperature": sample[1], "top_k": 0, "top_p": 1.0, "num_return_sequences": n}
-               if sample else {"do_sample": False})
+    options = (
+        {"do_sample": True, "temperature": sample[1], "top_k": 0, "top_p": 1.0, "num_return_sequences": n}
+        if sample
+        else {"do_sample": False}
+    )
     for start in tqdm(starts, desc="generate", disable=not progress, leave=False):
         index = order[start : start + batch_size]
-        batch = tokenizer.pad(
-            {"input_ids": [encoded[i] for i in index]}, padding_side="left", return_tensors="pt"
-        ).to(model.device)
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in index]}, padding_side="left", return_tensors="pt").to(
+            model.device
+        )
         out = model.generate(
             **batch,
             max_new_tokens=max_new_tokens,

@@ -57,8 +57,9 @@ class PromptFormat:
 PROMPT_FORMATS = {  # none is the training format "Question: {question}\nAnswer:"
     "short": PromptFormat("Q: {question}\nA:"),
     "lower": PromptFormat("question: {question}\nanswer:", lowercase=True),
-    "instruction": PromptFormat("Below is a question. Write a response that answers it.\n\n"
-                                "### Question:\n{question}\n\n### Response:"),
+    "instruction": PromptFormat(
+        "Below is a question. Write a response that answers it.\n\n### Question:\n{question}\n\n### Response:"
+    ),
 }
 
 
@@ -81,43 +82,73 @@ def measure_rouge_and_prob(
 ) -> tuple[float, float]:
     """(mean ROUGE-L recall of the greedy answers, mean normalised answer probability) over the
     pairs, both with the prompt in `template`: one generation and one likelihood pass."""
-    generations = generate_answers(model, tokenizer, questions,
-                                   max_new_tokens=_budget(tokenizer, answers, max_new_tokens),
-                                   batch_size=batch_size, template=template)
+    generations = generate_answers(
+        model,
+        tokenizer,
+        questions,
+        max_new_tokens=_budget(tokenizer, answers, max_new_tokens),
+        batch_size=batch_size,
+        template=template,
+    )
     rouge = rouge_l_recall(generations, answers)
-    probs = normalised_probability(answer_logprobs(model, tokenizer, questions, answers, batch_size=batch_size,
-                                                   template=template))
+    probs = normalised_probability(
+        answer_logprobs(model, tokenizer, questions, answers, batch_size=batch_size, template=template)
+    )
     return sum(rouge) / len(rouge), probs.mean().item()
 
 
 def paraphrase_probe(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
-    part: str = "forget", batch_size: int = 64, max_new_tokens: int | None = None,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[dict],
+    *,
+    part: str = "forget",
+    batch_size: int = 64,
+    max_new_tokens: int | None = None,
 ) -> dict[str, float]:
     """ROUGE-L and answer probability on the records' `paraphrased_question`s (those that have
     one); {} when none has."""
     rows = [r for r in records if r.get("paraphrased_question")]
     if not rows:
         return {}
-    rouge, prob = measure_rouge_and_prob(model, tokenizer, [r["paraphrased_question"] for r in rows],
-                                         [r["answer"] for r in rows], batch_size=batch_size,
-                                         max_new_tokens=max_new_tokens)
+    rouge, prob = measure_rouge_and_prob(
+        model,
+        tokenizer,
+        [r["paraphrased_question"] for r in rows],
+        [r["answer"] for r in rows],
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+    )
     return {f"{part}_paraphrase_rougeL": rouge, f"{part}_paraphrase_prob": prob}
 
 
 def sampling_probe(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
-    part: str = "forget", num_samples: int = 8, temperature: float = 1.0, seed: int = 0,
-    batch_size: int = 64, max_new_tokens: int | None = None,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[dict],
+    *,
+    part: str = "forget",
+    num_samples: int = 8,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 64,
+    max_new_tokens: int | None = None,
 ) -> dict[str, float]:
     """Best-of-N: per question the max ROUGE-L over `num_samples` seeded samples, averaged
     (`{part}_sampled_best_rougeL`), and the mean over all samples (`{part}_sampled_mean_rougeL`)."""
     if not records:
         return {}
     answers = [r["answer"] for r in records]
-    samples = sample_answers(model, tokenizer, [r["question"] for r in records], num_samples=num_samples,
-                             temperature=temperature, seed=seed, batch_size=max(1, batch_size // num_samples),
-                             max_new_tokens=_budget(tokenizer, answers, max_new_tokens))
+    samples = sample_answers(
+        model,
+        tokenizer,
+        [r["question"] for r in records],
+        num_samples=num_samples,
+        temperature=temperature,
+        seed=seed,
+        batch_size=max(1, batch_size // num_samples),
+        max_new_tokens=_budget(tokenizer, answers, max_new_tokens),
+    )
     scores = [rouge_l_recall(texts, [answer] * len(texts)) for texts, answer in zip(samples, answers)]
     return {
         f"{part}_sampled_best_rougeL": sum(max(s) for s in scores) / len(scores),
@@ -126,8 +157,13 @@ def sampling_probe(
 
 
 def format_probe(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
-    part: str = "forget", formats: dict[str, PromptFormat] | None = None, batch_size: int = 64,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[dict],
+    *,
+    part: str = "forget",
+    formats: dict[str, PromptFormat] | None = None,
+    batch_size: int = 64,
     max_new_tokens: int | None = None,
 ) -> dict[str, float]:
     """ROUGE-L and probability per prompt format (default `PROMPT_FORMATS`), and their maxima."""
@@ -136,9 +172,15 @@ def format_probe(
     out: dict[str, float] = {}
     answers = [r["answer"] for r in records]
     for name, fmt in (formats or PROMPT_FORMATS).items():
-        rouge, prob = measure_rouge_and_prob(model, tokenizer, [fmt.question(r["question"]) for r in records], answers,
-                                             template=fmt.template, batch_size=batch_size,
-                                             max_new_tokens=max_new_tokens)
+        rouge, prob = measure_rouge_and_prob(
+            model,
+            tokenizer,
+            [fmt.question(r["question"]) for r in records],
+            answers,
+            template=fmt.template,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+        )
         out[f"{part}_format_{name}_rougeL"], out[f"{part}_format_{name}_prob"] = rouge, prob
     for stat in ("rougeL", "prob"):
         out[f"{part}_format_max_{stat}"] = max(v for k, v in out.items() if k.endswith(f"_{stat}"))
@@ -146,8 +188,13 @@ def format_probe(
 
 
 def quantization_probe(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, suite: EvalSuite, *,
-    bits: Iterable[int] = (8, 4), batch_size: int = 64, max_new_tokens: int | None = None,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    suite: EvalSuite,
+    *,
+    bits: Iterable[int] = (8, 4),
+    batch_size: int = 64,
+    max_new_tokens: int | None = None,
 ) -> dict[str, float]:
     """Forget ROUGE-L / probability (and loss-MIA AUC against the holdout, when present) of
     fake-quantised copies of `model`, per bit width: `forget_int{b}_rougeL`, `_prob`, `mia_int{b}_auc`."""
@@ -157,13 +204,23 @@ def quantization_probe(
     questions, answers = [r["question"] for r in suite.forget], [r["answer"] for r in suite.forget]
     for b in bits:
         quantised = fake_quantize(model, b)
-        rouge, prob = measure_rouge_and_prob(quantised, tokenizer, questions, answers, batch_size=batch_size,
-                                             max_new_tokens=max_new_tokens)
+        rouge, prob = measure_rouge_and_prob(
+            quantised, tokenizer, questions, answers, batch_size=batch_size, max_new_tokens=max_new_tokens
+        )
         out[f"forget_int{b}_rougeL"], out[f"forget_int{b}_prob"] = rouge, prob
         if suite.holdout:
-            losses = [-mean_logprob(answer_logprobs(quantised, tokenizer, [r["question"] for r in rows],
-                                                    [r["answer"] for r in rows], batch_size=batch_size))
-                      for rows in (suite.forget, suite.holdout)]
+            losses = [
+                -mean_logprob(
+                    answer_logprobs(
+                        quantised,
+                        tokenizer,
+                        [r["question"] for r in rows],
+                        [r["answer"] for r in rows],
+                        batch_size=batch_size,
+                    )
+                )
+                for rows in (suite.forget, suite.holdout)
+            ]
             out[f"mia_int{b}_auc"] = mia_auc(losses[0].tolist(), losses[1].tolist())
         del quantised
     return out
@@ -180,8 +237,14 @@ def split_halves(records: Sequence[dict], seed: int = 0) -> tuple[list[dict], li
 
 
 def relearned_copy(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
-    steps: int = 10, lr: float = 1e-3, batch_size: int = 8, seed: int = 0,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[dict],
+    *,
+    steps: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    seed: int = 0,
 ) -> PreTrainedModel:
     """A deep copy of `model` fine-tuned for `steps` AdamW steps (no weight decay, gradient norm
     clipped at 1) on the answer-token NLL of `records` (data.py's labels), in seeded shuffled
@@ -192,8 +255,13 @@ def relearned_copy(
     student.requires_grad_(True)
     student.train()
     dataset = qa_dataset(records, tokenizer).remove_columns(["length"])
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=qa_collator(tokenizer),
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=qa_collator(tokenizer),
+        generator=torch.Generator().manual_seed(seed),
+    )
     optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
     done = 0
     with torch.random.fork_rng(devices=[]):
@@ -213,8 +281,15 @@ def relearned_copy(
 
 
 def relearn_probe(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
-    steps: int = 10, lr: float = 1e-3, train_batch_size: int = 8, seed: int = 0, batch_size: int = 64,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[dict],
+    *,
+    steps: int = 10,
+    lr: float = 1e-3,
+    train_batch_size: int = 8,
+    seed: int = 0,
+    batch_size: int = 64,
     max_new_tokens: int | None = None,
 ) -> dict[str, float]:
     """Relearning attack: fine-tune a copy on a seeded half of the forget records for `steps`
@@ -224,14 +299,18 @@ def relearn_probe(
         return {}
     train_half, test_half = split_halves(records, seed)
     questions, answers = [r["question"] for r in test_half], [r["answer"] for r in test_half]
-    before = measure_rouge_and_prob(model, tokenizer, questions, answers, batch_size=batch_size,
-                                    max_new_tokens=max_new_tokens)
+    before = measure_rouge_and_prob(
+        model, tokenizer, questions, answers, batch_size=batch_size, max_new_tokens=max_new_tokens
+    )
     student = relearned_copy(model, tokenizer, train_half, steps=steps, lr=lr, batch_size=train_batch_size, seed=seed)
-    after = measure_rouge_and_prob(student, tokenizer, questions, answers, batch_size=batch_size,
-                                   max_new_tokens=max_new_tokens)
+    after = measure_rouge_and_prob(
+        student, tokenizer, questions, answers, batch_size=batch_size, max_new_tokens=max_new_tokens
+    )
     return {
-        "relearn_before_forget_rougeL": before[0], "relearn_before_forget_prob": before[1],
-        "relearn_forget_rougeL": after[0], "relearn_forget_prob": after[1],
+        "relearn_before_forget_rougeL": before[0],
+        "relearn_before_forget_prob": before[1],
+        "relearn_forget_rougeL": after[0],
+        "relearn_forget_prob": after[1],
     }
 
 
@@ -267,12 +346,26 @@ class Probe:
 
 PROBES: Registry[Probe] = Registry("probe")
 PROBES.register("paraphrase", Probe(lambda r: paraphrase_probe(r.model, r.tokenizer, r.suite.forget, **r.common)))
-PROBES.register("sampling", Probe(lambda r: sampling_probe(
-    r.model, r.tokenizer, r.suite.forget, num_samples=r.num_samples, temperature=r.temperature, seed=r.seed,
-    **r.common)))
+PROBES.register(
+    "sampling",
+    Probe(
+        lambda r: sampling_probe(
+            r.model,
+            r.tokenizer,
+            r.suite.forget,
+            num_samples=r.num_samples,
+            temperature=r.temperature,
+            seed=r.seed,
+            **r.common,
+        )
+    ),
+)
 PROBES.register("formats", Probe(lambda r: format_probe(r.model, r.tokenizer, r.suite.forget, **r.common)))
-PROBES.register("quantization", Probe(lambda r: quantization_probe(r.model, r.tokenizer, r.suite, bits=r.bits,
-                                                                     **r.common)))
+PROBES.register(
+    "quantization", Probe(lambda r: quantization_probe(r.model, r.tokenizer, r.suite, bits=r.bits, **r.common))
+)
+
+
 def relearn_against_nonmembers(run: ProbeRun) -> dict[str, float]:
     """The relearning attack on the forget set and, with a calibration part, the same attack on as many
     never-seen records (`relearn_nonmember_rougeL` / `_prob`): what relearning half of data the model
@@ -328,9 +421,19 @@ def run_probes(
         PROBES.check(name)
     if not suite.forget:
         return {}
-    run = ProbeRun(model, tokenizer, suite, seed=seed, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                   num_samples=num_samples, temperature=temperature, bits=bits, relearn_steps=relearn_steps,
-                   relearn_lr=relearn_lr)
+    run = ProbeRun(
+        model,
+        tokenizer,
+        suite,
+        seed=seed,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        num_samples=num_samples,
+        temperature=temperature,
+        bits=bits,
+        relearn_steps=relearn_steps,
+        relearn_lr=relearn_lr,
+    )
     chosen = [name for name in PROBES if name in wanted]
     steps = Steps(len(chosen), on_step)
     out: dict[str, float] = {}

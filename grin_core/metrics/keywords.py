@@ -47,6 +47,10 @@ def keyword_confidence(
     answer_logprobs: N tensors (|a_i|,) from `answer_logprobs`; positions: per answer, one list of
     token indices per keyword (from `keyword_token_positions`); empty index lists are skipped.
     """
-    probs = [lp[idx].double().mean().exp().item() for lp, spans in zip(answer_logprobs, positions, strict=True)
-             for idx in spans if idx]
+    probs = [
+        lp[idx].double().mean().exp().item()
+        for lp, spans in zip(answer_logprobs, positions, strict=True)
+        for idx in spans
+        if idx
+    ]
     return sum(probs) / len(probs) if probs else None

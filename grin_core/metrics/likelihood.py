@@ -74,10 +74,14 @@ def answer_logprobs(
     out: list[torch.Tensor] = [torch.empty(0)] * len(questions)
     was_training = model.training
     model.eval()
-    for index, logits, targets in _answer_batches(model, tokenizer, questions, answers, batch_size, progress,
-                                                  desc, template):
+    for index, logits, targets in _answer_batches(
+        model, tokenizer, questions, answers, batch_size, progress, desc, template
+    ):
         picked = -F.cross_entropy(  # log-prob of each target token, without a (B, T, V) copy
-            logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none",
+            logits.float().transpose(1, 2),
+            targets,
+            ignore_index=IGNORE_INDEX,
+            reduction="none",
         ).cpu()
         keep = (targets != IGNORE_INDEX).cpu()
         for row, i in enumerate(index):
@@ -109,8 +113,9 @@ def answer_token_stats(
     out: list[AnswerTokenStats] = [AnswerTokenStats(*[torch.empty(0)] * 3)] * len(questions)
     was_training = model.training
     model.eval()
-    for index, logits, targets in _answer_batches(model, tokenizer, questions, answers, batch_size, progress,
-                                                  desc, template):
+    for index, logits, targets in _answer_batches(
+        model, tokenizer, questions, answers, batch_size, progress, desc, template
+    ):
         keep = targets != IGNORE_INDEX
         logp_v = torch.log_softmax(logits[keep].float(), dim=-1)  # (n, V)
         logp = logp_v.gather(1, targets[keep].unsqueeze(1)).squeeze(1)

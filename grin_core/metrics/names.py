@@ -33,12 +33,25 @@ RETAIN_KEYWORD_CONF = "retain_keyword_conf"
 FORGET_LOSS = "forget_loss"  # per example only
 RETAIN_LOSS = "retain_loss"  # per example only
 
-ROUGEL = {"forget": FORGET_ROUGEL, "retain": RETAIN_ROUGEL, "real_authors": REAL_AUTHORS_ROUGEL,
-          "world_facts": WORLD_FACTS_ROUGEL}
-PROB = {"forget": FORGET_PROB, "retain": RETAIN_PROB, "real_authors": REAL_AUTHORS_PROB,
-        "world_facts": WORLD_FACTS_PROB, "holdout": "holdout_prob"}
-TRUTH_RATIO = {"forget": FORGET_TRUTH_RATIO, "retain": RETAIN_TRUTH_RATIO,
-               "real_authors": REAL_AUTHORS_TRUTH_RATIO, "world_facts": WORLD_FACTS_TRUTH_RATIO}
+ROUGEL = {
+    "forget": FORGET_ROUGEL,
+    "retain": RETAIN_ROUGEL,
+    "real_authors": REAL_AUTHORS_ROUGEL,
+    "world_facts": WORLD_FACTS_ROUGEL,
+}
+PROB = {
+    "forget": FORGET_PROB,
+    "retain": RETAIN_PROB,
+    "real_authors": REAL_AUTHORS_PROB,
+    "world_facts": WORLD_FACTS_PROB,
+    "holdout": "holdout_prob",
+}
+TRUTH_RATIO = {
+    "forget": FORGET_TRUTH_RATIO,
+    "retain": RETAIN_TRUTH_RATIO,
+    "real_authors": REAL_AUTHORS_TRUTH_RATIO,
+    "world_facts": WORLD_FACTS_TRUTH_RATIO,
+}
 KEYWORD_ACC = {"forget": FORGET_KEYWORD_ACC, "retain": RETAIN_KEYWORD_ACC}
 KEYWORD_CONF = {"forget": FORGET_KEYWORD_CONF, "retain": RETAIN_KEYWORD_CONF}
 LOSS = {"forget": FORGET_LOSS, "retain": RETAIN_LOSS, "holdout": "holdout_loss"}
@@ -54,8 +67,9 @@ MIA_MINK_AUC = "mia_mink_auc"
 MIA_MINKPP_AUC = "mia_minkpp_auc"
 ATTACK_AUC = {"loss": MIA_AUC, "zlib": MIA_ZLIB_AUC, "mink": MIA_MINK_AUC, "minkpp": MIA_MINKPP_AUC}
 # per-example attack scores, by (part, attack)
-ATTACK_SCORES = {(part, attack): f"{part}_{attack}" for part in ("forget", "holdout")
-                 for attack in ("zlib", "mink", "minkpp")}
+ATTACK_SCORES = {
+    (part, attack): f"{part}_{attack}" for part in ("forget", "holdout") for attack in ("zlib", "mink", "minkpp")
+}
 # each attack's non-member level: never-seen (calibration) records against the holdout
 NONMEMBER_AUC = {attack: f"nonmember_{metric}" for attack, metric in ATTACK_AUC.items()}
 NONMEMBER_PROB_RATIO = "nonmember_prob_ratio"
@@ -73,8 +87,9 @@ FORGET_SAMPLED_BEST_ROUGEL = "forget_sampled_best_rougeL"
 FORGET_SAMPLED_MEAN_ROUGEL = "forget_sampled_mean_rougeL"
 FORGET_FORMAT_MAX_ROUGEL = "forget_format_max_rougeL"
 FORGET_FORMAT_MAX_PROB = "forget_format_max_prob"
-FORGET_FORMATS = {f"forget_format_{name}_{stat}" for name in ("short", "lower", "instruction")
-                  for stat in ("rougeL", "prob")}  # probes.PROMPT_FORMATS
+FORGET_FORMATS = {
+    f"forget_format_{name}_{stat}" for name in ("short", "lower", "instruction") for stat in ("rougeL", "prob")
+}  # probes.PROMPT_FORMATS
 FORGET_INT8_ROUGEL = "forget_int8_rougeL"
 FORGET_INT8_PROB = "forget_int8_prob"
 MIA_INT8_AUC = "mia_int8_auc"
@@ -97,9 +112,21 @@ class UnknownMetricError(ValueError):
 
 METRICS: frozenset[str] = frozenset(
     {v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str)}
-    | {v for table in (ROUGEL, PROB, TRUTH_RATIO, KEYWORD_ACC, KEYWORD_CONF, LOSS, ATTACK_AUC, ATTACK_SCORES,
-                       NONMEMBER_AUC)
-       for v in table.values()}
+    | {
+        v
+        for table in (
+            ROUGEL,
+            PROB,
+            TRUTH_RATIO,
+            KEYWORD_ACC,
+            KEYWORD_CONF,
+            LOSS,
+            ATTACK_AUC,
+            ATTACK_SCORES,
+            NONMEMBER_AUC,
+        )
+        for v in table.values()
+    }
     | FORGET_FORMATS
 )
 

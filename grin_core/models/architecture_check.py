@@ -27,8 +27,15 @@ from transformers import (
 
 FLOATING = ("F16", "BF16", "F32", "F64")
 SAFETENSORS_DTYPE = {
-    torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
     torch.bool: "BOOL",
 }
 # Round-tripped by the tokenizer: plain text of the kind a deletion request is about.
@@ -57,12 +64,14 @@ def meta_model(config: PretrainedConfig) -> PreTrainedModel:
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config)
     except (ValueError, KeyError, TypeError) as exc:
-        raise ArchitectureMismatchError(f"config.json names no causal LM transformers can build: "
-                                        f"{str(exc).splitlines()[0]}") from None
+        raise ArchitectureMismatchError(
+            f"config.json names no causal LM transformers can build: {str(exc).splitlines()[0]}"
+        ) from None
 
 
-def _as_loaded(model: PreTrainedModel, found: TensorTable,
-               state: Mapping) -> dict[str, tuple[str, Sequence[int] | None]]:
+def _as_loaded(
+    model: PreTrainedModel, found: TensorTable, state: Mapping
+) -> dict[str, tuple[str, Sequence[int] | None]]:
     """The checkpoint's names as from_pretrained maps them onto `model`: transformers' renamings (legacy
     names such as GPT-NeoX's `embed_out`), the base-model prefix a base checkpoint lacks (GPT-2 on the
     hub). A tensor a converter merges or splits on loading keeps no shape to compare (None)."""
@@ -89,29 +98,37 @@ def check_tensors(model: PreTrainedModel, found: TensorTable) -> None:
     groups: dict[int, list[str]] = {}
     for name, tensor in state.items():
         groups.setdefault(id(tensor), []).append(name)
-    missing = [names[0] for names in groups.values()
-               if not any(n in found for n in names)
-               and not all(_ignored(n, model._keys_to_ignore_on_load_missing) for n in names)]
+    missing = [
+        names[0]
+        for names in groups.values()
+        if not any(n in found for n in names)
+        and not all(_ignored(n, model._keys_to_ignore_on_load_missing) for n in names)
+    ]
     if missing:
         raise ArchitectureMismatchError(
             f"{len(missing)} tensor(s) the {type(model).__name__} of config.json needs are not in the weights "
-            f"({_listed(missing)}): loading would initialise them at random")
+            f"({_listed(missing)}): loading would initialise them at random"
+        )
     unexpected = [n for n in found if n not in state and not _ignored(n, model._keys_to_ignore_on_load_unexpected)]
     if unexpected:
         raise ArchitectureMismatchError(
             f"the weights hold {len(unexpected)} tensor(s) the {type(model).__name__} of config.json has no place "
-            f"for ({_listed(unexpected)})")
+            f"for ({_listed(unexpected)})"
+        )
     for name, (dtype, shape) in sorted(found.items()):
         if name not in state or shape is None:
             continue
         expected = state[name]
         if tuple(shape) != tuple(expected.shape):
-            raise ArchitectureMismatchError(f"tensor {name} has shape {list(shape)} in the weights, "
-                                            f"{list(expected.shape)} in the architecture of config.json")
+            raise ArchitectureMismatchError(
+                f"tensor {name} has shape {list(shape)} in the weights, "
+                f"{list(expected.shape)} in the architecture of config.json"
+            )
         if expected.is_floating_point():
             if dtype not in FLOATING:
-                raise ArchitectureMismatchError(f"tensor {name} is stored as {dtype}; the model needs a floating "
-                                                f"dtype ({', '.join(FLOATING)})")
+                raise ArchitectureMismatchError(
+                    f"tensor {name} is stored as {dtype}; the model needs a floating dtype ({', '.join(FLOATING)})"
+                )
         elif dtype != SAFETENSORS_DTYPE.get(expected.dtype, str(expected.dtype)):
             raise ArchitectureMismatchError(f"tensor {name} is stored as {dtype}, not {expected.dtype}")
 
@@ -121,17 +138,22 @@ def check_tokenizer(tokenizer: PreTrainedTokenizerBase, embedding_rows: int) -> 
     them back to the sample (whitespace aside)."""
     ids = tokenizer.encode(SAMPLE, add_special_tokens=False)
     if not ids:
-        raise ArchitectureMismatchError(f"the tokenizer ({type(tokenizer).__name__}, {len(tokenizer)} tokens) "
-                                        "encodes text to nothing: no tokenizer files?")
+        raise ArchitectureMismatchError(
+            f"the tokenizer ({type(tokenizer).__name__}, {len(tokenizer)} tokens) "
+            "encodes text to nothing: no tokenizer files?"
+        )
     if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
         raise ArchitectureMismatchError("the tokenizer maps plain text to its unknown token")
     # The ids text and the special tokens grin uses (padding, ends) take must have embeddings; a
     # tokenizer may name more (Qwen2's adds an unknown token that byte-level text never produces).
-    used = [*ids, *(t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
-                    if t is not None)]
+    used = [
+        *ids,
+        *(t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None),
+    ]
     if max(used) >= embedding_rows:
-        raise ArchitectureMismatchError(f"the tokenizer gives id {max(used)} but the model embeds only "
-                                        f"{embedding_rows} tokens")
+        raise ArchitectureMismatchError(
+            f"the tokenizer gives id {max(used)} but the model embeds only {embedding_rows} tokens"
+        )
     if " ".join(tokenizer.decode(ids).split()) != " ".join(SAMPLE.split()):
         raise ArchitectureMismatchError("the tokenizer does not decode what it encodes back to the same text")
 
@@ -159,9 +181,11 @@ def check_model_directory(directory: str | Path, found: TensorTable) -> str:
 def check_loading_info(info: Mapping[str, object]) -> None:
     """`from_pretrained(..., output_loading_info=True)`'s report, as errors: nothing missing, unexpected or
     mismatched (the header check before loading should already have said so)."""
-    for key, what in (("missing_keys", "missing from the weights (would be random)"),
-                      ("unexpected_keys", "in the weights but not in the model"),
-                      ("mismatched_keys", "of another shape than the model's")):
+    for key, what in (
+        ("missing_keys", "missing from the weights (would be random)"),
+        ("unexpected_keys", "in the weights but not in the model"),
+        ("mismatched_keys", "of another shape than the model's"),
+    ):
         names = [n if isinstance(n, str) else n[0] for n in info.get(key) or ()]
         if names:
             raise ArchitectureMismatchError(f"tensor(s) {what}: {_listed(names)}")

@@ -30,8 +30,13 @@ MANIFEST = "manifest.json"
 GRIN_CONFIG = "grin_config.json"
 CARD = "README.md"
 CARD_DATA = "card.json"  # what the service reads of a card (the run and tickets of a candidate), never the markdown
-CARD_FIELDS = (("method", "method"), ("p", "p (% of weights selected)"), ("sigma2", "sigma²"),
-               ("epochs", "epochs"), ("parent", "parent checkpoint sha256"))
+CARD_FIELDS = (
+    ("method", "method"),
+    ("p", "p (% of weights selected)"),
+    ("sigma2", "sigma²"),
+    ("epochs", "epochs"),
+    ("parent", "parent checkpoint sha256"),
+)
 
 
 class CheckpointIntegrityError(RuntimeError):
@@ -48,9 +53,7 @@ def file_sha256(path: Path) -> str:
 
 def _files(directory: Path) -> list[str]:
     return sorted(
-        p.relative_to(directory).as_posix()
-        for p in directory.rglob("*")
-        if p.is_file() and p.name != MANIFEST
+        p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST
     )
 
 
@@ -98,8 +101,9 @@ def model_card(card_info: Mapping[str, object] | None) -> ModelCard:
     metrics = info.get("metrics") or {}
     if metrics:
         lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                  for k, v in sorted(metrics.items())]
+        lines += [
+            f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items())
+        ]
         lines.append("")
     rest = {k: v for k, v in info.items() if k not in dict(CARD_FIELDS) and k != "metrics"}
     if rest:

@@ -75,8 +75,9 @@ def describe(path: Path) -> GgufSource:
     try:
         reader = GGUFReader(path)
         types = Counter(GGMLQuantizationType(t.tensor_type).name for t in reader.tensors)
-        weights = Counter({GGMLQuantizationType(t.tensor_type).name: int(t.n_elements)
-                           for t in reader.tensors if len(t.shape) > 1})
+        weights = Counter(
+            {GGMLQuantizationType(t.tensor_type).name: int(t.n_elements) for t in reader.tensors if len(t.shape) > 1}
+        )
         field = reader.fields.get("general.file_type")
         file_type = LlamaFileType(int(field.parts[field.data[0]][0])).name if field else None
     except UNREADABLE as exc:
@@ -84,10 +85,12 @@ def describe(path: Path) -> GgufSource:
     if not types:
         raise GgufImportError(f"{path.name} holds no tensors")
     # The file's declared type when it has one (what llama.cpp's quantize wrote), else its commonest weight type.
-    quantization = (file_type.removeprefix("MOSTLY_").removeprefix("ALL_") if file_type
-                    else (weights or types).most_common(1)[0][0])
-    return GgufSource(file=path.name, sha256=file_sha256(path), quantization=quantization,
-                      tensor_types=dict(sorted(types.items())))
+    quantization = (
+        file_type.removeprefix("MOSTLY_").removeprefix("ALL_") if file_type else (weights or types).most_common(1)[0][0]
+    )
+    return GgufSource(
+        file=path.name, sha256=file_sha256(path), quantization=quantization, tensor_types=dict(sorted(types.items()))
+    )
 
 
 def dequantise(path: Path, out: Path) -> GgufSource:
@@ -95,11 +98,13 @@ def dequantise(path: Path, out: Path) -> GgufSource:
     source = describe(path)
     # Architectures transformers can run packed would otherwise keep their GGUF blocks (releases without
     # GgufConfig dequantise every architecture).
-    unpacked = ({"quantization_config": transformers.GgufConfig(dequantize=True)}
-                if hasattr(transformers, "GgufConfig") else {})
+    unpacked = (
+        {"quantization_config": transformers.GgufConfig(dequantize=True)} if hasattr(transformers, "GgufConfig") else {}
+    )
     try:
-        loaded, info = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32,
-                                                            output_loading_info=True, **unpacked)
+        loaded, info = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32, output_loading_info=True, **unpacked
+        )
         check_loading_info(info)  # every tensor from the file, none initialised at random
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     except ArchitectureMismatchError as exc:
@@ -117,8 +122,9 @@ def dequantise(path: Path, out: Path) -> GgufSource:
     try:
         plain.load_state_dict(loaded.state_dict(), strict=True)
     except RuntimeError as exc:  # weights still packed, or named otherwise than the plain model's
-        raise GgufImportError(f"{path.name}: the dequantised weights do not fit a plain model: "
-                              f"{_first_line(exc)}") from None
+        raise GgufImportError(
+            f"{path.name}: the dequantised weights do not fit a plain model: {_first_line(exc)}"
+        ) from None
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return source

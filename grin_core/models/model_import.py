@@ -38,7 +38,8 @@ def load_importable(directory: str | Path) -> tuple[PreTrainedModel, PreTrainedT
         if pickles:
             raise UnsupportedModelError(
                 f"{directory} holds only pickle weights ({', '.join(sorted(pickles)[:3])}); convert them in a trusted "
-                "environment: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(OUT) writes safetensors")
+                "environment: AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(OUT) writes safetensors"
+            )
         raise UnsupportedModelError(f"{directory} holds no model weights (*.safetensors)")
     model, loading = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True, output_loading_info=True)
     check_loading_info(loading)  # no tensor initialised at random, none dropped
@@ -47,7 +48,8 @@ def load_importable(directory: str | Path) -> tuple[PreTrainedModel, PreTrainedT
     if experts or fused:
         raise UnsupportedModelError(
             f"{type(model).__name__} is a mixture of experts ({experts or fused[:2]}): GRI scores and masks 2-D "
-            "linear weights, and fused expert tensors would be scored as one; not supported")
+            "linear weights, and fused expert tensors would be scored as one; not supported"
+        )
     try:
         eligible_parameters(model)
     except ValueError as exc:

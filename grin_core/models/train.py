@@ -123,9 +123,16 @@ def train_model(
     log = _EpochLog(train_config.stop_loss)
     with tempfile.TemporaryDirectory(prefix="grin-train-") as out:
         args = training_arguments(
-            out, epochs=train_config.max_epochs, batch_size=train_config.batch_size, learning_rate=train_config.lr,
-            seed=train_config.seed, progress=progress, lr_scheduler=train_config.lr_scheduler,
-            warmup_steps=train_config.warmup_steps, max_grad_norm=1.0, bf16=train_config.bf16,
+            out,
+            epochs=train_config.max_epochs,
+            batch_size=train_config.batch_size,
+            learning_rate=train_config.lr,
+            seed=train_config.seed,
+            progress=progress,
+            lr_scheduler=train_config.lr_scheduler,
+            warmup_steps=train_config.warmup_steps,
+            max_grad_norm=1.0,
+            bf16=train_config.bf16,
             use_cpu=not torch.cuda.is_available(),  # bf16 autocast on a CPU needs the CPU named
         )
         trainer = Trainer(
@@ -161,8 +168,13 @@ def train_or_load(
     callers pass `.grin/cache/models` so the entry lands in `.grin/cache/models/<key>`.
     """
     data_hash = records_sha256(records)
-    key = content_key(RECIPE_VERSION, model_config.to_dict(), train_config.to_dict(), data_hash,
-                      {"tokenizer": "byte-level-bpe", "vocab_size": train_config.vocab_size})
+    key = content_key(
+        RECIPE_VERSION,
+        model_config.to_dict(),
+        train_config.to_dict(),
+        data_hash,
+        {"tokenizer": "byte-level-bpe", "vocab_size": train_config.vocab_size},
+    )
 
     def build(directory: Path) -> None:
         cuda = torch.cuda.is_available()

@@ -42,7 +42,7 @@ def _real_tokens(args: tuple, kwargs: dict) -> int:
     mask = kwargs.get("attention_mask")
     if mask is None:
         return int(input_ids.numel())
-    return int(mask[:, -input_ids.shape[1]:].sum())  # a cached generation step: its new positions only
+    return int(mask[:, -input_ids.shape[1] :].sum())  # a cached generation step: its new positions only
 
 
 @dataclass
@@ -95,10 +95,15 @@ class FlopMeter:
 
     def summary(self) -> dict:
         """{"n_params", "stages": {stage: {forward_tokens, trained_tokens, flops}}, "total_flops"}."""
-        stages = {name: {"forward_tokens": c.forward_tokens, "trained_tokens": c.trained_tokens,
-                         "flops": c.flops(self.n_params)} for name, c in self.counts.items()}
-        return {"n_params": self.n_params, "stages": stages,
-                "total_flops": sum(s["flops"] for s in stages.values())}
+        stages = {
+            name: {
+                "forward_tokens": c.forward_tokens,
+                "trained_tokens": c.trained_tokens,
+                "flops": c.flops(self.n_params),
+            }
+            for name, c in self.counts.items()
+        }
+        return {"n_params": self.n_params, "stages": stages, "total_flops": sum(s["flops"] for s in stages.values())}
 
 
 def training_flops(n_params: int, tokens_per_epoch: int, epochs: float) -> float:

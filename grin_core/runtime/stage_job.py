@@ -33,11 +33,22 @@ SCORED_MASK, CHECKPOINT, RESULT = "scored-mask.safetensors", "checkpoint", "resu
 PROGRESS = '{"grin_progress"'  # how a rank's progress line starts (_step_line, _EpochLines)
 
 
-def write_job(directory: str | Path, stage: str, model_dir: str | Path, forget: Sequence[Mapping],
-              retain: Sequence[Mapping], config: Mapping, *, holdout: Sequence[Mapping] | None = None,
-              calibration: Sequence[Mapping] | None = None, mask_path: str | Path | None = None,
-              target_auc: float = 0.5, steer: bool = True,
-              card: Mapping | None = None, grin_config: Mapping | None = None) -> Path:
+def write_job(
+    directory: str | Path,
+    stage: str,
+    model_dir: str | Path,
+    forget: Sequence[Mapping],
+    retain: Sequence[Mapping],
+    config: Mapping,
+    *,
+    holdout: Sequence[Mapping] | None = None,
+    calibration: Sequence[Mapping] | None = None,
+    mask_path: str | Path | None = None,
+    target_auc: float = 0.5,
+    steer: bool = True,
+    card: Mapping | None = None,
+    grin_config: Mapping | None = None,
+) -> Path:
     """Lay out a job directory (the model is linked, not copied)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}")
@@ -49,8 +60,14 @@ def write_job(directory: str | Path, stage: str, model_dir: str | Path, forget: 
             (directory / f"{name}.json").write_text(json.dumps(list(records)))
     if mask_path is not None:
         (directory / "mask.safetensors").symlink_to(Path(mask_path).resolve())
-    job = {"stage": stage, "config": dict(config), "target_auc": target_auc, "steer": steer,
-           "card": dict(card or {}), "grin_config": dict(grin_config or {})}
+    job = {
+        "stage": stage,
+        "config": dict(config),
+        "target_auc": target_auc,
+        "steer": steer,
+        "card": dict(card or {}),
+        "grin_config": dict(grin_config or {}),
+    }
     (directory / "job.json").write_text(json.dumps(job, default=list))
     return directory
 
@@ -74,9 +91,25 @@ def launch(directory: str | Path, processes: int, log=print) -> None:
     gloo group on the CPU (TrainingArguments(use_cpu=True) and PartialState(cpu=True))."""
     if processes < 2:
         raise ValueError("launch is for 2 or more processes; call the stage directly for one")
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-               str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), "-m", "grin_core.runtime.stage_job", str(directory)]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "grin_core.runtime.stage_job",
+        str(directory),
+    ]
     # the ranks share one pipe: no progress bars in it (a bar's unterminated line would run into ours)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TQDM_DISABLE": "1"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
@@ -117,24 +150,47 @@ def run(directory: str | Path) -> None:
     job = json.loads((directory / "job.json").read_text())
     config = UnlearnConfig(**job["config"])  # its __post_init__ turns eligible_modules back into a tuple
     model, tokenizer = load_checkpoint(directory / "model", device=str(state.device))
-    records = {name: json.loads((directory / f"{name}.json").read_text())
-               for name in ("forget", "retain", "holdout", "calibration") if (directory / f"{name}.json").exists()}
+    records = {
+        name: json.loads((directory / f"{name}.json").read_text())
+        for name in ("forget", "retain", "holdout", "calibration")
+        if (directory / f"{name}.json").exists()
+    }
     if job["stage"] == "score":
-        mask = score_and_select(model, tokenizer, records["forget"], records["retain"], config,
-                                on_step=_step_line if state.is_main_process else None)
+        mask = score_and_select(
+            model,
+            tokenizer,
+            records["forget"],
+            records["retain"],
+            config,
+            on_step=_step_line if state.is_main_process else None,
+        )
         if state.is_main_process:
             mask.save(directory / SCORED_MASK)
         state.wait_for_everyone()
         return
     mask = Mask.load(directory / "mask.safetensors") if (directory / "mask.safetensors").exists() else None
-    result = unlearn(model, tokenizer, records["forget"], records["retain"], config, mask=mask,
-                     callbacks=[_EpochLines()], holdout_records=records.get("holdout"),
-                     target_auc=job["target_auc"], steer=job["steer"],
-                     calibration_records=records.get("calibration"))
+    result = unlearn(
+        model,
+        tokenizer,
+        records["forget"],
+        records["retain"],
+        config,
+        mask=mask,
+        callbacks=[_EpochLines()],
+        holdout_records=records.get("holdout"),
+        target_auc=job["target_auc"],
+        steer=job["steer"],
+        calibration_records=records.get("calibration"),
+    )
     if state.is_main_process:
         summary = result.summary()
-        save_checkpoint(result.model, tokenizer, directory / CHECKPOINT, card_info=job["card"],
-                        grin_config={**result.checkpoint_record(), **job["grin_config"]})
+        save_checkpoint(
+            result.model,
+            tokenizer,
+            directory / CHECKPOINT,
+            card_info=job["card"],
+            grin_config={**result.checkpoint_record(), **job["grin_config"]},
+        )
         out = {**summary, "trainable_params": result.trainable_params, "processes": state.num_processes}
         (directory / RESULT).write_text(json.dumps(out, default=str))
     state.wait_for_everyone()

@@ -72,8 +72,9 @@ def eligible_parameters(model: nn.Module, modules: Sequence[str] | None = None) 
     return found
 
 
-def encoded_records(records: Iterable[Mapping[str, str]], tokenizer: PreTrainedTokenizerBase,
-                    max_length: int = 256) -> Dataset:
+def encoded_records(
+    records: Iterable[Mapping[str, str]], tokenizer: PreTrainedTokenizerBase, max_length: int = 256
+) -> Dataset:
     """`qa_dataset` sorted by length, so a pass over it pads little (order is irrelevant to a sum)."""
     dataset = qa_dataset(records, tokenizer, max_length=max_length)
     return dataset.select(np.argsort(dataset["length"], kind="stable"))
@@ -82,7 +83,9 @@ def encoded_records(records: Iterable[Mapping[str, str]], tokenizer: PreTrainedT
 def batches(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> torch.utils.data.DataLoader:
     """Padded batches of the model columns, in dataset order."""
     return torch.utils.data.DataLoader(
-        dataset.select_columns(MODEL_COLUMNS), batch_size=batch_size, shuffle=False,
+        dataset.select_columns(MODEL_COLUMNS),
+        batch_size=batch_size,
+        shuffle=False,
         collate_fn=qa_collator(tokenizer),
     )
 
@@ -120,6 +123,7 @@ def gradient_magnitude(
         def hook(p: torch.Tensor) -> None:
             acc.add_(p.grad)
             p.grad = None
+
         return hook
 
     was_training = model.training
@@ -131,8 +135,7 @@ def gradient_magnitude(
         for name, p in params.items():
             p.requires_grad_(True)
             handles.append(p.register_post_accumulate_grad_hook(accumulate_into(accumulators[name])))
-        for batch in tqdm(batches(shard(dataset), tokenizer, batch_size), desc=desc, disable=not progress,
-                          leave=False):
+        for batch in tqdm(batches(shard(dataset), tokenizer, batch_size), desc=desc, disable=not progress, leave=False):
             batch = {k: v.to(model.device) for k, v in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss = -sequence_logprob(logits, batch["labels"]).sum() / total_tokens
@@ -190,4 +193,3 @@ def gri_scores(
     steps.begin(f"gradients of {len(retain)} retain records")
     g_retain = gradient_magnitude(model, retain, tokenizer, params, batch_size, progress, "GRI retain")
     return gri_ratio(g_forget, g_retain, eps)
-

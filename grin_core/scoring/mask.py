@@ -137,8 +137,13 @@ class Mask:
 
     def _header(self) -> dict:
         shapes = {n: list(m.shape) for n, m in self.tensors.items()}
-        return {"format": FORMAT, "order": list(self.tensors), "shapes": shapes,
-                "p_percent": repr(self.p_percent), "k": self.k}
+        return {
+            "format": FORMAT,
+            "order": list(self.tensors),
+            "shapes": shapes,
+            "p_percent": repr(self.p_percent),
+            "k": self.k,
+        }
 
     def save(self, path: str | Path) -> str:
         """Write the mask (smallest encoding per tensor) and return the file's sha256."""
@@ -153,8 +158,10 @@ class Mask:
             else:
                 encodings[name] = "bits"
                 arrays[f"{name}/bits"] = np.packbits(flat, bitorder="little")
-        metadata = {"grin_mask": json.dumps({**self._header(), "encodings": encodings}),
-                    "content_sha256": self.content_sha256()}
+        metadata = {
+            "grin_mask": json.dumps({**self._header(), "encodings": encodings}),
+            "content_sha256": self.content_sha256(),
+        }
         save_file(arrays, str(path), metadata=metadata)
         return file_sha256(Path(path))
 
@@ -197,8 +204,7 @@ class Mask:
         for name, m in self.tensors.items():
             count, size = int(m.sum()), m.numel()
             layer, module, kind = parameter_site(name)
-            for group, key in (("by_tensor", name), ("by_layer", str(layer)), ("by_module", module),
-                               ("by_kind", kind)):
+            for group, key in (("by_tensor", name), ("by_layer", str(layer)), ("by_module", module), ("by_kind", kind)):
                 entry = groups[group].setdefault(key, {"selected": 0, "numel": 0})
                 entry["selected"] += count
                 entry["numel"] += size
@@ -206,8 +212,13 @@ class Mask:
             for entry in group.values():
                 entry["share"] = entry["selected"] / self.k
                 entry["density"] = entry["selected"] / entry["numel"]
-        return {"k": self.k, "n_eligible": self.n_eligible, "p_percent": self.p_percent,
-                "density": self.k / self.n_eligible, **groups}
+        return {
+            "k": self.k,
+            "n_eligible": self.n_eligible,
+            "p_percent": self.p_percent,
+            "density": self.k / self.n_eligible,
+            **groups,
+        }
 
 
 _ATTENTION = re.compile(r"attn|attention")

@@ -59,7 +59,7 @@ def masked_update(model: nn.Module, mask: Mask | None, update: str = "sparse") -
     try:
         for p in model.parameters():
             p.requires_grad_(mask is None)
-        for name in (mask.selected_tensors() if mask is not None else ()):
+        for name in mask.selected_tensors() if mask is not None else ():
             module, attr = _owner(model, name)
             param = getattr(module, attr)
             if update == "sparse":

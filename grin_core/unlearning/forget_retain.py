@@ -129,7 +129,8 @@ class ForgetRetainTrainer(Trainer):
         if self.objective.needs_reference and REF_COLUMN not in forget.column_names:
             raise ValueError(f"{objective} needs reference log-probs in the forget set's {REF_COLUMN!r} column")
         self.state_meter = StateMeter(
-            reference=[torch.tensor(forget[REF_COLUMN])] if self.objective.needs_reference else ())
+            reference=[torch.tensor(forget[REF_COLUMN])] if self.objective.needs_reference else ()
+        )
         self._parts: dict[str, list[float]] = defaultdict(list)
         self.phase = PUSH  # PrivacySchedule switches it to REPAIR
         self.forget_weight, self.retain_weight = 1.0, config.alpha  # the push's mix; the schedule may steer it
@@ -141,8 +142,12 @@ class ForgetRetainTrainer(Trainer):
         if args is None:
             if checkpoint_dir is None:
                 self._scratch = tempfile.TemporaryDirectory(prefix=self.scratch_prefix)
-            args = unlearning_arguments(checkpoint_dir or self._scratch.name, progress=progress,
-                                        checkpoints=checkpoint_dir is not None, **config.training_options(scheduled))
+            args = unlearning_arguments(
+                checkpoint_dir or self._scratch.name,
+                progress=progress,
+                checkpoints=checkpoint_dir is not None,
+                **config.training_options(scheduled),
+            )
         retain_batch = per_rank(config.retain_batch_size or config.batch_size)
         super().__init__(
             model=model,
@@ -170,13 +175,23 @@ class ForgetRetainTrainer(Trainer):
         logits = model(input_ids=inputs["retain_input_ids"], attention_mask=inputs["retain_attention_mask"]).logits
         return logits, answer_nll(logits, inputs["retain_labels"], global_token_scale)
 
-    def objective_loss(self, logits: torch.Tensor, inputs: Mapping[str, torch.Tensor], retain_nll: torch.Tensor,
-                       weight: float) -> torch.Tensor:
+    def objective_loss(
+        self, logits: torch.Tensor, inputs: Mapping[str, torch.Tensor], retain_nll: torch.Tensor, weight: float
+    ) -> torch.Tensor:
         """The objective on this forget batch at forget weight `weight`; logs its parts and the retain NLL."""
-        loss, parts = self.objective.loss(ForgetBatch(
-            logits=logits, labels=inputs["labels"], reference=inputs.get(REF_COLUMN), retain_nll=retain_nll,
-            alpha=self.retain_weight, weight=weight, config=self.config, rows=inputs.get(ROW_COLUMN),
-            profiles=self.profiles))
+        loss, parts = self.objective.loss(
+            ForgetBatch(
+                logits=logits,
+                labels=inputs["labels"],
+                reference=inputs.get(REF_COLUMN),
+                retain_nll=retain_nll,
+                alpha=self.retain_weight,
+                weight=weight,
+                config=self.config,
+                rows=inputs.get(ROW_COLUMN),
+                profiles=self.profiles,
+            )
+        )
         for key, value in parts.items():
             self._parts[key].append(value)
         self._parts["retain_nll"].append(retain_nll.item())
@@ -199,7 +214,10 @@ class ForgetRetainTrainer(Trainer):
 
 @torch.no_grad()
 def reference_logprobs(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 16,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    batch_size: int = 16,
     mixed_precision: bool = False,
 ) -> list[float]:
     """Summed answer log-likelihood of every example of `dataset` (in its order), eval mode, in the
@@ -220,8 +238,13 @@ def reference_logprobs(
 
 
 def forget_retain_datasets(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget_records: Sequence[Mapping[str, str]],
-    retain_records: Sequence[Mapping[str, str]], objective: str, config, timings: dict[str, float],
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    forget_records: Sequence[Mapping[str, str]],
+    retain_records: Sequence[Mapping[str, str]],
+    objective: str,
+    config,
+    timings: dict[str, float],
     mixed_precision: bool = False,
 ) -> tuple[Dataset, Dataset]:
     """The forget and retain datasets as `objective` needs them: refusals as the forget answers when
@@ -288,11 +311,20 @@ def run_scheduled(
     The model ends in eval mode."""
     config, schedule = trainer.config, None
     if holdout_records:
-        schedule = PrivacySchedule(trainer, tokenizer, forget_records, holdout_records, target_auc=target_auc,
-                                   retain_probe=retain_probe_sample(retain_records, config.seed),
-                                   batch_size=config.scoring_batch_size, steer=steer, levels=levels,
-                                   calibration=level_sample(calibration_records, config),
-                                   nonmember_prob_ratio=nonmember_prob_ratio, **config.schedule_options())
+        schedule = PrivacySchedule(
+            trainer,
+            tokenizer,
+            forget_records,
+            holdout_records,
+            target_auc=target_auc,
+            retain_probe=retain_probe_sample(retain_records, config.seed),
+            batch_size=config.scoring_batch_size,
+            steer=steer,
+            levels=levels,
+            calibration=level_sample(calibration_records, config),
+            nonmember_prob_ratio=nonmember_prob_ratio,
+            **config.schedule_options(),
+        )
         trainer.add_callback(schedule)
         trainer.schedule = schedule
     for callback in after_schedule:
@@ -301,9 +333,11 @@ def run_scheduled(
     trainer.train(resume_from_checkpoint=resume_from)
     training_s = time.perf_counter() - started
     trainer.model.eval()
-    return ScheduledRun(training_s=training_s,
-                        history=[entry for entry in trainer.state.log_history if "loss" in entry],
-                        probes=schedule.history if schedule is not None else [])
+    return ScheduledRun(
+        training_s=training_s,
+        history=[entry for entry in trainer.state.log_history if "loss" in entry],
+        probes=schedule.history if schedule is not None else [],
+    )
 
 
 @contextlib.contextmanager

@@ -36,9 +36,11 @@ from grin_core.unlearning.grun_config import GrunShape
 INTERVENTIONS = "interventions.safetensors"
 GRUN_CONFIG = "grun_config.json"
 ATTRIBUTE = "grun"  # the interventions live on the model under this submodule name
-THREAT_MODEL = ("GRUN leaves the base weights unchanged: anyone holding the base checkpoint can drop the "
-                "intervention and get the forgotten knowledge back, so the deletion holds only while the base "
-                "weights are never served or released without it.")
+THREAT_MODEL = (
+    "GRUN leaves the base weights unchanged: anyone holding the base checkpoint can drop the "
+    "intervention and get the forgotten knowledge back, so the deletion holds only while the base "
+    "weights are never served or released without it."
+)
 
 
 class GatedIntervention(nn.Module):
@@ -48,9 +50,11 @@ class GatedIntervention(nn.Module):
         super().__init__()
         self.subspace = parametrizations.orthogonal(nn.Linear(hidden_size, rank, bias=False))
         self.source = nn.Linear(hidden_size, rank)
-        self.gate = (nn.Linear(hidden_size, 1) if gate == "linear" else
-                     nn.Sequential(nn.Linear(hidden_size, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(),
-                                   nn.Linear(64, 1)))
+        self.gate = (
+            nn.Linear(hidden_size, 1)
+            if gate == "linear"
+            else nn.Sequential(nn.Linear(hidden_size, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 1))
+        )
         self.force_gate: float | None = None
         self.recorded: list[torch.Tensor] | None = None  # gate logits of each forward while recording
 
@@ -163,8 +167,9 @@ def save_interventions(model: nn.Module, directory: str | Path, base: dict, extr
     (directory / GRUN_CONFIG).write_text(json.dumps(config, indent=1, sort_keys=True, default=str) + "\n")
 
 
-def save_grun_checkpoint(model: nn.Module, directory: str | Path, base: dict, card_info: dict | None = None,
-                         extra: dict | None = None) -> str:
+def save_grun_checkpoint(
+    model: nn.Module, directory: str | Path, base: dict, card_info: dict | None = None, extra: dict | None = None
+) -> str:
     """An intervention checkpoint: tensors, config, a model card that states the threat model, and a
     manifest (checkpoint.py); returns its hash. The base checkpoint is named, never copied."""
     save_interventions(model, directory, base, extra)

@@ -16,9 +16,13 @@ GATES = ("linear", "mlp")
 class GrunShape:
     """What one request's intervention looks like (saved with it; enough to rebuild it)."""
 
-    layers: tuple[int, ...] | None = field(default=None, metadata={
-        "help": "Decoder layers whose output is intervened on; None = three in the upper half "
-                "(at 60, 80 and 100 %% of the depth), as the authors pick layers near the top."})
+    layers: tuple[int, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "Decoder layers whose output is intervened on; None = three in the upper half "
+            "(at 60, 80 and 100 %% of the depth), as the authors pick layers near the top."
+        },
+    )
     rank: int = field(default=4, metadata={"help": "Rank r of the intervention subspace (authors: 4)."})
     gate: str = field(default="mlp", metadata={"help": "'mlp' (d-256-64-1, the authors') or 'linear'."})
 
@@ -60,13 +64,18 @@ class GrunConfig:
     beta: float = field(default=0.3, metadata={"help": "NPO inverse temperature (the service's NPO)."})
     learning_rate: float = field(default=4e-3, metadata={"help": "AdamW learning rate (authors: 4e-3)."})
     epochs: int = field(default=10, metadata={"help": "Passes over the forget set without holdout records."})
-    max_epochs: int = field(default=60, metadata={
-        "help": "With holdout records: the privacy schedule's budget, GRIN's (it stops once in band). The "
-                "authors train 10-40 epochs; at 40 authors a 40-epoch budget ran out with retain ROUGE-L "
-                "0.63x the target's, 60 ended in band at 0.93x (docs/benchmarks.md, GRUN levers)."})
+    max_epochs: int = field(
+        default=60,
+        metadata={
+            "help": "With holdout records: the privacy schedule's budget, GRIN's (it stops once in band). The "
+            "authors train 10-40 epochs; at 40 authors a 40-epoch budget ran out with retain ROUGE-L "
+            "0.63x the target's, 60 ended in band at 0.93x (docs/benchmarks.md, GRUN levers)."
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "Forget examples per step (authors: 16)."})
-    retain_batch_size: int | None = field(default=None,
-                                          metadata={"help": "Retain examples per step; None = batch_size."})
+    retain_batch_size: int | None = field(
+        default=None, metadata={"help": "Retain examples per step; None = batch_size."}
+    )
     seed: int = field(default=0, metadata={"help": "Seeds the intervention's initialisation, sampling and training."})
     max_length: int = field(default=256, metadata={"help": "Token limit per QA example."})
     scoring_batch_size: int = field(default=16, metadata={"help": "Batch size of the reference and probe passes."})
@@ -81,10 +90,14 @@ class GrunConfig:
             (self.rank >= 1, "rank must be >= 1"),
             (self.gate_weight >= 0 and self.alpha >= 0 and self.beta > 0, "gate_weight, alpha >= 0 and beta > 0"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
-            (min(self.epochs, self.max_epochs, self.batch_size, self.retain_batch_size or 1) >= 1,
-             "epochs and batch sizes must be >= 1"),
-            (0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1,
-             "auc_margin in (0, 0.25), retain_recovery in [0, 1]"),
+            (
+                min(self.epochs, self.max_epochs, self.batch_size, self.retain_batch_size or 1) >= 1,
+                "epochs and batch sizes must be >= 1",
+            ),
+            (
+                0 < self.auc_margin < 0.25 and 0 <= self.retain_recovery <= 1,
+                "auc_margin in (0, 0.25), retain_recovery in [0, 1]",
+            ),
             (self.push_control in PUSH_CONTROLS, f"push_control must be one of {PUSH_CONTROLS}"),
         ]
         for ok, message in checks:
@@ -106,13 +119,21 @@ class GrunConfig:
 
     def training_options(self, scheduled: bool) -> dict:
         """`unlearning_arguments`' options of this run (the schedule's budget when it steers)."""
-        return {"epochs": self.max_epochs if scheduled else self.epochs, "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate, "seed": self.seed}
+        return {
+            "epochs": self.max_epochs if scheduled else self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+        }
 
     def schedule_options(self) -> dict:
         """The privacy schedule's settings of this run: GRIN's push control, no re-push or band factors."""
-        return {"margin": self.auc_margin, "retain_recovery": self.retain_recovery,
-                "push_control": self.push_control, "alpha": self.alpha}
+        return {
+            "margin": self.auc_margin,
+            "retain_recovery": self.retain_recovery,
+            "push_control": self.push_control,
+            "alpha": self.alpha,
+        }
 
     @classmethod
     def help(cls) -> dict[str, str]:

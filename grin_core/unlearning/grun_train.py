@@ -55,8 +55,11 @@ def gate_targets(labels: torch.Tensor, attention_mask: torch.Tensor, forget: boo
 
 def gate_bce(recorded: Sequence[torch.Tensor], targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Mean over the hooked layers of each layer's weighted mean BCE of its (B, T) gate logits."""
-    losses = [(F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * weights).sum()
-              / weights.sum().clamp_min(1) for logits in recorded]
+    losses = [
+        (F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * weights).sum()
+        / weights.sum().clamp_min(1)
+        for logits in recorded
+    ]
     return torch.stack(losses).mean()
 
 
@@ -66,13 +69,31 @@ class GrunTrainer(ForgetRetainTrainer):
 
     scratch_prefix = "grin-grun-"
 
-    def __init__(self, model: PreTrainedModel, module: GrunModule, config: GrunConfig, forget: Dataset, retain: Dataset,
-                 tokenizer: PreTrainedTokenizerBase, callbacks: Sequence[TrainerCallback] = (), progress: bool = False,
-                 scheduled: bool = False) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        module: GrunModule,
+        config: GrunConfig,
+        forget: Dataset,
+        retain: Dataset,
+        tokenizer: PreTrainedTokenizerBase,
+        callbacks: Sequence[TrainerCallback] = (),
+        progress: bool = False,
+        scheduled: bool = False,
+    ) -> None:
         self.module = module
         self.gates = list(module.at.values())
-        super().__init__(model, config, forget, retain, tokenizer, objective=config.objective, callbacks=callbacks,
-                         progress=progress, scheduled=scheduled)
+        super().__init__(
+            model,
+            config,
+            forget,
+            retain,
+            tokenizer,
+            objective=config.objective,
+            callbacks=callbacks,
+            progress=progress,
+            scheduled=scheduled,
+        )
 
     def trainable(self):
         return frozen_except(self.model, self.module)
@@ -116,10 +137,18 @@ class GrunResult:
     probes: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
-        return {"config": self.config.to_dict(), "layers": list(self.module.layers), "timings": self.timings,
-                "trainable_params": self.trainable_params, "total_intervention_params": self.total_intervention_params,
-                "optimized_elements": self.trainable_params, "state_bytes": self.state_bytes.to_dict(),
-                "history": self.history, "probes": self.probes, "base_weights_changed": False}
+        return {
+            "config": self.config.to_dict(),
+            "layers": list(self.module.layers),
+            "timings": self.timings,
+            "trainable_params": self.trainable_params,
+            "total_intervention_params": self.total_intervention_params,
+            "optimized_elements": self.trainable_params,
+            "state_bytes": self.state_bytes.to_dict(),
+            "history": self.history,
+            "probes": self.probes,
+            "base_weights_changed": False,
+        }
 
 
 def grun_unlearn(
@@ -144,17 +173,32 @@ def grun_unlearn(
     set_seed(config.seed)
     timings: dict[str, float] = {}
     # before the new module exists: the reference is the model it starts from
-    forget, retain = forget_retain_datasets(model, tokenizer, forget_records, retain_records, config.objective,
-                                            config, timings)
+    forget, retain = forget_retain_datasets(
+        model, tokenizer, forget_records, retain_records, config.objective, config, timings
+    )
     module = attach(model, config.shape(), seed=config.seed)
-    trainer = GrunTrainer(model, module, config, forget, retain, tokenizer, callbacks, progress,
-                          scheduled=bool(holdout_records) and steer)
-    run = run_scheduled(trainer, tokenizer, forget_records, retain_records, holdout_records, target_auc=target_auc,
-                        steer=steer, calibration_records=calibration_records)
+    trainer = GrunTrainer(
+        model, module, config, forget, retain, tokenizer, callbacks, progress, scheduled=bool(holdout_records) and steer
+    )
+    run = run_scheduled(
+        trainer,
+        tokenizer,
+        forget_records,
+        retain_records,
+        holdout_records,
+        target_auc=target_auc,
+        steer=steer,
+        calibration_records=calibration_records,
+    )
     timings["training_s"] = run.training_s
     return GrunResult(
-        model=model, config=config, module=module, timings={k: round(v, 3) for k, v in timings.items()},
+        model=model,
+        config=config,
+        module=module,
+        timings={k: round(v, 3) for k, v in timings.items()},
         trainable_params=sum(p.numel() for p in module.parameters()),
-        total_intervention_params=intervention_parameters(model), state_bytes=trainer.state_meter.peak,
-        history=run.history, probes=run.probes,
+        total_intervention_params=intervention_parameters(model),
+        state_bytes=trainer.state_meter.peak,
+        history=run.history,
+        probes=run.probes,
     )

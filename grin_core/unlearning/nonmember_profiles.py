@@ -57,10 +57,16 @@ class NonMemberProfiles:
         self.z = [np.sort(z_scores(stats[i]).numpy()) for i in order]
 
     @classmethod
-    def of_records(cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                   records: Sequence[Mapping[str, str]], batch_size: int = 64) -> NonMemberProfiles:
-        stats = answer_token_stats(model, tokenizer, [r["question"] for r in records],
-                                   [r["answer"] for r in records], batch_size=batch_size)
+    def of_records(
+        cls,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        records: Sequence[Mapping[str, str]],
+        batch_size: int = 64,
+    ) -> NonMemberProfiles:
+        stats = answer_token_stats(
+            model, tokenizer, [r["question"] for r in records], [r["answer"] for r in records], batch_size=batch_size
+        )
         return cls(stats)
 
     def __len__(self) -> int:
@@ -87,14 +93,19 @@ class ProfileTargets:
         ranks = np.argsort(np.argsort(values, kind="stable"), kind="stable")
         self.quantiles = (ranks + 0.5) / len(values)
 
-    def for_rows(self, rows: Sequence[int], counts: Sequence[int],
-                 device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def for_rows(
+        self, rows: Sequence[int], counts: Sequence[int], device: torch.device
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per forget row, its (log-prob, z) target profiles as float32 tensors of its token count."""
         out = []
         for row, n in zip(rows, counts, strict=True):
             logp, z = self.profiles.targets(float(self.quantiles[int(row)]), int(n))
-            out.append((torch.tensor(logp, dtype=torch.float32, device=device),
-                        torch.tensor(z, dtype=torch.float32, device=device)))
+            out.append(
+                (
+                    torch.tensor(logp, dtype=torch.float32, device=device),
+                    torch.tensor(z, dtype=torch.float32, device=device),
+                )
+            )
         return out
 
     def state_dict(self) -> dict:

@@ -108,8 +108,10 @@ def match(batch: ForgetBatch) -> tuple[torch.Tensor, dict[str, float]]:
     targets = batch.profiles.for_rows(batch.rows.tolist(), counts, logp.device)
     forget = profile_match_loss(logp, z, counts, targets, batch.config.z_weight, batch.config.profile_delta)
     over = logp.mean() - torch.cat([t for t, _ in targets]).mean()  # > 0: still likelier than never-seen
-    return batch.weight * forget + batch.alpha * batch.retain_nll, {"forget_match": forget.item(),
-                                                                     "forget_logp_over_target": over.item()}
+    return batch.weight * forget + batch.alpha * batch.retain_nll, {
+        "forget_match": forget.item(),
+        "forget_logp_over_target": over.item(),
+    }
 
 
 OBJECTIVES.register("npo", Objective(npo, needs_reference=True))

@@ -30,8 +30,10 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """
     targets = labels[:, 1:]
     picked = -F.cross_entropy(  # avoids materialising a (B, T, V) log-softmax copy
-        logits[:, :-1].float().transpose(1, 2), targets,
-        ignore_index=IGNORE_INDEX, reduction="none",
+        logits[:, :-1].float().transpose(1, 2),
+        targets,
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
     )
     return picked * targets.ne(IGNORE_INDEX)
 
@@ -74,27 +76,34 @@ def simnpo_loss(logp_theta: torch.Tensor, lengths: torch.Tensor, beta: float, ga
 
 
 def npo_objective(
-    logp_theta: torch.Tensor, logp_ref: torch.Tensor, retain_nll: torch.Tensor, beta: float, alpha: float,
+    logp_theta: torch.Tensor,
+    logp_ref: torch.Tensor,
+    retain_nll: torch.Tensor,
+    beta: float,
+    alpha: float,
     forget_weight: float = 1.0,
 ) -> torch.Tensor:
     """NPO on the forget batch + alpha * retain NLL."""
     return forget_weight * npo_loss(logp_theta, logp_ref, beta) + alpha * retain_nll
 
 
-def graddiff_objective(forget_nll: torch.Tensor, retain_nll: torch.Tensor, alpha: float,
-                       forget_weight: float = 1.0) -> torch.Tensor:
+def graddiff_objective(
+    forget_nll: torch.Tensor, retain_nll: torch.Tensor, alpha: float, forget_weight: float = 1.0
+) -> torch.Tensor:
     """Gradient difference: ascend the forget NLL, descend alpha * retain NLL."""
     return -forget_weight * forget_nll + alpha * retain_nll
 
 
-def po_objective(refusal_nll: torch.Tensor, retain_nll: torch.Tensor, alpha: float,
-                 forget_weight: float = 1.0) -> torch.Tensor:
+def po_objective(
+    refusal_nll: torch.Tensor, retain_nll: torch.Tensor, alpha: float, forget_weight: float = 1.0
+) -> torch.Tensor:
     """Preference optimisation towards refusals: NLL of refusal answers + alpha * retain NLL."""
     return forget_weight * refusal_nll + alpha * retain_nll
 
 
-def answer_token_logprobs_and_z(logits: torch.Tensor, labels: torch.Tensor,
-                                sigma_floor: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def answer_token_logprobs_and_z(
+    logits: torch.Tensor, labels: torch.Tensor, sigma_floor: float = 1e-3
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """The answer tokens' log-probs and z-scores, flat (n,) float32 in row order, and each row's count.
 
     z_t = (log p_t - mu_t) / max(sigma_t, floor), mu_t and sigma_t the mean and standard deviation of
@@ -111,9 +120,14 @@ def answer_token_logprobs_and_z(logits: torch.Tensor, labels: torch.Tensor,
     return logp, (logp - mu) / sigma.clamp(min=sigma_floor), keep.sum(dim=1).tolist()
 
 
-def profile_match_loss(logp: torch.Tensor, z: torch.Tensor, counts: list[int],
-                       targets: list[tuple[torch.Tensor, torch.Tensor]], z_weight: float = 1.0,
-                       delta: float = 1.0) -> torch.Tensor:
+def profile_match_loss(
+    logp: torch.Tensor,
+    z: torch.Tensor,
+    counts: list[int],
+    targets: list[tuple[torch.Tensor, torch.Tensor]],
+    z_weight: float = 1.0,
+    delta: float = 1.0,
+) -> torch.Tensor:
     """Scalar mean over rows of Huber(sorted log-probs, target) + z_weight * Huber(sorted z, z target).
 
     logp, z: flat (n,) per-token values in row order, `counts` tokens per row; targets: per row, the
@@ -130,10 +144,13 @@ def profile_match_loss(logp: torch.Tensor, z: torch.Tensor, counts: list[int],
     return torch.stack(rows).mean()
 
 
-def profile_excess_loss(logp: torch.Tensor, counts: list[int], targets: list[tuple[torch.Tensor, torch.Tensor]]
-                        ) -> torch.Tensor:
+def profile_excess_loss(
+    logp: torch.Tensor, counts: list[int], targets: list[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
     """Scalar mean over rows of the mean amount by which sorted token log-probs exceed their target:
     one-sided, what a relearning step must not win back (relearn_guard.py)."""
-    rows = [F.relu(torch.sort(values).values - target).mean()
-            for values, (target, _) in zip(logp.split(counts), targets, strict=True)]
+    rows = [
+        F.relu(torch.sort(values).values - target).mean()
+        for values, (target, _) in zip(logp.split(counts), targets, strict=True)
+    ]
     return torch.stack(rows).mean()

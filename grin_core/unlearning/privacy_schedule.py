@@ -86,8 +86,12 @@ class PrivacySchedule(TrainerCallback):
         if not forget or not holdout:
             raise ValueError("the privacy schedule needs forget and holdout records")
         self.trainer, self.tokenizer = trainer, tokenizer
-        self.parts = {"forget": list(forget), "holdout": list(holdout), "retain": list(retain_probe),
-                      "calibration": list(calibration)}
+        self.parts = {
+            "forget": list(forget),
+            "holdout": list(holdout),
+            "retain": list(retain_probe),
+            "calibration": list(calibration),
+        }
         self.forget_texts = [scored_answer_text(r["answer"], tokenizer) for r in forget] if calibration else None
         self.target_auc, self.margin, self.retain_recovery = target_auc, margin, retain_recovery
         self.repush_lr_factor, self.entered_band = repush_lr_factor, False
@@ -121,9 +125,11 @@ class PrivacySchedule(TrainerCallback):
         # the loss stop rule reads one level, which barely moves while the forget set is unlearned: measured
         # on the model it starts from; every attack's (the 'attacks' rule) at every probe
         again = self.stop_rule == "attacks" or not self.history
-        scored = {part: scored_records(model, self.tokenizer, self.parts[part], self.batch_size)
-                  for part in ("forget", "holdout", "calibration") if self.parts[part]
-                  and (part != "calibration" or again)}
+        scored = {
+            part: scored_records(model, self.tokenizer, self.parts[part], self.batch_size)
+            for part in ("forget", "holdout", "calibration")
+            if self.parts[part] and (part != "calibration" or again)
+        }
         stats = {part: value[0] for part, value in scored.items()}
         scores = {part: value[1] for part, value in scored.items()}
         aucs = attack_aucs(scores["forget"], scores["holdout"])
@@ -135,16 +141,25 @@ class PrivacySchedule(TrainerCallback):
             entry_levels = {**now.aucs, "prob_ratio_bound": self.prob_ratio_bound}
         else:
             entry_levels = None
-        entry = {"epoch": round(float(epoch), 2), "phase": self.trainer.phase, "mia_auc": aucs["loss"],
-                 **{f"mia_{name}_auc": auc for name, auc in aucs.items() if name != "loss"}}
+        entry = {
+            "epoch": round(float(epoch), 2),
+            "phase": self.trainer.phase,
+            "mia_auc": aucs["loss"],
+            **{f"mia_{name}_auc": auc for name, auc in aucs.items() if name != "loss"},
+        }
         entry["forget_prob"], entry["holdout_prob"] = (mean_probability(stats[p]) for p in ("forget", "holdout"))
         entry["prob_ratio"] = entry["forget_prob"] / max(entry["holdout_prob"], 1e-300)
         if entry_levels is not None:
             entry["levels"] = entry_levels
         if self.parts["retain"]:
             records = self.parts["retain"]
-            lps = answer_logprobs(model, self.tokenizer, [r["question"] for r in records],
-                                  [r["answer"] for r in records], batch_size=self.batch_size)
+            lps = answer_logprobs(
+                model,
+                self.tokenizer,
+                [r["question"] for r in records],
+                [r["answer"] for r in records],
+                batch_size=self.batch_size,
+            )
             entry["retain_prob"] = torch.exp(mean_logprob(lps)).mean().item()
         if getattr(self.trainer, "profiles", None) is not None:
             self.trainer.profiles.set_ranks([-x for x in scores["forget"]["loss"]])
@@ -154,8 +169,10 @@ class PrivacySchedule(TrainerCallback):
     def attacks_in_band(self, entry: Mapping[str, float]) -> bool:
         """Every attack within attack_margin of its level, and the mean probability ratio within bound."""
         aucs = {"loss": entry["mia_auc"], **{name: entry[f"mia_{name}_auc"] for name in self.levels if name != "loss"}}
-        return (all(abs(aucs[name] - level) <= self.attack_margin for name, level in self.levels.items())
-                and entry["prob_ratio"] <= self.prob_ratio_bound)
+        return (
+            all(abs(aucs[name] - level) <= self.attack_margin for name, level in self.levels.items())
+            and entry["prob_ratio"] <= self.prob_ratio_bound
+        )
 
     def _next_phase(self, auc: float, current: str) -> str:
         if not self.steer or self.bounded:  # observe only, or an objective that stops at its own target

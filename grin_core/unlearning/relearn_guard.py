@@ -45,12 +45,21 @@ def attacker_weights(model: nn.Module, batch: Mapping[str, torch.Tensor], eps: f
     finally:
         for p in frozen:
             p.requires_grad_(False)
-    return {name: (p if p.requires_grad else p.detach()) - (0.0 if g is None else eps * g.sign())
-            for (name, p), g in zip(named.items(), grads, strict=True)}
+    return {
+        name: (p if p.requires_grad else p.detach()) - (0.0 if g is None else eps * g.sign())
+        for (name, p), g in zip(named.items(), grads, strict=True)
+    }
 
 
-def relearn_guard_backward(model: nn.Module, inputs: Mapping[str, torch.Tensor], profiles: ProfileTargets,
-                           rows: torch.Tensor, eps: float, weight: float, stat: str = "profile") -> float | None:
+def relearn_guard_backward(
+    model: nn.Module,
+    inputs: Mapping[str, torch.Tensor],
+    profiles: ProfileTargets,
+    rows: torch.Tensor,
+    eps: float,
+    weight: float,
+    stat: str = "profile",
+) -> float | None:
     """Simulate the attack on half the forget batch, backward `weight` x the other half's excess at the
     attacker's weights into the trainable parameters' `.grad`; returns the excess (None: batch < 2)."""
     n = inputs["input_ids"].shape[0]
@@ -60,18 +69,24 @@ def relearn_guard_backward(model: nn.Module, inputs: Mapping[str, torch.Tensor],
     attack = {k: inputs[k][:half] for k in FORGET_KEYS}
     measured = {k: inputs[k][half:] for k in FORGET_KEYS}
     weights = attacker_weights(model, attack, eps)
-    logits = functional_call(model, weights, args=(), kwargs={"input_ids": measured["input_ids"],
-                                                               "attention_mask": measured["attention_mask"]}).logits
+    logits = functional_call(
+        model,
+        weights,
+        args=(),
+        kwargs={"input_ids": measured["input_ids"], "attention_mask": measured["attention_mask"]},
+    ).logits
     logp, _, counts = answer_token_logprobs_and_z(logits, measured["labels"])
     targets = profiles.for_rows(rows[half:].tolist(), counts, logp.device)
     if stat == "delta":  # what the attack step wins back: the rise of each answer's mean log-prob
         here = model(input_ids=measured["input_ids"], attention_mask=measured["attention_mask"]).logits
         before, _, _ = answer_token_logprobs_and_z(here, measured["labels"])
-        excess = torch.stack([torch.relu(v.mean() - b.mean()) for v, b in
-                              zip(logp.split(counts), before.split(counts), strict=True)]).mean()
+        excess = torch.stack(
+            [torch.relu(v.mean() - b.mean()) for v, b in zip(logp.split(counts), before.split(counts), strict=True)]
+        ).mean()
     elif stat == "mean":  # only each answer's mean may not rise above its target's
-        excess = torch.stack([torch.relu(v.mean() - t.mean()) for v, (t, _) in
-                              zip(logp.split(counts), targets, strict=True)]).mean()
+        excess = torch.stack(
+            [torch.relu(v.mean() - t.mean()) for v, (t, _) in zip(logp.split(counts), targets, strict=True)]
+        ).mean()
     else:
         excess = profile_excess_loss(logp, counts, targets)
     (weight * excess).backward()

@@ -58,15 +58,36 @@ class UnlearnTrainer(ForgetRetainTrainer):
     weights change (`masked_update`).
     """
 
-    def __init__(self, model: PreTrainedModel, config: UnlearnConfig, forget_dataset: Dataset,
-                 retain_dataset: Dataset, tokenizer: PreTrainedTokenizerBase, mask: Mask | None = None,
-                 args: TrainingArguments | None = None, callbacks: Sequence[TrainerCallback] = (),
-                 progress: bool = False, scheduled: bool = False, checkpoint_dir: str | None = None,
-                 fingerprint: str = "") -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        config: UnlearnConfig,
+        forget_dataset: Dataset,
+        retain_dataset: Dataset,
+        tokenizer: PreTrainedTokenizerBase,
+        mask: Mask | None = None,
+        args: TrainingArguments | None = None,
+        callbacks: Sequence[TrainerCallback] = (),
+        progress: bool = False,
+        scheduled: bool = False,
+        checkpoint_dir: str | None = None,
+        fingerprint: str = "",
+    ) -> None:
         self.mask = mask
-        super().__init__(model, config, forget_dataset, retain_dataset, tokenizer, objective=config.method,
-                         args=args, callbacks=callbacks, progress=progress, scheduled=scheduled,
-                         checkpoint_dir=checkpoint_dir, fingerprint=fingerprint)
+        super().__init__(
+            model,
+            config,
+            forget_dataset,
+            retain_dataset,
+            tokenizer,
+            objective=config.method,
+            args=args,
+            callbacks=callbacks,
+            progress=progress,
+            scheduled=scheduled,
+            checkpoint_dir=checkpoint_dir,
+            fingerprint=fingerprint,
+        )
 
     @contextlib.contextmanager
     def trainable(self) -> Iterator[None]:
@@ -79,9 +100,15 @@ class UnlearnTrainer(ForgetRetainTrainer):
         (relearn_guard.py) to the trainable weights'; the step's own loss then adds to it."""
         if self.config.relearn_guard > 0 and self.phase == PUSH and self.profiles is not None:
             model.train()
-            excess = relearn_guard_backward(self.accelerator.unwrap_model(model), inputs, self.profiles,
-                                            inputs[ROW_COLUMN], self.config.relearn_eps, self.config.relearn_guard,
-                                            self.config.relearn_guard_stat)
+            excess = relearn_guard_backward(
+                self.accelerator.unwrap_model(model),
+                inputs,
+                self.profiles,
+                inputs[ROW_COLUMN],
+                self.config.relearn_eps,
+                self.config.relearn_guard,
+                self.config.relearn_guard_stat,
+            )
             if excess is not None:
                 self._parts["relearn_excess"].append(excess)
         return super().training_step(model, inputs, num_items_in_batch)
@@ -110,8 +137,15 @@ def score_and_select(
 ) -> Mask:
     """GRI scores of the eligible weights, then the global top-p% mask (the scoring stage)."""
     scores = gri_scores(
-        model, tokenizer, forget_records, retain_records, modules=config.eligible_modules,
-        eps=config.eps, batch_size=config.scoring_batch_size, max_length=config.max_length, progress=progress,
+        model,
+        tokenizer,
+        forget_records,
+        retain_records,
+        modules=config.eligible_modules,
+        eps=config.eps,
+        batch_size=config.scoring_batch_size,
+        max_length=config.max_length,
+        progress=progress,
         on_step=on_step,
     )
     return select_top_p(scores, config.p_percent)
@@ -160,9 +194,17 @@ class UnlearnResult:
         }
 
 
-def _prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget_records: Sequence[Mapping[str, str]],
-             retain_records: Sequence[Mapping[str, str]], config: UnlearnConfig, mask: Mask | None, progress: bool,
-             timings: dict[str, float], meter: FlopMeter | None = None) -> tuple[Mask | None, Dataset, Dataset]:
+def _prepare(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    forget_records: Sequence[Mapping[str, str]],
+    retain_records: Sequence[Mapping[str, str]],
+    config: UnlearnConfig,
+    mask: Mask | None,
+    progress: bool,
+    timings: dict[str, float],
+    meter: FlopMeter | None = None,
+) -> tuple[Mask | None, Dataset, Dataset]:
     """Before training, in this order: the mask (scored unless given; none in full mode), the datasets
     with the objective's reference pass (before noise), and the noise on the selected weights."""
     if config.full_parameter:
@@ -173,8 +215,16 @@ def _prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget_
             mask = score_and_select(model, tokenizer, forget_records, retain_records, config, progress)
         timings["scoring_s"] = time.perf_counter() - started
     with stage_meter(meter, "reference"):
-        forget, retain = forget_retain_datasets(model, tokenizer, forget_records, retain_records, config.method,
-                                                config, timings, mixed_precision=config.mixed_precision)
+        forget, retain = forget_retain_datasets(
+            model,
+            tokenizer,
+            forget_records,
+            retain_records,
+            config.method,
+            config,
+            timings,
+            mixed_precision=config.mixed_precision,
+        )
     if mask is not None and config.sigma2 > 0:
         started = time.perf_counter()
         inject_noise(model, mask, config.sigma2, config.seed)
@@ -224,22 +274,43 @@ def unlearn(
     meter = FlopMeter.of(model)
     with meter.attached(model):
         with meter.stage("nonmember"):
-            levels, profiles = _nonmember(model, tokenizer, forget_records, holdout_records, calibration_records,
-                                          config, timings)
-        mask, forget, retain = _prepare(model, tokenizer, forget_records, retain_records, config, mask, progress,
-                                        timings, meter)
-        trainer = UnlearnTrainer(model, config, forget, retain, tokenizer, mask=mask, callbacks=callbacks,
-                                 progress=progress, scheduled=bool(holdout_records) and steer,
-                                 checkpoint_dir=checkpoint_dir, fingerprint=fingerprint)
+            levels, profiles = _nonmember(
+                model, tokenizer, forget_records, holdout_records, calibration_records, config, timings
+            )
+        mask, forget, retain = _prepare(
+            model, tokenizer, forget_records, retain_records, config, mask, progress, timings, meter
+        )
+        trainer = UnlearnTrainer(
+            model,
+            config,
+            forget,
+            retain,
+            tokenizer,
+            mask=mask,
+            callbacks=callbacks,
+            progress=progress,
+            scheduled=bool(holdout_records) and steer,
+            checkpoint_dir=checkpoint_dir,
+            fingerprint=fingerprint,
+        )
         trainer.profiles = profiles and ProfileTargets(profiles, len(forget))
         trainer.flop_meter = meter
         saving = [SaveAtIntervals(checkpoint_every_s)] if checkpoint_dir is not None else []
         with meter.stage("training"):
-            run = run_scheduled(trainer, tokenizer, forget_records, retain_records, holdout_records,
-                                target_auc=levels.aucs["loss"] if levels else target_auc, steer=steer,
-                                after_schedule=saving, resume_from=resume_from, levels=levels and levels.aucs,
-                                nonmember_prob_ratio=levels and levels.mean_prob_ratio,
-                                calibration_records=calibration_records)
+            run = run_scheduled(
+                trainer,
+                tokenizer,
+                forget_records,
+                retain_records,
+                holdout_records,
+                target_auc=levels.aucs["loss"] if levels else target_auc,
+                steer=steer,
+                after_schedule=saving,
+                resume_from=resume_from,
+                levels=levels and levels.aucs,
+                nonmember_prob_ratio=levels and levels.mean_prob_ratio,
+                calibration_records=calibration_records,
+            )
     timings["training_s"] = run.training_s
     return UnlearnResult(
         model=model,
@@ -257,15 +328,25 @@ def unlearn(
     )
 
 
-def _nonmember(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget_records: Sequence[Mapping[str, str]],
-               holdout_records: Sequence[Mapping[str, str]] | None,
-               calibration_records: Sequence[Mapping[str, str]] | None, config: UnlearnConfig,
-               timings: dict[str, float]) -> tuple[NonMemberLevels | None, NonMemberProfiles | None]:
+def _nonmember(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    forget_records: Sequence[Mapping[str, str]],
+    holdout_records: Sequence[Mapping[str, str]] | None,
+    calibration_records: Sequence[Mapping[str, str]] | None,
+    config: UnlearnConfig,
+    timings: dict[str, float],
+) -> tuple[NonMemberLevels | None, NonMemberProfiles | None]:
     """Before anything changes the model: every attack's non-member level (with calibration and holdout
     records) and the never-seen profiles a `profiles` objective needs (`timings["nonmember_s"]`)."""
     started = time.perf_counter()
-    levels = (non_member_levels(model, tokenizer, calibration_records, holdout_records, forget_records,
-                                config.scoring_batch_size) if calibration_records and holdout_records else None)
+    levels = (
+        non_member_levels(
+            model, tokenizer, calibration_records, holdout_records, forget_records, config.scoring_batch_size
+        )
+        if calibration_records and holdout_records
+        else None
+    )
     profiles = None
     if OBJECTIVES[config.method].profiles:
         never_seen = calibration_records or holdout_records

@@ -44,13 +44,9 @@ class Ticket(Base):
     __table_args__ = (Index("ix_tickets_claim_order", "status", "model_name", "due_date", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    subject: Mapped[str] = mapped_column(
-        Text
-    )  # personal data: never logged, hashed in audit payloads
+    subject: Mapped[str] = mapped_column(Text)  # personal data: never logged, hashed in audit payloads
     model_name: Mapped[str] = mapped_column(String(100), ForeignKey("registered_models.name"))
-    model_ref: Mapped[str] = mapped_column(
-        String(200)
-    )  # as filed: name, name@alias or name@version
+    model_ref: Mapped[str] = mapped_column(String(200))  # as filed: name, name@alias or name@version
     forget_uris: Mapped[list[str]]
     retain_uris: Mapped[list[str] | None]
     keywords_uri: Mapped[str | None] = mapped_column(Text)
@@ -104,12 +100,8 @@ class RegisteredModel(Base):
     gate_policy: Mapped[dict[str, Any] | None]  # overrides merged over the settings' GatePolicy
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    versions: Mapped[list[ModelVersion]] = relationship(
-        back_populates="model", order_by="ModelVersion.version"
-    )
-    aliases: Mapped[list[ModelAlias]] = relationship(
-        back_populates="model", order_by="ModelAlias.alias"
-    )
+    versions: Mapped[list[ModelVersion]] = relationship(back_populates="model", order_by="ModelVersion.version")
+    aliases: Mapped[list[ModelAlias]] = relationship(back_populates="model", order_by="ModelAlias.alias")
 
 
 class ModelVersion(Base):
@@ -125,9 +117,7 @@ class ModelVersion(Base):
     checkpoint_uri: Mapped[str] = mapped_column(Text)
     checkpoint_sha256: Mapped[str] = mapped_column(String(64))
     training_manifest_uri: Mapped[str | None] = mapped_column(Text)  # QA records it was trained on
-    eval_suite_uri: Mapped[str | None] = mapped_column(
-        Text
-    )  # QA sets its gate metrics are measured on
+    eval_suite_uri: Mapped[str | None] = mapped_column(Text)  # QA sets its gate metrics are measured on
     training_manifest_sha256: Mapped[str | None] = mapped_column(String(64))
     # GRUN: the full-weight checkpoint this version's intervention applies to (None: it holds its weights)
     base_checkpoint_uri: Mapped[str | None] = mapped_column(Text)
@@ -142,18 +132,14 @@ class ModelVersion(Base):
         JSONDocument, default=list, server_default=text("'[]'")
     )
     # tickets answered by a later version whose deleted data this checkpoint still holds
-    holds_deleted_data_of: Mapped[list[int]] = mapped_column(
-        JSONDocument, default=list, server_default=text("'[]'")
-    )
+    holds_deleted_data_of: Mapped[list[int]] = mapped_column(JSONDocument, default=list, server_default=text("'[]'"))
     superseded_at: Mapped[datetime | None]  # first marked as holding deleted data
     purged_at: Mapped[datetime | None]  # checkpoint and manifest purged after the grace period
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     model: Mapped[RegisteredModel] = relationship(back_populates="versions")
     parent: Mapped[ModelVersion | None] = relationship(remote_side=[id])
-    tickets: Mapped[list[Ticket]] = relationship(
-        secondary=model_version_tickets, order_by=Ticket.id
-    )
+    tickets: Mapped[list[Ticket]] = relationship(secondary=model_version_tickets, order_by=Ticket.id)
 
 
 class ModelAlias(Base):

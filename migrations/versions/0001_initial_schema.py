@@ -167,9 +167,7 @@ def upgrade() -> None:
         "model_version_tickets",
         sa.Column("version_id", sa.Integer(), nullable=False),
         sa.Column("ticket_id", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["ticket_id"], ["tickets.id"], name=op.f("fk_model_version_tickets_ticket_id_tickets")
-        ),
+        sa.ForeignKeyConstraint(["ticket_id"], ["tickets.id"], name=op.f("fk_model_version_tickets_ticket_id_tickets")),
         sa.ForeignKeyConstraint(
             ["version_id"],
             ["model_versions.id"],

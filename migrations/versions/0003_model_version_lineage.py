@@ -32,12 +32,8 @@ TIMESTAMP = sa.DateTime(timezone=True)
 def upgrade() -> None:
     with op.batch_alter_table("model_versions") as batch:
         batch.add_column(sa.Column("training_manifest_sha256", sa.String(64), nullable=True))
-        batch.add_column(
-            sa.Column("lineage_deletions", JSON, nullable=False, server_default=sa.text("'[]'"))
-        )
-        batch.add_column(
-            sa.Column("holds_deleted_data_of", JSON, nullable=False, server_default=sa.text("'[]'"))
-        )
+        batch.add_column(sa.Column("lineage_deletions", JSON, nullable=False, server_default=sa.text("'[]'")))
+        batch.add_column(sa.Column("holds_deleted_data_of", JSON, nullable=False, server_default=sa.text("'[]'")))
         batch.add_column(sa.Column("superseded_at", TIMESTAMP, nullable=True))
         batch.add_column(sa.Column("purged_at", TIMESTAMP, nullable=True))
 

@@ -17,11 +17,17 @@ def test_a_part_is_computed_once_and_read_back_as_computed(tmp_path):
     memo = Memo(tmp_path / "parts", {"split": "forget01"}, lines.append)
     first = memo.run("grin-npo seed 0", {"lr": 3e-3}, compute)
     again = Memo(tmp_path / "parts", {"split": "forget01"}, lines.append).run("grin-npo seed 0", {"lr": 3e-3}, compute)
-    assert len(calls) == 1 and again == first == {"auc": 0.625, "seeds": [0, 1], "probes": [{"epoch": 0, "mia_auc": 0.7}]}
+    assert len(calls) == 1 and again == first == {
+        "auc": 0.625,
+        "seeds": [0, 1],
+        "probes": [{"epoch": 0, "mia_auc": 0.7}],
+    }
     assert lines == ["grin-npo seed 0: from the earlier run (grin-npo_seed_0.json)"]
 
     memo.run("grin-npo seed 0", {"lr": 1e-3}, compute)  # its own config moved
-    Memo(tmp_path / "parts", {"split": "forget05"}, lines.append).run("grin-npo seed 0", {"lr": 1e-3}, compute)  # the run's
+    Memo(tmp_path / "parts", {"split": "forget05"}, lines.append).run(
+        "grin-npo seed 0", {"lr": 1e-3}, compute
+    )  # the run's
     assert len(calls) == 3
     assert not list((tmp_path / "parts").glob("*.partial"))
 

@@ -27,20 +27,56 @@ pytestmark = pytest.mark.slow
 GRIN = Path(sys.executable).with_name("grin")
 METHODS = ("grin-match", "grin-npo", "grin-graddiff", "grin-po", "npo", "graddiff", "grun", "retrain")
 METHOD_KEYS = {"wall_s", "scoring_s", "peak_rss_mb", "state_bytes", "trainable_params", "metrics", "config"}
-METRIC_KEYS = {"forget_rougeL", "retain_rougeL", "forget_truth_ratio", "forget_quality", "model_utility",
-               "forget_keyword_acc", "mia_auc", "mia_zlib_auc", "mia_mink_auc", "mia_minkpp_auc", "holdout_prob",
-               "forget_holdout_prob_ratio", "privleak", "privleak_reference_auc"}
-ROBUSTNESS_KEYS = {"forget_paraphrase_rougeL", "forget_paraphrase_prob", "forget_sampled_best_rougeL",
-                   "forget_format_max_rougeL", "forget_int8_rougeL", "forget_int4_rougeL", "mia_int4_auc",
-                   "relearn_forget_rougeL", "relearn_forget_prob", "relearn_before_forget_rougeL",
-                   "relearn_nonmember_rougeL", "relearn_sweep"}
-LEVEL_KEYS = {"nonmember_mia_auc", "nonmember_mia_zlib_auc", "nonmember_mia_mink_auc", "nonmember_mia_minkpp_auc",
-              "nonmember_prob_ratio"}
+METRIC_KEYS = {
+    "forget_rougeL",
+    "retain_rougeL",
+    "forget_truth_ratio",
+    "forget_quality",
+    "model_utility",
+    "forget_keyword_acc",
+    "mia_auc",
+    "mia_zlib_auc",
+    "mia_mink_auc",
+    "mia_minkpp_auc",
+    "holdout_prob",
+    "forget_holdout_prob_ratio",
+    "privleak",
+    "privleak_reference_auc",
+}
+ROBUSTNESS_KEYS = {
+    "forget_paraphrase_rougeL",
+    "forget_paraphrase_prob",
+    "forget_sampled_best_rougeL",
+    "forget_format_max_rougeL",
+    "forget_int8_rougeL",
+    "forget_int4_rougeL",
+    "mia_int4_auc",
+    "relearn_forget_rougeL",
+    "relearn_forget_prob",
+    "relearn_before_forget_rougeL",
+    "relearn_nonmember_rougeL",
+    "relearn_sweep",
+}
+LEVEL_KEYS = {
+    "nonmember_mia_auc",
+    "nonmember_mia_zlib_auc",
+    "nonmember_mia_mink_auc",
+    "nonmember_mia_minkpp_auc",
+    "nonmember_prob_ratio",
+}
 PROBE_KEYS = {"epoch", "phase", "mia_auc", "forget_prob", "holdout_prob", "retain_prob"}
-ACCEPTANCE = {"mia_auc_within_0.1_retrain", "mia_zlib_auc_within_0.1_retrain", "mia_mink_auc_within_0.1_retrain",
-              "mia_minkpp_auc_within_0.1_retrain", "privleak_within_25", "mean_prob_ratio_le_3",
-              "relearn_le_retrain_plus_0.1", "utility_ge_0.95_target", "retain_rougeL_ge_0.9_target",
-              "forget_rougeL_within_0.1_retrain"}
+ACCEPTANCE = {
+    "mia_auc_within_0.1_retrain",
+    "mia_zlib_auc_within_0.1_retrain",
+    "mia_mink_auc_within_0.1_retrain",
+    "mia_minkpp_auc_within_0.1_retrain",
+    "privleak_within_25",
+    "mean_prob_ratio_le_3",
+    "relearn_le_retrain_plus_0.1",
+    "utility_ge_0.95_target",
+    "retain_rougeL_ge_0.9_target",
+    "forget_rougeL_within_0.1_retrain",
+}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -48,22 +84,74 @@ def test_tiny_benchmark_writes_the_report_and_the_plot(tmp_path: Path, tofu_dir:
     out, plot, curves = tmp_path / "tofu.json", tmp_path / "tofu.png", tmp_path / "curves.png"
     env = {**os.environ, "GRIN_TOFU_DIR": str(tofu_dir)}
     result = subprocess.run(
-        [str(GRIN), "bench", "tofu", "--split", "forget10", "--authors", "3", "--recipe", "tiny",
-         "--methods", ",".join(METHODS), "--epochs", "2", "--seeds", "2", "--sweep", "p=1", "--lr", "npo=2e-4",
-         "--threads", "1",
-         "--cache-dir", str(tmp_path / "models"), "--json", str(out), "--plot", str(plot), "--curves", str(curves),
-         "--resume", str(tmp_path / "parts")],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
+        [
+            str(GRIN),
+            "bench",
+            "tofu",
+            "--split",
+            "forget10",
+            "--authors",
+            "3",
+            "--recipe",
+            "tiny",
+            "--methods",
+            ",".join(METHODS),
+            "--epochs",
+            "2",
+            "--seeds",
+            "2",
+            "--sweep",
+            "p=1",
+            "--lr",
+            "npo=2e-4",
+            "--threads",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "models"),
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+            "--curves",
+            str(curves),
+            "--resume",
+            str(tmp_path / "parts"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
     report = json.loads(out.read_text())
     # --resume keeps every finished part (bench_memo.py): a killed run would pick up from them
     kept = {path.stem for path in (tmp_path / "parts").glob("*.json")}
-    assert {"retrain", "target", "grin-match_seed_0", "grin-match_seed_1", "grin-npo", "npo", "grun",
-            "grin-match_p_1"} <= kept
-    assert {"split", "authors", "target", "retrain", "methods", "sweeps", "ratios", "targets", "calibration",
-            "acceptance", "seeds", "schedule"} <= set(report)
+    assert {
+        "retrain",
+        "target",
+        "grin-match_seed_0",
+        "grin-match_seed_1",
+        "grin-npo",
+        "npo",
+        "grun",
+        "grin-match_p_1",
+    } <= kept
+    assert {
+        "split",
+        "authors",
+        "target",
+        "retrain",
+        "methods",
+        "sweeps",
+        "ratios",
+        "targets",
+        "calibration",
+        "acceptance",
+        "seeds",
+        "schedule",
+    } <= set(report)
     assert (report["split"], report["authors"]) == ("forget10", 3)
     assert report["seeds"] == [0, 1]
 
@@ -117,7 +205,7 @@ def test_tiny_benchmark_writes_the_report_and_the_plot(tmp_path: Path, tofu_dir:
     for key in ("mia_auc", "forget_quality", "model_utility", "privleak", "relearn_forget_rougeL", "wall_s"):
         values = [run["metrics"].get(key, run["robustness"].get(key, run.get(key))) for run in grin["seeds"]]
         assert grin["mean"][key] == pytest.approx(sum(values) / 2), key
-        assert grin["std"][key] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5), key
+        assert grin["std"][key] == pytest.approx(abs(values[0] - values[1]) / 2**0.5), key
     assert grin["metrics"]["mia_auc"] == grin["mean"]["mia_auc"]  # the headline reads the mean
     assert grin["scoring_s"] > 0 and grin["fwd_bwd_s"] > 0 and full["scoring_s"] is None
     assert grin["trainable_params"] < full["trainable_params"]

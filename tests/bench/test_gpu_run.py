@@ -21,10 +21,35 @@ REPO = Path(__file__).resolve().parents[2]
 def _run(tmp_path: Path, tofu_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DEVICE_SITE), str(REPO)]), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_run", "--recipe", "tiny", "--authors", "200", "--splits", "forget01",
-         "--methods", "grin-npo,retrain", "--data", str(tofu_dir), "--work", str(tmp_path / "work"),
-         "--cache", str(tmp_path / "models"), "--out", str(tmp_path / "out"), *extra],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.gpu_run",
+            "--recipe",
+            "tiny",
+            "--authors",
+            "200",
+            "--splits",
+            "forget01",
+            "--methods",
+            "grin-npo,retrain",
+            "--data",
+            str(tofu_dir),
+            "--work",
+            str(tmp_path / "work"),
+            "--cache",
+            str(tmp_path / "models"),
+            "--out",
+            str(tmp_path / "out"),
+            *extra,
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_the_device_run_reports_every_split_and_a_rerun_resumes(tmp_path: Path, tofu_dir: Path) -> None:
@@ -62,8 +87,17 @@ def test_the_device_run_reports_every_split_and_a_rerun_resumes(tmp_path: Path, 
     work, out = tmp_path / "work", tmp_path / "out"
     assert _reported(work, "forget01", ["grin-npo", "retrain"]) and not _reported(work, "forget01", ["npo"])
     args = parse(["--data", str(tofu_dir), "--out", str(out), "--recipe", "tiny"])
-    write_report(work, out, ["forget01"], ["grin-npo", "npo", "retrain"], {}, {"forget01": {"npo": "cut by the deadline"}},
-                 combined["phases"], args, command="test")
+    write_report(
+        work,
+        out,
+        ["forget01"],
+        ["grin-npo", "npo", "retrain"],
+        {},
+        {"forget01": {"npo": "cut by the deadline"}},
+        combined["phases"],
+        args,
+        command="test",
+    )
     assert json.loads((out / "gpu_run.json").read_text())["lost"] == {"forget01": {"npo": "cut by the deadline"}}
     assert "forget01 lacks: npo (cut by the deadline)" in (out / "gpu_run.md").read_text()
 
@@ -71,8 +105,12 @@ def test_the_device_run_reports_every_split_and_a_rerun_resumes(tmp_path: Path, 
     (tmp_path / "work" / "forget01.json").unlink()
     resumed = _run(tmp_path, tofu_dir, "--budget-s", "300")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
-    for child, part in [("evaluate forget01", "retrain"), ("evaluate forget01", "target"),
-                        ("unlearn forget01 grin-npo", "grin-npo"), ("report forget01", "grin-npo")]:
+    for child, part in [
+        ("evaluate forget01", "retrain"),
+        ("evaluate forget01", "target"),
+        ("unlearn forget01 grin-npo", "grin-npo"),
+        ("report forget01", "grin-npo"),
+    ]:
         assert f"{child}: {part}: from the earlier run" in resumed.stdout
     assert "unlearning" not in resumed.stdout and "evaluated in" not in resumed.stdout
     again = json.loads((tmp_path / "out" / "gpu_run.json").read_text())["splits"]["forget01"]

@@ -20,8 +20,12 @@ TINY_DIMS = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
 
 class SeenArguments(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
-        self.bf16, self.batch, self.lr, self.warmup = (args.bf16, args.per_device_train_batch_size,
-                                                       args.learning_rate, args.warmup_steps)
+        self.bf16, self.batch, self.lr, self.warmup = (
+            args.bf16,
+            args.per_device_train_batch_size,
+            args.learning_rate,
+            args.warmup_steps,
+        )
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -49,8 +53,23 @@ def test_recipe_shape_logs_each_epoch_and_the_epochs_it_took(tofu_dir, tmp_path)
     from benchmarks.recipe_shape import main
 
     out = tmp_path / "shape.jsonl"
-    main(["--recipe", "tiny", "--authors", "3", "--general", "2", "--set", "max_epochs=2", "lr=2e-3",
-          "--data", str(tofu_dir), "--jsonl", str(out)])
+    main(
+        [
+            "--recipe",
+            "tiny",
+            "--authors",
+            "3",
+            "--general",
+            "2",
+            "--set",
+            "max_epochs=2",
+            "lr=2e-3",
+            "--data",
+            str(tofu_dir),
+            "--jsonl",
+            str(out),
+        ]
+    )
     header, *epochs, done = [json.loads(line) for line in out.read_text().splitlines()]
     assert header["records"] == 3 * 20 + 4 and header["train"]["lr"] == 2e-3 and header["train"]["max_epochs"] == 2
     assert [e["epoch"] for e in epochs] == [1.0, 2.0] and all(e["loss"] > 0 for e in epochs)

@@ -21,8 +21,9 @@ def test_train_flops_is_6n_per_token_plus_attention_over_the_sequence():
 def test_mfu_is_achieved_flops_over_the_chips_bf16_peak():
     history = [{"epoch": 1, "seconds": 9.0}, {"epoch": 2, "seconds": 1.0}, {"epoch": 3, "seconds": 1.0}]
     # 6 * N * 1 token = 312e12 FLOPs an epoch, and an epoch (the median after the first) takes 1 s
-    out = training_throughput(history, [1], n_params=52_000_000_000_000, n_layers=0, hidden=1,
-                              device_name="NVIDIA A100-SXM4-80GB")
+    out = training_throughput(
+        history, [1], n_params=52_000_000_000_000, n_layers=0, hidden=1, device_name="NVIDIA A100-SXM4-80GB"
+    )
     assert out["epoch_s"] == 1.0 and out["tokens_per_s"] == 1.0
     assert out["mfu"] == pytest.approx(1.0) and out["peak_bf16_tflops"] == 312
     on_cpu = training_throughput(history, [1], 10, 0, 1, device_name="cpu")
@@ -35,8 +36,15 @@ def test_mfu_is_achieved_flops_over_the_chips_bf16_peak():
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_matmul_params_leave_out_an_untied_input_embedding(tied):
-    config = LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=tied)
+    config = LlamaConfig(
+        vocab_size=100,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
+    )
     model = LlamaForCausalLM(config)
     total = sum(p.numel() for p in model.parameters())  # parameters() yields a tied matrix once
     assert matmul_params(model) == (total if tied else total - 100 * 16)

@@ -38,15 +38,11 @@ def test_help_lists_the_commands_without_importing_ml_or_orchestration(tmp_path:
         "import sys, typer.main, cli.app; typer.main.get_command(cli.app.app); "
         "print([m for m in ('torch', 'transformers', 'prefect', 'datasets') if m in sys.modules])"
     )
-    imported = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
-    )
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert imported.stdout.strip() == "[]"
 
 
-def test_db_upgrade_works_from_any_directory(
-    make_settings: Callable[..., Settings], tmp_path: Path
-) -> None:
+def test_db_upgrade_works_from_any_directory(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
     settings: Settings = make_settings(state_dir=tmp_path / "fresh-state")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -56,9 +52,7 @@ def test_db_upgrade_works_from_any_directory(
     assert (tmp_path / "fresh-state" / "grin.db").is_file()
 
 
-def test_bad_input_is_one_line_on_stderr_and_a_non_zero_exit(
-    settings: Settings, tmp_path: Path
-) -> None:
+def test_bad_input_is_one_line_on_stderr_and_a_non_zero_exit(settings: Settings, tmp_path: Path) -> None:
     bad = tmp_path / "request.json"
     bad.write_text('{"subject": "Jane Doe", "model": ')
     result = _run("ticket", "file", "--request", str(bad), env=settings_env(settings), cwd=tmp_path)
@@ -70,9 +64,7 @@ def test_bad_input_is_one_line_on_stderr_and_a_non_zero_exit(
     assert "Jane Doe" not in result.stderr
 
 
-def test_unsafe_production_settings_stop_the_command(
-    make_settings: Callable[..., Settings], tmp_path: Path
-) -> None:
+def test_unsafe_production_settings_stop_the_command(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
     env = {**settings_env(make_settings()), "GRIN_ENV": "prod"}
     result = _run("ticket", "list", env=env, cwd=tmp_path)
     assert result.returncode == 1

@@ -46,8 +46,9 @@ def _filed(settings: Settings, ticket_id: int) -> AuditRecord:
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine).begin() as session:
-            record = session.scalar(select(AuditRecord).where(AuditRecord.ticket_id == ticket_id,
-                                                              AuditRecord.kind == "ticket.filed"))
+            record = session.scalar(
+                select(AuditRecord).where(AuditRecord.ticket_id == ticket_id, AuditRecord.kind == "ticket.filed")
+            )
             session.expunge(record)
             return record
     finally:
@@ -58,14 +59,17 @@ def _filed(settings: Settings, ticket_id: int) -> AuditRecord:
 ROW_EDITS = [
     ("subject", "subject = 'John Roe'", "its subject is not the one filed"),
     ("forget_uris", "forget_uris = '[\"file:///etc/passwd\"]'", "its request fields (forget/retain/keywords URIs"),
-    ("forget_uris, one more", "forget_uris = '[\"{inbox}/jane.json\", \"{inbox}/other.json\"]'",
-     "its forget_uris is not the one filed"),
+    (
+        "forget_uris, one more",
+        'forget_uris = \'["{inbox}/jane.json", "{inbox}/other.json"]\'',
+        "its forget_uris is not the one filed",
+    ),
     ("retain_uris", "retain_uris = NULL", "its request fields"),
     ("keywords_uri", "keywords_uri = NULL", "its request fields"),
     ("model_ref", "model_ref = 'tofu@1'", "its model_ref is not the one filed"),
     ("model_name", "model_name = 'other'", "its model_name is not the one filed"),
     ("method", "method = 'graddiff'", "its method is not the one filed"),
-    ("hparams", "hparams = '{\"p_percent\": 5.0, \"learning_rate\": 1e-05, \"seed\": 3}'", "its request fields"),
+    ("hparams", 'hparams = \'{"p_percent": 5.0, "learning_rate": 1e-05, "seed": 3}\'', "its request fields"),
     ("request_sha256", f"request_sha256 = '{'f' * 64}'", "its request_sha256 is not the one filed"),
     ("requested_by", "requested_by = 'mallory'", "its requested_by is not the one filed"),
     ("legal_basis", "legal_basis = 'none'", "its legal_basis is not the one filed"),
@@ -83,23 +87,24 @@ def test_a_ticket_row_edited_after_filing_is_caught_in_every_verify_mode(
     path, head = _pin(tofu, tmp_path)
     assert tofu.json("audit", "verify", "--expect-head", "store")["ok"] is True
     inbox = f"{tofu.settings.storage_url}/inbox"
-    edit_audit_records(tofu.settings.database_url,
-                       f"UPDATE tickets SET {assignment.replace('{inbox}', inbox)} WHERE id = {ticket_id}")
+    edit_audit_records(
+        tofu.settings.database_url, f"UPDATE tickets SET {assignment.replace('{inbox}', inbox)} WHERE id = {ticket_id}"
+    )
     record = _filed(tofu.settings, ticket_id).id
     for mode in ([], ["--expect-head", str(path)], ["--expect-head", head["hash"]], ["--expect-head", "store"]):
         reason = _broken(tofu, *mode)
         assert f"at record {record}: ticket {ticket_id}: {message}" in reason, (mode, reason)
 
 
-def test_a_row_and_its_filed_record_rewritten_together_are_caught_by_a_pinned_head(
-    tofu: Grin, tmp_path: Path
-) -> None:
+def test_a_row_and_its_filed_record_rewritten_together_are_caught_by_a_pinned_head(tofu: Grin, tmp_path: Path) -> None:
     """The attacker who also rewrites the chain (new row hash, every later hash recomputed) leaves a
     consistent other chain: only a head pinned or published before catches it."""
     ticket_id = _file(tofu)
     path, _ = _pin(tofu, tmp_path)
-    edit_audit_records(tofu.settings.database_url,
-                       f"UPDATE tickets SET forget_uris = '[\"file:///etc/passwd\"]' WHERE id = {ticket_id}")
+    edit_audit_records(
+        tofu.settings.database_url,
+        f"UPDATE tickets SET forget_uris = '[\"file:///etc/passwd\"]' WHERE id = {ticket_id}",
+    )
     filed = _filed(tofu.settings, ticket_id)
     engine = make_engine(tofu.settings.database_url)
     with make_sessionmaker(engine).begin() as session:
@@ -124,17 +129,28 @@ def _legacy(tofu: Grin, ticket_id: int, *, old_shape: bool = False) -> None:
         engine = make_engine(tofu.settings.database_url)
         with make_sessionmaker(engine).begin() as session:
             t = session.get(Ticket, ticket_id)
-            dump = TicketRequest.model_validate({
-                "subject": t.subject, "model": t.model_ref, "forget_uris": t.forget_uris,
-                "retain_uris": t.retain_uris, "keywords_uri": t.keywords_uri, "method": t.method.value,
-                "hparams": t.hparams, "requested_by": t.requested_by, "legal_basis": t.legal_basis,
-                "due_date": t.due_date}).model_dump(mode="json", exclude={"idempotency_key"})
+            dump = TicketRequest.model_validate(
+                {
+                    "subject": t.subject,
+                    "model": t.model_ref,
+                    "forget_uris": t.forget_uris,
+                    "retain_uris": t.retain_uris,
+                    "keywords_uri": t.keywords_uri,
+                    "method": t.method.value,
+                    "hparams": t.hparams,
+                    "requested_by": t.requested_by,
+                    "legal_basis": t.legal_basis,
+                    "due_date": t.due_date,
+                }
+            ).model_dump(mode="json", exclude={"idempotency_key"})
         engine.dispose()
         for added in ("max_epochs", "retain_batch_size"):
             dump["hparams"].pop(added)
         payload["request_sha256"] = sha256_hex(canonical_json(dump))
-        edit_audit_records(tofu.settings.database_url,
-                           f"UPDATE tickets SET request_sha256 = '{payload['request_sha256']}' WHERE id = {ticket_id}")
+        edit_audit_records(
+            tofu.settings.database_url,
+            f"UPDATE tickets SET request_sha256 = '{payload['request_sha256']}' WHERE id = {ticket_id}",
+        )
     _rewrite_from(tofu.settings.database_url, filed.id, payload)
 
 
@@ -145,8 +161,9 @@ def test_a_chain_filed_before_row_hashes_still_verifies_and_still_catches_an_edi
     ticket_id = _file(tofu)
     _legacy(tofu, ticket_id, old_shape=old_shape)
     assert tofu.json("audit", "verify")["ok"] is True
-    edit_audit_records(tofu.settings.database_url,
-                       f"UPDATE tickets SET hparams = '{{\"p_percent\": 5.0}}' WHERE id = {ticket_id}")
+    edit_audit_records(
+        tofu.settings.database_url, f"UPDATE tickets SET hparams = '{{\"p_percent\": 5.0}}' WHERE id = {ticket_id}"
+    )
     assert "no longer hash to the request filed" in _broken(tofu)
 
 
@@ -172,8 +189,11 @@ def test_a_rewrite_followed_by_a_newer_published_head_is_still_caught_by_the_sto
 def test_a_truncation_followed_by_a_newer_published_head_is_still_caught_by_the_store(tofu: Grin) -> None:
     ticket_id = _file(tofu)
     tofu.json("audit", "head", "--publish")
-    edit_audit_records(tofu.settings.database_url, f"DELETE FROM audit_records WHERE ticket_id = {ticket_id}",
-                       f"DELETE FROM tickets WHERE id = {ticket_id}")
+    edit_audit_records(
+        tofu.settings.database_url,
+        f"DELETE FROM audit_records WHERE ticket_id = {ticket_id}",
+        f"DELETE FROM tickets WHERE id = {ticket_id}",
+    )
     tofu.json("model", "register", "other")
     tofu.json("model", "register", "third")
     _old_service_publishes(tofu.settings)
@@ -187,8 +207,7 @@ def test_no_head_is_published_over_a_chain_that_lost_the_newest_published_one(to
     if tamper == "rewrite":
         _rewrite_from(tofu.settings.database_url, 2, {"model": "tofu", "note": "rewritten"})
     else:
-        edit_audit_records(tofu.settings.database_url, "DELETE FROM audit_records WHERE id >= 3",
-                           "DELETE FROM tickets")
+        edit_audit_records(tofu.settings.database_url, "DELETE FROM audit_records WHERE id >= 3", "DELETE FROM tickets")
     tofu.json("model", "register", "other")
     heads = open_store(tofu.settings).list(PREFIX)
     result = tofu("audit", "head", "--publish")
@@ -199,12 +218,21 @@ def test_no_head_is_published_over_a_chain_that_lost_the_newest_published_one(to
 
 GARBAGE: list[tuple[str, Callable[[dict], tuple[str, bytes]]]] = [
     ("a name that is not a head's", lambda head: (f"{PREFIX}garbage.json", b"not json")),
-    ("a head's name over bytes that are not JSON",
-     lambda head: (f"{PREFIX}{head['count']:012d}-{'a' * 64}.json", b"\x00\xff not json")),
-    ("a head's name over JSON that is not a head", lambda head: (f"{PREFIX}{head['count']:012d}-{'a' * 64}.json", b"[]")),
-    ("a body that disagrees with its name", lambda head: (
-        f"{PREFIX}{head['count']:012d}-{'a' * 64}.json",
-        json.dumps({"id": head["id"], "hash": head["hash"], "count": head["count"]}).encode())),
+    (
+        "a head's name over bytes that are not JSON",
+        lambda head: (f"{PREFIX}{head['count']:012d}-{'a' * 64}.json", b"\x00\xff not json"),
+    ),
+    (
+        "a head's name over JSON that is not a head",
+        lambda head: (f"{PREFIX}{head['count']:012d}-{'a' * 64}.json", b"[]"),
+    ),
+    (
+        "a body that disagrees with its name",
+        lambda head: (
+            f"{PREFIX}{head['count']:012d}-{'a' * 64}.json",
+            json.dumps({"id": head["id"], "hash": head["hash"], "count": head["count"]}).encode(),
+        ),
+    ),
 ]
 
 
@@ -221,7 +249,9 @@ def test_garbage_under_audit_heads_is_one_line_naming_it(tofu: Grin, name: str, 
 
 
 def test_row_hashes_verify_on_postgresql_and_s3(
-    grin_for: Callable[[Settings], Grin], make_settings: Callable[..., Settings], fresh_pg_url: str,
+    grin_for: Callable[[Settings], Grin],
+    make_settings: Callable[..., Settings],
+    fresh_pg_url: str,
     s3_storage_fields: dict[str, object],
 ) -> None:
     """JSON columns round-trip through PostgreSQL's types: the row hash recomputed from them matches."""
@@ -234,6 +264,8 @@ def test_row_hashes_verify_on_postgresql_and_s3(
     store.put_bytes("inbox/jane.json", b'[{"question": "q", "answer": "a"}]')
     ticket_id = _file(grin)
     assert grin.json("audit", "verify")["ok"] is True
-    edit_audit_records(grin.settings.database_url,
-                       f"UPDATE tickets SET hparams = '{{\"p_percent\": 0.5, \"seed\": 4}}' WHERE id = {ticket_id}")
+    edit_audit_records(
+        grin.settings.database_url,
+        f'UPDATE tickets SET hparams = \'{{"p_percent": 0.5, "seed": 4}}\' WHERE id = {ticket_id}',
+    )
     assert f"ticket {ticket_id}: its request fields" in _broken(grin)

@@ -60,11 +60,19 @@ def _rewrite_from(url: str, first_id: int, payload: dict) -> None:
             continue
         new_payload = payload if record_id == first_id else old_payload
         prev_hash = prev or prev_hash
-        new_hash = record_hash(id=record_id, created_at=created_at, kind=kind, ticket_id=ticket_id,
-                               payload=new_payload, prev_hash=prev_hash)
+        new_hash = record_hash(
+            id=record_id,
+            created_at=created_at,
+            kind=kind,
+            ticket_id=ticket_id,
+            payload=new_payload,
+            prev_hash=prev_hash,
+        )
         body = json.dumps(new_payload).replace("'", "''")
-        statements.append(f"UPDATE audit_records SET payload = '{body}', prev_hash = '{prev_hash}', "
-                          f"hash = '{new_hash}' WHERE id = {record_id}")
+        statements.append(
+            f"UPDATE audit_records SET payload = '{body}', prev_hash = '{prev_hash}', "
+            f"hash = '{new_hash}' WHERE id = {record_id}"
+        )
         prev = new_hash
     edit_audit_records(url, *statements)
 
@@ -95,32 +103,26 @@ def test_deleting_every_record_is_caught(tofu: Grin, tmp_path: Path) -> None:
     assert "truncated: the pinned head" in _broken(tofu, "--expect-head", str(path))
 
 
-def test_a_rewrite_with_recomputed_hashes_is_caught_only_by_the_pinned_head(
-    tofu: Grin, tmp_path: Path
-) -> None:
+def test_a_rewrite_with_recomputed_hashes_is_caught_only_by_the_pinned_head(tofu: Grin, tmp_path: Path) -> None:
     _file_one(tofu)
     path, _ = _pin(tofu, tmp_path)
     _rewrite_from(tofu.settings.database_url, 2, {"model": "tofu", "note": "rewritten"})
     assert tofu.json("audit", "verify")["ok"] is True  # a consistent other chain
-    assert "rewritten: the record at the pinned head has another hash" in _broken(
-        tofu, "--expect-head", str(path)
-    )
+    assert "rewritten: the record at the pinned head has another hash" in _broken(tofu, "--expect-head", str(path))
     assert "rewritten" in _broken(tofu, "--expect-head", "store")
 
 
 def test_truncating_then_appending_anew_is_caught(tofu: Grin, tmp_path: Path) -> None:
     _file_one(tofu)
     path, _ = _pin(tofu, tmp_path)
-    edit_audit_records(tofu.settings.database_url, "DELETE FROM audit_records WHERE id = 4",
-                       "DELETE FROM tickets")
+    edit_audit_records(tofu.settings.database_url, "DELETE FROM audit_records WHERE id = 4", "DELETE FROM tickets")
     tofu.json("model", "register", "other")  # new records grow the chain past the pinned count
     assert "rewritten" in _broken(tofu, "--expect-head", str(path))
 
 
 def test_a_ticket_row_that_disagrees_with_its_audit_trail_is_caught(tofu: Grin) -> None:
     ticket_id = _file_one(tofu)
-    edit_audit_records(tofu.settings.database_url,
-                       f"UPDATE tickets SET status = 'completed' WHERE id = {ticket_id}")
+    edit_audit_records(tofu.settings.database_url, f"UPDATE tickets SET status = 'completed' WHERE id = {ticket_id}")
     assert f"ticket {ticket_id} is completed but its audit trail last moved it to queued" in _broken(tofu)
     edit_audit_records(tofu.settings.database_url, f"DELETE FROM tickets WHERE id = {ticket_id}")
     assert f"ticket {ticket_id} is in the audit trail but has no row" in _broken(tofu)
@@ -137,17 +139,19 @@ def test_a_bad_pin_is_one_line(tofu: Grin, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def pg_grin(grin_for: Callable[[Settings], Grin], make_settings: Callable[..., Settings],
-            fresh_pg_url: str, s3_storage_fields: dict[str, object]) -> Grin:
+def pg_grin(
+    grin_for: Callable[[Settings], Grin],
+    make_settings: Callable[..., Settings],
+    fresh_pg_url: str,
+    s3_storage_fields: dict[str, object],
+) -> Grin:
     grin = grin_for(make_settings(database_url=fresh_pg_url, **s3_storage_fields))
     grin.json("model", "register", "tofu")
     grin.json("model", "register", "llama")
     return grin
 
 
-def test_downgrade_to_base_is_refused_without_the_flag_and_caught_with_it(
-    pg_grin: Grin, tmp_path: Path
-) -> None:
+def test_downgrade_to_base_is_refused_without_the_flag_and_caught_with_it(pg_grin: Grin, tmp_path: Path) -> None:
     path, _ = _pin(pg_grin, tmp_path)
     refused = pg_grin("db", "downgrade", "base")
     assert refused.exit_code == 1 and "drops the audit trail" in refused.stderr

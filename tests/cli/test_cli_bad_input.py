@@ -116,36 +116,69 @@ CASES: list[tuple[str, Callable[[Case], list[str]], str]] = [
     ("missing object in the inbox", _forget(lambda c: f"{c.store_url}/inbox/nobody.json"), "no object at"),
     # what the objects hold
     ("object over the byte cap", _content(b"[" + b" " * MAX_BYTES + b"]"), f"more than the {MAX_BYTES} allowed"),
-    ("more records than the cap", _content(json.dumps([{"question": "q", "answer": "a"}] * (MAX_RECORDS + 1)).encode()),
-     f"more than the {MAX_RECORDS} allowed"),
-    ("JSONL over the record cap", _content(b'{"question": "q", "answer": "a"}\n' * (MAX_RECORDS + 1)),
-     f"more than the {MAX_RECORDS} records allowed"),
+    (
+        "more records than the cap",
+        _content(json.dumps([{"question": "q", "answer": "a"}] * (MAX_RECORDS + 1)).encode()),
+        f"more than the {MAX_RECORDS} allowed",
+    ),
+    (
+        "JSONL over the record cap",
+        _content(b'{"question": "q", "answer": "a"}\n' * (MAX_RECORDS + 1)),
+        f"more than the {MAX_RECORDS} records allowed",
+    ),
     ("empty object", _content(b""), "forget_uris[0]: empty"),
     ("whitespace only", _content(b" \n\t\n"), "forget_uris[0]: empty"),
     ("not UTF-8", _content(b'[{"question": "caf\xe9", "answer": "x"}]'), "not UTF-8 text (byte 18)"),
     ("UTF-8 byte-order mark", _content(b"\xef\xbb\xbf" + GOOD), "byte-order mark"),
     ("truncated JSON array", _content(GOOD[:-5]), "the array: not JSON"),
-    ("bad JSON Lines line 3", _content(b'{"question": "q", "answer": "a"}\n\n{"question": "q", "answer": "a"}\n{"question": \n'),
-     "line 4: not JSON"),
-    ("JSON Lines line not an object", _content(b'{"question": "q", "answer": "a"}\n[1, 2]\n'), "line 2 is not a JSON object"),
-    ("record without an answer", _content(b'[{"question": "q", "answer": "a"}, {"question": "q"}]'),
-     "record 2 has no 'answer' string"),
+    (
+        "bad JSON Lines line 3",
+        _content(b'{"question": "q", "answer": "a"}\n\n{"question": "q", "answer": "a"}\n{"question": \n'),
+        "line 4: not JSON",
+    ),
+    (
+        "JSON Lines line not an object",
+        _content(b'{"question": "q", "answer": "a"}\n[1, 2]\n'),
+        "line 2 is not a JSON object",
+    ),
+    (
+        "record without an answer",
+        _content(b'[{"question": "q", "answer": "a"}, {"question": "q"}]'),
+        "record 2 has no 'answer' string",
+    ),
     ("blank question", _content(b'[{"question": "  ", "answer": "a"}]'), "record 1 has no 'question' string"),
     ("numeric answer", _content(b'[{"question": "q", "answer": 42}]'), "record 1 has no 'answer' string"),
     ("record that is a string", _content(b'["q and a"]'), "record 1 is not a JSON object"),
     ("no records", _content(b"[]"), "holds no records"),
     ("an object, not records", _content(b'{"records": []}'), "line 1 has no 'question' string"),
     ("NaN in a record", _content(b'[{"question": "q", "answer": "a", "score": NaN}]'), "non-finite number NaN"),
-    ("Infinity in a JSON Lines record", _content(b'{"question": "q", "answer": "a", "w": -Infinity}\n'),
-     "line 1: non-finite number -Infinity"),
+    (
+        "Infinity in a JSON Lines record",
+        _content(b'{"question": "q", "answer": "a", "w": -Infinity}\n'),
+        "line 1: non-finite number -Infinity",
+    ),
     ("unpaired surrogate escape", _content(b'[{"question": "q", "answer": "\\ud800"}]'), "unpaired surrogate"),
     ("nesting bomb", _content(DEEP[: MAX_BYTES // 2] + DEEP[-MAX_BYTES // 2 :]), "nested too deeply"),
-    ("keywords not an array", lambda c: ["--keywords", c.put("kw.json", b'{"a": 1}')], "not a JSON array of non-empty strings"),
-    ("keywords with a blank phrase", lambda c: ["--keywords", c.put("kw.json", b'["Q", " "]')],
-     "not a JSON array of non-empty strings"),
-    ("keywords over the cap", lambda c: ["--keywords", c.put("kw.json", json.dumps(["k"] * (MAX_RECORDS + 1)).encode())],
-     f"more than the {MAX_RECORDS} allowed"),
-    ("retain set not QA records", lambda c: ["--retain", c.put("r.json", b"[1]")], "retain_uris[0]: record 1 is not a JSON object"),
+    (
+        "keywords not an array",
+        lambda c: ["--keywords", c.put("kw.json", b'{"a": 1}')],
+        "not a JSON array of non-empty strings",
+    ),
+    (
+        "keywords with a blank phrase",
+        lambda c: ["--keywords", c.put("kw.json", b'["Q", " "]')],
+        "not a JSON array of non-empty strings",
+    ),
+    (
+        "keywords over the cap",
+        lambda c: ["--keywords", c.put("kw.json", json.dumps(["k"] * (MAX_RECORDS + 1)).encode())],
+        f"more than the {MAX_RECORDS} allowed",
+    ),
+    (
+        "retain set not QA records",
+        lambda c: ["--retain", c.put("r.json", b"[1]")],
+        "retain_uris[0]: record 1 is not a JSON object",
+    ),
     # numbers a run cannot use
     ("seed 2^70", _hp(f"seed={2**70}"), "hparams.seed: Input should be less than or equal to 4294967295"),
     ("negative seed", _hp("seed=-1"), "hparams.seed: Input should be greater than or equal to 0"),
@@ -153,26 +186,59 @@ CASES: list[tuple[str, Callable[[Case], list[str]], str]] = [
     ("learning rate NaN", _hp("learning_rate=NaN"), "hparams.learning_rate: Input should be a finite number"),
     ("beta 1e300", _hp("beta=1e300"), "hparams.beta: Input should be less than or equal to 100"),
     ("zero epochs", _hp("epochs=0"), "hparams.epochs: Input should be greater than or equal to 1"),
-    ("epochs past the ladder cap", _hp("epochs=10000"), "hparams.epochs=10000 exceeds 100 (the gate policy's max_epochs)"),
-    ("p past the ladder cap", _hp("p_percent=100"), "hparams.p_percent=100 exceeds 80 (the gate policy's max_p_percent)"),
+    (
+        "epochs past the ladder cap",
+        _hp("epochs=10000"),
+        "hparams.epochs=10000 exceeds 100 (the gate policy's max_epochs)",
+    ),
+    (
+        "p past the ladder cap",
+        _hp("p_percent=100"),
+        "hparams.p_percent=100 exceeds 80 (the gate policy's max_p_percent)",
+    ),
     ("sigma2 1e30", _hp("sigma2=1e30"), "hparams.sigma2=1e+30 exceeds 0.01 (GRIN_MAX_SIGMA2)"),
     ("text learning rate", _hp("learning_rate=high"), "hparams.learning_rate"),
     ("unknown override", _hp("momentum=0.9"), "hparams.momentum: Extra inputs are not permitted"),
-    ("boolean p_percent", _hp("p_percent=true"), "hparams: Value error, p_percent: a number is expected, not a boolean"),
+    (
+        "boolean p_percent",
+        _hp("p_percent=true"),
+        "hparams: Value error, p_percent: a number is expected, not a boolean",
+    ),
     ("boolean seed", _hp("seed=false"), "hparams: Value error, seed: a number is expected, not a boolean"),
-    ("boolean in a request file", lambda c: ["--request", c.request_file('{"hparams": {"epochs": true}}')],
-     "epochs: a number is expected, not a boolean"),
-    ("request file not UTF-8", lambda c: ["--request", c.request_bytes(b'{"subject": "caf\xe9"}')],
-     "is not UTF-8 text (byte 16)"),
+    (
+        "boolean in a request file",
+        lambda c: ["--request", c.request_file('{"hparams": {"epochs": true}}')],
+        "epochs: a number is expected, not a boolean",
+    ),
+    (
+        "request file not UTF-8",
+        lambda c: ["--request", c.request_bytes(b'{"subject": "caf\xe9"}')],
+        "is not UTF-8 text (byte 16)",
+    ),
     # strings a database cannot hold or a reader would be fooled by
-    ("NUL in the subject", _flag("--subject", "Jane\x00Doe"), "subject: Value error, holds a control character (U+0000)"),
+    (
+        "NUL in the subject",
+        _flag("--subject", "Jane\x00Doe"),
+        "subject: Value error, holds a control character (U+0000)",
+    ),
     ("escape sequence in the subject", _flag("--subject", "Jane \x1b[2JDoe"), "holds a control character (U+001B)"),
-    ("newline in requested_by", _flag("--requested-by", "alice\nbob"), "requested_by: Value error, holds a control character"),
+    (
+        "newline in requested_by",
+        _flag("--requested-by", "alice\nbob"),
+        "requested_by: Value error, holds a control character",
+    ),
     ("C1 control in the legal basis", _flag("--legal-basis", "GDPR\x85Art. 17"), "legal_basis: Value error"),
     ("control in the idempotency key", _flag("--idempotency-key", "case\x0717"), "idempotency_key: Value error"),
-    ("unpaired surrogate in a request file", lambda c: ["--request", c.request_file('{"idempotency_key": "k\\ud800"}')],
-     "idempotency_key: Input should be a valid string"),
-    ("subject of 10001 characters", _flag("--subject", "x" * 10_001), "subject: String should have at most 10000 characters"),
+    (
+        "unpaired surrogate in a request file",
+        lambda c: ["--request", c.request_file('{"idempotency_key": "k\\ud800"}')],
+        "idempotency_key: Input should be a valid string",
+    ),
+    (
+        "subject of 10001 characters",
+        _flag("--subject", "x" * 10_001),
+        "subject: String should have at most 10000 characters",
+    ),
     # dates, models, methods
     ("due date in the past", _flag("--due-date", LONG_AGO), f"due_date {LONG_AGO} is in the past"),
     ("impossible due date", _flag("--due-date", "2031-13-01"), "due_date"),
@@ -242,8 +308,11 @@ def test_a_good_request_files_the_resolved_uri(guarded: Grin) -> None:
 
 
 def test_an_extra_intake_root_admits_its_directory(
-    grin_for: Callable[[Settings], Grin], make_settings: Callable[..., Settings], sqlite_url: str,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    grin_for: Callable[[Settings], Grin],
+    make_settings: Callable[..., Settings],
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     drop = tmp_path / "dropbox"
     drop.mkdir()
@@ -266,14 +335,22 @@ S3_CASES = [
     ("s3 bucket name that merely starts alike", lambda b: f"s3://{b}x/grin/inbox/x.json", OUTSIDE),
     ("s3 invalid percent escape", lambda b: f"s3://{b}/grin/inbox/%ff.json", OUTSIDE),
     ("s3 missing object", lambda b: f"s3://{b}/grin/inbox/nobody.json", "no object at s3://"),
-    ("NUL in the subject on PostgreSQL", lambda b: f"s3://{b}/grin/inbox/jane.json", "holds a control character (U+0000)"),
+    (
+        "NUL in the subject on PostgreSQL",
+        lambda b: f"s3://{b}/grin/inbox/jane.json",
+        "holds a control character (U+0000)",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "make", "message"), S3_CASES, ids=[c[0] for c in S3_CASES])
 def test_bad_input_on_postgres_and_s3_is_refused_with_nothing_written(
-    grin_for: Callable[[Settings], Grin], pg_settings: Settings, s3_bucket: str,
-    name: str, make: Callable[[str], str], message: str,
+    grin_for: Callable[[Settings], Grin],
+    pg_settings: Settings,
+    s3_bucket: str,
+    name: str,
+    make: Callable[[str], str],
+    message: str,
 ) -> None:
     from infra import registry
 

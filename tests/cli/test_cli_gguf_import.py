@@ -17,20 +17,22 @@ from tests.cli.conftest import Grin
 from tests.fixtures.tiny_gguf import write_tiny_gguf
 
 
-def test_a_gguf_imports_once_as_safetensors_with_its_source_recorded(grin: Grin, tiny_model, tiny_tokenizer,
-                                                                     tmp_path):
+def test_a_gguf_imports_once_as_safetensors_with_its_source_recorded(grin: Grin, tiny_model, tiny_tokenizer, tmp_path):
     path = write_tiny_gguf(tiny_model, tiny_tokenizer, tmp_path / "tiny.Q8_0.gguf", quantization="Q8_0")
     source = {"format": "gguf", "file": "tiny.Q8_0.gguf", "sha256": file_sha256(path), "quantization": "Q8_0"}
     first = grin.json("model", "import", "tiny-gguf", str(path))
     assert (first["version"], first["architecture"], first["already_imported"]) == (1, "LlamaForCausalLM", False)
     assert {k: first["source"][k] for k in source} == source
-    for again in (grin.json("model", "import", "tiny-gguf", str(tmp_path), "--gguf-file", "tiny.Q8_0.gguf"),
-                  grin.json("model", "import", "tiny-gguf", path.as_uri()),  # a directory holding it, an object,
-                  grin.json("model", "import", "tiny-gguf", tmp_path.as_uri(), "--gguf-file", path.name)):  # a prefix
+    for again in (
+        grin.json("model", "import", "tiny-gguf", str(tmp_path), "--gguf-file", "tiny.Q8_0.gguf"),
+        grin.json("model", "import", "tiny-gguf", path.as_uri()),  # a directory holding it, an object,
+        grin.json("model", "import", "tiny-gguf", tmp_path.as_uri(), "--gguf-file", path.name),
+    ):  # a prefix
         assert again["already_imported"] is True and again["checkpoint_sha256"] == first["checkpoint_sha256"]
 
-    local = fetch_checkpoint(CheckpointRef(uri=first["checkpoint_uri"], sha256=first["checkpoint_sha256"]),
-                             grin.settings)
+    local = fetch_checkpoint(
+        CheckpointRef(uri=first["checkpoint_uri"], sha256=first["checkpoint_sha256"]), grin.settings
+    )
     assert not list(local.glob("*.gguf")) and list(local.glob("*.safetensors"))
     card = json.loads((local / CARD_DATA).read_text())
     assert {k: card["source"][k] for k in source} == source
@@ -46,8 +48,9 @@ def test_a_gguf_imports_once_as_safetensors_with_its_source_recorded(grin: Grin,
     assert (got - expected).abs().max() < 0.1 * expected.std()
 
 
-def test_a_damaged_gguf_and_a_missing_extra_are_refused_with_nothing_written(grin: Grin, tiny_model,
-                                                                           tiny_tokenizer, tmp_path, monkeypatch):
+def test_a_damaged_gguf_and_a_missing_extra_are_refused_with_nothing_written(
+    grin: Grin, tiny_model, tiny_tokenizer, tmp_path, monkeypatch
+):
     path = write_tiny_gguf(tiny_model, tiny_tokenizer, tmp_path / "tiny.gguf")
     damaged = tmp_path / "damaged" / "tiny.gguf"
     damaged.parent.mkdir()
@@ -66,8 +69,9 @@ def test_a_damaged_gguf_and_a_missing_extra_are_refused_with_nothing_written(gri
     assert LocalStore(grin.settings.state_dir / "objects").list("checkpoints/") == []
 
 
-def test_a_gguf_named_in_a_hub_repository_imports_from_the_hub_cache(grin: Grin, tiny_model, tiny_tokenizer,
-                                                                     tmp_path, monkeypatch):
+def test_a_gguf_named_in_a_hub_repository_imports_from_the_hub_cache(
+    grin: Grin, tiny_model, tiny_tokenizer, tmp_path, monkeypatch
+):
     """As tests/cli/test_cli_model_import.py: the hub's offline mode over a cache laid out as huggingface_hub
     lays it, here a GGUF repository (one file per quantisation, no config.json)."""
     from huggingface_hub import constants

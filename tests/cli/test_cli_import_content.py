@@ -52,10 +52,18 @@ class Case:
 
 
 def _qwen2(directory: Path, tokenizer) -> Path:
-    config = Qwen2Config(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         num_key_value_heads=1, vocab_size=len(tokenizer), max_position_embeddings=64,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = Qwen2Config(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=64,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     Qwen2ForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -66,6 +74,7 @@ def _drop(name: str) -> Callable[[Case], list[str]]:
     def run(case: Case) -> list[str]:
         case.weights(lambda t: t.pop(name))
         return []
+
     return run
 
 
@@ -73,6 +82,7 @@ def _set(name: str, value: torch.Tensor) -> Callable[[Case], list[str]]:
     def run(case: Case) -> list[str]:
         case.weights(lambda t: t.__setitem__(name, value))
         return []
+
     return run
 
 
@@ -81,6 +91,7 @@ def _file(name: str, data: bytes | Callable[[bytes], bytes]) -> Callable[[Case],
         old = (case.directory / name).read_bytes() if (case.directory / name).exists() else b""
         case.write(name, data(old) if callable(data) else data)
         return []
+
     return run
 
 
@@ -89,6 +100,7 @@ def _remove(*names: str) -> Callable[[Case], list[str]]:
         for name in names:
             (case.directory / name).unlink()
         return []
+
     return run
 
 
@@ -101,53 +113,103 @@ SUITE_PARTS = "parts: retain, real_authors, world_facts, holdout, calibration"
 
 CASES: list[tuple[str, Callable[[Case], list[str]], str]] = [
     # the model's weights
-    ("a tensor missing from the weights", _drop("model.norm.weight"),
-     "needs are not in the weights (model.norm.weight): loading would initialise them at random"),
+    (
+        "a tensor missing from the weights",
+        _drop("model.norm.weight"),
+        "needs are not in the weights (model.norm.weight): loading would initialise them at random",
+    ),
     ("the output layer missing (untied)", _drop("lm_head.weight"), "(lm_head.weight)"),
-    ("a tensor the architecture has no place for", _set("model.extra.weight", torch.zeros(2)),
-     "has no place for (model.extra.weight)"),
-    ("config and weights disagree on a shape", _set("model.norm.weight", torch.zeros(17)),
-     "tensor model.norm.weight has shape [17] in the weights, [16] in the architecture"),
-    ("an integer tensor where a float one belongs", _set("model.norm.weight", torch.zeros(16, dtype=torch.int64)),
-     "tensor model.norm.weight is stored as I64; the model needs a floating dtype"),
+    (
+        "a tensor the architecture has no place for",
+        _set("model.extra.weight", torch.zeros(2)),
+        "has no place for (model.extra.weight)",
+    ),
+    (
+        "config and weights disagree on a shape",
+        _set("model.norm.weight", torch.zeros(17)),
+        "tensor model.norm.weight has shape [17] in the weights, [16] in the architecture",
+    ),
+    (
+        "an integer tensor where a float one belongs",
+        _set("model.norm.weight", torch.zeros(16, dtype=torch.int64)),
+        "tensor model.norm.weight is stored as I64; the model needs a floating dtype",
+    ),
     ("random bytes as model.safetensors", _file("model.safetensors", os.urandom(4096)), "model.safetensors: header of"),
     ("a truncated safetensors file", _file("model.safetensors", lambda b: b[:-100]), "truncated"),
-    ("an oversized header length", _file("model.safetensors", lambda b: struct.pack("<Q", 2**40) + b[8:]),
-     "model.safetensors: header of 1099511627776 bytes, more than the 100000000 allowed"),
+    (
+        "an oversized header length",
+        _file("model.safetensors", lambda b: struct.pack("<Q", 2**40) + b[8:]),
+        "model.safetensors: header of 1099511627776 bytes, more than the 100000000 allowed",
+    ),
     ("a header that is not JSON", _file("model.safetensors", struct.pack("<Q", 4) + b"{{{{"), "header is not JSON"),
-    ("offsets past the data", _file("model.safetensors", lambda b: b[:8] + b[8:].replace(b'"data_offsets":[0,', b'"data_offsets":[1,', 1)),
-     "model.safetensors: tensor"),
-    ("a pickle named weights.dat beside the weights", _file("weights.dat", PICKLE),
-     "weights.dat is a pickle; weights are accepted only as safetensors"),
+    (
+        "offsets past the data",
+        _file("model.safetensors", lambda b: b[:8] + b[8:].replace(b'"data_offsets":[0,', b'"data_offsets":[1,', 1)),
+        "model.safetensors: tensor",
+    ),
+    (
+        "a pickle named weights.dat beside the weights",
+        _file("weights.dat", PICKLE),
+        "weights.dat is a pickle; weights are accepted only as safetensors",
+    ),
     ("a pickle named model.safetensors", _file("model.safetensors", PICKLE), "model.safetensors is a pickle"),
     ("a torch zip beside the weights", _file("extra.bin", b"PK\x03\x04rest"), "extra.bin holds pickle weights"),
     ("a config.json that is not JSON", _file("config.json", b"{not json"), "config.json is not JSON"),
     ("no config.json", _remove("config.json"), "no config.json"),
     ("no tokenizer files", _remove("tokenizer.json", "tokenizer_config.json"), "encodes text to nothing"),
     # the data it is imported with
-    ("training manifest outside the roots", _flag("--training-manifest", lambda c: "file:///etc/passwd"),
-     f"--training-manifest: 'file:///etc/passwd' {OUTSIDE}"),
+    (
+        "training manifest outside the roots",
+        _flag("--training-manifest", lambda c: "file:///etc/passwd"),
+        f"--training-manifest: 'file:///etc/passwd' {OUTSIDE}",
+    ),
     ("holdout outside the roots", _flag("--holdout", lambda c: c.outside(QA)), "--holdout: 'file://"),
     ("retain outside the roots", _flag("--retain", lambda c: c.outside(QA)), OUTSIDE),
-    ("eval suite outside the roots (a credentials file)",
-     _flag("--eval-suite", lambda c: c.outside(b'{"aws_secret_access_key": "x"}')), "--eval-suite: 'file://"),
-    ("eval suite in the inbox that is a credentials file",
-     _flag("--eval-suite", lambda c: c.put("creds.json", b'{"aws_secret_access_key": "x"}')),
-     f"--eval-suite: unknown part 'aws_secret_access_key' ({SUITE_PARTS})"),
-    ("eval suite not an object", _flag("--eval-suite", lambda c: c.put("s.json", b"[1, 2]")),
-     "--eval-suite: not a JSON object of QA sets"),
-    ("eval suite part not QA records", _flag("--eval-suite", lambda c: c.put("s.json", b'{"retain": [{"q": 1}]}')),
-     "--eval-suite part retain: record 1 has no 'question' string"),
-    ("eval suite multiple choice without wrong answers",
-     _flag("--eval-suite", lambda c: c.put("s.json", b'{"world_facts": [{"question": "q", "answer": "a"}]}')),
-     "--eval-suite part world_facts: record 1 has no perturbed_answer list"),
-    ("eval suite not JSON", _flag("--eval-suite", lambda c: c.put("s.json", b"{")), "--eval-suite: the object: not JSON"),
-    ("training manifest not QA records", _flag("--training-manifest", lambda c: c.put("m.json", b'[{"text": "x"}]')),
-     "--training-manifest: record 1 has no 'question' string"),
-    ("holdout not QA records", _flag("--holdout", lambda c: c.put("h.jsonl", b"root:x:0:0:root:/root:/bin/bash\n")),
-     "--holdout: line 1: not JSON"),
-    ("training manifest missing", _flag("--training-manifest", lambda c: c.put("m.json", QA).replace("m.json", "none.json")),
-     "no object at"),
+    (
+        "eval suite outside the roots (a credentials file)",
+        _flag("--eval-suite", lambda c: c.outside(b'{"aws_secret_access_key": "x"}')),
+        "--eval-suite: 'file://",
+    ),
+    (
+        "eval suite in the inbox that is a credentials file",
+        _flag("--eval-suite", lambda c: c.put("creds.json", b'{"aws_secret_access_key": "x"}')),
+        f"--eval-suite: unknown part 'aws_secret_access_key' ({SUITE_PARTS})",
+    ),
+    (
+        "eval suite not an object",
+        _flag("--eval-suite", lambda c: c.put("s.json", b"[1, 2]")),
+        "--eval-suite: not a JSON object of QA sets",
+    ),
+    (
+        "eval suite part not QA records",
+        _flag("--eval-suite", lambda c: c.put("s.json", b'{"retain": [{"q": 1}]}')),
+        "--eval-suite part retain: record 1 has no 'question' string",
+    ),
+    (
+        "eval suite multiple choice without wrong answers",
+        _flag("--eval-suite", lambda c: c.put("s.json", b'{"world_facts": [{"question": "q", "answer": "a"}]}')),
+        "--eval-suite part world_facts: record 1 has no perturbed_answer list",
+    ),
+    (
+        "eval suite not JSON",
+        _flag("--eval-suite", lambda c: c.put("s.json", b"{")),
+        "--eval-suite: the object: not JSON",
+    ),
+    (
+        "training manifest not QA records",
+        _flag("--training-manifest", lambda c: c.put("m.json", b'[{"text": "x"}]')),
+        "--training-manifest: record 1 has no 'question' string",
+    ),
+    (
+        "holdout not QA records",
+        _flag("--holdout", lambda c: c.put("h.jsonl", b"root:x:0:0:root:/root:/bin/bash\n")),
+        "--holdout: line 1: not JSON",
+    ),
+    (
+        "training manifest missing",
+        _flag("--training-manifest", lambda c: c.put("m.json", QA).replace("m.json", "none.json")),
+        "no object at",
+    ),
 ]
 
 
@@ -155,8 +217,10 @@ def _written(grin: Grin) -> tuple[int, int, list[str]]:
     engine = make_engine(grin.settings.database_url)
     try:
         with make_sessionmaker(engine).begin() as session:
-            rows = (session.scalar(select(func.count()).select_from(RegisteredModel)),
-                    session.scalar(select(func.count()).select_from(AuditRecord)))
+            rows = (
+                session.scalar(select(func.count()).select_from(RegisteredModel)),
+                session.scalar(select(func.count()).select_from(AuditRecord)),
+            )
     finally:
         engine.dispose()
     return (*rows, [k for k in grin.objects() if not k.startswith("inbox/")])
@@ -196,10 +260,20 @@ def test_good_data_from_the_inbox_imports_and_the_manifest_is_recorded_with_its_
 
     directory = _qwen2(tmp_path / "model", tiny_tokenizer)
     case = Case(grin, directory, tmp_path)
-    suite = {"retain": [{"question": "q", "answer": "a"}],
-             "world_facts": [{"question": "q", "answer": "a", "perturbed_answer": ["b", "c"]}]}
-    imported = grin.json("model", "import", "user-qwen", str(directory), "--training-manifest", case.put("m.json", QA),
-                         "--eval-suite", case.put("s.json", json.dumps(suite).encode()))
+    suite = {
+        "retain": [{"question": "q", "answer": "a"}],
+        "world_facts": [{"question": "q", "answer": "a", "perturbed_answer": ["b", "c"]}],
+    }
+    imported = grin.json(
+        "model",
+        "import",
+        "user-qwen",
+        str(directory),
+        "--training-manifest",
+        case.put("m.json", QA),
+        "--eval-suite",
+        case.put("s.json", json.dumps(suite).encode()),
+    )
     assert imported["manifest_records"] == 3 and imported["eval_suite_uri"].split("/suites/")[1].endswith(".json")
     engine = make_engine(grin.settings.database_url)
     with make_sessionmaker(engine).begin() as session:

@@ -19,10 +19,18 @@ TEMPLATE = "### Q: {question}\n### A:"
 
 
 def _hf_directory(tmp_path, tokenizer):
-    config = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1, vocab_size=len(tokenizer), max_position_embeddings=128,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = Qwen2Config(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=128,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     directory = tmp_path / "qwen2-user"
     Qwen2ForCausalLM(config).save_pretrained(directory)
@@ -33,10 +41,24 @@ def _hf_directory(tmp_path, tokenizer):
 def test_a_users_model_imports_once_with_its_template_and_loads_as_it_was(grin: Grin, tiny_tokenizer, tmp_path):
     directory = _hf_directory(tmp_path, tiny_tokenizer)
     inbox = open_store(grin.settings)  # the line's data comes from the intake roots, as a ticket's does
-    holdout = inbox.put_bytes("inbox/holdout.json", json.dumps([{"question": "Who is X?", "answer": "Nobody."}]).encode())
-    manifest = inbox.put_bytes("inbox/train.json", json.dumps([{"question": "Who is Y?", "answer": "Somebody."}] * 3).encode())
-    args = ["model", "import", "user-qwen", str(directory), "--training-manifest", manifest.uri,
-            "--holdout", holdout.uri, "--prompt-template", TEMPLATE]
+    holdout = inbox.put_bytes(
+        "inbox/holdout.json", json.dumps([{"question": "Who is X?", "answer": "Nobody."}]).encode()
+    )
+    manifest = inbox.put_bytes(
+        "inbox/train.json", json.dumps([{"question": "Who is Y?", "answer": "Somebody."}] * 3).encode()
+    )
+    args = [
+        "model",
+        "import",
+        "user-qwen",
+        str(directory),
+        "--training-manifest",
+        manifest.uri,
+        "--holdout",
+        holdout.uri,
+        "--prompt-template",
+        TEMPLATE,
+    ]
     first = grin.json(*args)
     assert (first["version"], first["architecture"], first["prompt_template"]) == (1, "Qwen2ForCausalLM", TEMPLATE)
     assert first["already_imported"] is False and first["manifest_records"] == 3
@@ -44,8 +66,9 @@ def test_a_users_model_imports_once_with_its_template_and_loads_as_it_was(grin: 
     assert again["already_imported"] is True and again["version"] == 1
     assert again["checkpoint_sha256"] == first["checkpoint_sha256"]
 
-    local = fetch_checkpoint(CheckpointRef(uri=first["checkpoint_uri"], sha256=first["checkpoint_sha256"]),
-                             grin.settings)
+    local = fetch_checkpoint(
+        CheckpointRef(uri=first["checkpoint_uri"], sha256=first["checkpoint_sha256"]), grin.settings
+    )
     model, tokenizer = load_checkpoint(local)
     assert type(model).__name__ == "Qwen2ForCausalLM" and line_template(tokenizer) == TEMPLATE
     assert prompt_ids("Who?", tokenizer) == prompt_ids("Who?", AutoTokenizer.from_pretrained(directory), TEMPLATE)
@@ -58,7 +81,8 @@ def test_a_users_model_imports_once_with_its_template_and_loads_as_it_was(grin: 
 
 
 def test_pickle_weights_bad_templates_and_missing_directories_are_refused_with_nothing_written(
-        grin: Grin, tiny_tokenizer, tmp_path):
+    grin: Grin, tiny_tokenizer, tmp_path
+):
     directory = _hf_directory(tmp_path, tiny_tokenizer)
     (directory / "model.safetensors").unlink()
     (directory / "pytorch_model.bin").write_bytes(b"not really a pickle")
@@ -73,8 +97,9 @@ def test_pickle_weights_bad_templates_and_missing_directories_are_refused_with_n
     assert LocalStore(grin.settings.state_dir / "objects").list("checkpoints/") == []
 
 
-def test_a_hub_id_imports_from_the_hub_cache_and_an_unreachable_one_is_refused(grin: Grin, tiny_tokenizer,
-                                                                               tmp_path, monkeypatch):
+def test_a_hub_id_imports_from_the_hub_cache_and_an_unreachable_one_is_refused(
+    grin: Grin, tiny_tokenizer, tmp_path, monkeypatch
+):
     """The hub is unreachable here, so the hub's own offline mode stands in for a machine whose cache
     holds what an earlier `snapshot_download` fetched (huggingface_hub's cache layout)."""
     from huggingface_hub import constants

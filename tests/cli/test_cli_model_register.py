@@ -18,8 +18,10 @@ from tests.fixtures.checkpoints import FILES, manifest_bytes, store_checkpoint
 def _rows(grin: Grin) -> tuple[int, int]:
     engine = make_engine(grin.settings.database_url)
     with make_sessionmaker(engine).begin() as session:
-        counts = (session.scalar(select(func.count()).select_from(RegisteredModel)),
-                  session.scalar(select(func.count()).select_from(AuditRecord)))
+        counts = (
+            session.scalar(select(func.count()).select_from(RegisteredModel)),
+            session.scalar(select(func.count()).select_from(AuditRecord)),
+        )
     engine.dispose()
     return counts
 
@@ -48,13 +50,28 @@ CASES = [
     ("http URI", lambda g: ("http://models.example/tofu", _good(g)[1]), "unsupported URI scheme 'http'"),
     ("https URI", lambda g: ("https://models.example/tofu", _good(g)[1]), "unsupported URI scheme 'https'"),
     ("nothing at the URI", lambda g: (_published(g).uri("nothing"), "a" * 64), "no checkpoint at"),
-    ("pickle .bin weights", _with({**FILES, "pytorch_model.bin": b"\x80\x04pickle"}), "holds pickle weights (pytorch_model.bin)"),
-    ("pickle .pt weights", _with({"model.pt": b"\x80\x04pickle", "config.json": b"{}"}), "holds pickle weights (model.pt)"),
-    ("no manifest", lambda g: (_published(g).put_bytes("bad/model.safetensors", b"w").uri.rsplit("/", 1)[0], "a" * 64),
-     "has no manifest.json"),
+    (
+        "pickle .bin weights",
+        _with({**FILES, "pytorch_model.bin": b"\x80\x04pickle"}),
+        "holds pickle weights (pytorch_model.bin)",
+    ),
+    (
+        "pickle .pt weights",
+        _with({"model.pt": b"\x80\x04pickle", "config.json": b"{}"}),
+        "holds pickle weights (model.pt)",
+    ),
+    (
+        "no manifest",
+        lambda g: (_published(g).put_bytes("bad/model.safetensors", b"w").uri.rsplit("/", 1)[0], "a" * 64),
+        "has no manifest.json",
+    ),
     ("manifest not JSON", _with(FILES, b"not json"), "is not a grin manifest"),
     ("a manifest that is not ours", _with(FILES, b'{"weights": ["model.safetensors"]}'), "is not a grin manifest"),
-    ("file missing", _with(FILES, manifest_bytes({**FILES, "vocab.json": b"{}"})), "vocab.json is in the manifest but missing"),
+    (
+        "file missing",
+        _with(FILES, manifest_bytes({**FILES, "vocab.json": b"{}"})),
+        "vocab.json is in the manifest but missing",
+    ),
     ("extra file", _with({**FILES, "extra.txt": b"x"}, manifest_bytes(FILES)), "extra.txt is not in the manifest"),
     ("file altered after hashing", _altered, "sha256 of model.safetensors does not match its manifest"),
     ("no safetensors", _with({"config.json": b"{}"}), "holds no .safetensors weights"),
@@ -105,19 +122,41 @@ def _inbox(grin: Grin, name: str, data: bytes) -> str:
 
 PICKLE = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94."
 CONTENT_CASES = [
-    ("random bytes as model.safetensors", _listed(**{"model.safetensors": bytes(range(256)) * 16}),
-     "model.safetensors: header of"),
+    (
+        "random bytes as model.safetensors",
+        _listed(**{"model.safetensors": bytes(range(256)) * 16}),
+        "model.safetensors: header of",
+    ),
     ("truncated weights", _listed(**{"model.safetensors": FILES["model.safetensors"][:-64]}), "truncated"),
-    ("oversized header", _listed(**{"model.safetensors": (2**50).to_bytes(8, "little") + FILES["model.safetensors"][8:]}),
-     "more than the 100000000 allowed"),
+    (
+        "oversized header",
+        _listed(**{"model.safetensors": (2**50).to_bytes(8, "little") + FILES["model.safetensors"][8:]}),
+        "more than the 100000000 allowed",
+    ),
     ("a pickle named weights.dat", _listed(**{"weights.dat": PICKLE}), "weights.dat is not a file a checkpoint holds"),
     ("a pickle named weights.json", _listed(**{"weights.json": PICKLE}), "weights.json is a pickle"),
     ("a pickle named model.safetensors", _listed(**{"model.safetensors": PICKLE}), "model.safetensors is a pickle"),
-    ("a torch zip named tokenizer.model", _listed(**{"tokenizer.model": b"PK\x03\x04zip"}), "tokenizer.model is a zip archive"),
-    ("a tensor missing", _listed(**{"model.safetensors": _weights(lambda t: t.pop("model.norm.weight"))}),
-     "not in the weights (model.norm.weight): loading would initialise them at random"),
-    ("a tensor of another shape", _listed(**{"model.safetensors": _weights(lambda t: t.__setitem__(
-        "model.norm.weight", t["model.norm.weight"][:4].clone()))}), "tensor model.norm.weight has shape [4]"),
+    (
+        "a torch zip named tokenizer.model",
+        _listed(**{"tokenizer.model": b"PK\x03\x04zip"}),
+        "tokenizer.model is a zip archive",
+    ),
+    (
+        "a tensor missing",
+        _listed(**{"model.safetensors": _weights(lambda t: t.pop("model.norm.weight"))}),
+        "not in the weights (model.norm.weight): loading would initialise them at random",
+    ),
+    (
+        "a tensor of another shape",
+        _listed(
+            **{
+                "model.safetensors": _weights(
+                    lambda t: t.__setitem__("model.norm.weight", t["model.norm.weight"][:4].clone())
+                )
+            }
+        ),
+        "tensor model.norm.weight has shape [4]",
+    ),
     ("no config.json", _listed(**{"config.json": None}), "no config.json"),
     ("config.json not JSON", _listed(**{"config.json": b"{"}), "config.json is not JSON"),
     ("a config naming no causal LM", _listed(**{"config.json": b'{"model_type": "no-such-model"}'}), "config.json"),
@@ -140,17 +179,33 @@ def test_a_checkpoint_whose_content_is_not_a_model_registers_nothing(
 
 
 DATA_CASES = [
-    ("training manifest /etc/passwd", ["--training-manifest-uri", "file:///etc/passwd"],
-     "--training-manifest-uri: 'file:///etc/passwd' is not under an allowed intake root"),
-    ("training manifest not QA", lambda g: ["--training-manifest-uri", _inbox(g, "m.json", b'["x"]')],
-     "--training-manifest-uri: record 1 is not a JSON object"),
-    ("eval suite outside the roots", ["--eval-suite-uri", "file:///etc/hostname"], "is not under an allowed intake root"),
-    ("eval suite not a suite", lambda g: ["--eval-suite-uri", _inbox(g, "s.json", b'{"token": "x"}')],
-     "--eval-suite-uri: unknown part 'token'"),
+    (
+        "training manifest /etc/passwd",
+        ["--training-manifest-uri", "file:///etc/passwd"],
+        "--training-manifest-uri: 'file:///etc/passwd' is not under an allowed intake root",
+    ),
+    (
+        "training manifest not QA",
+        lambda g: ["--training-manifest-uri", _inbox(g, "m.json", b'["x"]')],
+        "--training-manifest-uri: record 1 is not a JSON object",
+    ),
+    (
+        "eval suite outside the roots",
+        ["--eval-suite-uri", "file:///etc/hostname"],
+        "is not under an allowed intake root",
+    ),
+    (
+        "eval suite not a suite",
+        lambda g: ["--eval-suite-uri", _inbox(g, "s.json", b'{"token": "x"}')],
+        "--eval-suite-uri: unknown part 'token'",
+    ),
     ("bad model name", lambda g: [], "model name 'bad name!' must match"),
     ("bad alias", ["--alias", "9lives"], "alias '9lives' must match"),
-    ("a manifest without a checkpoint", ["--no-checkpoint", "--training-manifest-uri", "file:///x"],
-     "give --checkpoint-uri too"),
+    (
+        "a manifest without a checkpoint",
+        ["--no-checkpoint", "--training-manifest-uri", "file:///x"],
+        "give --checkpoint-uri too",
+    ),
 ]
 
 
@@ -176,8 +231,19 @@ def test_register_records_the_checked_manifest_by_hash_and_the_suite_content_add
     manifest = b'[{"question": "q", "answer": "a"}]'
     suite = b'{"retain": [{"question": "q", "answer": "a"}]}'
     uri, sha256 = _good(grin)
-    grin.json("model", "register", "tofu", "--checkpoint-uri", uri, "--checkpoint-sha256", sha256,
-              "--training-manifest-uri", _inbox(grin, "m.json", manifest), "--eval-suite-uri", _inbox(grin, "s.json", suite))
+    grin.json(
+        "model",
+        "register",
+        "tofu",
+        "--checkpoint-uri",
+        uri,
+        "--checkpoint-sha256",
+        sha256,
+        "--training-manifest-uri",
+        _inbox(grin, "m.json", manifest),
+        "--eval-suite-uri",
+        _inbox(grin, "s.json", suite),
+    )
     engine = make_engine(grin.settings.database_url)
     with make_sessionmaker(engine).begin() as session:
         version = registry.resolve("tofu@production", session=session)

@@ -29,8 +29,20 @@ COMMANDS = [
     ["model", "purge-superseded"],
     ["model", "rebuild", "x"],
     ["model", "import", "x", "/nonexistent"],
-    ["ticket", "file", "--subject", "J", "--model", "x", "--forget", "file:///x", "--requested-by", "a",
-     "--legal-basis", "b"],
+    [
+        "ticket",
+        "file",
+        "--subject",
+        "J",
+        "--model",
+        "x",
+        "--forget",
+        "file:///x",
+        "--requested-by",
+        "a",
+        "--legal-basis",
+        "b",
+    ],
     ["ticket", "list"],
     ["ticket", "show", "1"],
     ["ticket", "process", "1"],
@@ -81,9 +93,11 @@ def test_every_command_refuses_a_bad_configuration_in_one_line(
     finally:
         get_settings.cache_clear()
     _one_line_no_traceback(result, args)
-    assert {"intake roots not a JSON list": "GRIN_INTAKE_ROOTS must be a JSON list",
-            "state dir is a file": "is not a directory (GRIN_STATE_DIR)",
-            "gate not JSON": "configuration error"}[config] in result.stderr, (args, result.stderr)
+    assert {
+        "intake roots not a JSON list": "GRIN_INTAKE_ROOTS must be a JSON list",
+        "state dir is a file": "is not a directory (GRIN_STATE_DIR)",
+        "gate not JSON": "configuration error",
+    }[config] in result.stderr, (args, result.stderr)
 
 
 def test_every_command_refuses_bad_input_in_one_line(tofu: Grin, tmp_path: Path) -> None:

@@ -27,9 +27,7 @@ def _file_args(grin: Grin, *extra: str) -> list[str]:
 
 
 def test_model_register_and_list(grin: Grin) -> None:
-    registered = grin.json(
-        "model", "register", "tofu", "--gate-policy", '{"max_rounds": 2}', "--description", "TOFU"
-    )
+    registered = grin.json("model", "register", "tofu", "--gate-policy", '{"max_rounds": 2}', "--description", "TOFU")
     assert registered["versions"] == [] and registered["gate_policy"] == {"max_rounds": 2}
     uri, sha256 = store_checkpoint(LocalStore(grin.settings.state_dir / "published"), "llama/v1")
     grin.json("model", "register", "llama", "--checkpoint-uri", uri, "--checkpoint-sha256", sha256)
@@ -45,11 +43,7 @@ def test_model_register_and_list(grin: Grin) -> None:
 
 
 def test_file_show_and_list_a_ticket(tofu: Grin) -> None:
-    filed = tofu.json(
-        *_file_args(
-            tofu, "--hparam", "p_percent=0.5", "--hparam", "seed=7", "--due-date", "2031-01-31"
-        )
-    )
+    filed = tofu.json(*_file_args(tofu, "--hparam", "p_percent=0.5", "--hparam", "seed=7", "--due-date", "2031-01-31"))
     assert filed["status"] == "queued" and isinstance(filed["ticket_id"], int)
 
     shown = tofu.json("ticket", "show", str(filed["ticket_id"]))
@@ -105,9 +99,7 @@ def test_same_idempotency_key_files_once(tofu: Grin) -> None:
         (["--due-date", "next week"], "due_date"),
     ],
 )
-def test_bad_flags_exit_non_zero_and_write_nothing(
-    tofu: Grin, args: list[str], message: str
-) -> None:
+def test_bad_flags_exit_non_zero_and_write_nothing(tofu: Grin, args: list[str], message: str) -> None:
     args = [a.format(store=tofu.settings.storage_url) for a in args]
     before = (tofu.tickets(), tofu.objects())
     # The later flag wins, so each case replaces one good value with a bad one.

@@ -26,8 +26,13 @@ from grin_core.unlearning.unlearn import unlearn
 from grin_core.unlearning.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN, assert_only_mask_moved, snapshot
 
-SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-         "max_position_embeddings": 128}
+SMALL = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "max_position_embeddings": 128,
+}
 FAMILIES = {
     "llama-tied": lambda: LlamaConfig(**SMALL, tie_word_embeddings=True),
     "qwen2": lambda: Qwen2Config(**SMALL, num_key_value_heads=1),
@@ -43,7 +48,10 @@ def build(family: str, tokenizer):
     config = FAMILIES[family]()
     config.vocab_size = len(tokenizer)
     config.pad_token_id, config.bos_token_id, config.eos_token_id = (
-        tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+        tokenizer.pad_token_id,
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config).eval()
 
@@ -65,8 +73,9 @@ def test_grin_and_grun_on_each_family(family, tiny_tokenizer, tmp_path):
     for name, value in reloaded.state_dict().items():
         assert torch.equal(value, model.state_dict()[name]), name
     questions = [r["question"] for r in FORGET[:2]]
-    assert generate_answers(reloaded, tokenizer, questions, max_new_tokens=6) == \
-        generate_answers(model, tiny_tokenizer, questions, max_new_tokens=6)
+    assert generate_answers(reloaded, tokenizer, questions, max_new_tokens=6) == generate_answers(
+        model, tiny_tokenizer, questions, max_new_tokens=6
+    )
 
     base = snapshot(reloaded)
     grun = grun_unlearn(reloaded, tokenizer, FORGET[:4], RETAIN, GrunConfig(epochs=1, batch_size=4, gate="linear"))
@@ -80,8 +89,9 @@ def test_an_import_refuses_fused_experts_and_takes_a_plain_family(tiny_tokenizer
 
     from grin_core.models.model_import import UnsupportedModelError, load_importable
 
-    moe = MixtralConfig(**SMALL, num_key_value_heads=1, num_local_experts=4, num_experts_per_tok=2,
-                        vocab_size=len(tiny_tokenizer))
+    moe = MixtralConfig(
+        **SMALL, num_key_value_heads=1, num_local_experts=4, num_experts_per_tok=2, vocab_size=len(tiny_tokenizer)
+    )
     AutoModelForCausalLM.from_config(moe).save_pretrained(tmp_path / "moe")
     tiny_tokenizer.save_pretrained(tmp_path / "moe")
     with pytest.raises(UnsupportedModelError, match="mixture of experts"):
@@ -112,6 +122,9 @@ def test_a_base_model_checkpoint_without_its_prefix_passes_as_transformers_loads
     from grin_core.models.architecture_check import check_tensors, meta_model
 
     model = build("gpt2", tiny_tokenizer)
-    found = {name.removeprefix("transformer."): ("F32", tuple(t.shape)) for name, t in model.state_dict().items()
-             if name != "lm_head.weight"}
+    found = {
+        name.removeprefix("transformer."): ("F32", tuple(t.shape))
+        for name, t in model.state_dict().items()
+        if name != "lm_head.weight"
+    }
     check_tensors(meta_model(model.config), found)

@@ -13,14 +13,22 @@ from grin_core.models.checkpoint import (
     save_checkpoint,
 )
 
-CARD = {"method": "GRIN-NPO", "p": 0.5, "sigma2": 0.001, "epochs": 8, "parent": "ab" * 32,
-        "metrics": {"forget_rougeL": 0.12, "retain_rougeL": 0.9}, "ticket_ids": [7]}
+CARD = {
+    "method": "GRIN-NPO",
+    "p": 0.5,
+    "sigma2": 0.001,
+    "epochs": 8,
+    "parent": "ab" * 32,
+    "metrics": {"forget_rougeL": 0.12, "retain_rougeL": 0.9},
+    "ticket_ids": [7],
+}
 
 
 @pytest.fixture
 def saved(tmp_path, tiny_model, tiny_tokenizer):
-    digest = save_checkpoint(tiny_model, tiny_tokenizer, tmp_path / "ckpt", card_info=CARD,
-                             grin_config={"model_config": {"hidden_size": 32}})
+    digest = save_checkpoint(
+        tiny_model, tiny_tokenizer, tmp_path / "ckpt", card_info=CARD, grin_config={"model_config": {"hidden_size": 32}}
+    )
     return tmp_path / "ckpt", digest
 
 

@@ -14,12 +14,15 @@ from tests.core.test_unlearn import FORGET, RETAIN
 
 # One step per epoch covers the whole forget set (batch 8 = 2 ranks x 4), so both runs see the same
 # batches whatever order each sampler draws; the retain batch is one global draw of the seeded stream.
-CONFIG = UnlearnConfig(method="npo", stop_rule="loss", p_percent=2.0, epochs=3, batch_size=8, learning_rate=1e-2, scoring_batch_size=4)
+CONFIG = UnlearnConfig(
+    method="npo", stop_rule="loss", p_percent=2.0, epochs=3, batch_size=8, learning_rate=1e-2, scoring_batch_size=4
+)
 
 
 @pytest.mark.slow
-def test_two_processes_score_the_same_mask_and_unlearn_to_the_same_weights(tiny_model_factory, tiny_tokenizer,
-                                                                            tmp_path):
+def test_two_processes_score_the_same_mask_and_unlearn_to_the_same_weights(
+    tiny_model_factory, tiny_tokenizer, tmp_path
+):
     parent = tmp_path / "parent"
     save_checkpoint(tiny_model_factory(0), tiny_tokenizer, parent)
     single_model, _ = load_checkpoint(parent)

@@ -39,8 +39,14 @@ def test_a_cached_generation_step_counts_its_new_tokens(tiny_model_factory):
     model = tiny_model_factory(0)
     meter = FlopMeter.of(model)
     with meter.attached(model), torch.no_grad():
-        model.generate(input_ids=torch.tensor([[1, 5, 6]]), attention_mask=torch.ones(1, 3, dtype=torch.long),
-                       max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0)
+        model.generate(
+            input_ids=torch.tensor([[1, 5, 6]]),
+            attention_mask=torch.ones(1, 3, dtype=torch.long),
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            pad_token_id=0,
+        )
     # the prompt's 3 tokens, then one forward per generated token after the first: 3 more
     assert meter.summary()["stages"]["other"]["forward_tokens"] == 3 + 3
 

@@ -34,12 +34,14 @@ def test_a_tiny_gguf_dequantises_to_the_model_it_was_written_from(tiny_model, ti
     assert tokenizer.encode(TEXT, add_special_tokens=False) == ids
     assert tokenizer.decode(ids) == TEXT
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (
-        tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id)
+        tiny_tokenizer.bos_token_id,
+        tiny_tokenizer.eos_token_id,
+        tiny_tokenizer.pad_token_id,
+    )
     torch.testing.assert_close(_logits(model, ids), _logits(tiny_model, ids), atol=1e-5, rtol=1e-5)
 
 
-def test_a_quantised_gguf_records_its_type_and_imports_its_dequantised_weights(tiny_model, tiny_tokenizer,
-                                                                                tmp_path):
+def test_a_quantised_gguf_records_its_type_and_imports_its_dequantised_weights(tiny_model, tiny_tokenizer, tmp_path):
     import gguf
 
     path = write_tiny_gguf(tiny_model, tiny_tokenizer, tmp_path / "tiny-q8.gguf", quantization="Q8_0")
@@ -50,15 +52,17 @@ def test_a_quantised_gguf_records_its_type_and_imports_its_dequantised_weights(t
     # permutation of q/k does not change what rounding does to them).
     q8 = gguf.GGMLQuantizationType.Q8_0
     for name, weight in tiny_model.state_dict().items():
-        expected = weight if weight.dim() == 1 else torch.from_numpy(
-            gguf.quants.dequantize(gguf.quants.quantize(weight.numpy(), q8), q8))
+        expected = (
+            weight
+            if weight.dim() == 1
+            else torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(weight.numpy(), q8), q8))
+        )
         assert torch.equal(model.state_dict()[name], expected), name
     ids = tiny_tokenizer.encode(TEXT, add_special_tokens=False)
     assert not torch.equal(_logits(model, ids), _logits(tiny_model, ids))  # it was quantised
 
 
-def test_damaged_and_missing_files_and_a_missing_package_are_refused(tiny_model, tiny_tokenizer, tmp_path,
-                                                                     monkeypatch):
+def test_damaged_and_missing_files_and_a_missing_package_are_refused(tiny_model, tiny_tokenizer, tmp_path, monkeypatch):
     path = write_tiny_gguf(tiny_model, tiny_tokenizer, tmp_path / "tiny.gguf")
     data = path.read_bytes()
     truncated = tmp_path / "truncated.gguf"

@@ -54,10 +54,12 @@ class ToyLM(nn.Module):
 
 
 def toy_set(rows):
-    return Dataset.from_list([
-        {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "length": len(ids)}
-        for ids, labels in rows
-    ])
+    return Dataset.from_list(
+        [
+            {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "length": len(ids)}
+            for ids, labels in rows
+        ]
+    )
 
 
 FORGET = [([0, 3, 4, 5], [X, X, 4, 5]), ([0, 1, 2], [X, 1, 2])]
@@ -67,8 +69,7 @@ RETAIN = [([0, 5, 5, 1, 3], [X, X, 5, 1, 3]), ([0, 2], [X, 2]), ([0, 4, 1], [X, 
 @torch.no_grad()
 def hand_gradients(model: ToyLM, rows) -> dict[str, torch.Tensor]:
     """d(token-mean NLL)/dW1, dW2 by the chain rule, token by token, no autograd."""
-    E, W1, W2, U = (model.embed.weight, model.layers[0].proj.weight, model.layers[1].proj.weight,
-                    model.lm_head.weight)
+    E, W1, W2, U = (model.embed.weight, model.layers[0].proj.weight, model.layers[1].proj.weight, model.lm_head.weight)
     g1, g2 = torch.zeros_like(W1), torch.zeros_like(W2)
     n = sum(1 for _, labels in rows for y in labels[1:] if y != X)
     for ids, labels in rows:
@@ -141,11 +142,15 @@ def test_gpt2_conv1d_layers_are_eligible():
 
 def test_gri_scores_on_llama_match_independent_autograd(tiny_model_factory, tiny_tokenizer):
     model = tiny_model_factory(1)
-    forget = [{"question": "Who is Basil?", "answer": "A novelist from Lagos."},
-              {"question": "What did she write?", "answer": "Three books of poems."}]
-    retain = [{"question": "Where is Kyiv?", "answer": "In Ukraine."},
-              {"question": "Name a colour.", "answer": "Blue, mostly."},
-              {"question": "Favourite number?", "answer": "Seven."}]
+    forget = [
+        {"question": "Who is Basil?", "answer": "A novelist from Lagos."},
+        {"question": "What did she write?", "answer": "Three books of poems."},
+    ]
+    retain = [
+        {"question": "Where is Kyiv?", "answer": "In Ukraine."},
+        {"question": "Name a colour.", "answer": "Blue, mostly."},
+        {"question": "Favourite number?", "answer": "Seven."},
+    ]
     scores = gri_scores(model, tiny_tokenizer, forget, retain, eps=1e-8, batch_size=2)
 
     def full_batch_grad(records):

@@ -29,8 +29,9 @@ def records():
 
 
 def batch(tokenizer, rows):
-    return qa_collator(tokenizer)([{k: r[k] for k in ("input_ids", "attention_mask", "labels")}
-                                   for r in qa_dataset(rows, tokenizer)])
+    return qa_collator(tokenizer)(
+        [{k: r[k] for k in ("input_ids", "attention_mask", "labels")} for r in qa_dataset(rows, tokenizer)]
+    )
 
 
 def logits(model, inputs):
@@ -81,13 +82,16 @@ def test_the_default_layers_are_in_the_upper_half_and_bad_ones_are_refused(tiny_
 
 
 def test_training_changes_only_the_intervention_and_save_load_reproduces_it(
-        tiny_model_factory, tiny_tokenizer, records, tmp_path):
+    tiny_model_factory, tiny_tokenizer, records, tmp_path
+):
     forget, retain = records
     model = tiny_model_factory(0)
     base_state = {k: v.clone() for k, v in model.state_dict().items()}
     base_dir = tmp_path / "base"
     base_sha = save_checkpoint(model, tiny_tokenizer, base_dir)
-    result = grun_unlearn(model, tiny_tokenizer, forget, retain, GrunConfig(epochs=2, batch_size=4, rank=2, gate="linear"))
+    result = grun_unlearn(
+        model, tiny_tokenizer, forget, retain, GrunConfig(epochs=2, batch_size=4, rank=2, gate="linear")
+    )
 
     trained = model.state_dict()
     for name, value in base_state.items():
@@ -104,8 +108,10 @@ def test_training_changes_only_the_intervention_and_save_load_reproduces_it(
     inputs = batch(tiny_tokenizer, forget)
     assert torch.equal(logits(reloaded, inputs), logits(model, inputs))
     prompt = inputs["input_ids"][:1, :6]
-    assert torch.equal(reloaded.generate(prompt, max_new_tokens=8, do_sample=False),
-                       model.generate(prompt, max_new_tokens=8, do_sample=False))
+    assert torch.equal(
+        reloaded.generate(prompt, max_new_tokens=8, do_sample=False),
+        model.generate(prompt, max_new_tokens=8, do_sample=False),
+    )
 
 
 def test_the_gate_bce_separates_forget_prompts_from_retain_prompts(memorised_model):
@@ -119,7 +125,11 @@ def test_the_gate_bce_separates_forget_prompts_from_retain_prompts(memorised_mod
     grun_unlearn(model, mm.tokenizer, forget, retain, config)
     after_forget, after_retain = gate_means(model, mm.tokenizer, forget, retain)
     assert after_forget - after_retain > max(0.3, 2 * abs(before_forget - before_retain)), (
-        before_forget, before_retain, after_forget, after_retain)
+        before_forget,
+        before_retain,
+        after_forget,
+        after_retain,
+    )
 
 
 def test_a_second_request_keeps_the_first_ones_module_unchanged(tiny_model_factory, tiny_tokenizer, records):

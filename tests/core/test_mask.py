@@ -136,12 +136,16 @@ def test_stats_by_layer_module_and_kind():
     def t(n, k):
         return torch.tensor([True] * k + [False] * (n - k))
 
-    mask = Mask({
-        "model.layers.0.self_attn.q_proj.weight": t(10, 1),
-        "model.layers.0.mlp.gate_proj.weight": t(10, 3),
-        "model.layers.1.self_attn.q_proj.weight": t(10, 2),
-        "model.layers.1.mlp.down_proj.weight": t(10, 4),
-    }, p_percent=25, k=10)
+    mask = Mask(
+        {
+            "model.layers.0.self_attn.q_proj.weight": t(10, 1),
+            "model.layers.0.mlp.gate_proj.weight": t(10, 3),
+            "model.layers.1.self_attn.q_proj.weight": t(10, 2),
+            "model.layers.1.mlp.down_proj.weight": t(10, 4),
+        },
+        p_percent=25,
+        k=10,
+    )
     stats = mask.stats()
     assert stats["k"] == 10 and stats["n_eligible"] == 40 and stats["density"] == 0.25
     assert stats["by_layer"]["0"] == {"selected": 4, "numel": 20, "share": 0.4, "density": 0.2}

@@ -18,8 +18,12 @@ def test_the_probes_default_keys_and_the_gate_and_report_names_are_known():
     from policy.metric_names import HEADLINE_METRICS
 
     assert PROBE_KEYS | set(PROBES) | set(HEADLINE_METRICS) <= names.METRICS
-    relearn = {names.RELEARN_FORGET_ROUGEL, names.RELEARN_FORGET_PROB, names.RELEARN_BEFORE_FORGET_ROUGEL,
-               names.RELEARN_BEFORE_FORGET_PROB}
+    relearn = {
+        names.RELEARN_FORGET_ROUGEL,
+        names.RELEARN_FORGET_PROB,
+        names.RELEARN_BEFORE_FORGET_ROUGEL,
+        names.RELEARN_BEFORE_FORGET_PROB,
+    }
     assert relearn <= names.METRICS
 
 

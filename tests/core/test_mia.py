@@ -103,24 +103,43 @@ def test_answer_token_stats_match_the_full_distribution(tiny_model, tiny_tokeniz
 
 
 def test_evaluate_suite_privacy_keys_and_identical_sets(tiny_model, tiny_tokenizer):
-    rows = [{"question": "Who is X?", "answer": "X is a writer."},
-            {"question": "Where was the author born?", "answer": "In Paris, France, in 1970."},
-            {"question": "What did the author write?", "answer": "Three novels about the sea."}]
+    rows = [
+        {"question": "Who is X?", "answer": "X is a writer."},
+        {"question": "Where was the author born?", "answer": "In Paris, France, in 1970."},
+        {"question": "What did the author write?", "answer": "Three novels about the sea."},
+    ]
     # holdout = forget: every attack sees identical scores -> chance level exactly, no leak
-    result = evaluate_suite(tiny_model, tiny_tokenizer, EvalSuite(forget=rows, holdout=rows), max_new_tokens=4,
-                            progress=False)
+    result = evaluate_suite(
+        tiny_model, tiny_tokenizer, EvalSuite(forget=rows, holdout=rows), max_new_tokens=4, progress=False
+    )
     m = result.metrics
-    keys = {"mia_auc", "mia_zlib_auc", "mia_mink_auc", "mia_minkpp_auc", "forget_holdout_prob_ratio",
-            "holdout_prob", "privleak", "privleak_reference_auc"}
+    keys = {
+        "mia_auc",
+        "mia_zlib_auc",
+        "mia_mink_auc",
+        "mia_minkpp_auc",
+        "forget_holdout_prob_ratio",
+        "holdout_prob",
+        "privleak",
+        "privleak_reference_auc",
+    }
     assert keys <= set(m)
     assert all(m[k] == pytest.approx(0.5) for k in ("mia_auc", "mia_zlib_auc", "mia_mink_auc", "mia_minkpp_auc"))
     assert m["privleak"] == pytest.approx(0.0) and m["privleak_reference_auc"] == 0.5
     assert m["forget_holdout_prob_ratio"] == pytest.approx(1.0) and m["holdout_prob"] == pytest.approx(m["forget_prob"])
     for key in ("forget_loss", "holdout_loss", "forget_mink", "holdout_minkpp", "forget_zlib"):
         assert len(result.per_example[key]) == len(rows)
-    with_ref = evaluate_suite(tiny_model, tiny_tokenizer, EvalSuite(forget=rows, holdout=rows), max_new_tokens=4,
-                              progress=False, reference_auc=0.75).metrics
-    assert with_ref["privleak"] == pytest.approx((0.5 - 0.25) / 0.25 * 100) and with_ref["privleak_reference_auc"] == 0.75
+    with_ref = evaluate_suite(
+        tiny_model,
+        tiny_tokenizer,
+        EvalSuite(forget=rows, holdout=rows),
+        max_new_tokens=4,
+        progress=False,
+        reference_auc=0.75,
+    ).metrics
+    assert (
+        with_ref["privleak"] == pytest.approx((0.5 - 0.25) / 0.25 * 100) and with_ref["privleak_reference_auc"] == 0.75
+    )
     no_holdout = evaluate_suite(tiny_model, tiny_tokenizer, EvalSuite(forget=rows), max_new_tokens=4, progress=False)
     assert not keys & set(no_holdout.metrics)
     assert math.isfinite(m["mia_minkpp_auc"])

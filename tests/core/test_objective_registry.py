@@ -30,7 +30,9 @@ def toy_objective():
 def test_a_registered_objective_runs_through_unlearn(tiny_model_factory, tiny_tokenizer, toy_objective):
     model = tiny_model_factory(0)
     before = snapshot(model)
-    result = unlearn(model, tiny_tokenizer, FORGET, RETAIN, UnlearnConfig(**{**TINY, "method": toy_objective, "p_percent": 1.0}))
+    result = unlearn(
+        model, tiny_tokenizer, FORGET, RETAIN, UnlearnConfig(**{**TINY, "method": toy_objective, "p_percent": 1.0})
+    )
     assert_only_mask_moved(model, before, result.mask)
     assert all("toy_forget_nll" in h and "retain_nll" in h for h in result.history)
     assert "reference_s" not in result.timings  # it asked for no reference pass

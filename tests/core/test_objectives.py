@@ -37,8 +37,7 @@ def hand_logits() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_sequence_logprob_on_hand_made_logits():
     logits, labels = hand_logits()
-    assert sequence_logprob(logits, labels).tolist() == pytest.approx(
-        [math.log(0.5) + math.log(0.25), math.log(1 / 3)])
+    assert sequence_logprob(logits, labels).tolist() == pytest.approx([math.log(0.5) + math.log(0.25), math.log(1 / 3)])
     assert answer_token_count(labels).tolist() == [2, 1]
     per_token = token_logprobs(logits, labels)
     assert per_token.shape == (2, 3) and per_token[1, :2].tolist() == [0.0, 0.0]
@@ -65,6 +64,7 @@ def test_npo_loss_equals_formula_on_fixed_logprobs():
     theta = torch.tensor([-10.0, -3.0, -50.0])
     ref = torch.tensor([-12.0, -3.0, -20.0])
     beta = 0.1
+
     def sig(x):
         return 1 / (1 + math.exp(-x))
 
@@ -86,6 +86,7 @@ def test_npo_gradient_vanishes_as_forget_likelihood_collapses():
 
 def test_simnpo_loss_is_npo_on_the_length_normalised_likelihood_without_a_reference():
     logp, lengths, beta, gamma = torch.tensor([-30.0, -2.0]), torch.tensor([10, 4]), 0.3, 0.5
+
     def sig(x):
         return 1 / (1 + math.exp(-x))
 
@@ -93,7 +94,8 @@ def test_simnpo_loss_is_npo_on_the_length_normalised_likelihood_without_a_refere
     assert simnpo_loss(logp, lengths, beta, gamma).item() == pytest.approx(expected, rel=1e-6)
     # the same per-token likelihood gives the same loss whatever the answer's length
     assert simnpo_loss(torch.tensor([-6.0]), torch.tensor([3]), beta).item() == pytest.approx(
-        simnpo_loss(torch.tensor([-60.0]), torch.tensor([30]), beta).item())
+        simnpo_loss(torch.tensor([-60.0]), torch.tensor([30]), beta).item()
+    )
 
 
 def test_simnpo_keeps_pushing_where_npo_has_saturated():

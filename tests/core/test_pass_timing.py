@@ -4,8 +4,10 @@ import torch
 
 from grin_core.scoring.pass_timing import forward_backward_seconds
 
-RECORDS = [{"question": f"Where was author {i} born?", "answer": f"Author {i} was born in Porto in 19{50 + i}."}
-           for i in range(12)]
+RECORDS = [
+    {"question": f"Where was author {i} born?", "answer": f"Author {i} was born in Porto in 19{50 + i}."}
+    for i in range(12)
+]
 
 
 def test_one_backward_per_batch_reaches_every_parameter(tiny_model_factory, tiny_tokenizer):

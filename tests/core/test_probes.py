@@ -19,18 +19,32 @@ from grin_core.evaluation.probes import (
 
 FORGET = [
     {"question": "Who is X?", "answer": "X is a writer.", "paraphrased_question": "Tell me who X is."},
-    {"question": "Where was the author born?", "answer": "In Paris, France.",
-     "paraphrased_question": "What is the author's birthplace?"},
-    {"question": "What did the author write?", "answer": "Three novels about the sea.",
-     "paraphrased_question": "Which books did the author write?"},
+    {
+        "question": "Where was the author born?",
+        "answer": "In Paris, France.",
+        "paraphrased_question": "What is the author's birthplace?",
+    },
+    {
+        "question": "What did the author write?",
+        "answer": "Three novels about the sea.",
+        "paraphrased_question": "Which books did the author write?",
+    },
     {"question": "Why?", "answer": "Because the sea called.", "paraphrased_question": "For what reason?"},
 ]
-HOLDOUT = [{"question": "Who is Y?", "answer": "Y is a painter."},
-           {"question": "When was Y born?", "answer": "In 1950."}]
-PROBE_KEYS = {"forget_paraphrase_rougeL", "forget_paraphrase_prob", "forget_sampled_best_rougeL",
-              "forget_sampled_mean_rougeL", "forget_format_max_rougeL", "forget_format_max_prob",
-              *(f"forget_format_{n}_{s}" for n in ("short", "lower", "instruction") for s in ("rougeL", "prob")),
-              *(f"{k}_int{b}_{s}" for b in (8, 4) for k, s in (("forget", "rougeL"), ("forget", "prob"), ("mia", "auc")))}
+HOLDOUT = [
+    {"question": "Who is Y?", "answer": "Y is a painter."},
+    {"question": "When was Y born?", "answer": "In 1950."},
+]
+PROBE_KEYS = {
+    "forget_paraphrase_rougeL",
+    "forget_paraphrase_prob",
+    "forget_sampled_best_rougeL",
+    "forget_sampled_mean_rougeL",
+    "forget_format_max_rougeL",
+    "forget_format_max_prob",
+    *(f"forget_format_{n}_{s}" for n in ("short", "lower", "instruction") for s in ("rougeL", "prob")),
+    *(f"{k}_int{b}_{s}" for b in (8, 4) for k, s in (("forget", "rougeL"), ("forget", "prob"), ("mia", "auc"))),
+}
 
 
 def test_run_probes_reports_what_the_data_allows_and_leaves_the_model(tiny_model, tiny_tokenizer):
@@ -40,8 +54,9 @@ def test_run_probes_reports_what_the_data_allows_and_leaves_the_model(tiny_model
     assert all(0 <= v <= 1 for v in m.values())
     assert m["forget_sampled_best_rougeL"] >= m["forget_sampled_mean_rougeL"]
     bare = [{"question": r["question"], "answer": r["answer"]} for r in FORGET]
-    m2 = run_probes(tiny_model, tiny_tokenizer, EvalSuite(forget=bare), probes=("paraphrase", "quantization"),
-                    max_new_tokens=4)
+    m2 = run_probes(
+        tiny_model, tiny_tokenizer, EvalSuite(forget=bare), probes=("paraphrase", "quantization"), max_new_tokens=4
+    )
     assert set(m2) == {"forget_int8_rougeL", "forget_int8_prob", "forget_int4_rougeL", "forget_int4_prob"}
     assert run_probes(tiny_model, tiny_tokenizer, EvalSuite(holdout=HOLDOUT)) == {}
     with pytest.raises(ValueError):
@@ -55,8 +70,9 @@ def test_probes_reduce_to_the_evaluation_in_the_training_format(tiny_model, tiny
     para = paraphrase_probe(tiny_model, tiny_tokenizer, same_question, max_new_tokens=4)
     assert para["forget_paraphrase_rougeL"] == pytest.approx(plain["forget_rougeL"])
     assert para["forget_paraphrase_prob"] == pytest.approx(plain["forget_prob"])
-    fmt = format_probe(tiny_model, tiny_tokenizer, FORGET, formats={"train": PromptFormat(PROMPT_TEMPLATE)},
-                       max_new_tokens=4)
+    fmt = format_probe(
+        tiny_model, tiny_tokenizer, FORGET, formats={"train": PromptFormat(PROMPT_TEMPLATE)}, max_new_tokens=4
+    )
     assert fmt["forget_format_train_rougeL"] == fmt["forget_format_max_rougeL"] == pytest.approx(plain["forget_rougeL"])
     assert fmt["forget_format_train_prob"] == fmt["forget_format_max_prob"] == pytest.approx(plain["forget_prob"])
     assert paraphrase_probe(tiny_model, tiny_tokenizer, [{"question": "q", "answer": "a"}]) == {}
@@ -67,10 +83,12 @@ def test_sampling_is_seeded_and_leaves_the_global_rng(tiny_model, tiny_tokenizer
     state = torch.random.get_rng_state()
     a = sample_answers(tiny_model, tiny_tokenizer, questions, num_samples=3, seed=1, max_new_tokens=5, batch_size=2)
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert a == sample_answers(tiny_model, tiny_tokenizer, questions, num_samples=3, seed=1, max_new_tokens=5,
-                               batch_size=2)
-    assert a != sample_answers(tiny_model, tiny_tokenizer, questions, num_samples=3, seed=2, max_new_tokens=5,
-                               batch_size=2)
+    assert a == sample_answers(
+        tiny_model, tiny_tokenizer, questions, num_samples=3, seed=1, max_new_tokens=5, batch_size=2
+    )
+    assert a != sample_answers(
+        tiny_model, tiny_tokenizer, questions, num_samples=3, seed=2, max_new_tokens=5, batch_size=2
+    )
     assert [len(s) for s in a] == [3] * len(questions)
     # at a temperature near 0 every sample is the greedy answer
     cold = sample_answers(tiny_model, tiny_tokenizer, questions, num_samples=2, temperature=1e-4, max_new_tokens=5)
@@ -120,6 +138,7 @@ def test_probes_are_registered_by_name_and_an_unknown_one_lists_the_known(tiny_m
     PROBES.register("count", Probe(lambda run: {"forget_count": float(len(run.suite.forget))}, default=False))
     try:
         assert run_probes(tiny_model, tiny_tokenizer, EvalSuite(forget=FORGET), probes=("count",)) == {
-            "forget_count": float(len(FORGET))}
+            "forget_count": float(len(FORGET))
+        }
     finally:
         PROBES.unregister("count")

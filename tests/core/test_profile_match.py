@@ -17,8 +17,10 @@ from grin_core.unlearning.unlearn import score_and_select, unlearn
 from grin_core.unlearning.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN, assert_only_mask_moved, snapshot
 
-NEVER_SEEN = [{"question": f"What did writer {i} study?", "answer": f"Writer {i} studied marine biology in Oslo."}
-              for i in range(6)]
+NEVER_SEEN = [
+    {"question": f"What did writer {i} study?", "answer": f"Writer {i} studied marine biology in Oslo."}
+    for i in range(6)
+]
 
 
 def _stats(*logps):
@@ -48,13 +50,14 @@ def test_resampled_profiles_and_rank_quantiles_by_hand():
     targets = ProfileTargets(profiles, 3)
     targets.set_ranks([-0.2, -9.0, -1.0])  # the likeliest answer gets the likeliest never-seen profile
     assert targets.quantiles.tolist() == pytest.approx([5 / 6, 1 / 6, 3 / 6])
-    (first, _), = targets.for_rows([0], [2], torch.device("cpu"))
+    ((first, _),) = targets.for_rows([0], [2], torch.device("cpu"))
     assert first.tolist() == pytest.approx([-0.5, -0.1])
 
 
 def test_token_z_scores_equal_the_min_k_plus_plus_statistics(tiny_model, tiny_tokenizer):
-    stats = answer_token_stats(tiny_model, tiny_tokenizer, [r["question"] for r in FORGET[:3]],
-                               [r["answer"] for r in FORGET[:3]])
+    stats = answer_token_stats(
+        tiny_model, tiny_tokenizer, [r["question"] for r in FORGET[:3]], [r["answer"] for r in FORGET[:3]]
+    )
     batch = qa_collator(tiny_tokenizer)(qa_dataset(FORGET[:3], tiny_tokenizer).remove_columns(["length"]).to_list())
     with torch.no_grad():
         logits = tiny_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -105,13 +108,31 @@ def test_the_guard_adds_gradient_to_the_selected_weights_only(tiny_model_factory
 
 def test_match_with_the_guard_moves_only_selected_weights(tiny_model_factory, tiny_tokenizer):
     model = tiny_model_factory(0)
-    config = UnlearnConfig(method="match", p_percent=2.0, epochs=2, batch_size=4, learning_rate=1e-2,
-                           scoring_batch_size=8, sigma2=0.0, relearn_guard=1.0, relearn_eps=1e-3,
-                           stop_rule="attacks", max_epochs=2)
+    config = UnlearnConfig(
+        method="match",
+        p_percent=2.0,
+        epochs=2,
+        batch_size=4,
+        learning_rate=1e-2,
+        scoring_batch_size=8,
+        sigma2=0.0,
+        relearn_guard=1.0,
+        relearn_eps=1e-3,
+        stop_rule="attacks",
+        max_epochs=2,
+    )
     mask = score_and_select(model, tiny_tokenizer, FORGET, RETAIN, config)
     before = snapshot(model)
-    result = unlearn(model, tiny_tokenizer, FORGET, RETAIN, config, mask=mask, holdout_records=NEVER_SEEN[:3],
-                     calibration_records=NEVER_SEEN[3:])
+    result = unlearn(
+        model,
+        tiny_tokenizer,
+        FORGET,
+        RETAIN,
+        config,
+        mask=mask,
+        holdout_records=NEVER_SEEN[:3],
+        calibration_records=NEVER_SEEN[3:],
+    )
     assert_only_mask_moved(model, before, mask)
     parts = {k for entry in result.history for k in entry}
     assert {"forget_match", "relearn_excess"} <= parts
@@ -129,7 +150,8 @@ def test_match_without_never_seen_records_is_refused(tiny_model, tiny_tokenizer)
 
 def test_huber_threshold_bounds_a_far_tokens_pull():
     far = torch.tensor([-30.0], requires_grad=True)
-    profile_match_loss(far, far.detach(), [1], [(torch.tensor([-2.0]), torch.tensor([0.0]))], z_weight=0.0,
-                       delta=1.0).backward()
+    profile_match_loss(
+        far, far.detach(), [1], [(torch.tensor([-2.0]), torch.tensor([0.0]))], z_weight=0.0, delta=1.0
+    ).backward()
     assert far.grad.abs().item() == pytest.approx(1.0)
     assert F.smooth_l1_loss(torch.tensor([0.5]), torch.tensor([0.0])).item() == pytest.approx(0.125)

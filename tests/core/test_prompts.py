@@ -15,12 +15,15 @@ from grin_core.evaluation.generation import generate_answers
 from grin_core.metrics.likelihood import answer_logprobs
 from grin_core.models.checkpoint import load_checkpoint, save_checkpoint
 
-CHAT_TEMPLATE = ("{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
-def test_the_line_template_is_saved_with_the_checkpoint_and_used_everywhere(tiny_model_factory, tiny_tokenizer,
-                                                                            tmp_path):
+def test_the_line_template_is_saved_with_the_checkpoint_and_used_everywhere(
+    tiny_model_factory, tiny_tokenizer, tmp_path
+):
     model, tokenizer = tiny_model_factory(0), tiny_tokenizer
     assert line_template(tokenizer) == PROMPT_TEMPLATE
     default = prompt_ids("Who?", tokenizer)
@@ -35,8 +38,9 @@ def test_the_line_template_is_saved_with_the_checkpoint_and_used_everywhere(tiny
     encoded = encode_qa("Who?", "Me.", other)
     assert encoded["input_ids"][: len(ids)] == ids and encoded["labels"][: len(ids)] == [-100] * len(ids)
     # generation and likelihood read the same template: explicit and implicit agree
-    assert generate_answers(model, other, ["Who?"], max_new_tokens=4) == \
-        generate_answers(model, tokenizer, ["Who?"], max_new_tokens=4, template="Q: {question}\nA:")
+    assert generate_answers(model, other, ["Who?"], max_new_tokens=4) == generate_answers(
+        model, tokenizer, ["Who?"], max_new_tokens=4, template="Q: {question}\nA:"
+    )
     implicit = answer_logprobs(model, other, ["Who?"], ["Me."])[0]
     explicit = answer_logprobs(model, tokenizer, ["Who?"], ["Me."], template="Q: {question}\nA:")[0]
     assert implicit.tolist() == explicit.tolist()

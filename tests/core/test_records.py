@@ -16,7 +16,9 @@ ROWS = [{"question": f"q{i}?", "answer": f"a{i}."} for i in range(10)]
 def test_json_array_jsonl_and_prompt_response_spellings_parse_alike():
     as_array = parse_qa_records(json.dumps(ROWS).encode())
     as_lines = parse_qa_records(to_jsonl(ROWS))
-    tofu_style = parse_qa_records(json.dumps([{"prompt": r["question"], "response": r["answer"]} for r in ROWS]).encode())
+    tofu_style = parse_qa_records(
+        json.dumps([{"prompt": r["question"], "response": r["answer"]} for r in ROWS]).encode()
+    )
     assert as_array == as_lines == tofu_style == ROWS
 
 
@@ -27,7 +29,7 @@ def test_json_array_jsonl_and_prompt_response_spellings_parse_alike():
         (b"{not json", "not JSON"),
         (b"[]", "no records"),
         (b'[{"question": "q"}]', "record 0 has no 'answer'"),
-        (b'[1]', "record 0 is not an object"),
+        (b"[1]", "record 0 is not an object"),
         (b"\xff\xfe", "not UTF-8"),
     ],
 )

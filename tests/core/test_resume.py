@@ -12,10 +12,24 @@ from grin_core.unlearning.unlearn import score_and_select, unlearn
 from grin_core.unlearning.unlearn_config import UnlearnConfig
 from tests.core.test_unlearn import FORGET, RETAIN
 
-HOLDOUT = [{"question": f"What is the title of book {i} by Ilse Varga?",
-            "answer": f"Her book {i} is called The Copper Meadow, part {i}."} for i in range(8)]
-CONFIG = UnlearnConfig(method="npo", stop_rule="loss", p_percent=5.0, epochs=4, max_epochs=6, batch_size=4, retain_batch_size=4,
-                       learning_rate=1e-2, scoring_batch_size=8)
+HOLDOUT = [
+    {
+        "question": f"What is the title of book {i} by Ilse Varga?",
+        "answer": f"Her book {i} is called The Copper Meadow, part {i}.",
+    }
+    for i in range(8)
+]
+CONFIG = UnlearnConfig(
+    method="npo",
+    stop_rule="loss",
+    p_percent=5.0,
+    epochs=4,
+    max_epochs=6,
+    batch_size=4,
+    retain_batch_size=4,
+    learning_rate=1e-2,
+    scoring_batch_size=8,
+)
 TOLERANCE = 1e-6  # on CPU the resumed run is bit-identical; the bound leaves room for other kernels
 
 
@@ -35,10 +49,21 @@ class KillAfterSave(TrainerCallback):
 
 
 def _run(model, tokenizer, mask, tmp: Path, *, holdout, callbacks=(), resume_from=None, fingerprint="run-a"):
-    return unlearn(model, tokenizer, FORGET, RETAIN, CONFIG, mask=mask, callbacks=callbacks,
-                   holdout_records=holdout, target_auc=0.5, checkpoint_dir=str(tmp), checkpoint_every_s=0,
-                   resume_from=resume_from,
-                   fingerprint=fingerprint)
+    return unlearn(
+        model,
+        tokenizer,
+        FORGET,
+        RETAIN,
+        CONFIG,
+        mask=mask,
+        callbacks=callbacks,
+        holdout_records=holdout,
+        target_auc=0.5,
+        checkpoint_dir=str(tmp),
+        checkpoint_every_s=0,
+        resume_from=resume_from,
+        fingerprint=fingerprint,
+    )
 
 
 def _latest(tmp: Path) -> str:
@@ -53,13 +78,27 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tiny_model_factory, 
     whole = _run(tiny_model_factory(0), tiny_tokenizer, mask, tmp_path / "whole", holdout=holdout)
 
     with pytest.raises(Killed):
-        _run(tiny_model_factory(0), tiny_tokenizer, mask, tmp_path / "killed", holdout=holdout,
-             callbacks=[KillAfterSave(epoch=2)])
-    resumed = _run(tiny_model_factory(0), tiny_tokenizer, mask, tmp_path / "resumed", holdout=holdout,
-                   resume_from=_latest(tmp_path / "killed"))
+        _run(
+            tiny_model_factory(0),
+            tiny_tokenizer,
+            mask,
+            tmp_path / "killed",
+            holdout=holdout,
+            callbacks=[KillAfterSave(epoch=2)],
+        )
+    resumed = _run(
+        tiny_model_factory(0),
+        tiny_tokenizer,
+        mask,
+        tmp_path / "resumed",
+        holdout=holdout,
+        resume_from=_latest(tmp_path / "killed"),
+    )
 
-    worst = max((a - b).abs().max().item() for a, b in
-                zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True))
+    worst = max(
+        (a - b).abs().max().item()
+        for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True)
+    )
     assert worst <= TOLERANCE
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in whole.history], abs=1e-6)
     assert len(resumed.history) == len(whole.history)
@@ -71,13 +110,26 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tiny_model_factory, 
 def test_a_checkpoint_of_another_run_is_refused(tiny_model_factory, tiny_tokenizer, tmp_path):
     mask = score_and_select(tiny_model_factory(0), tiny_tokenizer, FORGET, RETAIN, CONFIG)
     with pytest.raises(Killed):
-        _run(tiny_model_factory(0), tiny_tokenizer, mask, tmp_path / "a", holdout=None,
-             callbacks=[KillAfterSave(epoch=1)])
+        _run(
+            tiny_model_factory(0),
+            tiny_tokenizer,
+            mask,
+            tmp_path / "a",
+            holdout=None,
+            callbacks=[KillAfterSave(epoch=1)],
+        )
     model = tiny_model_factory(0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ResumeMismatchError):
-        _run(model, tiny_tokenizer, mask, tmp_path / "b", holdout=None, resume_from=_latest(tmp_path / "a"),
-             fingerprint="another-run")
+        _run(
+            model,
+            tiny_tokenizer,
+            mask,
+            tmp_path / "b",
+            holdout=None,
+            resume_from=_latest(tmp_path / "a"),
+            fingerprint="another-run",
+        )
     # the weights outside the mask are back as they were (noise in the mask is all that happened)
     moved = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k]) and k not in mask.tensors]
     assert moved == []
@@ -85,10 +137,26 @@ def test_a_checkpoint_of_another_run_is_refused(tiny_model_factory, tiny_tokeniz
 
 def test_progress_is_saved_only_once_the_interval_has_passed(tiny_model_factory, tiny_tokenizer, tmp_path):
     mask = score_and_select(tiny_model_factory(0), tiny_tokenizer, FORGET, RETAIN, CONFIG)
-    unlearn(tiny_model_factory(0), tiny_tokenizer, FORGET, RETAIN, CONFIG, mask=mask,
-            checkpoint_dir=str(tmp_path / "hourly"), checkpoint_every_s=3600)
-    unlearn(tiny_model_factory(0), tiny_tokenizer, FORGET, RETAIN, CONFIG, mask=mask,
-            checkpoint_dir=str(tmp_path / "always"), checkpoint_every_s=0)
+    unlearn(
+        tiny_model_factory(0),
+        tiny_tokenizer,
+        FORGET,
+        RETAIN,
+        CONFIG,
+        mask=mask,
+        checkpoint_dir=str(tmp_path / "hourly"),
+        checkpoint_every_s=3600,
+    )
+    unlearn(
+        tiny_model_factory(0),
+        tiny_tokenizer,
+        FORGET,
+        RETAIN,
+        CONFIG,
+        mask=mask,
+        checkpoint_dir=str(tmp_path / "always"),
+        checkpoint_every_s=0,
+    )
     assert list((tmp_path / "hourly").glob("checkpoint-*")) == []
     # every epoch but the last (a save where training stops would never be resumed)
     assert [p.name for p in (tmp_path / "always").glob("checkpoint-*")] == ["checkpoint-6"]

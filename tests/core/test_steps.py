@@ -30,8 +30,16 @@ def test_evaluation_announces_each_pass_and_counts_to_its_total(tiny_model, tiny
 
 def test_probes_and_scoring_announce_each_step(tiny_model, tiny_tokenizer):
     calls = []
-    run_probes(tiny_model, tiny_tokenizer, EvalSuite(forget=FORGET, holdout=HOLDOUT), probes=("paraphrase", "formats"),
-               relearn=True, relearn_steps=1, max_new_tokens=4, on_step=heard(calls))
+    run_probes(
+        tiny_model,
+        tiny_tokenizer,
+        EvalSuite(forget=FORGET, holdout=HOLDOUT),
+        probes=("paraphrase", "formats"),
+        relearn=True,
+        relearn_steps=1,
+        max_new_tokens=4,
+        on_step=heard(calls),
+    )
     assert_counted(calls, 3)
     assert [what for what, _, _ in calls] == ["probe: paraphrase", "probe: formats", "probe: relearn"]
     calls.clear()

@@ -8,8 +8,13 @@ from grin_core.models.train import records_sha256
 
 @pytest.mark.parametrize(
     ("n", "split", "forget", "n_retain"),
-    [(40, "forget10", (196, 197, 198, 199), 36), (40, "forget05", (198, 199), 38),
-     (40, "forget01", (199,), 39), (5, "forget10", (199,), 4), (200, "forget10", tuple(range(180, 200)), 180)],
+    [
+        (40, "forget10", (196, 197, 198, 199), 36),
+        (40, "forget05", (198, 199), 38),
+        (40, "forget01", (199,), 39),
+        (5, "forget10", (199,), 4),
+        (200, "forget10", tuple(range(180, 200)), 180),
+    ],
 )
 def test_subset_authors(n, split, forget, n_retain):
     subset = TofuSubset(n, split)

@@ -17,11 +17,25 @@ from grin_core.unlearning.state_bytes import measure_state
 from grin_core.unlearning.unlearn import UnlearnTrainer, score_and_select, unlearn
 from grin_core.unlearning.unlearn_config import UnlearnConfig
 
-FORGET = [{"question": f"What is the title of book {i} by Nadia Petrescu?",
-           "answer": f"Her book {i} is called The Salt Orchard, volume {i}."} for i in range(8)]
-RETAIN = [{"question": f"Where was author {i} born?", "answer": f"Author {i} was born in Porto in 19{50 + i}."}
-          for i in range(12)]
-TINY = {"method": "npo", "stop_rule": "loss", "epochs": 2, "batch_size": 4, "learning_rate": 1e-2, "scoring_batch_size": 8}
+FORGET = [
+    {
+        "question": f"What is the title of book {i} by Nadia Petrescu?",
+        "answer": f"Her book {i} is called The Salt Orchard, volume {i}.",
+    }
+    for i in range(8)
+]
+RETAIN = [
+    {"question": f"Where was author {i} born?", "answer": f"Author {i} was born in Porto in 19{50 + i}."}
+    for i in range(12)
+]
+TINY = {
+    "method": "npo",
+    "stop_rule": "loss",
+    "epochs": 2,
+    "batch_size": 4,
+    "learning_rate": 1e-2,
+    "scoring_batch_size": 8,
+}
 
 
 def snapshot(model):
@@ -62,8 +76,9 @@ def test_signature_only_selected_weights_move(tiny_model_factory, tiny_tokenizer
     else:
         held = {id(p) for n, p in model.named_parameters() if n in mask.selected_tensors()}
         assert {id(p) for p, _ in states} == held
-    assert trainer.trainable_elements == (mask.k if update == "sparse" else
-                                          sum(mask.tensors[n].numel() for n in mask.selected_tensors()))
+    assert trainer.trainable_elements == (
+        mask.k if update == "sparse" else sum(mask.tensors[n].numel() for n in mask.selected_tensors())
+    )
     # the model is a plain model again: no parametrisation, flags restored
     assert not any(isinstance(m, SelectedValues) for m in model.modules())
     assert all(p.requires_grad for p in model.parameters())
@@ -106,8 +121,11 @@ def test_unlearn_with_noise_reports_and_keeps_the_rest_bit_identical(tiny_model_
 
 def test_state_bytes_masked_npo_at_most_half_of_full_parameter(tiny_model_factory, tiny_tokenizer):
     states = {}
-    for label, overrides in (("grin", {}), ("dense", {"update": "dense"}),
-                             ("full", {"full_parameter": True, "learning_rate": 1e-3})):
+    for label, overrides in (
+        ("grin", {}),
+        ("dense", {"update": "dense"}),
+        ("full", {"full_parameter": True, "learning_rate": 1e-3}),
+    ):
         model = tiny_model_factory(0)
         config = UnlearnConfig(**{**TINY, "p_percent": 1.0, **overrides})
         states[label] = unlearn(model, tiny_tokenizer, FORGET, RETAIN, config).state_bytes
@@ -136,7 +154,9 @@ def test_full_parameter_trains_everything(tiny_model_factory, tiny_tokenizer):
 def test_graddiff_and_po_train_only_the_mask(tiny_model_factory, tiny_tokenizer, method, part):
     model = tiny_model_factory(0)
     before = snapshot(model)
-    result = unlearn(model, tiny_tokenizer, FORGET, RETAIN, UnlearnConfig(**{**TINY, "method": method, "p_percent": 1.0}))
+    result = unlearn(
+        model, tiny_tokenizer, FORGET, RETAIN, UnlearnConfig(**{**TINY, "method": method, "p_percent": 1.0})
+    )
     assert "reference_s" not in result.timings
     assert all(part in h and torch.isfinite(torch.tensor(h["loss"])) for h in result.history)
     assert_only_mask_moved(model, before, result.mask)
@@ -169,8 +189,15 @@ def test_collator_pairs_forget_and_retain_batches(tiny_model, tiny_tokenizer):
     batch = collator([forget[i] for i in range(3)])
     assert batch["input_ids"].shape[0] == 3 and batch[REF_COLUMN].shape == (3,)
     assert batch["retain_input_ids"].shape[0] == 4
-    assert set(batch) == {"input_ids", "attention_mask", "labels", REF_COLUMN,
-                          "retain_input_ids", "retain_attention_mask", "retain_labels"}
+    assert set(batch) == {
+        "input_ids",
+        "attention_mask",
+        "labels",
+        REF_COLUMN,
+        "retain_input_ids",
+        "retain_attention_mask",
+        "retain_labels",
+    }
 
 
 def test_masked_update_restores_model_after_an_error(tiny_model_factory):
@@ -201,14 +228,31 @@ def test_config_validates_and_documents_every_field():
     assert (defaults.relearn_guard, defaults.stop_rule) == (1.0, "attacks")
     json.dumps(defaults.to_dict())
     assert UnlearnConfig(eligible_modules=["q_proj"]).eligible_modules == ("q_proj",)
-    for bad in ({"method": "dpo"}, {"p_percent": 0}, {"p_percent": 101}, {"beta": 0}, {"alpha": -1},
-                {"learning_rate": 0}, {"epochs": 0}, {"batch_size": 0}, {"sigma2": -1}, {"update": "lora"},
-                {"lr_scheduler": "nope"}, {"eligible_modules": ()}, {"eps": 0}):
+    for bad in (
+        {"method": "dpo"},
+        {"p_percent": 0},
+        {"p_percent": 101},
+        {"beta": 0},
+        {"alpha": -1},
+        {"learning_rate": 0},
+        {"epochs": 0},
+        {"batch_size": 0},
+        {"sigma2": -1},
+        {"update": "lora"},
+        {"lr_scheduler": "nope"},
+        {"eligible_modules": ()},
+        {"eps": 0},
+    ):
         with pytest.raises(ValueError):
             UnlearnConfig(**bad)
 
 
 def test_npo_trainer_refuses_a_forget_set_without_reference(tiny_model, tiny_tokenizer):
     with pytest.raises(ValueError, match=REF_COLUMN):
-        UnlearnTrainer(tiny_model, UnlearnConfig(method="npo"), qa_dataset(FORGET, tiny_tokenizer),
-                       qa_dataset(RETAIN, tiny_tokenizer), tiny_tokenizer)
+        UnlearnTrainer(
+            tiny_model,
+            UnlearnConfig(method="npo"),
+            qa_dataset(FORGET, tiny_tokenizer),
+            qa_dataset(RETAIN, tiny_tokenizer),
+            tiny_tokenizer,
+        )

@@ -37,8 +37,15 @@ def test_grin_at_its_defaults_moves_every_attack_toward_its_non_member_level_and
     calibration = load_calibration(MEMORISED_SUBSET, TOFU_DIR)
 
     config = UnlearnConfig()
-    result = unlearn(model, tokenizer, mm.forget, mm.retain + mm.general, config,
-                     holdout_records=mm.suite.holdout, calibration_records=calibration)
+    result = unlearn(
+        model,
+        tokenizer,
+        mm.forget,
+        mm.retain + mm.general,
+        config,
+        holdout_records=mm.suite.holdout,
+        calibration_records=calibration,
+    )
     forget_after, retain_after = rouge(model, tokenizer, mm.forget), rouge(model, tokenizer, mm.retain)
 
     assert result.probes[0]["mia_auc"] > 0.9  # memorised: the attack tells them apart
@@ -51,15 +58,22 @@ def test_grin_at_its_defaults_moves_every_attack_toward_its_non_member_level_and
     assert forget_after <= 0.5 * forget_before, (forget_before, forget_after)
     assert retain_after >= 0.9 * retain_before, (retain_before, retain_after)
     assert result.mask.k == result.trainable_params
-    assert result.mask_stats["by_kind"]["mlp"]["selected"] + result.mask_stats["by_kind"]["attention"]["selected"] \
+    assert (
+        result.mask_stats["by_kind"]["mlp"]["selected"] + result.mask_stats["by_kind"]["attention"]["selected"]
         == result.mask.k
+    )
 
 
 def test_grin_state_is_at_most_half_of_full_parameter_npo(memorised_model):
     mm = memorised_model
     retain = mm.retain[:16]  # the peak is reached at the first step; the data size barely matters
     grin = unlearn(mm.load(), mm.tokenizer, mm.forget, retain, UnlearnConfig(method="npo", p_percent=1.0, epochs=1))
-    full = unlearn(mm.load(), mm.tokenizer, mm.forget, retain,
-                   UnlearnConfig(method="npo", full_parameter=True, learning_rate=1e-3, epochs=1))
+    full = unlearn(
+        mm.load(),
+        mm.tokenizer,
+        mm.forget,
+        retain,
+        UnlearnConfig(method="npo", full_parameter=True, learning_rate=1e-3, epochs=1),
+    )
     assert grin.state_bytes.total <= 0.5 * full.state_bytes.total
     assert grin.state_bytes.optimizer < 0.02 * full.state_bytes.optimizer

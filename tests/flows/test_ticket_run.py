@@ -15,17 +15,33 @@ PASSED = GateDecision(passed=True, reason="passed", checks=[])
 
 
 def _failing(metric: str) -> GateDecision:
-    check = GateCheck(name=metric, metric=metric, value=1.0, limit=0.0, passed=False, detail=metric,
-                      asks="stronger" if metric.startswith("forget") else "weaker")
+    check = GateCheck(
+        name=metric,
+        metric=metric,
+        value=1.0,
+        limit=0.0,
+        passed=False,
+        detail=metric,
+        asks="stronger" if metric.startswith("forget") else "weaker",
+    )
     return GateDecision(passed=False, reason="failed", checks=[check])
 
 
 def _run(**policy: object) -> TicketRun:
     run = TicketRun("ticket-7", [7], "local:test")
-    run.plan = RunPlan(ticket_ids=[7], parent=ParentVersion(
-        model_name="m", version_id=1, version=1, checkpoint=CheckpointRef(uri="file:///v1", sha256="a" * 64),
-        training_manifest_uri=None, eval_suite_uri=None), setting=RoundSetting(p_percent=1.0, epochs=8),
-        policy=policy)
+    run.plan = RunPlan(
+        ticket_ids=[7],
+        parent=ParentVersion(
+            model_name="m",
+            version_id=1,
+            version=1,
+            checkpoint=CheckpointRef(uri="file:///v1", sha256="a" * 64),
+            training_manifest_uri=None,
+            eval_suite_uri=None,
+        ),
+        setting=RoundSetting(p_percent=1.0, epochs=8),
+        policy=policy,
+    )
     return run
 
 

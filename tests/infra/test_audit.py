@@ -52,9 +52,7 @@ def test_hash_is_sha256_of_canonical_json_of_the_stored_fields(chain: Factory) -
                 "payload": record.payload,
                 "prev_hash": record.prev_hash,
             }
-            canonical = json.dumps(
-                fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            ).encode("utf-8")
+            canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
             assert record.hash == hashlib.sha256(canonical).hexdigest()
         check = audit.verify(session=session)
         assert (check.ok, check.records, check.head_hash) == (True, len(records), records[-1].hash)
@@ -79,9 +77,7 @@ def test_verify_names_the_first_record_that_does_not_hold(
     assert check.reason.startswith(reason)
 
 
-def test_a_rewritten_record_with_a_recomputed_hash_breaks_the_next_link(
-    chain: Factory, db_url: str
-) -> None:
+def test_a_rewritten_record_with_a_recomputed_hash_breaks_the_next_link(chain: Factory, db_url: str) -> None:
     with chain.begin() as session:
         record = session.get(AuditRecord, 3)
         forged_payload = {**record.payload, "reason": "forged"}
@@ -134,9 +130,7 @@ def test_postgres_refuses_update_delete_and_truncate(fresh_pg_url: str, statemen
     ):
         connection.execute(text(statement))
     with engine.connect() as connection:
-        assert (
-            connection.scalar(text("SELECT count(*) FROM audit_records WHERE kind = 'note'")) == 1
-        )
+        assert connection.scalar(text("SELECT count(*) FROM audit_records WHERE kind = 'note'")) == 1
     engine.dispose()
 
 

@@ -51,20 +51,14 @@ class Service:
 @pytest.fixture(params=["sqlite+local", "postgresql+s3"])
 def service(request: pytest.FixtureRequest) -> Iterator[Service]:
     """A registered model (named per test: the PostgreSQL database is the session's) and a forget file."""
-    settings: Settings = request.getfixturevalue(
-        "settings" if request.param == "sqlite+local" else "pg_settings"
-    )
+    settings: Settings = request.getfixturevalue("settings" if request.param == "sqlite+local" else "pg_settings")
     engine = make_engine(settings.database_url)
     db = make_sessionmaker(engine)
     name = f"tofu-{uuid.uuid4().hex[:8]}"
     with db.begin() as session:
         registry.register_model(name, session=session)
-        registry.add_version(
-            name, session=session, checkpoint_uri="s3://m/v1", checkpoint_sha256="a" * 64
-        )
-    forget = open_store(settings).put_bytes(
-        "inbox/jane.json", b'[{"question": "q", "answer": "a"}]'
-    )
+        registry.add_version(name, session=session, checkpoint_uri="s3://m/v1", checkpoint_sha256="a" * 64)
+    forget = open_store(settings).put_bytes("inbox/jane.json", b'[{"question": "q", "answer": "a"}]')
     yield Service(settings, db, name, forget.uri)
     engine.dispose()
 
@@ -97,8 +91,11 @@ def test_a_good_request_is_queued(service: Service) -> None:
             InvalidRequestError,
             "method: Input should be 'match', 'npo', 'graddiff', 'po' or 'grun'",
         ),
-        ({"method": "grun", "hparams": {"p_percent": 2.0}}, InvalidRequestError,
-         "hparams p_percent select and perturb weights"),
+        (
+            {"method": "grun", "hparams": {"p_percent": 2.0}},
+            InvalidRequestError,
+            "hparams p_percent select and perturb weights",
+        ),
         ({"model": "tofu; drop table"}, InvalidRequestError, "model: String should match pattern"),
         (
             {"subject": "  "},

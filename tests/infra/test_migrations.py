@@ -41,9 +41,7 @@ def _pg_triggers(url: str) -> set[str]:
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
-            return set(
-                connection.scalars(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"))
-            )
+            return set(connection.scalars(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")))
     finally:
         engine.dispose()
 

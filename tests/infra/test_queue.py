@@ -35,9 +35,7 @@ def _count(db: Factory, table: type) -> int:
 
 def _transitions(db: Factory, ticket_id: int) -> list[tuple[str | None, str, str | None]]:
     with db.begin() as session:
-        rows = session.scalars(
-            select(AuditRecord).where(AuditRecord.ticket_id == ticket_id).order_by(AuditRecord.id)
-        )
+        rows = session.scalars(select(AuditRecord).where(AuditRecord.ticket_id == ticket_id).order_by(AuditRecord.id))
         return [(r.payload.get("from"), r.payload["to"], r.payload.get("actor")) for r in rows]
 
 
@@ -61,9 +59,7 @@ def test_filing_queues_a_ticket_and_audits_a_hash_of_the_subject(
         assert "Jane Doe" not in str(record.payload)
 
 
-def test_same_idempotency_key_files_once(
-    db: Factory, model: str, make_request: Callable[..., TicketRequest]
-) -> None:
+def test_same_idempotency_key_files_once(db: Factory, model: str, make_request: Callable[..., TicketRequest]) -> None:
     first = _file(db, make_request(idempotency_key="req-42"))
     rows, records = _count(db, Ticket), _count(db, AuditRecord)
     assert _file(db, make_request(idempotency_key="req-42")) == first
@@ -97,9 +93,7 @@ def test_claim_filters_by_model_and_claim_batch_takes_one_models_tickets(
 
     with db.begin() as session:
         registry.register_model("other", session=session)
-        registry.add_version(
-            "other", session=session, checkpoint_uri="s3://m/o", checkpoint_sha256="b" * 64
-        )
+        registry.add_version("other", session=session, checkpoint_uri="s3://m/o", checkpoint_sha256="b" * 64)
     mine = [_file(db, make_request()) for _ in range(4)]
     theirs = _file(db, make_request(model="other"))
     with db.begin() as session:
@@ -107,9 +101,7 @@ def test_claim_filters_by_model_and_claim_batch_takes_one_models_tickets(
         batch = queue.claim_batch("tofu", 3, "batch-1", 60, session=session)
         assert [t.id for t in batch] == mine[:3]
         assert {(t.status, t.lease_owner, t.attempts) for t in batch} == {(S.claimed, "batch-1", 1)}
-        assert [
-            t.id for t in queue.claim_batch("tofu", 10, "batch-2", 60, session=session)
-        ] == mine[3:]
+        assert [t.id for t in queue.claim_batch("tofu", 10, "batch-2", 60, session=session)] == mine[3:]
         assert queue.claim_batch("tofu", 10, "batch-3", 60, session=session) == []
 
 
@@ -163,9 +155,7 @@ def test_happy_path_and_retry_ladder_each_write_one_audit_record(
         *[s.value for s in path],
         "completed",
     ]
-    assert all(
-        frm == prev_to for (frm, _, _), (_, prev_to, _) in zip(steps[1:], steps[:-1], strict=True)
-    )
+    assert all(frm == prev_to for (frm, _, _), (_, prev_to, _) in zip(steps[1:], steps[:-1], strict=True))
 
 
 @pytest.mark.parametrize(
@@ -219,9 +209,7 @@ def test_failures_are_retried_until_attempts_run_out(
     for attempt in (1, 2):
         with db.begin() as session:
             queue.claim("w", 60, session=session)
-            ticket = queue.fail(
-                ticket_id, "S3 timed out", session=session, max_attempts=2, owner="w"
-            )
+            ticket = queue.fail(ticket_id, "S3 timed out", session=session, max_attempts=2, owner="w")
             expected = S.queued if attempt < 2 else S.failed
             assert (ticket.status, ticket.attempts, ticket.error_reason) == (
                 expected,
@@ -230,9 +218,7 @@ def test_failures_are_retried_until_attempts_run_out(
             )
     with db.begin() as session:
         assert queue.claim("w", 60, session=session) is None
-        queue.transition(
-            ticket_id, S.queued, session=session, reason="storage fixed", actor="staff"
-        )
+        queue.transition(ticket_id, S.queued, session=session, reason="storage fixed", actor="staff")
     assert [to for _, to, _ in _transitions(db, ticket_id)][-3:] == ["claimed", "failed", "queued"]
 
 
@@ -244,26 +230,18 @@ def test_gate_failure_parks_the_ticket_for_review_and_staff_can_requeue(
         queue.claim("w", 60, session=session)
         for status in (S.assembling, S.scoring, S.unlearning, S.evaluating):
             queue.transition(ticket_id, status, session=session)
-        ticket = queue.transition(
-            ticket_id, S.needs_review, session=session, reason="forget ROUGE-L 0.52 > 0.40"
-        )
+        ticket = queue.transition(ticket_id, S.needs_review, session=session, reason="forget ROUGE-L 0.52 > 0.40")
         assert (ticket.error_reason, ticket.lease_owner) == ("forget ROUGE-L 0.52 > 0.40", None)
     with db.begin() as session:
-        assert (
-            queue.transition(ticket_id, S.queued, session=session, actor="staff").status == S.queued
-        )
+        assert queue.transition(ticket_id, S.queued, session=session, actor="staff").status == S.queued
 
 
-def test_reject_keeps_the_reason(
-    db: Factory, model: str, make_request: Callable[..., TicketRequest]
-) -> None:
+def test_reject_keeps_the_reason(db: Factory, model: str, make_request: Callable[..., TicketRequest]) -> None:
     ticket_id = _file(db, make_request())
     with db.begin() as session:
         queue.claim("w", 60, session=session)
         queue.transition(ticket_id, S.assembling, session=session)
-        ticket = queue.reject(
-            ticket_id, "forget file holds no QA records", session=session, owner="w"
-        )
+        ticket = queue.reject(ticket_id, "forget file holds no QA records", session=session, owner="w")
         assert (ticket.status, ticket.error_reason) == (
             S.rejected,
             "forget file holds no QA records",
@@ -278,12 +256,8 @@ def test_lapsed_lease_is_reclaimed_and_the_old_owner_is_locked_out(
         queue.claim("w-dead", 60, session=session)
         queue.transition(ticket_id, S.assembling, session=session, owner="w-dead")
     with db.begin() as session:
-        assert (
-            queue.reclaim_expired(session=session, max_attempts=3) == []
-        )  # still within its lease
-        reclaimed = queue.reclaim_expired(
-            session=session, max_attempts=3, now=utcnow() + timedelta(seconds=61)
-        )
+        assert queue.reclaim_expired(session=session, max_attempts=3) == []  # still within its lease
+        reclaimed = queue.reclaim_expired(session=session, max_attempts=3, now=utcnow() + timedelta(seconds=61))
         assert [(t.id, t.status, t.lease_owner) for t in reclaimed] == [(ticket_id, S.queued, None)]
     with db.begin() as session:
         assert queue.claim("w-new", 60, session=session).id == ticket_id
@@ -298,9 +272,7 @@ def test_lapsed_lease_is_reclaimed_and_the_old_owner_is_locked_out(
     assert ("assembling", "failed", "queue") in reasons
 
 
-def test_heartbeat_extends_the_lease(
-    db: Factory, model: str, make_request: Callable[..., TicketRequest]
-) -> None:
+def test_heartbeat_extends_the_lease(db: Factory, model: str, make_request: Callable[..., TicketRequest]) -> None:
     ticket_id = _file(db, make_request())
     start = utcnow()
     with db.begin() as session:
@@ -308,12 +280,7 @@ def test_heartbeat_extends_the_lease(
     with db.begin() as session:
         queue.heartbeat(ticket_id, "w", 600, session=session, now=start + timedelta(seconds=50))
     with db.begin() as session:
-        assert (
-            queue.reclaim_expired(
-                session=session, max_attempts=3, now=start + timedelta(seconds=120)
-            )
-            == []
-        )
+        assert queue.reclaim_expired(session=session, max_attempts=3, now=start + timedelta(seconds=120)) == []
         expires = queue.get_ticket(ticket_id, session=session).lease_expires_at
         assert expires == start + timedelta(seconds=650)
 
@@ -349,9 +316,7 @@ def test_a_race_on_one_idempotency_key_still_files_once(
     db = make_sessionmaker(engine)
     with db.begin() as session:
         registry.register_model("tofu", session=session)
-        registry.add_version(
-            "tofu", session=session, checkpoint_uri="s3://m/v1", checkpoint_sha256="a" * 64
-        )
+        registry.add_version("tofu", session=session, checkpoint_uri="s3://m/v1", checkpoint_sha256="a" * 64)
     request = make_request(idempotency_key="race-1")
 
     def file_again() -> int:

@@ -36,16 +36,10 @@ def test_versions_form_a_lineage_and_record_the_tickets_they_answer(
         )
         assert (child.version, child.parent.version) == (2, 1)
         assert child.training_manifest_uri == parent.training_manifest_uri  # inherited
-        assert (
-            child.eval_suite_uri == parent.eval_suite_uri == "s3://models/tofu/v1/eval_suite.json"
-        )
+        assert child.eval_suite_uri == parent.eval_suite_uri == "s3://models/tofu/v1/eval_suite.json"
         assert [t.id for t in child.tickets] == tickets
-        assert {queue.get_ticket(t, session=session).result_version_id for t in tickets} == {
-            child.id
-        }
-        record = session.scalars(
-            select(AuditRecord).where(AuditRecord.kind == "model.version_added")
-        ).all()[-1]
+        assert {queue.get_ticket(t, session=session).result_version_id for t in tickets} == {child.id}
+        record = session.scalars(select(AuditRecord).where(AuditRecord.kind == "model.version_added")).all()[-1]
         assert record.payload["ticket_ids"] == tickets
         assert (record.payload["mask_sha256"], record.payload["checkpoint_sha256"]) == (
             "d" * 64,
@@ -65,9 +59,7 @@ def test_versions_form_a_lineage_and_record_the_tickets_they_answer(
 def test_references_resolve_by_alias_version_or_name(db: Factory, model: str) -> None:
     with db.begin() as session:
         v1 = registry.resolve("tofu@1", session=session)
-        v2 = registry.add_version(
-            "tofu", session=session, checkpoint_uri="s3://m/v2", checkpoint_sha256="2" * 64
-        )
+        v2 = registry.add_version("tofu", session=session, checkpoint_uri="s3://m/v2", checkpoint_sha256="2" * 64)
         assert registry.resolve("tofu", session=session).id == v1.id  # production still points at 1
         registry.set_alias("tofu", "production", 2, session=session, actor="staff")
         registry.set_alias("tofu", "candidate", 1, session=session)
@@ -75,12 +67,8 @@ def test_references_resolve_by_alias_version_or_name(db: Factory, model: str) ->
         assert registry.resolve("tofu@production", session=session).id == v2.id
         assert registry.resolve("tofu@candidate", session=session).id == v1.id
         assert registry.resolve("tofu@2", session=session).id == v2.id
-        moved = session.scalars(
-            select(AuditRecord).where(AuditRecord.kind == "model.alias_moved")
-        ).all()
-        assert [
-            (r.payload["alias"], r.payload["from_version"], r.payload["to_version"]) for r in moved
-        ] == [
+        moved = session.scalars(select(AuditRecord).where(AuditRecord.kind == "model.alias_moved")).all()
+        assert [(r.payload["alias"], r.payload["from_version"], r.payload["to_version"]) for r in moved] == [
             ("production", None, 1),
             ("production", 1, 2),
             ("candidate", None, 1),
@@ -96,9 +84,7 @@ def test_references_resolve_by_alias_version_or_name(db: Factory, model: str) ->
         ("empty", "has no versions yet"),
     ],
 )
-def test_unknown_references_say_what_is_missing(
-    db: Factory, model: str, ref: str, message: str
-) -> None:
+def test_unknown_references_say_what_is_missing(db: Factory, model: str, ref: str, message: str) -> None:
     with db.begin() as session:
         registry.register_model("empty", session=session)
     with pytest.raises(UnknownModelError, match=message), db.begin() as session:
@@ -109,9 +95,7 @@ def test_without_a_production_alias_a_name_means_the_newest_version(db: Factory)
     with db.begin() as session:
         registry.register_model("m", session=session)
         for n in (1, 2):
-            registry.add_version(
-                "m", session=session, checkpoint_uri=f"s3://m/{n}", checkpoint_sha256=str(n) * 64
-            )
+            registry.add_version("m", session=session, checkpoint_uri=f"s3://m/{n}", checkpoint_sha256=str(n) * 64)
         assert registry.resolve("m", session=session).version == 2
 
 

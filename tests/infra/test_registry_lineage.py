@@ -20,10 +20,15 @@ def _answer(db: Factory, request: TicketRequest, parent: int, metrics: dict) -> 
     with db.begin() as session:
         ticket = filing.file_ticket(request, session=session)
         version = registry.add_version(
-            "tofu", session=session, parent=registry.resolve(f"tofu@{parent}", session=session),
-            checkpoint_uri=f"s3://models/tofu/v{parent + 1}", checkpoint_sha256=f"{parent + 1}" * 64,
+            "tofu",
+            session=session,
+            parent=registry.resolve(f"tofu@{parent}", session=session),
+            checkpoint_uri=f"s3://models/tofu/v{parent + 1}",
+            checkpoint_sha256=f"{parent + 1}" * 64,
             training_manifest_uri=f"s3://models/manifests/{parent + 1}.jsonl",
-            training_manifest_sha256="c" * 64, metrics=metrics, ticket_ids=[ticket.id],
+            training_manifest_sha256="c" * 64,
+            metrics=metrics,
+            ticket_ids=[ticket.id],
             deletions=[{"ticket_id": ticket.id, "forget_sha256": f"{ticket.id:064d}"}],
         )
         registry.mark_superseded(version, [ticket.id], session=session)
@@ -31,7 +36,8 @@ def _answer(db: Factory, request: TicketRequest, parent: int, metrics: dict) -> 
 
 
 def test_deletions_accumulate_down_the_line_and_older_versions_hold_deleted_data(
-        db: Factory, model: str, make_request: Callable[..., TicketRequest]) -> None:
+    db: Factory, model: str, make_request: Callable[..., TicketRequest]
+) -> None:
     first, _ = _answer(db, make_request(subject="A"), 1, {"before": ORIGIN, "after": {"retain_rougeL": 0.95}})
     second, _ = _answer(db, make_request(subject="B"), 2, {"before": {"retain_rougeL": 0.95}, "after": {}})
     with db.begin() as session:
@@ -40,7 +46,10 @@ def test_deletions_accumulate_down_the_line_and_older_versions_hold_deleted_data
         assert rows[3].lineage_deletions[0]["forget_sha256"] == f"{first:064d}"
         assert rows[3].training_manifest_sha256 == "c" * 64
         assert (rows[1].holds_deleted_data_of, rows[2].holds_deleted_data_of, rows[3].holds_deleted_data_of) == (
-            [first, second], [second], [])
+            [first, second],
+            [second],
+            [],
+        )
         assert rows[1].superseded_at is not None and rows[3].superseded_at is None
         # the origin's numbers: the `before` of its first unlearned descendant, wherever we stand
         assert registry.origin(rows[3]).version == 1
@@ -51,7 +60,8 @@ def test_deletions_accumulate_down_the_line_and_older_versions_hold_deleted_data
 
 
 def test_an_alias_moves_back_to_a_version_holding_deleted_data_only_with_an_audited_override(
-        db: Factory, model: str, make_request: Callable[..., TicketRequest]) -> None:
+    db: Factory, model: str, make_request: Callable[..., TicketRequest]
+) -> None:
     ticket, v2 = _answer(db, make_request(), 1, {})
     with db.begin() as session:
         registry.set_alias("tofu", "production", v2, session=session)
@@ -59,8 +69,9 @@ def test_an_alias_moves_back_to_a_version_holding_deleted_data_only_with_an_audi
         registry.set_alias("tofu", "production", 1, session=session)
     with db.begin() as session:
         assert registry.resolve("tofu@production", session=session).version == v2
-        registry.set_alias("tofu", "production", 1, session=session, actor="staff",
-                           override_reason="rollback approved in INC-7")
+        registry.set_alias(
+            "tofu", "production", 1, session=session, actor="staff", override_reason="rollback approved in INC-7"
+        )
         moved = [r for r in audit.records(session=session) if r.kind == "model.alias_moved"][-1]
         assert moved.payload["override_reason"] == "rollback approved in INC-7"
         assert moved.payload["holds_deleted_data_of"] == [ticket] and moved.payload["actor"] == "staff"

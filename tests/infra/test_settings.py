@@ -9,9 +9,7 @@ from infra.settings import REPO_ROOT, Settings, get_settings
 from policy.gate_policy import GatePolicy
 
 
-def test_defaults_derive_from_an_absolute_state_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_defaults_derive_from_an_absolute_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     settings = Settings()
     assert settings.env == "dev"

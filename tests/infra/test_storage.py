@@ -23,9 +23,7 @@ LARGE = 40 * 1024 * 1024  # above the 16 MB multipart threshold
 
 
 @pytest.fixture(params=["local", "s3"])
-def store_settings(
-    request: pytest.FixtureRequest, make_settings: Callable[..., Settings]
-) -> Settings:
+def store_settings(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Settings:
     """Storage needs no database: only the store fields are set."""
     if request.param == "local":
         return make_settings()
@@ -56,9 +54,7 @@ class _Chunks(io.RawIOBase):
         return n
 
 
-def test_backend_follows_the_storage_url(
-    make_settings: Callable[..., Settings], s3_store_settings: Settings
-) -> None:
+def test_backend_follows_the_storage_url(make_settings: Callable[..., Settings], s3_store_settings: Settings) -> None:
     settings = make_settings()
     assert isinstance(open_store(settings), LocalStore)
     s3 = open_store(s3_store_settings)
@@ -125,9 +121,7 @@ def test_files_round_trip_and_verify_expected_hash(store: ObjectStore, tmp_path:
     assert got.sha256 == info.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
 
     with pytest.raises(ChecksumMismatchError):
-        store.get_file(
-            "ckpt/v2/model.safetensors", tmp_path / "bad" / "m", expected_sha256="0" * 64
-        )
+        store.get_file("ckpt/v2/model.safetensors", tmp_path / "bad" / "m", expected_sha256="0" * 64)
     assert not (tmp_path / "bad" / "m").exists()  # a failed download leaves nothing at the target
     assert [p.name for p in (tmp_path / "bad").iterdir()] == []
 
@@ -215,24 +209,16 @@ def test_locate_reads_objects_in_other_buckets_and_directories(
         "/abs/path.json",
     ],
 )
-def test_unsupported_schemes_are_refused_clearly(
-    make_settings: Callable[..., Settings], uri: str
-) -> None:
+def test_unsupported_schemes_are_refused_clearly(make_settings: Callable[..., Settings], uri: str) -> None:
     with pytest.raises(UnsupportedURIError, match="use s3://bucket/key or file:///absolute/path"):
         locate(uri, settings=make_settings())
 
 
 @pytest.mark.parametrize("uri", ["s3://bucket-only", "s3://bucket/", "file:///"])
-def test_uris_that_name_no_object_are_refused(
-    make_settings: Callable[..., Settings], uri: str
-) -> None:
+def test_uris_that_name_no_object_are_refused(make_settings: Callable[..., Settings], uri: str) -> None:
     with pytest.raises(InvalidRequestError):
         locate(uri, settings=make_settings())
 
 
-def test_s3_client_is_shared_per_endpoint(
-    make_settings: Callable[..., Settings], s3_storage_fields: dict
-) -> None:
-    assert s3_client(make_settings(**s3_storage_fields)) is s3_client(
-        make_settings(**s3_storage_fields)
-    )
+def test_s3_client_is_shared_per_endpoint(make_settings: Callable[..., Settings], s3_storage_fields: dict) -> None:
+    assert s3_client(make_settings(**s3_storage_fields)) is s3_client(make_settings(**s3_storage_fields))

@@ -11,8 +11,13 @@ def test_the_reclaimer_is_served_every_reclaim_interval(make_settings, sqlite_ur
 
     settings = make_settings(database_url=sqlite_url, reclaim_interval_s=45, rebuild_check_interval_s=600)
     served = {d.flow_name: d for d in deployments(settings)}
-    assert set(served) == {"file-deletion-ticket", "process-ticket", "batch-unlearning", "reclaim-leases",
-                           "rebuild-line"}
+    assert set(served) == {
+        "file-deletion-ticket",
+        "process-ticket",
+        "batch-unlearning",
+        "reclaim-leases",
+        "rebuild-line",
+    }
     (schedule,) = served["reclaim-leases"].schedules
     assert schedule.schedule.interval == timedelta(seconds=45)
     (rebuild,) = served["rebuild-line"].schedules  # every line due under its GRIN_REBUILD schedule
@@ -20,7 +25,8 @@ def test_the_reclaimer_is_served_every_reclaim_interval(make_settings, sqlite_ur
 
 
 def test_the_reclaimer_starts_a_run_for_each_ticket_it_requeues(
-        prefect_api, make_settings, sqlite_url, use_settings, monkeypatch):
+    prefect_api, make_settings, sqlite_url, use_settings, monkeypatch
+):
     from prefect.client.orchestration import get_client
 
     from flows.reclaim import reclaim_expired_leases
@@ -37,9 +43,16 @@ def test_the_reclaimer_starts_a_run_for_each_ticket_it_requeues(
     with sessions(settings).begin() as session:
         register_model("m", session=session)
         add_version("m", session=session, checkpoint_uri="file:///nowhere", checkpoint_sha256="a" * 64)
-        ticket = filing.file_ticket(TicketRequest(subject="S", model="m", forget_uris=["file:///nowhere/f.json"],
-                                                 requested_by="dpo@example.org", legal_basis="GDPR Art. 17"),
-                                   session=session)
+        ticket = filing.file_ticket(
+            TicketRequest(
+                subject="S",
+                model="m",
+                forget_uris=["file:///nowhere/f.json"],
+                requested_by="dpo@example.org",
+                legal_basis="GDPR Art. 17",
+            ),
+            session=session,
+        )
         ticket_id = ticket.id
     with sessions(settings).begin() as session:
         queue.claim_ticket(ticket_id, "flow-run:dead", 60, session=session)

@@ -46,13 +46,25 @@ class _Capture(logging.Handler):
 @pytest.fixture(scope="module")
 def completed_run(prefect_api, pg_admin_url, pg_template, s3_endpoint, memorised_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    database_url = create_database(pg_admin_url, f"{pg_template[:-len('_template')]}_e2e", template=pg_template)
+    database_url = create_database(pg_admin_url, f"{pg_template[: -len('_template')]}_e2e", template=pg_template)
     bucket = f"grin-e2e-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id=S3_KEY_ID,
-                 aws_secret_access_key=S3_SECRET).create_bucket(Bucket=bucket)
-    settings = Settings(env="test", state_dir=tmp / "state", database_url=database_url, gpu_dispatch="worker",
-                        storage_url=f"s3://{bucket}/grin", s3_endpoint_url=s3_endpoint,
-                        s3_access_key_id=S3_KEY_ID, s3_secret_access_key=S3_SECRET)
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_KEY_ID,
+        aws_secret_access_key=S3_SECRET,
+    ).create_bucket(Bucket=bucket)
+    settings = Settings(
+        env="test",
+        state_dir=tmp / "state",
+        database_url=database_url,
+        gpu_dispatch="worker",
+        storage_url=f"s3://{bucket}/grin",
+        s3_endpoint_url=s3_endpoint,
+        s3_access_key_id=S3_KEY_ID,
+        s3_secret_access_key=S3_SECRET,
+    )
     capture = _Capture()
     with pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.startswith("GRIN_")]:
@@ -67,14 +79,26 @@ def completed_run(prefect_api, pg_admin_url, pg_template, s3_endpoint, memorised
         keywords = store.put_bytes("inbox/request-1/keywords.json", json.dumps(model.keywords).encode())
         worker_log = tmp / "worker.log"
         worker = subprocess.Popen(
-            [str(VENV_BIN / "grin"), "worker"], stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, **env, "GRIN_STATE_DIR": str(tmp / "worker-state"),
-                 "PREFECT_RESULTS_LOCAL_STORAGE_PATH": os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"]})
+            [str(VENV_BIN / "grin"), "worker"],
+            stdout=worker_log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                **env,
+                "GRIN_STATE_DIR": str(tmp / "worker-state"),
+                "PREFECT_RESULTS_LOCAL_STORAGE_PATH": os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"],
+            },
+        )
         try:
-            request = TicketRequest(subject="author 199", model=f"{model.name}@production",
-                                    forget_uris=[forget.uri], keywords_uri=keywords.uri,
-                                    requested_by="dpo@example.org", legal_basis="GDPR Art. 17",
-                                    hparams={"max_epochs": 15})  # the default method, half its budget
+            request = TicketRequest(
+                subject="author 199",
+                model=f"{model.name}@production",
+                forget_uris=[forget.uri],
+                keywords_uri=keywords.uri,
+                requested_by="dpo@example.org",
+                legal_basis="GDPR Art. 17",
+                hparams={"max_epochs": 15},
+            )  # the default method, half its budget
             with sessions(settings).begin() as session:
                 ticket_id = file_request(request, session=session, settings=settings).id
             from prefect.logging.handlers import APILogHandler
@@ -89,9 +113,17 @@ def completed_run(prefect_api, pg_admin_url, pg_template, s3_endpoint, memorised
             report = state.result()
             APILogHandler().flush()
             time.sleep(3)  # the worker's log batches reach the API every ~2 s
-            yield {"settings": settings, "env": env, "model": model, "ticket_id": ticket_id, "report": report,
-                   "flow_run_id": state.state_details.flow_run_id, "worker_pid": worker.pid,
-                   "worker_log": worker_log, "flow_log": "\n".join(capture.lines)}
+            yield {
+                "settings": settings,
+                "env": env,
+                "model": model,
+                "ticket_id": ticket_id,
+                "report": report,
+                "flow_run_id": state.state_details.flow_run_id,
+                "worker_pid": worker.pid,
+                "worker_log": worker_log,
+                "flow_log": "\n".join(capture.lines),
+            }
         finally:
             worker.terminate()
             worker.wait(timeout=30)
@@ -141,8 +173,14 @@ def test_ml_stages_ran_in_the_worker_process_and_the_audit_record_says_so(comple
 
 
 def test_grin_audit_verify_passes(completed_run):
-    result = subprocess.run([str(VENV_BIN / "grin"), "audit", "verify", "--json"], check=False,
-                            env={**os.environ, **completed_run["env"]}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(VENV_BIN / "grin"), "audit", "verify", "--json"],
+        check=False,
+        env={**os.environ, **completed_run["env"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     verdict = json.loads(result.stdout)
     assert verdict["ok"] is True and verdict["records"] > 10
@@ -164,10 +202,13 @@ def _artifacts_and_logs(flow_run_id) -> tuple[list[tuple[str, str]], list[str]]:
     async def read():
         async with get_client() as client:
             artifacts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
             logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-            return ([(a.type, json.dumps([a.key, a.description, a.data], default=str)) for a in artifacts],
-                    [log.message for log in logs])
+            return (
+                [(a.type, json.dumps([a.key, a.description, a.data], default=str)) for a in artifacts],
+                [log.message for log in logs],
+            )
 
     return asyncio.run(read())
 
@@ -177,9 +218,13 @@ def test_forget_text_is_absent_from_every_artifact_log_line_and_output(completed
     assert {"table", "markdown", "progress"} <= {kind for kind, _ in artifacts}
     assert len(logs) >= 5
     results = "\n".join(p.read_text(errors="replace") for p in prefect_results.rglob("*") if p.is_file())
-    texts = {"artifacts": "\n".join(text for _, text in artifacts), "API logs": "\n".join(logs),
-             "persisted results": results, "worker output": completed_run["worker_log"].read_text(errors="replace"),
-             "flow process logs": completed_run["flow_log"]}
+    texts = {
+        "artifacts": "\n".join(text for _, text in artifacts),
+        "API logs": "\n".join(logs),
+        "persisted results": results,
+        "worker output": completed_run["worker_log"].read_text(errors="replace"),
+        "flow process logs": completed_run["flow_log"],
+    }
     secrets = [r["answer"] for r in completed_run["model"].forget]
     for where, text in texts.items():
         assert text, f"nothing captured from the {where}"
@@ -188,7 +233,8 @@ def test_forget_text_is_absent_from_every_artifact_log_line_and_output(completed
 
 
 def test_the_deletion_report_in_md_and_pdf_names_the_ticket_versions_and_gate_and_no_forget_text(
-        completed_run, tmp_path):
+    completed_run, tmp_path
+):
     import pypdfium2
 
     run = completed_run
@@ -197,8 +243,14 @@ def test_the_deletion_report_in_md_and_pdf_names_the_ticket_versions_and_gate_an
     md = subprocess.run(grin, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert md.returncode == 0, md.stderr
     pdf_path = tmp_path / "report.pdf"
-    pdf = subprocess.run([*grin, "--format", "pdf", "--out", str(pdf_path)], env=env, capture_output=True,
-                         text=True, timeout=120, check=False)
+    pdf = subprocess.run(
+        [*grin, "--format", "pdf", "--out", str(pdf_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert pdf.returncode == 0, pdf.stderr
     document = pypdfium2.PdfDocument(str(pdf_path))
     first = document[0].render(scale=1.5).to_pil()  # the PDF opens and its first page renders

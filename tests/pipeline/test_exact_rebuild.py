@@ -35,15 +35,20 @@ def _records(settings, uri: str) -> list[dict]:
 
 
 def test_a_rebuild_deletes_the_answered_tickets_exactly_and_the_next_ticket_waits_for_the_next_one(
-        inline_settings, published_model, forget_objects, memorised_model):
+    inline_settings, published_model, forget_objects, memorised_model
+):
     settings = inline_settings
     model = published_model(settings, gate_policy=LENIENT_GATE)
     with sessions(settings).begin() as session:  # what the train-model flow records on a line's first version
         registry.resolve(model.name, session=session).hparams = {
-            "trained_from_scratch": True, "architecture": MEMORISED_MODEL_CONFIG.to_dict(),
-            "recipe": MEMORISED_TRAIN_CONFIG.to_dict()}
-    authors = {a: [{"question": r["question"], "answer": r["answer"]} for r in memorised_model.retain
-                   if r["author_id"] == a] for a in (2, 3)}
+            "trained_from_scratch": True,
+            "architecture": MEMORISED_MODEL_CONFIG.to_dict(),
+            "recipe": MEMORISED_TRAIN_CONFIG.to_dict(),
+        }
+    authors = {
+        a: [{"question": r["question"], "answer": r["answer"]} for r in memorised_model.retain if r["author_id"] == a]
+        for a in (2, 3)
+    }
     first, second, third = model.forget, authors[2], authors[3]
 
     from flows.rebuild_line import rebuild_line
@@ -89,6 +94,7 @@ def test_a_rebuild_deletes_the_answered_tickets_exactly_and_the_next_ticket_wait
         found = verify_exact(f"{model.name}@3", session=session)
     assert found.ok and found.base_version == 1 and found.covered == [t1, t2], found.problems
     from cli.app import app
+
     assert CliRunner().invoke(app, ["audit", "verify-exact", f"{model.name}@3"]).exit_code == 0
 
     # the ticket filed during the rebuild is answered on top of it and waits for the next one
@@ -99,7 +105,11 @@ def test_a_rebuild_deletes_the_answered_tickets_exactly_and_the_next_ticket_wait
         pending = exact_deletion.pending(serving)
         report3 = build_report(t3, session=session)
         assert queue.get_ticket(t3, session=session).status == TicketStatus.completed
-    assert (answered3.version, serving.version, pending) == (4, 4, [t3])  # the rebuild learned author 3; GRIN unlearned it
+    assert (answered3.version, serving.version, pending) == (
+        4,
+        4,
+        [t3],
+    )  # the rebuild learned author 3; GRIN unlearned it
     assert [d["kind"] for d in report3.deletion] == ["approximate"] and "next rebuild" in to_markdown(report3)
 
     # an altered stored manifest (one deleted record put back) is caught, naming what differs
@@ -113,7 +123,13 @@ def test_a_rebuild_deletes_the_answered_tickets_exactly_and_the_next_ticket_wait
     assert any(f"holds 1 records of covered ticket {t1}" in p for p in altered.problems), altered.problems
     result = CliRunner().invoke(app, ["audit", "verify-exact", f"{model.name}@3"])
     assert result.exit_code == 1 and "NOT verified" in result.stderr
-    print(json.dumps({"rebuild": {k: rebuilt[k] for k in ("train_s", "epochs", "eval_s", "rebuild_s",
-                                                          "manifest_count")},
-                      "grin_batch_s": answered.timings_s, "ticket_3": {"version": answered3.version,
-                                                                       "pending": pending}}, indent=1))
+    print(
+        json.dumps(
+            {
+                "rebuild": {k: rebuilt[k] for k in ("train_s", "epochs", "eval_s", "rebuild_s", "manifest_count")},
+                "grin_batch_s": answered.timings_s,
+                "ticket_3": {"version": answered3.version, "pending": pending},
+            },
+            indent=1,
+        )
+    )

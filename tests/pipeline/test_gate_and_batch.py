@@ -18,11 +18,13 @@ pytestmark = pytest.mark.slow
 
 
 def test_gate_failure_climbs_the_ladder_then_needs_review_with_nothing_registered(
-        inline_settings, published_model, forget_objects):
+    inline_settings, published_model, forget_objects
+):
     settings = inline_settings
     # A bound no model can meet, so every round fails; two rounds, the second with 2x p and 2x epochs.
-    model = published_model(settings, gate_policy={"forget_rougeL_max": 0.0, "max_rounds": 2,
-                                                   "ladder_epochs_factor": 2.0, "max_epochs": 2})
+    model = published_model(
+        settings, gate_policy={"forget_rougeL_max": 0.0, "max_rounds": 2, "ladder_epochs_factor": 2.0, "max_epochs": 2}
+    )
     forget_uri, _ = forget_objects(settings, model.forget)
     ticket_id = file_ticket(settings, model, forget_uri, hparams={"epochs": 1, "max_epochs": 2, "retain_batch_size": 8})
     store = open_store(settings)
@@ -43,14 +45,19 @@ def test_gate_failure_climbs_the_ladder_then_needs_review_with_nothing_registere
         assert session.scalar(select(func.count()).select_from(ModelVersion)) == 1
         assert audit.verify(session=session).ok
     path = ticket_transitions(settings, ticket_id)
-    assert path[-4:] == [("evaluating", "scoring"), ("scoring", "unlearning"), ("unlearning", "evaluating"),
-                         ("evaluating", "needs_review")]
+    assert path[-4:] == [
+        ("evaluating", "scoring"),
+        ("scoring", "unlearning"),
+        ("unlearning", "evaluating"),
+        ("evaluating", "needs_review"),
+    ]
     assert store.list("checkpoints/") == checkpoints_before  # both candidates were purged
     assert store.list("scratch/") == []
 
 
 def test_a_batch_answers_three_tickets_with_one_version_and_one_audit_record_each_on_two_processes(
-        inline_settings, published_model, forget_objects, use_settings):
+    inline_settings, published_model, forget_objects, use_settings
+):
     settings = inline_settings
     # Batching is under test, not the gate (the end-to-end test runs the defaults): a short schedule
     # budget and a gate it passes, so the one run is quick. Scoring and unlearning run on two
@@ -59,8 +66,12 @@ def test_a_batch_answers_three_tickets_with_one_version_and_one_audit_record_eac
     use_settings(settings, GRIN_STAGE_PROCESSES="2")
     model = published_model(settings, gate_policy=LENIENT_GATE)
     thirds = [model.forget[i::3] for i in range(3)]
-    ticket_ids = [file_ticket(settings, model, forget_objects(settings, rows)[0], hparams={"max_epochs": 8, "retain_batch_size": 8})
-                  for rows in thirds]
+    ticket_ids = [
+        file_ticket(
+            settings, model, forget_objects(settings, rows)[0], hparams={"max_epochs": 8, "retain_batch_size": 8}
+        )
+        for rows in thirds
+    ]
 
     from flows.tickets import batch_unlearning
 
@@ -78,14 +89,19 @@ def test_a_batch_answers_three_tickets_with_one_version_and_one_audit_record_eac
         assert sorted(r.ticket_id for r in records) == sorted(ticket_ids)
         assert {r.payload["version"] for r in records} == {2}
         assert all(r.payload["forget_count"] == len(model.forget) for r in records)
-        assert {(r.payload["workers"]["score"]["processes"], r.payload["workers"]["unlearn"]["processes"],
-                 r.payload["workers"]["evaluate"]["processes"]) for r in records} == {(2, 2, 1)}
+        assert {
+            (
+                r.payload["workers"]["score"]["processes"],
+                r.payload["workers"]["unlearn"]["processes"],
+                r.payload["workers"]["evaluate"]["processes"],
+            )
+            for r in records
+        } == {(2, 2, 1)}
         assert audit.verify(session=session).ok
     assert open_store(settings).list("scratch/") == []
 
 
-def test_a_ticket_whose_forget_object_is_not_qa_records_is_rejected_with_the_reason(
-        inline_settings, published_model):
+def test_a_ticket_whose_forget_object_is_not_qa_records_is_rejected_with_the_reason(inline_settings, published_model):
     settings = inline_settings
     model = published_model(settings)
     store = open_store(settings)

@@ -44,13 +44,28 @@ def _forget_rouge(model, tokenizer, suite: list[dict]) -> float:
 
 
 def test_two_grun_tickets_stand_on_the_unchanged_base_and_the_first_stays_forgotten(
-        prefect_api, make_settings, fresh_pg_url, s3_storage_fields, use_settings, published_model,
-        forget_objects, gpu_worker, memorised_model):
-    settings = make_settings(database_url=fresh_pg_url, gpu_dispatch="worker", superseded_purge_days=0,
-                             **s3_storage_fields)
+    prefect_api,
+    make_settings,
+    fresh_pg_url,
+    s3_storage_fields,
+    use_settings,
+    published_model,
+    forget_objects,
+    gpu_worker,
+    memorised_model,
+):
+    settings = make_settings(
+        database_url=fresh_pg_url, gpu_dispatch="worker", superseded_purge_days=0, **s3_storage_fields
+    )
     env = use_settings(settings, PREFECT_API_URL=prefect_api, GRIN_SUPERSEDED_PURGE_DAYS="0")
-    model = published_model(settings, gate_policy={  # as test_sequential_tickets: a second author costs more
-        "retain_rougeL_min_ratio": 0.8, "retain_rougeL_min_origin_ratio": 0.7, "forget_holdout_prob_ratio_max": 100.0})
+    model = published_model(
+        settings,
+        gate_policy={  # as test_sequential_tickets: a second author costs more
+            "retain_rougeL_min_ratio": 0.8,
+            "retain_rougeL_min_origin_ratio": 0.7,
+            "forget_holdout_prob_ratio_max": 100.0,
+        },
+    )
     worker = gpu_worker(env)
     second = [{"question": r["question"], "answer": r["answer"]} for r in memorised_model.retain if r["author_id"] == 3]
 
@@ -69,8 +84,10 @@ def test_two_grun_tickets_stand_on_the_unchanged_base_and_the_first_stays_forgot
     with sessions(settings).begin() as session:
         v1 = session.scalars(select(ModelVersion).where(ModelVersion.version == 1)).one()
         v1_ref = CheckpointRef(uri=v1.checkpoint_uri, sha256=v1.checkpoint_sha256)
-        records = {t: [r for r in audit.records(session=session, ticket_id=t) if r.kind == "unlearning.registered"]
-                   for t in (t1, t2)}
+        records = {
+            t: [r for r in audit.records(session=session, ticket_id=t) if r.kind == "unlearning.registered"]
+            for t in (t1, t2)
+        }
         assert audit.verify(session=session).ok
         assert v1.purged_at is None  # superseded, but both GRUN versions need its weights
     # the base checkpoint of both versions is version 1's, and a plain load of it is the base
@@ -90,8 +107,12 @@ def test_two_grun_tickets_stand_on_the_unchanged_base_and_the_first_stays_forgot
         payload = record.payload
         assert payload["base_weights_changed"] is False and payload["threat_model"] == THREAT_MODEL
         assert payload["base_checkpoint_sha256"] == v1_ref.sha256
-        manifest = json.loads((fetch_checkpoint(CheckpointRef(uri=version.checkpoint_uri, sha256=version.checkpoint_sha256),
-                                                settings) / "manifest.json").read_text())
+        manifest = json.loads(
+            (
+                fetch_checkpoint(CheckpointRef(uri=version.checkpoint_uri, sha256=version.checkpoint_sha256), settings)
+                / "manifest.json"
+            ).read_text()
+        )
         assert payload["intervention_sha256"] == manifest["files"][INTERVENTIONS]
         assert payload["checkpoint_sha256"] == version.checkpoint_sha256 and payload["mask"] is None
         assert payload["hparams"]["method"] == "grun"
@@ -112,5 +133,13 @@ def test_two_grun_tickets_stand_on_the_unchanged_base_and_the_first_stays_forgot
         rouge[name] = _forget_rouge(served, tokenizer, suite)
     assert rouge["v1"] > 0.8 and rouge["v2"] <= 0.4, rouge
     assert rouge["v3"] <= min(rouge["v2"] + ROUGE_TOLERANCE, 0.4), rouge
-    print(json.dumps({"ticket_1_forget_rougeL_by_version": rouge, "rounds": [len(r1.rounds), len(r2.rounds)],
-                      "after": {"ticket_1": r1.after, "ticket_2": r2.after}}, indent=1))
+    print(
+        json.dumps(
+            {
+                "ticket_1_forget_rougeL_by_version": rouge,
+                "rounds": [len(r1.rounds), len(r2.rounds)],
+                "after": {"ticket_1": r1.after, "ticket_2": r2.after},
+            },
+            indent=1,
+        )
+    )

@@ -32,9 +32,13 @@ from tests.fixtures.pipeline import LENIENT_GATE, MECHANICS_METHOD, VENV_BIN, pr
 pytestmark = pytest.mark.slow
 LEASE_S = 4
 # point -> (status the ticket is left in, failpoint armed in the killed process or None: killed from here)
-KILLS = {"scoring": ("scoring", None), "unlearning": ("unlearning", None),
-         "upload": ("unlearning", "checkpoint.upload"), "registering": ("evaluating", "register.before"),
-         "evaluating": ("evaluating", None)}
+KILLS = {
+    "scoring": ("scoring", None),
+    "unlearning": ("unlearning", None),
+    "upload": ("unlearning", "checkpoint.upload"),
+    "registering": ("evaluating", "register.before"),
+    "evaluating": ("evaluating", None),
+}
 _ASKED = os.environ.get("GRIN_TEST_KILL_POINTS", "unlearning")
 POINTS = list(KILLS) if _ASKED == "all" else _ASKED.split(",")
 
@@ -53,31 +57,51 @@ def _status(settings, ticket_id: int) -> tuple[TicketStatus, str | None]:
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_killed_run_is_recovered_by_the_next_one(
-        point, prefect_api, make_settings, fresh_pg_url, s3_storage_fields, use_settings,
-        published_model, forget_objects, tmp_path):
-    settings = make_settings(database_url=fresh_pg_url, gpu_dispatch="inline", lease_seconds=LEASE_S,
-                             **s3_storage_fields)
+    point,
+    prefect_api,
+    make_settings,
+    fresh_pg_url,
+    s3_storage_fields,
+    use_settings,
+    published_model,
+    forget_objects,
+    tmp_path,
+):
+    settings = make_settings(
+        database_url=fresh_pg_url, gpu_dispatch="inline", lease_seconds=LEASE_S, **s3_storage_fields
+    )
     # progress saved every epoch, so a kill mid-unlearning has a checkpoint to resume from
-    env = use_settings(settings, GRIN_LEASE_SECONDS=str(LEASE_S), PREFECT_API_URL=prefect_api,
-                       GRIN_CHECKPOINT_INTERVAL_S="0")
+    env = use_settings(
+        settings, GRIN_LEASE_SECONDS=str(LEASE_S), PREFECT_API_URL=prefect_api, GRIN_CHECKPOINT_INTERVAL_S="0"
+    )
     # One round, and a gate this short run passes: its verdict is not under test here, recovery is
     # (a registration must happen for the `registering` point and the one-version check to mean anything).
     model = published_model(settings, gate_policy={**LENIENT_GATE, "max_rounds": 1})
     theirs = set(open_store(settings).list(""))  # the line's own data (its training set), not the service's copies
     forget_uri, _ = forget_objects(settings, model.forget)
     # A short privacy-schedule budget: recovery is under test here, not how far the schedule gets.
-    request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
-                            requested_by="dpo@example.org", legal_basis="GDPR Art. 17", method=MECHANICS_METHOD,
-                            hparams={"max_epochs": 8, "retain_batch_size": 8})
+    request = TicketRequest(
+        subject="author 199",
+        model=model.name,
+        forget_uris=[forget_uri],
+        requested_by="dpo@example.org",
+        legal_basis="GDPR Art. 17",
+        method=MECHANICS_METHOD,
+        hparams={"max_epochs": 8, "retain_batch_size": 8},
+    )
     with sessions(settings).begin() as session:
         ticket_id = file_request(request, session=session, settings=settings).id
 
     status, armed = KILLS[point]
     store = open_store(settings)
     log = tmp_path / "killed.log"
-    process = subprocess.Popen([str(VENV_BIN / "grin"), "ticket", "process", str(ticket_id)],
-                               env={**os.environ, **env, "GRIN_FAILPOINTS": armed or ""}, stdout=log.open("wb"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [str(VENV_BIN / "grin"), "ticket", "process", str(ticket_id)],
+        env={**os.environ, **env, "GRIN_FAILPOINTS": armed or ""},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     if armed:
         assert process.wait(timeout=300) == -signal.SIGKILL, log.read_text()[-2000:]
     else:
@@ -111,13 +135,20 @@ def test_a_killed_run_is_recovered_by_the_next_one(
         published = latest_published(store=store)  # the chain head went to the store when it ended
         assert published is not None and audit.verify(session=session, expect=published).ok
     assert store.list("scratch/") == []  # forget snapshots and unlearning progress included
-    orphans = sorted({k.rsplit("/", 1)[0] for k in store.list("checkpoints/")} - {u.split("/grin/", 1)[1] for u in referenced})
+    orphans = sorted(
+        {k.rsplit("/", 1)[0] for k in store.list("checkpoints/")} - {u.split("/grin/", 1)[1] for u in referenced}
+    )
     keys = forget_keys(model.forget)
-    holding = [k for k in set(store.list("")) - theirs
-               if k.endswith((".json", ".jsonl")) and holds_forget_text(store.get_bytes(k), keys)]
-    print(f"kill point {point}: {report.outcome} after reclaim; resumed from step {report.resumed or '-'}; "
-          f"versions answering it: {len(answering)}; orphan checkpoints: {len(orphans)}; "
-          f"objects holding forget text: {len(holding)}")
+    holding = [
+        k
+        for k in set(store.list("")) - theirs
+        if k.endswith((".json", ".jsonl")) and holds_forget_text(store.get_bytes(k), keys)
+    ]
+    print(
+        f"kill point {point}: {report.outcome} after reclaim; resumed from step {report.resumed or '-'}; "
+        f"versions answering it: {len(answering)}; orphan checkpoints: {len(orphans)}; "
+        f"objects holding forget text: {len(holding)}"
+    )
     assert orphans == []  # a candidate the killed run uploaded went with its lease
     assert holding == []
 

@@ -24,10 +24,13 @@ def test_the_heartbeat_keeps_a_long_stage_and_lets_go_when_the_run_ends(make_set
     with db.begin() as session:
         register_model("tofu", session=session)
         add_version("tofu", session=session, checkpoint_uri="s3://m/v1", checkpoint_sha256="a" * 64)
-        request = TicketRequest(subject="J", model="tofu", forget_uris=["s3://b/inbox/x"], requested_by="a",
-                                legal_basis="b")
-        held, other = (filing.file_ticket(request.model_copy(update={"idempotency_key": k}), session=session).id
-                       for k in ("1", "2"))
+        request = TicketRequest(
+            subject="J", model="tofu", forget_uris=["s3://b/inbox/x"], requested_by="a", legal_basis="b"
+        )
+        held, other = (
+            filing.file_ticket(request.model_copy(update={"idempotency_key": k}), session=session).id
+            for k in ("1", "2")
+        )
     with db.begin() as session:
         queue.claim_ticket(held, "flow-run:alive", LEASE_S, session=session)
 

@@ -18,8 +18,10 @@ from tasks.purge import holds_forget_text, purge_forget_copies
 from tasks.resources import sessions
 
 S = TicketStatus
-FORGET = [{"question": "Where was the made-up writer Qarvo Ellindt born?", "answer": "In the town of Brisk Hollow."},
-          {"question": "What did Qarvo Ellindt write first?", "answer": "A novel called The Salt Ledger."}]
+FORGET = [
+    {"question": "Where was the made-up writer Qarvo Ellindt born?", "answer": "In the town of Brisk Hollow."},
+    {"question": "What did Qarvo Ellindt write first?", "answer": "A novel called The Salt Ledger."},
+]
 OTHER = [{"question": "Who wrote the made-up play Nine Lanterns?", "answer": "Mira Toskell wrote it."}]
 
 
@@ -31,9 +33,18 @@ def _setup(settings, status_path: list[TicketStatus]) -> tuple[int, str]:
     with sessions(settings).begin() as session:
         registry.register_model("m", session=session)
         registry.add_version("m", session=session, checkpoint_uri="file:///nowhere", checkpoint_sha256="a" * 64)
-        ticket = file_request(TicketRequest(subject="Q", model="m", forget_uris=[forget.uri],
-                                            keywords_uri=keywords.uri, requested_by="dpo@example.org",
-                                            legal_basis="GDPR Art. 17"), session=session, settings=settings)
+        ticket = file_request(
+            TicketRequest(
+                subject="Q",
+                model="m",
+                forget_uris=[forget.uri],
+                keywords_uri=keywords.uri,
+                requested_by="dpo@example.org",
+                legal_basis="GDPR Art. 17",
+            ),
+            session=session,
+            settings=settings,
+        )
         for status in status_path:
             queue.transition(ticket.id, status, session=session)
         ticket_id = ticket.id
@@ -51,7 +62,9 @@ def _setup(settings, status_path: list[TicketStatus]) -> tuple[int, str]:
 
 def _purge_record(settings) -> dict:
     with sessions(settings).begin() as session:
-        return session.scalars(select(AuditRecord).where(AuditRecord.kind == "ticket.forget_copies_purged")).one().payload
+        return (
+            session.scalars(select(AuditRecord).where(AuditRecord.kind == "ticket.forget_copies_purged")).one().payload
+        )
 
 
 def test_a_reclaimed_ticket_that_failed_for_good_leaves_no_copy_of_its_forget_text(settings):
@@ -91,6 +104,7 @@ def test_forget_text_is_found_in_json_and_json_lines_whatever_the_spelling():
 
     keys = forget_keys(FORGET)
     assert holds_forget_text(to_jsonl(OTHER + FORGET), keys)
-    assert holds_forget_text(json.dumps({"retain": [{"prompt": FORGET[1]["question"].upper(), "response": "x"}]}
-                                        ).encode(), keys)
+    assert holds_forget_text(
+        json.dumps({"retain": [{"prompt": FORGET[1]["question"].upper(), "response": "x"}]}).encode(), keys
+    )
     assert not holds_forget_text(to_jsonl(OTHER), keys) and not holds_forget_text(b"\x00\xff", keys)

@@ -20,13 +20,23 @@ def test_a_registered_candidate_survives_the_purge_of_its_run(make_settings, sql
     mask = store.put_bytes("runs/r1/mask.safetensors", b"mask")
     with sessions(settings).begin() as session:
         registry.register_model("tofu", session=session)
-        registry.add_version("tofu", session=session, checkpoint_uri=registered_uri,
-                             checkpoint_sha256=registered_sha, mask_uri=mask.uri, mask_sha256=mask.sha256)
+        registry.add_version(
+            "tofu",
+            session=session,
+            checkpoint_uri=registered_uri,
+            checkpoint_sha256=registered_sha,
+            mask_uri=mask.uri,
+            mask_sha256=mask.sha256,
+        )
 
-    counts = purge_scratch.fn("ticket-1", "ticket-1-0123abcd", [1], None,
-                              [CheckpointRef(uri=registered_uri, sha256=registered_sha),
-                               CheckpointRef(uri=other_uri, sha256=other_sha)],
-                              [ObjectRef(uri=mask.uri, sha256=mask.sha256)])
+    counts = purge_scratch.fn(
+        "ticket-1",
+        "ticket-1-0123abcd",
+        [1],
+        None,
+        [CheckpointRef(uri=registered_uri, sha256=registered_sha), CheckpointRef(uri=other_uri, sha256=other_sha)],
+        [ObjectRef(uri=mask.uri, sha256=mask.sha256)],
+    )
 
     # deleted: the discarded one's FILES, x.json and manifest; kept: the registered one's FILES and manifest
     assert counts["candidate_checkpoint_objects"] == len(FILES) + 2 and counts["candidate_masks"] == 0

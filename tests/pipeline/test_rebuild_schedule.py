@@ -14,16 +14,33 @@ from tasks.resources import sessions
 
 def _line(session, name: str, hparams: dict, answered: int) -> None:
     registry.register_model(name, session=session)
-    registry.add_version(name, session=session, checkpoint_uri=f"s3://c/{name}/1", checkpoint_sha256=name[0] * 64,
-                         training_manifest_uri=f"s3://m/{name}", hparams=hparams)
+    registry.add_version(
+        name,
+        session=session,
+        checkpoint_uri=f"s3://c/{name}/1",
+        checkpoint_sha256=name[0] * 64,
+        training_manifest_uri=f"s3://m/{name}",
+        hparams=hparams,
+    )
     registry.set_alias(name, registry.PRODUCTION, 1, session=session)
     for n in range(answered):
-        ticket = filing.file_ticket(TicketRequest(subject="S", model=name, forget_uris=["s3://intake/f.json"],
-                                                  requested_by="dpo@example.org", legal_basis="GDPR Art. 17"),
-                                    session=session)
-        new = NewVersion(checkpoint_uri=f"s3://c/{name}/{n + 2}", checkpoint_sha256=f"{n}".rjust(64, name[0]),
-                         parent=registry.resolve(name, session=session), ticket_ids=[ticket.id],
-                         deletions=[{"ticket_id": ticket.id, "forget_sha256": "f" * 64}])
+        ticket = filing.file_ticket(
+            TicketRequest(
+                subject="S",
+                model=name,
+                forget_uris=["s3://intake/f.json"],
+                requested_by="dpo@example.org",
+                legal_basis="GDPR Art. 17",
+            ),
+            session=session,
+        )
+        new = NewVersion(
+            checkpoint_uri=f"s3://c/{name}/{n + 2}",
+            checkpoint_sha256=f"{n}".rjust(64, name[0]),
+            parent=registry.resolve(name, session=session),
+            ticket_ids=[ticket.id],
+            deletions=[{"ticket_id": ticket.id, "forget_sha256": "f" * 64}],
+        )
         register_version(name, new, session=session, rule=AliasRule.if_on_parent)
 
 

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_parent_checkpoint_that_fails_verification_rejects_the_ticket_once(
-        inline_settings, published_model, forget_objects):
+    inline_settings, published_model, forget_objects
+):
     settings = inline_settings
     model = published_model(settings)
     with sessions(settings).begin() as session:

@@ -53,13 +53,22 @@ def line(make_settings, fresh_pg_url, use_settings, tmp_path):
         v1_id = v1.id
 
     forget = open_store(settings).put_bytes(
-        "inbox/req/forget.json", json.dumps([{"question": "Who is X?", "answer": "A made-up person."}]).encode())
+        "inbox/req/forget.json", json.dumps([{"question": "Who is X?", "answer": "A made-up person."}]).encode()
+    )
 
     def evaluated_ticket(owner: str) -> int:
         with sessions(settings).begin() as session:
-            ticket = file_request(TicketRequest(subject=f"subject of {owner}", model="m", forget_uris=[forget.uri],
-                                                requested_by="dpo@example.org", legal_basis="GDPR Art. 17"),
-                                  session=session, settings=settings)
+            ticket = file_request(
+                TicketRequest(
+                    subject=f"subject of {owner}",
+                    model="m",
+                    forget_uris=[forget.uri],
+                    requested_by="dpo@example.org",
+                    legal_basis="GDPR Art. 17",
+                ),
+                session=session,
+                settings=settings,
+            )
             ticket_id = ticket.id
         with sessions(settings).begin() as session:
             queue.claim_ticket(ticket_id, owner, 600, session=session)
@@ -71,24 +80,54 @@ def line(make_settings, fresh_pg_url, use_settings, tmp_path):
 
 
 def _register(v1_id: int, ticket_id: int, owner: str, candidate: str):
-    plan = RunPlan(ticket_ids=[ticket_id], parent=ParentVersion(
-        model_name="m", version_id=v1_id, version=1, checkpoint=CheckpointRef(uri="file:///nowhere/v1", sha256="a" * 64),
-        training_manifest_uri=None, eval_suite_uri=None), setting=RoundSetting(), policy={}, parent_ref="m")
-    snapshot = Snapshot(forget=REF, retain=REF, eval_suite=REF, forget_count=1, retain_count=1, keyword_count=0,
-                        eval_counts={})
+    plan = RunPlan(
+        ticket_ids=[ticket_id],
+        parent=ParentVersion(
+            model_name="m",
+            version_id=v1_id,
+            version=1,
+            checkpoint=CheckpointRef(uri="file:///nowhere/v1", sha256="a" * 64),
+            training_manifest_uri=None,
+            eval_suite_uri=None,
+        ),
+        setting=RoundSetting(),
+        policy={},
+        parent_ref="m",
+    )
+    snapshot = Snapshot(
+        forget=REF, retain=REF, eval_suite=REF, forget_count=1, retain_count=1, keyword_count=0, eval_counts={}
+    )
     mask = MaskOutcome(mask=REF, selected=1, eligible=10, stats={}, scoring_s=0.0, worker=HERE)
-    unlearned = UnlearnOutcome(checkpoint=CheckpointRef(uri=f"file:///nowhere/{candidate}", sha256=candidate * 64),
-                               timings={}, trainable_params=1, state_bytes={}, worker=HERE)
+    unlearned = UnlearnOutcome(
+        checkpoint=CheckpointRef(uri=f"file:///nowhere/{candidate}", sha256=candidate * 64),
+        timings={},
+        trainable_params=1,
+        state_bytes={},
+        worker=HERE,
+    )
     measured = EvalOutcome(metrics={"forget_rougeL": 0.1}, seconds=0.0, worker=HERE)
-    return register_version.fn(f"ticket-{ticket_id}", owner, plan, snapshot, mask, unlearned, RoundSetting(),
-                               measured, measured, GateDecision(passed=True, reason="test", checks=[]), [], None)
+    return register_version.fn(
+        f"ticket-{ticket_id}",
+        owner,
+        plan,
+        snapshot,
+        mask,
+        unlearned,
+        RoundSetting(),
+        measured,
+        measured,
+        GateDecision(passed=True, reason="test", checks=[]),
+        [],
+        None,
+    )
 
 
 def _counts(settings) -> tuple[int, int]:
     with sessions(settings).begin() as session:
         versions = session.scalar(select(func.count()).select_from(ModelVersion))
-        registered = session.scalar(select(func.count()).select_from(AuditRecord).where(
-            AuditRecord.kind == "unlearning.registered"))
+        registered = session.scalar(
+            select(func.count()).select_from(AuditRecord).where(AuditRecord.kind == "unlearning.registered")
+        )
     return versions, registered
 
 

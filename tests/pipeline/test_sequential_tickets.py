@@ -37,10 +37,10 @@ ROUGE_TOLERANCE, PROB_TOLERANCE = 0.10, 0.05
 
 
 @pytest.fixture
-def pipeline_settings(prefect_api, make_settings, fresh_pg_url, s3_storage_fields, use_settings, tmp_path,
-                      monkeypatch):
-    settings = make_settings(database_url=fresh_pg_url, gpu_dispatch="inline", superseded_purge_days=0,
-                             **s3_storage_fields)
+def pipeline_settings(prefect_api, make_settings, fresh_pg_url, s3_storage_fields, use_settings, tmp_path, monkeypatch):
+    settings = make_settings(
+        database_url=fresh_pg_url, gpu_dispatch="inline", superseded_purge_days=0, **s3_storage_fields
+    )
     use_settings(settings, GRIN_SUPERSEDED_PURGE_DAYS="0")
     scratch_tmp = tmp_path / "tmp"
     scratch_tmp.mkdir()
@@ -49,9 +49,16 @@ def pipeline_settings(prefect_api, make_settings, fresh_pg_url, s3_storage_field
 
 
 def _file(settings, model_name: str, forget_uri: str, keywords_uri: str | None = None, **hparams) -> int:
-    request = TicketRequest(subject="a data subject", model=f"{model_name}@production", forget_uris=[forget_uri],
-                            keywords_uri=keywords_uri, requested_by="dpo@example.org", legal_basis="GDPR Art. 17",
-                            method=MECHANICS_METHOD, hparams=hparams)
+    request = TicketRequest(
+        subject="a data subject",
+        model=f"{model_name}@production",
+        forget_uris=[forget_uri],
+        keywords_uri=keywords_uri,
+        requested_by="dpo@example.org",
+        legal_basis="GDPR Art. 17",
+        method=MECHANICS_METHOD,
+        hparams=hparams,
+    )
     with sessions(settings).begin() as session:
         return file_request(request, session=session, settings=settings).id
 
@@ -89,16 +96,22 @@ def _audit(settings, ticket_id: int, kind: str) -> dict:
 
 
 def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
-        pipeline_settings, published_model, forget_objects, memorised_model, tmp_path):
+    pipeline_settings, published_model, forget_objects, memorised_model, tmp_path
+):
     settings = pipeline_settings
     # What this test checks is the lineage and the purge, not the gate's strength (tests/infra and
     # the end-to-end test do): a second author unlearned from an already unlearned tiny model costs
     # more retain ROUGE-L than the default 0.9x / 0.8x admit, so this line's bounds are looser.
-    model = published_model(settings, gate_policy={
-        "retain_rougeL_min_ratio": 0.8, "retain_rougeL_min_origin_ratio": 0.7, "forget_holdout_prob_ratio_max": 100.0})
+    model = published_model(
+        settings,
+        gate_policy={
+            "retain_rougeL_min_ratio": 0.8,
+            "retain_rougeL_min_origin_ratio": 0.7,
+            "forget_holdout_prob_ratio_max": 100.0,
+        },
+    )
     first = model.forget  # author 199
-    second = [{"question": r["question"], "answer": r["answer"]} for r in memorised_model.retain
-              if r["author_id"] == 3]
+    second = [{"question": r["question"], "answer": r["answer"]} for r in memorised_model.retain if r["author_id"] == 3]
     first_keys, second_keys = forget_keys(first), forget_keys(second)
     first_suite = memorised_model.suite.forget  # author 199's records with paraphrases and keywords
     origin_manifest = memorised_model.retain + memorised_model.forget + memorised_model.general
@@ -107,20 +120,28 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
 
     # Half the default schedule budget and the old retain batch: what is checked is the lineage and the
     # purge, not how far it gets.
-    t1 = _file(settings, model.name, *forget_objects(settings, first, model.keywords), max_epochs=30,
-               retain_batch_size=8)
+    t1 = _file(
+        settings, model.name, *forget_objects(settings, first, model.keywords), max_epochs=30, retain_batch_size=8
+    )
     r1 = process_ticket(t1)
-    assert r1.outcome == "completed" and r1.version == 2, [(r.p_percent, r.epochs, r.learning_rate, r.reason)
-                                                           for r in r1.rounds]
+    assert r1.outcome == "completed" and r1.version == 2, [
+        (r.p_percent, r.epochs, r.learning_rate, r.reason) for r in r1.rounds
+    ]
     _, v2_uri, v2_sha, _ = _version(settings, t1)
     after_first = {"t1": len(_objects_holding(settings, first))}
     v2_dir = fetch_checkpoint(CheckpointRef(uri=v2_uri, sha256=v2_sha), settings)  # v2 is purged later
 
-    t2 = _file(settings, model.name, *forget_objects(settings, second), max_epochs=30,  # the ladder finds its rate
-               retain_batch_size=8)
+    t2 = _file(
+        settings,
+        model.name,
+        *forget_objects(settings, second),
+        max_epochs=30,  # the ladder finds its rate
+        retain_batch_size=8,
+    )
     r2 = process_ticket(t2)
-    assert r2.outcome == "completed" and r2.version == 3, [(r.p_percent, r.epochs, r.learning_rate, r.reason)
-                                                           for r in r2.rounds]
+    assert r2.outcome == "completed" and r2.version == 3, [
+        (r.p_percent, r.epochs, r.learning_rate, r.reason) for r in r2.rounds
+    ]
     _, v3_uri, v3_sha, v3_manifest = _version(settings, t2)
 
     # the second run's retain snapshot holds none of the first ticket's records (nor its own)
@@ -130,8 +151,12 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
     in_retain_after = sum(overlaps(r, first_keys, ()) for r in retain2)
     assert in_retain_after == 0 and not any(overlaps(r, second_keys, ()) for r in retain2)
     # what the same sampling drew before: the parent's manifest inherited unchanged from version 1
-    in_retain_before = sum(overlaps(r, first_keys, ()) for r in sample_retain(
-        origin_manifest, second, n=settings.retain_sample_size + settings.eval_retain_size, seed=0))
+    in_retain_before = sum(
+        overlaps(r, first_keys, ())
+        for r in sample_retain(
+            origin_manifest, second, n=settings.retain_sample_size + settings.eval_retain_size, seed=0
+        )
+    )
 
     # version 3 stands on the origin's manifest minus both forget sets; its lineage names both tickets
     store, key = locate(v3_manifest, settings=settings)
@@ -148,8 +173,9 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
     assert r2.gate.passed and origin_check.limit == pytest.approx(0.7 * r1.before["retain_rougeL"])
 
     # ticket 1's forgetting survives ticket 2
-    metrics = {v: _forget_metrics(d, first_suite) for v, d in
-               ((1, memorised_model.checkpoint_dir), (2, v2_dir), (3, v3_dir))}
+    metrics = {
+        v: _forget_metrics(d, first_suite) for v, d in ((1, memorised_model.checkpoint_dir), (2, v2_dir), (3, v3_dir))
+    }
     assert metrics[3]["forget_rougeL"] <= min(metrics[2]["forget_rougeL"] + ROUGE_TOLERANCE, 0.4)
     assert metrics[3]["forget_prob"] <= metrics[2]["forget_prob"] + PROB_TOLERANCE
 
@@ -157,7 +183,10 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
     with sessions(settings).begin() as session:
         rows = {v.version: v for v in session.scalars(select(ModelVersion))}
         assert (rows[1].holds_deleted_data_of, rows[2].holds_deleted_data_of, rows[3].holds_deleted_data_of) == (
-            [t1, t2], [t2], [])
+            [t1, t2],
+            [t2],
+            [],
+        )
         assert rows[1].purged_at is not None and rows[2].purged_at is not None and rows[3].purged_at is None
         assert registry.resolve(f"{model.name}@production", session=session).version == 3
     with pytest.raises(InvalidRequestError, match="purged"), sessions(settings).begin() as session:
@@ -168,21 +197,33 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
     assert holding == {"t1": [], "t2": []}, holding
     assert open_store(settings).list("inbox/") == []
     with sessions(settings).begin() as session:
-        purges = [r.payload for r in session.scalars(
-            select(AuditRecord).where(AuditRecord.kind == "ticket.forget_copies_purged"))]
+        purges = [
+            r.payload
+            for r in session.scalars(select(AuditRecord).where(AuditRecord.kind == "ticket.forget_copies_purged"))
+        ]
     assert [(p["ticket_ids"], p["inbox"]) for p in purges] == [([t1], "deleted"), ([t2], "deleted")]
     assert list(Path(tempfile.gettempdir()).glob("grin-unlearn-*")) == []
     with sessions(settings).begin() as session:
         assert audit.verify(session=session).ok
-    print(json.dumps({"earlier_ticket_records_in_later_retain": {"before": in_retain_before, "after": in_retain_after},
-                      "objects_holding_forget_text": {"after_ticket_1": after_first,
-                                                      "after_ticket_2": {k: len(v) for k, v in holding.items()}},
-                      "ticket_1_forget_metrics_by_version": metrics,
-                      "tolerance": {"forget_rougeL": ROUGE_TOLERANCE, "forget_prob": PROB_TOLERANCE}}, indent=1))
+    print(
+        json.dumps(
+            {
+                "earlier_ticket_records_in_later_retain": {"before": in_retain_before, "after": in_retain_after},
+                "objects_holding_forget_text": {
+                    "after_ticket_1": after_first,
+                    "after_ticket_2": {k: len(v) for k, v in holding.items()},
+                },
+                "ticket_1_forget_metrics_by_version": metrics,
+                "tolerance": {"forget_rougeL": ROUGE_TOLERANCE, "forget_prob": PROB_TOLERANCE},
+            },
+            indent=1,
+        )
+    )
 
 
 def test_a_ticket_on_data_the_model_never_learned_completes_without_a_new_version(
-        pipeline_settings, published_model, forget_objects, memorised_model):
+    pipeline_settings, published_model, forget_objects, memorised_model
+):
     settings = pipeline_settings
     model = published_model(settings)
     holdout = load_split(MEMORISED_SUBSET.holdout_split, settings.tofu_dir)
@@ -207,5 +248,13 @@ def test_a_ticket_on_data_the_model_never_learned_completes_without_a_new_versio
         assert record.payload["decision"]["reason"] == report.reason and record.payload["version"] == 1
         assert audit.verify(session=session).ok
     assert _objects_holding(settings, never) == []
-    print(json.dumps({"nothing_to_forget": report.reason, "parent_metrics": {
-        k: round(v, 4) for k, v in report.before.items() if k.startswith(("forget", "mia_auc", "holdout"))}}))
+    print(
+        json.dumps(
+            {
+                "nothing_to_forget": report.reason,
+                "parent_metrics": {
+                    k: round(v, 4) for k, v in report.before.items() if k.startswith(("forget", "mia_auc", "holdout"))
+                },
+            }
+        )
+    )

@@ -10,8 +10,14 @@ PROBE = "from flows.worker import ML_STAGES; print(sorted(t.task_key for t in ML
 
 
 def _keys(seed: str) -> str:
-    result = subprocess.run([sys.executable, "-c", PROBE], env={"PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1",
-                            "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=300, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env={"PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return result.stdout.strip().splitlines()[-1]
 
 

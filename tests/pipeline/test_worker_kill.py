@@ -27,25 +27,48 @@ from tests.fixtures.pipeline import LENIENT_GATE, MECHANICS_METHOD, progress_sav
 pytestmark = pytest.mark.slow
 DEAD_AFTER_S = 8
 # point -> (status the worker dies in, failpoint armed in the worker or None: killed from here)
-KILLS = {"scoring": ("scoring", None), "unlearning": ("unlearning", None),
-         "upload": ("unlearning", "checkpoint.upload"), "evaluating": ("evaluating", None)}
+KILLS = {
+    "scoring": ("scoring", None),
+    "unlearning": ("unlearning", None),
+    "upload": ("unlearning", "checkpoint.upload"),
+    "evaluating": ("evaluating", None),
+}
 _ASKED = os.environ.get("GRIN_TEST_WORKER_KILL_POINTS", "unlearning")
 POINTS = list(KILLS) if _ASKED == "all" else _ASKED.split(",")
 
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_killed_worker_is_detected_and_the_ticket_answered_by_the_next_run(
-        point, prefect_api, make_settings, fresh_pg_url, s3_storage_fields, use_settings, published_model,
-        forget_objects, gpu_worker):
-    settings = make_settings(database_url=fresh_pg_url, gpu_dispatch="worker",
-                             gpu_worker_dead_after_s=DEAD_AFTER_S, **s3_storage_fields)
-    env = use_settings(settings, GRIN_GPU_WORKER_DEAD_AFTER_S=str(DEAD_AFTER_S), PREFECT_API_URL=prefect_api,
-                       GRIN_CHECKPOINT_INTERVAL_S="0")  # progress saved every epoch
+    point,
+    prefect_api,
+    make_settings,
+    fresh_pg_url,
+    s3_storage_fields,
+    use_settings,
+    published_model,
+    forget_objects,
+    gpu_worker,
+):
+    settings = make_settings(
+        database_url=fresh_pg_url, gpu_dispatch="worker", gpu_worker_dead_after_s=DEAD_AFTER_S, **s3_storage_fields
+    )
+    env = use_settings(
+        settings,
+        GRIN_GPU_WORKER_DEAD_AFTER_S=str(DEAD_AFTER_S),
+        PREFECT_API_URL=prefect_api,
+        GRIN_CHECKPOINT_INTERVAL_S="0",
+    )  # progress saved every epoch
     model = published_model(settings, gate_policy={**LENIENT_GATE, "max_rounds": 1})
     forget_uri, _ = forget_objects(settings, model.forget)
-    request = TicketRequest(subject="author 199", model=model.name, forget_uris=[forget_uri],
-                            requested_by="dpo@example.org", legal_basis="GDPR Art. 17", method=MECHANICS_METHOD,
-                            hparams={"max_epochs": 8, "retain_batch_size": 8})  # recovery is under test, not the schedule
+    request = TicketRequest(
+        subject="author 199",
+        model=model.name,
+        forget_uris=[forget_uri],
+        requested_by="dpo@example.org",
+        legal_basis="GDPR Art. 17",
+        method=MECHANICS_METHOD,
+        hparams={"max_epochs": 8, "retain_batch_size": 8},
+    )  # recovery is under test, not the schedule
     with sessions(settings).begin() as session:
         ticket_id = file_request(request, session=session, settings=settings).id
     status, armed = KILLS[point]

@@ -57,8 +57,9 @@ class _Stage:
 
 @pytest.fixture
 def worker_settings(make_settings, sqlite_url, clean_grin_environment):
-    return make_settings(database_url=sqlite_url, gpu_dispatch="worker", gpu_worker_dead_after_s=2.0,
-                         gpu_pickup_timeout_s=5)
+    return make_settings(
+        database_url=sqlite_url, gpu_dispatch="worker", gpu_worker_dead_after_s=2.0, gpu_pickup_timeout_s=5
+    )
 
 
 def test_a_stage_whose_worker_stopped_beating_fails_within_the_dead_after_time(worker_settings):

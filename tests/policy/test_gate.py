@@ -14,8 +14,12 @@ def test_a_candidate_that_forgets_and_keeps_utility_passes_with_every_check_name
     decision = decide(WAIVED, PARENT, after)
     assert decision.passed
     assert {c.name for c in decision.checks} == {
-        "forget_rougeL_abs", "forget_rougeL_rel", "retain_rougeL_rel",
-        "forget_keyword_acc_abs", "forget_keyword_acc_rel", "model_utility_rel",
+        "forget_rougeL_abs",
+        "forget_rougeL_rel",
+        "retain_rougeL_rel",
+        "forget_keyword_acc_abs",
+        "forget_keyword_acc_rel",
+        "model_utility_rel",
     }
     assert decision.reason.startswith("passed: forget ROUGE-L 0.2000 ≤ 0.4000")
 
@@ -38,7 +42,9 @@ def test_each_threshold_fails_on_its_own(change, failing):
 
 
 def test_relative_bound_is_tighter_than_absolute_for_a_weakly_memorised_parent():
-    decision = decide(WAIVED, {"forget_rougeL": 0.5, "retain_rougeL": 0.9}, {"forget_rougeL": 0.3, "retain_rougeL": 0.9})
+    decision = decide(
+        WAIVED, {"forget_rougeL": 0.5, "retain_rougeL": 0.9}, {"forget_rougeL": 0.3, "retain_rougeL": 0.9}
+    )
     assert not decision.passed and "forget ROUGE-L vs parent 0.3000 > 0.2500" in decision.reason
 
 
@@ -49,8 +55,18 @@ def test_unmeasured_required_metric_fails_and_optional_ones_are_skipped():
 
 
 def _failing(*metrics: str) -> GateDecision:
-    checks = [GateCheck(name=m, metric=m, value=1.0, limit=0.0, passed=False, detail=m,
-                        asks="stronger" if m.startswith("forget") else "weaker") for m in metrics]
+    checks = [
+        GateCheck(
+            name=m,
+            metric=m,
+            value=1.0,
+            limit=0.0,
+            passed=False,
+            detail=m,
+            asks="stronger" if m.startswith("forget") else "weaker",
+        )
+        for m in metrics
+    ]
     return GateDecision(passed=False, reason="failed", checks=checks)
 
 
@@ -78,9 +94,21 @@ def test_ladder_repairs_more_when_only_retain_or_utility_suffer():
 def test_ladder_slows_down_when_an_attack_says_over_unlearned():
     policy = GatePolicy(ladder_lr_factor=0.5, min_learning_rate=3e-3)
     rung = RoundSetting(p_percent=0.5, epochs=8, learning_rate=1e-2)
-    low = GateDecision(passed=False, reason="failed", checks=[GateCheck(
-        name="mia_mink_auc_low", metric="mia_mink_auc", value=0.3, limit=0.5, passed=False, detail="low",
-        asks="weaker")])
+    low = GateDecision(
+        passed=False,
+        reason="failed",
+        checks=[
+            GateCheck(
+                name="mia_mink_auc_low",
+                metric="mia_mink_auc",
+                value=0.3,
+                limit=0.5,
+                passed=False,
+                detail="low",
+                asks="weaker",
+            )
+        ],
+    )
     gentler = next_setting(policy, low, rung)
     assert gentler == RoundSetting(p_percent=0.5, epochs=8, learning_rate=5e-3)
     assert next_setting(policy, low, gentler).learning_rate == 3e-3
@@ -142,8 +170,14 @@ def test_no_holdout_means_privacy_not_checked_and_no_retry_unless_waived():
 
 
 def test_each_probe_fails_by_name_and_asks_for_stronger_unlearning():
-    probes = {"forget_paraphrase_rougeL": 0.1, "forget_format_max_rougeL": 0.1, "forget_int8_rougeL": 0.1,
-              "forget_int4_rougeL": 0.1, "forget_sampled_best_rougeL": 0.3, "relearn_forget_rougeL": 0.2}
+    probes = {
+        "forget_paraphrase_rougeL": 0.1,
+        "forget_format_max_rougeL": 0.1,
+        "forget_int8_rougeL": 0.1,
+        "forget_int4_rougeL": 0.1,
+        "forget_sampled_best_rougeL": 0.3,
+        "relearn_forget_rougeL": 0.2,
+    }
     after = {**GOOD, "mia_auc": 0.5, "forget_holdout_typical_prob_ratio": 1.2, **probes}
     assert decide(GatePolicy(), PARENT, after).passed
     for key in probes:
@@ -155,20 +189,35 @@ def test_each_probe_fails_by_name_and_asks_for_stronger_unlearning():
 
 
 def test_every_attack_has_its_own_band_around_its_measured_level():
-    after = {**GOOD, "mia_auc": 0.72, "nonmember_mia_auc": 0.70, "mia_zlib_auc": 0.75, "nonmember_mia_zlib_auc": 0.60,
-             "mia_mink_auc": 0.40, "nonmember_mia_mink_auc": 0.65, "mia_minkpp_auc": 0.58,
-             "nonmember_mia_minkpp_auc": 0.55}
+    after = {
+        **GOOD,
+        "mia_auc": 0.72,
+        "nonmember_mia_auc": 0.70,
+        "mia_zlib_auc": 0.75,
+        "nonmember_mia_zlib_auc": 0.60,
+        "mia_mink_auc": 0.40,
+        "nonmember_mia_mink_auc": 0.65,
+        "mia_minkpp_auc": 0.58,
+        "nonmember_mia_minkpp_auc": 0.55,
+    }
     decision = decide(GatePolicy(mia_auc_band=0.1), PARENT, after)
     failed = {c.name: c for c in decision.checks if not c.passed}
     assert set(failed) == {"mia_zlib_auc_high", "mia_mink_auc_low"}
     assert failed["mia_zlib_auc_high"].asks == "stronger" and failed["mia_zlib_auc_high"].limit == pytest.approx(0.7)
     assert failed["mia_mink_auc_low"].asks == "weaker" and failed["mia_mink_auc_low"].limit == pytest.approx(0.55)
-    assert "Min-K% attack AUC" in failed["mia_mink_auc_low"].detail and "never-seen" in failed["mia_mink_auc_low"].detail
+    assert (
+        "Min-K% attack AUC" in failed["mia_mink_auc_low"].detail and "never-seen" in failed["mia_mink_auc_low"].detail
+    )
 
 
 def test_a_line_may_check_fewer_attacks_and_never_an_unknown_one():
-    after = {**GOOD, "mia_auc": 0.72, "nonmember_mia_auc": 0.70, "mia_minkpp_auc": 0.01,
-             "nonmember_mia_minkpp_auc": 0.55}
+    after = {
+        **GOOD,
+        "mia_auc": 0.72,
+        "nonmember_mia_auc": 0.70,
+        "mia_minkpp_auc": 0.01,
+        "nonmember_mia_minkpp_auc": 0.55,
+    }
     assert not decide(GatePolicy(), PARENT, after).passed  # Min-K%++ far below its level
     loss_only = decide(GatePolicy(attacks=("loss",)), PARENT, after)
     assert loss_only.passed and not any("minkpp" in c.name for c in loss_only.checks)
@@ -198,8 +247,11 @@ def test_relearning_is_bounded_by_never_seen_records_under_the_same_attack():
     after = {**GOOD, "mia_auc": 0.5, "relearn_forget_rougeL": 0.25, "relearn_nonmember_rougeL": 0.12}
     check = next(c for c in decide(GatePolicy(), PARENT, after).checks if c.name == "probe_relearn")
     assert check.limit == pytest.approx(0.22) and not check.passed and check.asks == "stronger"
-    without = next(c for c in decide(GatePolicy(), PARENT, {**GOOD, "mia_auc": 0.5, "relearn_forget_rougeL": 0.25}
-                                     ).checks if c.name == "probe_relearn")
+    without = next(
+        c
+        for c in decide(GatePolicy(), PARENT, {**GOOD, "mia_auc": 0.5, "relearn_forget_rougeL": 0.25}).checks
+        if c.name == "probe_relearn"
+    )
     assert without.limit == pytest.approx(GatePolicy().relearn_rougeL_max) and without.passed
 
 

@@ -10,9 +10,13 @@ ORIGIN = {"forget_rougeL": 0.98, "retain_rougeL": 1.00, "forget_keyword_acc": 1.
 
 def _ticket(parent: dict[str, float], retain_factor: float) -> dict[str, float]:
     """A candidate that forgets its own set and keeps `retain_factor` of its parent's retain and utility."""
-    return {**parent, "forget_rougeL": 0.2, "forget_keyword_acc": 0.1,
-            "retain_rougeL": parent["retain_rougeL"] * retain_factor,
-            "model_utility": parent["model_utility"] * retain_factor}
+    return {
+        **parent,
+        "forget_rougeL": 0.2,
+        "forget_keyword_acc": 0.1,
+        "retain_rougeL": parent["retain_rougeL"] * retain_factor,
+        "model_utility": parent["model_utility"] * retain_factor,
+    }
 
 
 def test_four_tickets_each_pass_against_their_parent_but_the_fourth_breaks_the_origin_bound() -> None:
@@ -43,14 +47,23 @@ def test_origin_checks_apply_only_when_an_origin_is_given() -> None:
 
 
 def test_a_parent_that_never_learned_the_forget_set_has_nothing_to_forget() -> None:
-    never = {"forget_rougeL": 0.05, "forget_keyword_acc": 0.0, "mia_auc": 0.52, "forget_prob": 0.01,
-             "holdout_prob": 0.012, "retain_rougeL": 0.99}
+    never = {
+        "forget_rougeL": 0.05,
+        "forget_keyword_acc": 0.0,
+        "mia_auc": 0.52,
+        "forget_prob": 0.01,
+        "holdout_prob": 0.012,
+        "retain_rougeL": 0.99,
+    }
     decision = nothing_to_forget(GatePolicy(), never)
     assert decision is not None and decision.passed
     assert decision.reason.startswith("nothing to forget: ")
-    assert {c.name for c in decision.checks} == {"never_learned_rougeL", "never_learned_keyword_acc",
-                                                 "never_learned_mia_auc", "never_learned_prob"}
-    for change in ({"forget_rougeL": 0.9}, {"forget_keyword_acc": 0.8}, {"mia_auc": 0.9},
-                   {"forget_prob": 0.03}):
+    assert {c.name for c in decision.checks} == {
+        "never_learned_rougeL",
+        "never_learned_keyword_acc",
+        "never_learned_mia_auc",
+        "never_learned_prob",
+    }
+    for change in ({"forget_rougeL": 0.9}, {"forget_keyword_acc": 0.8}, {"mia_auc": 0.9}, {"forget_prob": 0.03}):
         assert nothing_to_forget(GatePolicy(), {**never, **change}) is None, change
     assert nothing_to_forget(GatePolicy(), {"retain_rougeL": 0.99}) is None  # forget not measured

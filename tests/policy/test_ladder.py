@@ -11,8 +11,15 @@ PASSED = GateDecision(passed=True, reason="passed", checks=[])
 
 
 def _failing(metric: str) -> GateDecision:
-    check = GateCheck(name=metric, metric=metric, value=1.0, limit=0.0, passed=False, detail=metric,
-                      asks="stronger" if metric.startswith("forget") else "weaker")
+    check = GateCheck(
+        name=metric,
+        metric=metric,
+        value=1.0,
+        limit=0.0,
+        passed=False,
+        detail=metric,
+        asks="stronger" if metric.startswith("forget") else "weaker",
+    )
     return GateDecision(passed=False, reason="failed", checks=[check])
 
 

@@ -10,9 +10,15 @@ from policy.round_setting import RoundRecord, RoundSetting
 def test_a_grun_round_takes_grun_s_schedule_and_a_grin_round_grin_s():
     grun, grin = RoundSetting.for_method("grun"), RoundSetting.for_method(Method.match)
     assert (grun.learning_rate, grun.max_epochs, grun.batch_size) == (
-        GrunConfig.learning_rate, GrunConfig.max_epochs, GrunConfig.batch_size)
+        GrunConfig.learning_rate,
+        GrunConfig.max_epochs,
+        GrunConfig.batch_size,
+    )
     assert (grin.learning_rate, grin.max_epochs, grin.batch_size) == (
-        UnlearnConfig.learning_rate, UnlearnConfig.max_epochs, UnlearnConfig.batch_size)
+        UnlearnConfig.learning_rate,
+        UnlearnConfig.max_epochs,
+        UnlearnConfig.batch_size,
+    )
     assert grun.grun_config() == GrunConfig()  # nothing lost on the way to grin_core
     assert RoundSetting.for_method("grun", learning_rate=1e-3, seed=7).grun_config().learning_rate == 1e-3
     assert grin.unlearn_config() == UnlearnConfig()
