@@ -21,13 +21,11 @@ from grin_core.data.records import forget_keys
 from infra import audit, queue
 from infra.audit_heads import latest_published
 from infra.db.models import ModelVersion
-from infra.intake import file_request
 from infra.storage import open_store
-from infra.ticket_request import TicketRequest
 from infra.ticket_status import TicketStatus
 from tasks.purge import holds_forget_text
 from tasks.resources import sessions
-from tests.fixtures.pipeline import LENIENT_GATE, MECHANICS_METHOD, VENV_BIN, progress_saved
+from tests.fixtures.pipeline import LENIENT_GATE, VENV_BIN, file_ticket, progress_saved
 
 pytestmark = pytest.mark.slow
 LEASE_S = 4
@@ -80,17 +78,7 @@ def test_a_killed_run_is_recovered_by_the_next_one(
     theirs = set(open_store(settings).list(""))  # the line's own data (its training set), not the service's copies
     forget_uri, _ = forget_objects(settings, model.forget)
     # A short privacy-schedule budget: recovery is under test here, not how far the schedule gets.
-    request = TicketRequest(
-        subject="author 199",
-        model=model.name,
-        forget_uris=[forget_uri],
-        requested_by="dpo@example.org",
-        legal_basis="GDPR Art. 17",
-        method=MECHANICS_METHOD,
-        hparams={"max_epochs": 8, "retain_batch_size": 8},
-    )
-    with sessions(settings).begin() as session:
-        ticket_id = file_request(request, session=session, settings=settings).id
+    ticket_id = file_ticket(settings, model, forget_uri, hparams={"max_epochs": 8, "retain_batch_size": 8})
 
     status, armed = KILLS[point]
     store = open_store(settings)

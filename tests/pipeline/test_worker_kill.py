@@ -17,12 +17,10 @@ import time
 import pytest
 
 from infra import queue
-from infra.intake import file_request
 from infra.storage import open_store
-from infra.ticket_request import TicketRequest
 from infra.ticket_status import TicketStatus
 from tasks.resources import sessions
-from tests.fixtures.pipeline import LENIENT_GATE, MECHANICS_METHOD, progress_saved
+from tests.fixtures.pipeline import LENIENT_GATE, file_ticket, progress_saved
 
 pytestmark = pytest.mark.slow
 DEAD_AFTER_S = 8
@@ -60,17 +58,9 @@ def test_a_killed_worker_is_detected_and_the_ticket_answered_by_the_next_run(
     )  # progress saved every epoch
     model = published_model(settings, gate_policy={**LENIENT_GATE, "max_rounds": 1})
     forget_uri, _ = forget_objects(settings, model.forget)
-    request = TicketRequest(
-        subject="author 199",
-        model=model.name,
-        forget_uris=[forget_uri],
-        requested_by="dpo@example.org",
-        legal_basis="GDPR Art. 17",
-        method=MECHANICS_METHOD,
-        hparams={"max_epochs": 8, "retain_batch_size": 8},
+    ticket_id = file_ticket(
+        settings, model, forget_uri, hparams={"max_epochs": 8, "retain_batch_size": 8}
     )  # recovery is under test, not the schedule
-    with sessions(settings).begin() as session:
-        ticket_id = file_request(request, session=session, settings=settings).id
     status, armed = KILLS[point]
     worker = gpu_worker({**env, "GRIN_FAILPOINTS": armed or ""})
     store = open_store(settings)
