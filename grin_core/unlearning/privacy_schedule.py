@@ -93,7 +93,7 @@ class PrivacySchedule(TrainerCallback):
             "calibration": list(calibration),
         }
         self.forget_texts = [scored_answer_text(r["answer"], tokenizer) for r in forget] if calibration else None
-        self.target_auc, self.margin, self.retain_recovery = target_auc, margin, retain_recovery
+        self.margin, self.retain_recovery = margin, retain_recovery
         self.repush_lr_factor, self.entered_band = repush_lr_factor, False
         if push_control not in PUSH_CONTROLS:
             raise ValueError(f"push_control must be one of {PUSH_CONTROLS}")
@@ -114,6 +114,11 @@ class PrivacySchedule(TrainerCallback):
         self.history: list[dict] = []
         self.retain_start: float | None = None
         self.best: tuple[float, float, list[torch.Tensor]] | None = None  # (retain prob, epoch, tensors)
+
+    @property
+    def target_auc(self) -> float:
+        """The loss attack's level: what the loss stop rule steers toward (re-measured with the others)."""
+        return self.levels["loss"]
 
     def probe(self, model, epoch: float) -> dict:
         """Every attack's forget-vs-holdout AUC, the mean probability ratio and the parts' mean answer
@@ -136,7 +141,6 @@ class PrivacySchedule(TrainerCallback):
         if "calibration" in scored:  # the levels move with the model: measured on it, as the gate will
             now = levels_of(scored["calibration"], scored["holdout"], self.forget_texts)
             self.levels = {**now.aucs}
-            self.target_auc = now.aucs["loss"]  # the loss stop rule's level moves with the model too
             self.prob_ratio_bound = max(self.mean_prob_ratio_max, 2 * now.mean_prob_ratio)
             entry_levels = {**now.aucs, "prob_ratio_bound": self.prob_ratio_bound}
         else:
