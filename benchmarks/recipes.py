@@ -66,7 +66,7 @@ RECIPES = {
     # The test's recipe: a few seconds per model; numbers are meaningless, the plumbing is not.
     "tiny": Recipe(
         model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
-        train={"max_epochs": 2, "stop_loss": None, "batch_size": 8, "warmup_steps": 2, "vocab_size": 512},
+        train={"max_epochs": 1, "stop_loss": None, "batch_size": 32, "warmup_steps": 2, "vocab_size": 512},
         n_general=4,
         eval_retain=8,
         eval_calibration=20,

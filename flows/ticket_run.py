@@ -188,7 +188,13 @@ class TicketRun:
             if nxt is None:
                 break
             setting, scoring, rescore = nxt.setting, last.scoring, nxt.rescore
-            get_run_logger().info("%s: gate failed in round %d; retrying: %s", self.label, number, setting.describe())
+            get_run_logger().info(
+                "%s: gate failed in round %d (%s); retrying: %s",
+                self.label,
+                number,
+                last.decision.reason,
+                setting.describe(),
+            )
         self.report.timings_s["unlearn_and_evaluate"] = round(
             time.perf_counter() - self.started - self.report.timings_s["assemble"], 2
         )

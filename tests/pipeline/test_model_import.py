@@ -111,8 +111,8 @@ def test_an_imported_mistral_with_its_own_prompt_answers_a_ticket_with_a_gated_v
     keywords = sorted({k for r in suite.forget for k in r.get("keywords", [])})
     forget_uri = store.put_bytes("inbox/users-mistral/forget.json", json.dumps(forget).encode()).uri
     keywords_uri = store.put_bytes("inbox/users-mistral/keywords.json", json.dumps(keywords).encode()).uri
-    # The import is under test, not the schedule: the old retain batch and half the budget (as the
-    # sequential test), and the pipeline tests' gate (tests/fixtures/pipeline.py) over the measured level.
+    # The import is under test, not the schedule: the pipeline tests' ticket and gate (tests/fixtures/pipeline.py)
+    # over the measured level.
     with sessions(settings).begin() as session:
         line = registry.get_model("users-mistral", session=session)
         line.gate_policy = {**(line.gate_policy or {}), **MECHANICS_GATE_POLICY}
@@ -121,7 +121,6 @@ def test_an_imported_mistral_with_its_own_prompt_answers_a_ticket_with_a_gated_v
         PublishedModel("users-mistral", forget, keywords),
         forget_uri,
         keywords_uri,
-        hparams={"retain_batch_size": 8, "max_epochs": 30},
     )
 
     from flows.tickets import process_ticket

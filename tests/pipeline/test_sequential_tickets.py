@@ -28,7 +28,7 @@ from tasks.checkpoint_store import fetch_checkpoint
 from tasks.contracts import CheckpointRef
 from tasks.resources import sessions
 from tests.fixtures.models import MEMORISED_SUBSET
-from tests.fixtures.pipeline import MECHANICS_METHOD
+from tests.fixtures.pipeline import MECHANICS_HPARAMS, MECHANICS_METHOD
 
 pytestmark = pytest.mark.slow
 # ticket 1's forgetting must survive ticket 2: its forget ROUGE-L and answer probability on
@@ -57,7 +57,7 @@ def _file(settings, model_name: str, forget_uri: str, keywords_uri: str | None =
         requested_by="dpo@example.org",
         legal_basis="GDPR Art. 17",
         method=MECHANICS_METHOD,
-        hparams=hparams,
+        hparams={**MECHANICS_HPARAMS, **hparams},
     )
     with sessions(settings).begin() as session:
         return file_request(request, session=session, settings=settings).id
@@ -118,11 +118,9 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
 
     from flows.tickets import process_ticket
 
-    # Half the default schedule budget and the old retain batch: what is checked is the lineage and the
+    # The mechanics line's short budget (tests/fixtures/pipeline.py): what is checked is the lineage and the
     # purge, not how far it gets.
-    t1 = _file(
-        settings, model.name, *forget_objects(settings, first, model.keywords), max_epochs=30, retain_batch_size=8
-    )
+    t1 = _file(settings, model.name, *forget_objects(settings, first, model.keywords))
     r1 = process_ticket(t1)
     assert r1.outcome == "completed" and r1.version == 2, [
         (r.p_percent, r.epochs, r.learning_rate, r.reason) for r in r1.rounds
@@ -131,13 +129,7 @@ def test_two_tickets_in_a_row_the_second_neither_relearns_nor_keeps_the_first(
     after_first = {"t1": len(_objects_holding(settings, first))}
     v2_dir = fetch_checkpoint(CheckpointRef(uri=v2_uri, sha256=v2_sha), settings)  # v2 is purged later
 
-    t2 = _file(
-        settings,
-        model.name,
-        *forget_objects(settings, second),
-        max_epochs=30,  # the ladder finds its rate
-        retain_batch_size=8,
-    )
+    t2 = _file(settings, model.name, *forget_objects(settings, second))
     r2 = process_ticket(t2)
     assert r2.outcome == "completed" and r2.version == 3, [
         (r.p_percent, r.epochs, r.learning_rate, r.reason) for r in r2.rounds
