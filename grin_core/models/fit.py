@@ -92,6 +92,7 @@ def fit(
 ) -> TrainResult:
     """Train `model` in place on `records` {question, answer} (prompts in the tokenizer's line template)."""
     dataset = qa_dataset(records, tokenizer, max_length=schedule.max_length)
+    use_cache = getattr(model.config, "use_cache", None)
     log = _EpochLog(schedule.stop_loss)
     with tempfile.TemporaryDirectory(prefix="grin-train-") as out:
         args = training_arguments(
@@ -119,6 +120,8 @@ def fit(
         if not progress:  # without tqdm, Trainer prints every log dict instead
             trainer.remove_callback(PrinterCallback)
         trainer.train()
+    if use_cache is not None:  # Trainer set it to its argument's; the saved config keeps the model's
+        model.config.use_cache = use_cache
     return TrainResult(model.eval(), tokenizer, log.history, stopped_by(log.history, schedule.stop_loss))
 
 
