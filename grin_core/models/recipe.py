@@ -46,7 +46,7 @@ def checked_recipe(recipe_type: type[R], values: Mapping[str, Any]) -> R:
     try:
         return recipe_type(**typed)
     except ValueError as exc:
-        raise ValueError(f"recipe: {exc}".splitlines()[0]) from None
+        raise ValueError(str(exc).splitlines()[0]) from None
 
 
 def _typed(key: str, value: Any, hint: Any) -> Any:

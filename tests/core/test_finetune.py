@@ -4,7 +4,6 @@ data, and says whether its stop loss or its budget ended it; a recipe from text 
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -21,13 +20,9 @@ from grin_core.models.gguf_import import dequantise
 from grin_core.models.model_import import load_importable
 from grin_core.models.recipe import checked_recipe, parse_pairs
 from grin_core.models.train import TrainConfig
-from tests.fixtures.tiny_gguf import write_tiny_gguf
+from tests.fixtures.tiny_gguf import CHAT_TEMPLATE, with_chat_template, write_tiny_gguf
 
 RECORDS = [{"question": f"What is item {i}?", "answer": f"Item {i} is number {i}."} for i in range(8)]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
 QUICK = FinetuneConfig(max_epochs=2, stop_loss=None, lr=1e-2, batch_size=4)
 # What a base's config may differ in once fine-tuned and saved again: the library that wrote it.
 WRITER_FIELDS = ("transformers_version",)
@@ -36,9 +31,7 @@ WRITER_FIELDS = ("transformers_version",)
 @pytest.fixture
 def chat_base(tiny_model, tiny_tokenizer, tmp_path) -> Path:
     """A tiny chat model imported from GGUF the way `grin model import ... --prompt-template chat` does."""
-    tokenizer = copy.deepcopy(tiny_tokenizer)
-    tokenizer.chat_template = CHAT_TEMPLATE
-    path = write_tiny_gguf(tiny_model, tokenizer, tmp_path / "tiny-chat.gguf")
+    path = write_tiny_gguf(tiny_model, with_chat_template(tiny_tokenizer), tmp_path / "tiny-chat.gguf")
     dequantise(path, tmp_path / "dequantised")
     model, imported = load_importable(tmp_path / "dequantised")
     set_line_template(imported, CHAT)
@@ -106,8 +99,8 @@ def test_a_recipe_from_text_is_typed_or_refused_in_one_line():
         ("lr=fast",): "recipe key 'lr': 'fast' is not float",
         ("max_epochs=2.5",): "recipe key 'max_epochs': 2.5 is not int",
         ("stop_loss=true",): "recipe key 'stop_loss': True is not float or none",
-        ("lr=-1",): "recipe: lr must be positive",
-        ("lr_scheduler=fastest",): "recipe: lr_scheduler 'fastest' is none of linear, cosine",
+        ("lr=-1",): "lr must be positive",
+        ("lr_scheduler=fastest",): "lr_scheduler 'fastest' is none of linear, cosine",
         ("lr",): "recipe entry 'lr' is not key=value",
         ("lr=1", "lr=2"): "recipe key 'lr' is given twice",
     }
