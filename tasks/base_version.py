@@ -13,6 +13,7 @@ from tasks.retry import IO_RETRIES
 
 @task(name="resolve-base", task_run_name="resolve-base-{ref}", **IO_RETRIES)
 def resolve_base(ref: str) -> BaseVersion:
+    """The version `ref` names, pinned; a GrinError in one line when a line may not be fine-tuned from it."""
     with sessions().begin() as session:
         version = fine_tune_base(ref, session=session)
         return BaseVersion(

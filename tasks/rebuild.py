@@ -28,7 +28,9 @@ from tasks.exact_manifest import deleted_keys, origin_manifest
 from tasks.resources import object_store, sessions
 from tasks.retry import IO_RETRIES
 
-FINE_TUNING_MISSING = "a rebuild trains the line's recipe from scratch; rebuilding from a base model does not exist yet"
+REBUILD_FROM_BASE_MISSING = (
+    "a rebuild trains the line's recipe from scratch; rebuilding from a base model does not exist yet"
+)
 
 
 class RebuildPlan(Frozen):
@@ -82,7 +84,7 @@ def plan_rebuild(name: str, recipe: dict[str, Any] | None = None) -> RebuildPlan
         trained = first.hparams or {}
         why = not_rebuildable(trained)
         if why:
-            raise InvalidRequestError(f"{name}: {why}; {FINE_TUNING_MISSING}")
+            raise InvalidRequestError(f"{name}: {why}; {REBUILD_FROM_BASE_MISSING}")
         if not serving.training_manifest_uri:
             raise InvalidRequestError(f"{name}@{serving.version} has no training manifest to rebuild from")
         covers = exact_deletion.pending(serving)
@@ -179,7 +181,7 @@ def purge_rebuild_scratch(name: str) -> int:
 @task(name="lines-due-for-rebuild", task_run_name="lines-due-for-rebuild")
 def lines_due() -> dict[str, str]:
     """Line -> why it is due for a rebuild now, under each line's schedule in settings (`rebuild`); lines
-    whose first version was not trained here are skipped (FINE_TUNING_MISSING)."""
+    whose first version was not trained here from scratch are skipped (REBUILD_FROM_BASE_MISSING)."""
     settings = get_settings()
     now = datetime.now(UTC)
     due = {}
