@@ -131,7 +131,10 @@ def run_demo(settings: Settings, console: Console | None = None) -> dict:
             ObjectRef(uri=objects["eval_suite"].uri, sha256=objects["eval_suite"].sha256),
             description="TOFU authors 0-17 + 198-199 and general knowledge, from scratch",
         )
-    console.log(f"{MODEL} v{trained['version']} registered (training took {trained['train_s']:.0f} s when it ran)")
+    console.log(
+        f"{MODEL} v{trained['version']} registered: {trained['epochs']} epochs, stopped by its "
+        f"{trained['stopped_by'].replace('_', ' ')} (training took {trained['train_s']:.0f} s when it ran)"
+    )
     with _timed(timings, "file_ticket"), sessions(settings).begin() as session:
         ticket_id = intake.file_request(_request(objects), session=session, settings=settings).id
     console.log(f"ticket {ticket_id} filed")

@@ -12,13 +12,22 @@ from prefect.task_worker import serve
 
 from tasks.calibrate import calibrate_line
 from tasks.evaluate import evaluate_checkpoint
+from tasks.finetune import finetune_target
 from tasks.grun import train_intervention
 from tasks.reclaim import sweep_now
 from tasks.score import score_weights
 from tasks.train import train_target
 from tasks.unlearn import unlearn_weights
 
-ML_STAGES = (score_weights, unlearn_weights, train_intervention, evaluate_checkpoint, train_target, calibrate_line)
+ML_STAGES = (
+    score_weights,
+    unlearn_weights,
+    train_intervention,
+    evaluate_checkpoint,
+    train_target,
+    finetune_target,
+    calibrate_line,
+)
 
 
 def run_worker(limit: int = 1) -> None:

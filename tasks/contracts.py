@@ -56,6 +56,16 @@ class Deletion(Frozen):
     forget_sha256: str
 
 
+class BaseVersion(Frozen):
+    """A registered version a line is fine-tuned from, as the fine-tuned version's lineage records it:
+    which version, its checkpoint, and the deletions along the base's own line."""
+
+    model: str
+    version: int
+    checkpoint: CheckpointRef
+    lineage_deletions: list[Deletion] = []
+
+
 class ParentVersion(Frozen):
     """The registered version a run unlearns from.
 

@@ -2,7 +2,7 @@
 start), gate the rebuilt model, register it as a version of method `exact`, and clean its scratch copy.
 
 The rebuild trains from scratch with the line's recipe (the one its first version was trained with);
-fine-tuning a rebuilt model from a base model does not exist yet. The deleted records are rebuilt from
+rebuilding a line fine-tuned from a base model does not exist yet. The deleted records are rebuilt from
 the origin manifest (by the hashes the tickets' audit records hold) into `scratch/` for the privacy rows
 only, and purged when the rebuild ends, or when the next one starts after a killed run.
 """
@@ -28,8 +28,8 @@ from tasks.exact_manifest import deleted_keys, origin_manifest
 from tasks.resources import object_store, sessions
 from tasks.retry import IO_RETRIES
 
-FINE_TUNING_MISSING = (
-    "a rebuild trains the line's recipe from scratch; fine-tuning from a base model does not exist yet"
+REBUILD_FROM_BASE_MISSING = (
+    "a rebuild trains the line's recipe from scratch; rebuilding from a base model does not exist yet"
 )
 
 
@@ -60,6 +60,16 @@ def _get(uri: str, sha256: str | None) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
+def not_rebuildable(first: dict[str, Any]) -> str | None:
+    """Why a line whose first version recorded `first` (its hparams) cannot be rebuilt from scratch, or None."""
+    if "recipe" not in first:
+        return "its first version records no training recipe (registered or imported, not trained here)"
+    base = first.get("fine_tuned_from")
+    if base:
+        return f"its first version was fine-tuned from {base['model']}@{base['version']}"
+    return None
+
+
 @task(name="plan-rebuild", task_run_name="plan-rebuild-{name}", **IO_RETRIES)
 def plan_rebuild(name: str, recipe: dict[str, Any] | None = None) -> RebuildPlan:
     """The serving version's lineage manifest, the tickets it has not yet covered exactly and the line's
@@ -72,11 +82,9 @@ def plan_rebuild(name: str, recipe: dict[str, Any] | None = None) -> RebuildPlan
         serving = registry.resolve(name, session=session)
         first = registry.origin(serving)
         trained = first.hparams or {}
-        if "recipe" not in trained:
-            raise InvalidRequestError(
-                f"{name}: its first version records no training recipe (registered or imported, not trained "
-                f"here); {FINE_TUNING_MISSING}"
-            )
+        why = not_rebuildable(trained)
+        if why:
+            raise InvalidRequestError(f"{name}: {why}; {REBUILD_FROM_BASE_MISSING}")
         if not serving.training_manifest_uri:
             raise InvalidRequestError(f"{name}@{serving.version} has no training manifest to rebuild from")
         covers = exact_deletion.pending(serving)
@@ -173,7 +181,7 @@ def purge_rebuild_scratch(name: str) -> int:
 @task(name="lines-due-for-rebuild", task_run_name="lines-due-for-rebuild")
 def lines_due() -> dict[str, str]:
     """Line -> why it is due for a rebuild now, under each line's schedule in settings (`rebuild`); lines
-    whose first version was not trained here are skipped (FINE_TUNING_MISSING)."""
+    whose first version was not trained here from scratch are skipped (REBUILD_FROM_BASE_MISSING)."""
     settings = get_settings()
     now = datetime.now(UTC)
     due = {}
@@ -183,8 +191,8 @@ def lines_due() -> dict[str, str]:
             if policy is None or not model.versions:
                 continue
             serving = registry.resolve(model.name, session=session)
-            if "recipe" not in (registry.origin(serving).hparams or {}):
-                continue  # not trained here: cannot be rebuilt until fine-tuning from a base exists
+            if not_rebuildable(registry.origin(serving).hparams or {}):
+                continue  # not trained here from scratch: cannot be rebuilt until rebuilding from a base exists
             since = (exact_deletion.last_exact(serving) or registry.origin(serving)).created_at
             since = since if since.tzinfo else since.replace(tzinfo=UTC)
             reason = rebuild_due(policy, len(exact_deletion.pending(serving)), since, now)

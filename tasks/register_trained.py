@@ -33,6 +33,7 @@ def register_trained(
                 checkpoint_uri=checkpoint.uri,
                 checkpoint_sha256=checkpoint.sha256,
                 training_manifest_uri=manifest.uri,
+                training_manifest_sha256=manifest.sha256,
                 eval_suite_uri=eval_suite.uri if eval_suite else None,
                 hparams=summary,
             ),

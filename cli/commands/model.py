@@ -256,6 +256,60 @@ def rebuild(
         raise typer.Exit(1)
 
 
+@app.command()
+@reports_errors
+def train(
+    name: Annotated[str, typer.Argument(help="Model line to train a version of (created if new).")],
+    manifest: Annotated[str, typer.Option(help="The QA records to train on (from the intake roots).")],
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="A registered version to fine-tune, LINE@VERSION (e.g. an imported smol@1): its architecture, "
+            "tokenizer and prompt template are kept. Default: from scratch (a small Llama, its own tokenizer)."
+        ),
+    ] = None,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A recipe field as key=value, repeatable: max_epochs, stop_loss (a number or none), lr, batch_size, "
+            "warmup_steps, lr_scheduler, seed, weight_decay (from a base), vocab_size (from scratch), ... "
+            "The rest keep their defaults (a base's differ from scratch's); all are recorded."
+        ),
+    ] = None,
+    eval_suite: Annotated[
+        str | None, typer.Option(help="A JSON object of evaluation QA sets the gate measures the line on.")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the model is (new lines).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a version of NAME on a QA manifest, from scratch or fine-tuned from a registered --base, and
+    register it (aliased production); it trains until its stop loss or its budget, and says which."""
+    from cli.commands import _model_train
+    from infra.errors import InvalidRequestError
+    from infra.registry import NAME_PATTERN
+    from infra.settings import get_settings
+
+    settings = get_settings()
+    if not NAME_PATTERN.match(name):
+        raise InvalidRequestError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
+    values = _model_train.recipe_values(recipe or [], from_base=base is not None)
+    pinned = _model_train.checked_base(base) if base else None
+    manifest_ref, suite_ref = _model_train.checked_data(manifest, eval_suite, settings)
+    from flows.prefect_env import configure_prefect
+
+    configure_prefect()
+    from flows.train_line import train_line
+
+    summary = train_line(
+        name, manifest_ref, eval_suite=suite_ref, recipe=values, description=description or "", base=pinned
+    )
+    if as_json:
+        emit_json(summary)
+    else:
+        for line in _model_train.report(summary):
+            typer.echo(line)
+
+
 @app.command("import")
 @reports_errors
 def import_model(

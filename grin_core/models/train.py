@@ -1,10 +1,11 @@
 """Train a target model from scratch until it memorises a QA set; also the retrain baseline.
 
 The same recipe trained on the retain set gives the retrain-from-scratch model that forget quality
-is measured against. `transformers.Trainer` does the loop: answer-token loss (data.py), batches
-grouped by length (5x faster on a CPU than mixed lengths), AdamW without weight decay, linear
-warm-up then cosine decay, gradient clipping at 1.0, and a stopping rule on the epoch's mean loss.
-`train_or_load` caches the result under a key of everything that determines it.
+is measured against. The loop is fit.py's (answer-token loss, batches grouped by length: 5x faster
+on a CPU than mixed lengths, and a stop loss whose run says whether it stopped there or at its budget);
+this recipe is AdamW without weight decay, linear warm-up then cosine decay, gradient clipping at 1.0.
+`train_or_load` caches the result under a key of everything that determines it. Fine-tuning a
+registered base instead is finetune.py.
 
 Recipe (measured on 2 shared CPU cores; 20 TOFU authors + 217 general-knowledge QA = 617 QA):
 batch 32 beats batch 16 by far at lr 3e-3 (loss < 0.05, ROUGE-L recall 0.99, after 24-26 epochs
@@ -20,29 +21,18 @@ an epoch took 16 s with one thread and 48 s with two (OpenMP threads spin agains
 from __future__ import annotations
 
 import json
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-from transformers import (
-    PreTrainedModel,
-    PreTrainedTokenizerFast,
-    PrinterCallback,
-    Trainer,
-    TrainerCallback,
-    set_seed,
-)
+from transformers import PreTrainedTokenizerFast, TrainerCallback, set_seed
 
 from grin_core.data.prompts import format_prompt
-from grin_core.data.qa import qa_collator, qa_dataset
 from grin_core.models.cache import cached_dir, content_key
 from grin_core.models.checkpoint import save_checkpoint
+from grin_core.models.fit import TrainResult, fit, measured
 from grin_core.models.tiny_llama import TinyLlamaConfig, build_model
 from grin_core.models.tokenizer import train_bpe_tokenizer
-from grin_core.runtime.training_args import training_arguments
 
 RECIPE_VERSION = 1  # bump when the training code changes what a config produces
 
@@ -76,31 +66,6 @@ class TrainConfig:
         return asdict(self)
 
 
-@dataclass
-class TrainResult:
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerFast
-    history: list[dict] = field(default_factory=list)  # per epoch: epoch, loss, seconds
-
-
-class _EpochLog(TrainerCallback):
-    """Records (epoch, mean loss, seconds) per epoch and stops once the loss is low enough."""
-
-    def __init__(self, stop_loss: float | None) -> None:
-        self.stop_loss, self.history, self._t0 = stop_loss, [], time.perf_counter()
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self._t0 = time.perf_counter()
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs:
-            return
-        seconds = time.perf_counter() - self._t0
-        self.history.append({"epoch": round(state.epoch), "loss": logs["loss"], "seconds": round(seconds, 2)})
-        if self.stop_loss is not None and logs["loss"] < self.stop_loss:
-            control.should_training_stop = True
-
-
 def training_texts(records: Sequence[Mapping]) -> list[str]:
     """The text a tokenizer is trained on: each QA pair as the model sees it."""
     return [f"{format_prompt(r['question'])} {r['answer']}" for r in records]
@@ -119,34 +84,7 @@ def train_model(
     if tokenizer is None:
         tokenizer = train_bpe_tokenizer(training_texts(records), vocab_size=train_config.vocab_size)
     model = build_model(model_config, tokenizer, seed=train_config.seed)
-    dataset = qa_dataset(records, tokenizer, max_length=train_config.max_length)
-    log = _EpochLog(train_config.stop_loss)
-    with tempfile.TemporaryDirectory(prefix="grin-train-") as out:
-        args = training_arguments(
-            out,
-            epochs=train_config.max_epochs,
-            batch_size=train_config.batch_size,
-            learning_rate=train_config.lr,
-            seed=train_config.seed,
-            progress=progress,
-            lr_scheduler=train_config.lr_scheduler,
-            warmup_steps=train_config.warmup_steps,
-            max_grad_norm=1.0,
-            bf16=train_config.bf16,
-            use_cpu=not torch.cuda.is_available(),  # bf16 autocast on a CPU needs the CPU named
-        )
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            data_collator=qa_collator(tokenizer),
-            processing_class=tokenizer,
-            callbacks=[log, *callbacks],
-        )
-        if not progress:  # without tqdm, Trainer prints every log dict instead
-            trainer.remove_callback(PrinterCallback)
-        trainer.train()
-    return TrainResult(model.eval(), tokenizer, log.history)
+    return fit(model, tokenizer, records, train_config, progress=progress, callbacks=callbacks)
 
 
 def records_sha256(records: Sequence[Mapping]) -> str:
@@ -177,23 +115,23 @@ def train_or_load(
     )
 
     def build(directory: Path) -> None:
-        cuda = torch.cuda.is_available()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        started = time.perf_counter()
-        result = train_model(records, model_config, train_config, progress=progress, callbacks=callbacks)
+        result, run = measured(
+            lambda: train_model(records, model_config, train_config, progress=progress, callbacks=callbacks)
+        )
         grin_config = {
+            "trained_from": "scratch",
             "model_config": model_config.to_dict(),
             "train_config": train_config.to_dict(),
             "data_sha256": data_hash,
             "n_records": len(records),
-            "history": result.history,
-            "train_seconds": round(time.perf_counter() - started, 1),
-            # where the seconds were spent, and the training's CUDA peak (None on a CPU)
-            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-            "peak_cuda_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+            **run,
         }
-        card = {"method": "trained from scratch", "epochs": len(result.history), "data_sha256": data_hash}
+        card = {
+            "method": "trained from scratch",
+            "epochs": len(result.history),
+            "stopped_by": result.stopped_by,
+            "data_sha256": data_hash,
+        }
         save_checkpoint(result.model, result.tokenizer, directory, card_info=card, grin_config=grin_config)
 
     path, _ = cached_dir(cache_dir, key, build)

@@ -29,6 +29,7 @@ COMMANDS = [
     ["model", "purge-superseded"],
     ["model", "rebuild", "x"],
     ["model", "import", "x", "/nonexistent"],
+    ["model", "train", "x", "--manifest", "file:///x"],
     [
         "ticket",
         "file",
@@ -113,6 +114,8 @@ def test_every_command_refuses_bad_input_in_one_line(tofu: Grin, tmp_path: Path)
         ["model", "import", "x", "/nonexistent"],
         ["model", "rebuild", "no-such-model"],
         ["model", "rebuild", "tofu", "--recipe", "[1]"],
+        ["model", "train", "x", "--base", "no-such-model@1", "--manifest", "file:///x"],
+        ["model", "train", "x", "--recipe", "lr", "--manifest", "file:///x"],
         ["ticket", "file", "--request", str(not_utf8)],
         ["ticket", "file", "--request", str(tmp_path / "missing.json")],
         ["ticket", "show", "999"],

@@ -1,4 +1,5 @@
-"""The registry's lineage of data: deletions carried down a line, origin metrics, superseded versions."""
+"""The registry's lineage of data: deletions carried down a line, origin metrics, superseded versions, and
+which versions a line may be fine-tuned from."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from infra import audit, filing, registry
-from infra.errors import InvalidRequestError
+from infra.base_versions import fine_tune_base
+from infra.db.base import utcnow
+from infra.errors import InvalidRequestError, UnknownModelError
 from infra.ticket_request import TicketRequest
 
 Factory = sessionmaker[Session]
@@ -76,3 +79,35 @@ def test_an_alias_moves_back_to_a_version_holding_deleted_data_only_with_an_audi
         assert moved.payload["override_reason"] == "rollback approved in INC-7"
         assert moved.payload["holds_deleted_data_of"] == [ticket] and moved.payload["actor"] == "staff"
         assert audit.verify(session=session).ok
+
+
+def test_a_line_is_fine_tuned_only_from_a_version_with_its_own_weights_and_no_deleted_data(
+    db: Factory, model: str, make_request: Callable[..., TicketRequest]
+) -> None:
+    ticket, v2 = _answer(db, make_request(), 1, {})
+    with db.begin() as session:
+        base = fine_tune_base("tofu@2", session=session)
+        assert (base.version, [d["ticket_id"] for d in base.lineage_deletions]) == (2, [ticket])
+        registry.add_version(  # a GRUN intervention over v2's weights
+            "tofu",
+            session=session,
+            parent=base,
+            checkpoint_uri="s3://models/tofu/v3",
+            checkpoint_sha256="3" * 64,
+            base_checkpoint_uri=base.checkpoint_uri,
+            base_checkpoint_sha256=base.checkpoint_sha256,
+        )
+    refused = {
+        "tofu@1": f"base tofu@1 holds data deleted by tickets [{ticket}]; fine-tune from the version that answers",
+        "tofu@3": "base tofu@3 is a GRUN intervention over checkpoint 222222222222",
+        "tofu@9": "base tofu@9: model 'tofu' has no version 9",
+        "nope@1": "base nope@1: unknown model 'nope'",
+    }
+    for ref, message in refused.items():
+        with pytest.raises((InvalidRequestError, UnknownModelError)) as caught, db.begin() as session:
+            fine_tune_base(ref, session=session)
+        assert str(caught.value).startswith(message), str(caught.value)
+    with db.begin() as session:
+        registry.resolve("tofu@2", session=session).purged_at = utcnow()
+    with pytest.raises(InvalidRequestError, match="base tofu@2 was purged"), db.begin() as session:
+        fine_tune_base("tofu@2", session=session)

@@ -1,11 +1,15 @@
-"""The `rebuild-line` deployment's choice of lines: due under their schedule, trained here (a rebuild
-trains the line's recipe from scratch), with tickets waiting. SQLite; no training."""
+"""The `rebuild-line` deployment's choice of lines: due under their schedule, trained here from scratch (a
+rebuild trains the line's recipe from scratch: not a line fine-tuned from a base), with tickets waiting.
+SQLite; no training."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from infra import filing, registry
+from infra.errors import InvalidRequestError
 from infra.registration import AliasRule, register_version
 from infra.registry import NewVersion
 from infra.ticket_request import TicketRequest
@@ -51,10 +55,14 @@ def test_lines_due_are_those_trained_here_with_enough_tickets_waiting(make_setti
     with sessions(settings).begin() as session:
         _line(session, "due", trained, answered=2)
         _line(session, "early", trained, answered=1)  # one ticket waits, the schedule asks for two
-        _line(session, "imported", {}, answered=3)  # no recipe: fine-tuning from a base does not exist yet
+        _line(session, "imported", {}, answered=3)  # no recipe: not trained here
+        fine_tuned = {**trained, "fine_tuned_from": {"model": "imported", "version": 1}}
+        _line(session, "fine-tuned", fine_tuned, answered=3)  # rebuilding from a base does not exist yet
         _line(session, "quiet", trained, answered=3)  # its own schedule sets nothing: rebuilt by hand only
 
-    from tasks.rebuild import lines_due
+    from tasks.rebuild import lines_due, plan_rebuild
 
     due = lines_due.fn()
     assert list(due) == ["due"] and "2 tickets wait" in due["due"]
+    with pytest.raises(InvalidRequestError, match="fine-tuned from imported@1; a rebuild trains the line's recipe"):
+        plan_rebuild.fn("fine-tuned")
