@@ -8,6 +8,8 @@ can follow a link from the Prefect UI and auditors can hold a copy outside the d
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from prefect import task
@@ -141,23 +143,7 @@ def register_version(
             return _registration_of(done, plan, owner, session=session)
         registry.ensure_parent_current(plan.parent_ref or name, plan.parent.version_id, session=session)
         parent = session.get(ModelVersion, plan.parent.version_id)
-        new = NewVersion(
-            checkpoint_uri=unlearned.checkpoint.uri,
-            checkpoint_sha256=unlearned.checkpoint.sha256,
-            parent=parent,
-            mask_uri=mask.mask.uri if mask else None,
-            mask_sha256=mask.mask.sha256 if mask else None,
-            base_checkpoint_uri=unlearned.base.uri if unlearned.base else None,
-            base_checkpoint_sha256=unlearned.base.sha256 if unlearned.base else None,
-            hparams=setting.model_dump(mode="json"),
-            metrics={"before": before.metrics, "after": after.metrics},
-            gate=decision.model_dump(mode="json"),
-            ticket_ids=plan.ticket_ids,
-            training_manifest_uri=snapshot.manifest.uri if snapshot.manifest else None,
-            training_manifest_sha256=snapshot.manifest.sha256 if snapshot.manifest else None,
-            eval_suite_uri=snapshot.eval_suite.uri,
-            deletions=[d.model_dump() for d in snapshot.deletions if d.ticket_id in plan.ticket_ids],
-        )
+        new = _new_version(plan, snapshot, mask, unlearned, setting, before, after, decision, parent)
         added = registration.register_version(
             name,
             new,
@@ -169,42 +155,80 @@ def register_version(
         version = added.version
         if plan.parent.origin_metrics is not None or before.metrics:
             version.metrics = {**version.metrics, "origin": plan.parent.origin_metrics or before.metrics}
-        records = {}
-        for ticket_id in plan.ticket_ids:
-            ticket = queue.transition(
-                ticket_id,
-                TicketStatus.registered,
-                session=session,
-                reason=f"version {version.version}",
-                actor=owner,
-                owner=owner,
-            )
-            payload = _audit_payload(
-                ticket,
-                plan,
-                snapshot,
-                mask,
-                unlearned,
-                setting,
-                before,
-                after,
-                decision,
-                rounds,
-                flow_run_id,
-                version,
-                added.superseded,
-            )
-            records[ticket_id] = audit.append(
-                REGISTERED, payload.model_dump(mode="json"), session=session, ticket_id=ticket_id
-            )
-        return Registration(
-            model_name=name,
-            version=version.version,
-            version_id=version.id,
-            checkpoint=unlearned.checkpoint,
-            audit_record_ids={t: r.id for t, r in records.items()},
-            chain_head=max(records.values(), key=lambda r: r.id).hash,
+        payload_of = partial(
+            _audit_payload,
+            plan=plan,
+            snapshot=snapshot,
+            mask=mask,
+            unlearned=unlearned,
+            setting=setting,
+            before=before,
+            after=after,
+            decision=decision,
+            rounds=rounds,
+            flow_run_id=flow_run_id,
+            version=version,
+            superseded=added.superseded,
         )
+        records = {t: _register_ticket(t, version, owner, payload_of, session=session) for t in plan.ticket_ids}
+        return _registration(name, version, unlearned, records)
+
+
+def _new_version(
+    plan: RunPlan,
+    snapshot: Snapshot,
+    mask: MaskOutcome | None,
+    unlearned: UnlearnOutcome,
+    setting: RoundSetting,
+    before: EvalOutcome,
+    after: EvalOutcome,
+    decision: GateDecision,
+    parent: ModelVersion,
+) -> NewVersion:
+    """The registry row of a gated candidate: its checkpoint, mask or intervention, setting, metrics and lineage."""
+    return NewVersion(
+        checkpoint_uri=unlearned.checkpoint.uri,
+        checkpoint_sha256=unlearned.checkpoint.sha256,
+        parent=parent,
+        mask_uri=mask.mask.uri if mask else None,
+        mask_sha256=mask.mask.sha256 if mask else None,
+        base_checkpoint_uri=unlearned.base.uri if unlearned.base else None,
+        base_checkpoint_sha256=unlearned.base.sha256 if unlearned.base else None,
+        hparams=setting.model_dump(mode="json"),
+        metrics={"before": before.metrics, "after": after.metrics},
+        gate=decision.model_dump(mode="json"),
+        ticket_ids=plan.ticket_ids,
+        training_manifest_uri=snapshot.manifest.uri if snapshot.manifest else None,
+        training_manifest_sha256=snapshot.manifest.sha256 if snapshot.manifest else None,
+        eval_suite_uri=snapshot.eval_suite.uri,
+        deletions=[d.model_dump() for d in snapshot.deletions if d.ticket_id in plan.ticket_ids],
+    )
+
+
+def _register_ticket(
+    ticket_id: int, version: ModelVersion, owner: str, payload_of: Callable[[Ticket], UnlearningAudit], *, session
+) -> AuditRecord:
+    """Move one ticket to `registered` and append its `unlearning.registered` record."""
+    ticket = queue.transition(
+        ticket_id,
+        TicketStatus.registered,
+        session=session,
+        reason=f"version {version.version}",
+        actor=owner,
+        owner=owner,
+    )
+    return audit.append(REGISTERED, payload_of(ticket).model_dump(mode="json"), session=session, ticket_id=ticket_id)
+
+
+def _registration(name: str, version: ModelVersion, unlearned: UnlearnOutcome, records: dict) -> Registration:
+    return Registration(
+        model_name=name,
+        version=version.version,
+        version_id=version.id,
+        checkpoint=unlearned.checkpoint,
+        audit_record_ids={t: r.id for t, r in records.items()},
+        chain_head=max(records.values(), key=lambda r: r.id).hash,
+    )
 
 
 def _audit_payload(

@@ -10,11 +10,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 60
 SKIPPED_DIRS = {"tests", "migrations"}  # and every hidden directory (.venv, .git, .grin, ...)
-# Being split on another branch (issue 26); remove an entry when its function is.
-ALLOWED = {
-    "tasks/register.py:register_version",
-    "cli/commands/model.py:import_model",
-}
 
 
 def _sources() -> list[Path]:
@@ -37,11 +32,5 @@ def _long_functions(path: Path) -> list[str]:
 
 
 def test_no_function_is_over_60_lines():
-    too_long = [f for path in _sources() for f in _long_functions(path) if f.split(" (")[0] not in ALLOWED]
+    too_long = [f for path in _sources() for f in _long_functions(path)]
     assert not too_long, f"functions over {MAX_LINES} lines (split them): " + ", ".join(too_long)
-
-
-def test_the_allowed_functions_still_exist():
-    """An entry whose function was split or renamed is stale: remove it."""
-    found = {f.split(" (")[0] for path in _sources() for f in _long_functions(path)}
-    assert ALLOWED <= found, f"no longer over {MAX_LINES} lines, remove from ALLOWED: {sorted(ALLOWED - found)}"

@@ -358,18 +358,10 @@ def import_model(
     registered and aliased production if the line has none. A GGUF file is dequantised to safetensors
     first, and its sha256 and quantisation type are recorded. Importing the same content again
     answers with the version it already is."""
-    from infra.errors import InvalidRequestError
-    from infra.registry import NAME_PATTERN
     from infra.settings import get_settings
 
     settings = get_settings()
-    if not NAME_PATTERN.match(name):  # first: a refused name must not cost an upload
-        raise InvalidRequestError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
-    gguf_file = gguf_file or (source.rstrip("/").rsplit("/", 1)[-1] if source.endswith(".gguf") else None)
-    if gguf_file:  # before any download: the one line that says what to install
-        _require_gguf()
-    if training_manifest and retain:
-        raise InvalidRequestError("give --training-manifest or --retain, not both")
+    gguf_file = _checked_import_request(name, source, gguf_file, training_manifest, retain)
     # Every data URI through the intake roots, its content checked, before the model is fetched.
     role = "--training-manifest" if training_manifest else "--retain"
     manifest = _qa_records(training_manifest or retain, role, settings) if (training_manifest or retain) else None
@@ -377,20 +369,41 @@ def import_model(
     imported = _imported_checkpoint(source, prompt_template, suite, settings, gguf_file)
     imported["suite_uri"] = _store_suite(suite, settings) if suite else None
     imported["manifest"] = "training" if training_manifest else ("retain" if retain else None)
-    summary = _register_import(name, description, imported, manifest)
+    _say_imported(name, _register_import(name, description, imported, manifest), as_json)
+
+
+def _say_imported(name: str, summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(summary)
-    else:
+        return
+    typer.echo(
+        f"{name} version {summary['version']} "
+        f"({'already imported' if summary['already_imported'] else 'imported'}): "
+        f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}"
+    )
+    if summary["source"]:
         typer.echo(
-            f"{name} version {summary['version']} "
-            f"({'already imported' if summary['already_imported'] else 'imported'}): "
-            f"{summary['architecture']}, checkpoint sha256 {summary['checkpoint_sha256']}"
+            f"dequantised from {summary['source']['file']} ({summary['source']['quantization']}, "
+            f"sha256 {summary['source']['sha256']})"
         )
-        if summary["source"]:
-            typer.echo(
-                f"dequantised from {summary['source']['file']} ({summary['source']['quantization']}, "
-                f"sha256 {summary['source']['sha256']})"
-            )
+
+
+def _checked_import_request(
+    name: str, source: str, gguf_file: str | None, training_manifest: str | None, retain: str | None
+) -> str | None:
+    """Refuse a bad name, a missing gguf extra or two manifests before anything is fetched; the GGUF file's
+    name, when the import is one."""
+    from infra.errors import InvalidRequestError
+    from infra.registry import NAME_PATTERN
+
+    if not NAME_PATTERN.match(name):  # first: a refused name must not cost an upload
+        raise InvalidRequestError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
+    gguf_file = gguf_file or (source.rstrip("/").rsplit("/", 1)[-1] if source.endswith(".gguf") else None)
+    if gguf_file:  # before any download: the one line that says what to install
+        _require_gguf()
+    if training_manifest and retain:
+        raise InvalidRequestError("give --training-manifest or --retain, not both")
+    return gguf_file
 
 
 def _require_gguf() -> None:
