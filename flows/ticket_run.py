@@ -162,6 +162,7 @@ class TicketRun:
             label=f"{self.label}-parent",
             checkpoint=self.plan.parent.checkpoint,
             snapshot=self.snapshot,
+            probes=self.policy.probes,
         )
         self.report.before = before.metrics
         return before
@@ -241,6 +242,7 @@ class TicketRun:
             snapshot=self.snapshot,
             relearn=self.policy.relearn_probe,
             seed=setting.seed,
+            probes=self.policy.probes,
         )
         self.report.workers["evaluate"] = after.worker.pid
         decision = apply_gate(

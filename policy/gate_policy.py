@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from grin_core.metrics import names as m
 from policy.round_setting import MAX_EPOCHS, MAX_P_PERCENT
 
+# The default probes of grin_core/evaluation/probes.py by name (that module imports torch; a test holds the
+# two lists equal).
+PROBE_NAMES = ("paraphrase", "sampling", "formats", "quantization")
+
 
 class GatePolicy(BaseModel):
     """Thresholds of the evaluation gate and the limits of its retry ladder."""
@@ -136,6 +140,12 @@ class GatePolicy(BaseModel):
         "half, and the same on never-seen records); its seconds are reported. A line may switch it off; "
         "the audit record and the deletion report then say so.",
     )
+    probes: tuple[str, ...] = Field(
+        PROBE_NAMES,
+        description="The robustness probes every evaluation of the line runs (default: all but relearning, "
+        "which relearn_probe switches). A line may run fewer, even none; the gate checks what was measured "
+        "and the audit record names what ran.",
+    )
     relearn_rougeL_margin: float = Field(
         0.1,
         ge=0.0,
@@ -197,6 +207,14 @@ class GatePolicy(BaseModel):
         "learning rate by this.",
     )
     min_learning_rate: float = Field(1e-4, gt=0.0, description="The ladder never lowers the learning rate below this.")
+
+    @field_validator("probes")
+    @classmethod
+    def _known_probes(cls, probes: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(probes) - set(PROBE_NAMES))
+        if unknown:
+            raise ValueError(f"probes must be a subset of {list(PROBE_NAMES)}; unknown: {unknown}")
+        return probes
 
     @field_validator("attacks")
     @classmethod

@@ -17,10 +17,15 @@ from tasks.worker_liveness import reports_stage
 @task(name="evaluate-checkpoint", task_run_name="evaluate-{label}", persist_result=True)
 @reports_stage  # the worker's heartbeat names this stage while it runs
 def evaluate_checkpoint(
-    label: str, checkpoint: CheckpointRef, snapshot: Snapshot, relearn: bool = False, seed: int = 0
+    label: str,
+    checkpoint: CheckpointRef,
+    snapshot: Snapshot,
+    relearn: bool = False,
+    seed: int = 0,
+    probes: tuple[str, ...] | None = None,
 ) -> EvalOutcome:
-    """Every metric the suite allows, then the robustness probes (paraphrase, sampling, prompt
-    formats, fake quantisation; relearning when the policy asks for it)."""
+    """Every metric the suite allows, then the robustness probes the line runs (`probes`, default every one:
+    paraphrase, sampling, prompt formats, fake quantisation; relearning when the policy asks for it)."""
     started = time.perf_counter()
     model, tokenizer = load_model(checkpoint)
     parts = read_json(snapshot.eval_suite)
@@ -31,7 +36,9 @@ def evaluate_checkpoint(
     suite = EvalSuite(forget=read_records(snapshot.forget), **{k: v or None for k, v in parts.items() if k in known})
     steps = StageSteps(key=f"evaluate-{label}", label=f"evaluate-{label}")
     metrics = evaluate(model, tokenizer, suite, progress=False, on_step=steps.within(0.0, 0.6))
-    metrics.update(run_probes(model, tokenizer, suite, relearn=relearn, seed=seed, on_step=steps.within(0.6, 1.0)))
+    metrics.update(
+        run_probes(model, tokenizer, suite, probes=probes, relearn=relearn, seed=seed, on_step=steps.within(0.6, 1.0))
+    )
     steps.finish()
     return EvalOutcome(
         metrics=metrics, seconds=round(time.perf_counter() - started, 3), worker=WorkerStamp.here(device())

@@ -82,6 +82,7 @@ class UnlearningAudit(Frozen):
     base_weights_changed: bool = True
     # what the gate ran: the relearning probe is on unless the line's policy switched it off
     relearn_probe: bool | None = None
+    probes: list[str] | None = None  # the other probes the line ran (None: every default one)
     privacy_waived: bool | None = None
     epochs_run: float | None = None  # what the last round's schedule ran
     flops: dict[str, Any] | None = None  # the last round's model FLOPs by stage
@@ -285,6 +286,7 @@ def _audit_payload(
         intervention_sha256=unlearned.intervention_sha256,
         threat_model=THREAT_MODEL if base else None,
         relearn_probe=plan.policy.get("relearn_probe"),
+        probes=plan.policy.get("probes"),
         privacy_waived=plan.policy.get("privacy_waived"),
         epochs_run=unlearned.epochs_run,
         flops=unlearned.flops,

@@ -131,8 +131,10 @@ def test_memorised_model_keeps_its_answers_under_int8_and_sampling(memorised_mod
 def test_probes_are_registered_by_name_and_an_unknown_one_lists_the_known(tiny_model, tiny_tokenizer):
     from grin_core.evaluation.probes import PROBES, Probe, default_probes
     from grin_core.registry import UnknownNameError
+    from policy.gate_policy import PROBE_NAMES
 
-    assert default_probes() == ("paraphrase", "sampling", "formats", "quantization")
+    assert default_probes() == ("paraphrase", "sampling", "formats", "quantization") == PROBE_NAMES
+    assert run_probes(tiny_model, tiny_tokenizer, EvalSuite(forget=FORGET), probes=()) == {}  # a line may run none
     with pytest.raises(UnknownNameError, match="known: paraphrase, sampling, formats, quantization, relearn"):
         run_probes(tiny_model, tiny_tokenizer, EvalSuite(forget=FORGET), probes=("telepathy",))
     PROBES.register("count", Probe(lambda run: {"forget_count": float(len(run.suite.forget))}, default=False))

@@ -25,6 +25,7 @@ from infra.settings import Settings, get_settings
 from infra.storage import locate, open_store
 from infra.ticket_request import TicketRequest
 from infra.ticket_status import TicketStatus
+from policy.gate_policy import PROBE_NAMES
 from tasks.resources import sessions
 from tests.fixtures.pipeline import VENV_BIN, publish_model
 from tests.fixtures.services import S3_KEY_ID, S3_SECRET, settings_env
@@ -73,7 +74,7 @@ def completed_run(prefect_api, pg_admin_url, pg_template, s3_endpoint, memorised
         for name, value in env.items():
             patch.setenv(name, value)
         get_settings.cache_clear()
-        model = publish_model(settings, memorised_model)
+        model = publish_model(settings, memorised_model, {"probes": list(PROBE_NAMES)})  # the default probes
         store = open_store(settings)
         forget = store.put_bytes("inbox/request-1/forget.json", json.dumps(model.forget).encode())
         keywords = store.put_bytes("inbox/request-1/keywords.json", json.dumps(model.keywords).encode())

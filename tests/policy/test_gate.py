@@ -1,7 +1,7 @@
 import pytest
 
 from policy.gate import GateCheck, GateDecision, decide
-from policy.gate_policy import GatePolicy
+from policy.gate_policy import PROBE_NAMES, GatePolicy
 from policy.ladder import next_setting
 from policy.round_setting import RoundSetting
 
@@ -225,6 +225,12 @@ def test_a_line_may_check_fewer_attacks_and_never_an_unknown_one():
     for bad in ((), ("loss", "gap")):
         with pytest.raises(ValueError, match="attacks must be a non-empty subset"):
             GatePolicy(attacks=bad)
+
+
+def test_a_line_names_the_probes_it_runs_from_the_known_ones():
+    assert GatePolicy().probes == PROBE_NAMES and GatePolicy(probes=()).probes == ()
+    with pytest.raises(ValueError, match="probes must be a subset"):
+        GatePolicy(probes=("paraphrase", "relearn"))  # relearning has its own switch
 
 
 def test_an_attack_without_a_measured_level_is_banded_around_one_half():
