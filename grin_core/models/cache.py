@@ -1,11 +1,13 @@
 """A directory cache keyed by a content hash, safe when test sessions race to fill it.
 
 An entry is built in a private temporary directory and renamed into place: a reader sees either
-no entry or a complete one, and the loser of a race discards its copy and uses the winner's.
+no entry or a complete one. A builder holds an advisory lock on the entry, so a second process asking for
+the same entry waits for the first one's instead of building it again (two test processes, two workers).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -27,13 +29,20 @@ def cached_dir(cache_dir: str | Path, key: str, build: Callable[[Path], None]) -
     if target.is_dir():
         return target, True
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
-    try:
-        build(tmp)
-        os.rename(tmp, target)
-    except OSError:
-        if not target.is_dir():  # a real failure, not a lost race
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    lock_path = target.parent / f".{key}.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        if target.is_dir():  # another process built it while this one waited
+            return target, True
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+        try:
+            build(tmp)
+            os.rename(tmp, target)
+        except OSError:
+            if not target.is_dir():  # a real failure, not a lost race
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            # a waiter still holding the old file finds the entry; a newcomer finds it before locking
+            lock_path.unlink(missing_ok=True)
     return target, False

@@ -62,3 +62,27 @@ def test_cached_dir_lost_race_uses_winner(tmp_path):
 
 def test_content_key_ignores_dict_order():
     assert content_key({"a": 1, "b": 2}) == content_key({"b": 2, "a": 1}) != content_key({"a": 2})
+
+
+def test_a_second_process_waits_for_the_entry_being_built_instead_of_building_it_again(tmp_path):
+    import threading
+    import time
+
+    from grin_core.models.cache import cached_dir
+
+    builds = []
+
+    def build(directory):
+        builds.append(directory)
+        time.sleep(0.5)  # long enough for the second caller to arrive while this one builds
+        (directory / "weights").write_text("built once")
+
+    results = []
+    callers = [threading.Thread(target=lambda: results.append(cached_dir(tmp_path, "k", build))) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+        time.sleep(0.1)
+    for caller in callers:
+        caller.join()
+    assert len(builds) == 1 and sorted(hit for _, hit in results) == [False, True]
+    assert (tmp_path / "k" / "weights").read_text() == "built once"
