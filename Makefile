@@ -8,7 +8,9 @@ PYTEST_ARGS ?=
 # Test files run on this many processes, one thread of torch each (two torch processes with two
 # threads each fight over the 2 cores of a dev machine). PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
-PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+# --no-loadscope-reorder: files are handed out in collection order (slow files first, tests/conftest.py),
+# not by their number of tests, which put the one-test slow files last.
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: venv demo lint test test-fast bench gpu-kit smollm2 postgres clean
 
