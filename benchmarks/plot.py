@@ -179,43 +179,9 @@ def plot_curves(report: dict, path: str | Path) -> Path:
     band = (grin.get("schedule") or {}).get("band")
     retrained = report["retrain"]["metrics"]
     for ax, (key, label, log) in zip(axes, CURVE_PANELS):
-        if key == "mia_auc":
-            if band:
-                ax.axhspan(*band, color="#2ca02c", alpha=0.15, label="target band")
-            if calibration.get("auc") is not None:
-                ax.axhline(calibration["auc"], color="#2ca02c", linewidth=1, label="non-member AUC (calibrated)")
-        reference = retrained.get(key) if key in ("mia_auc", "forget_prob") else None
-        if reference is not None:
-            ax.axhline(
-                max(reference, FLOOR) if log else reference,
-                color="#2ca02c",
-                linestyle="--",
-                linewidth=1,
-                label="retrained model",
-            )
+        _reference_lines(ax, key, log, band, calibration, retrained)
         for index, (name, run_label, probes) in enumerate(_curve_runs(report)):
-            colour, marker = STYLE.get(name, ("#7f7f7f", "o"))
-            linestyle = SEED_LINESTYLES[index % len(SEED_LINESTYLES)] if name == SEEDED_METHOD else "-"
-            points = [(p["epoch"], p[key], p.get("phase")) for p in probes if p.get(key) is not None]
-            if not points:
-                continue
-            xs = [x for x, _, _ in points]
-            ys = [max(y, FLOOR) if log else y for _, y, _ in points]
-            ax.plot(xs, ys, color=colour, alpha=0.8, linewidth=1.2, linestyle=linestyle, label=run_label)
-            for x, y, (_, _, phase) in zip(xs, ys, points):
-                ax.scatter(
-                    x,
-                    y,
-                    s=22,
-                    marker=marker,
-                    zorder=3,
-                    edgecolors=colour,
-                    facecolors="none" if phase == "repair" else colour,
-                )
-            if key == "forget_prob":
-                holdout = [(p["epoch"], p["holdout_prob"]) for p in probes if p.get("holdout_prob") is not None]
-                if holdout:
-                    ax.plot(*zip(*holdout), color=colour, alpha=0.5, linewidth=0.8, linestyle=":")
+            _draw_run(ax, key, log, index, name, run_label, probes)
         if log:
             ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -230,3 +196,49 @@ def plot_curves(report: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _reference_lines(ax, key: str, log: bool, band: list[float] | None, calibration: dict, retrained: dict) -> None:
+    """What a panel's curves are read against: the schedule's target band and the calibrated non-member
+    AUC (the MIA panel), and the retrained model's value (MIA and forget probability)."""
+    if key == "mia_auc":
+        if band:
+            ax.axhspan(*band, color="#2ca02c", alpha=0.15, label="target band")
+        if calibration.get("auc") is not None:
+            ax.axhline(calibration["auc"], color="#2ca02c", linewidth=1, label="non-member AUC (calibrated)")
+    reference = retrained.get(key) if key in ("mia_auc", "forget_prob") else None
+    if reference is not None:
+        ax.axhline(
+            max(reference, FLOOR) if log else reference,
+            color="#2ca02c",
+            linestyle="--",
+            linewidth=1,
+            label="retrained model",
+        )
+
+
+def _draw_run(ax, key: str, log: bool, index: int, name: str, run_label: str, probes: list[dict]) -> None:
+    """One run's per-epoch curve on a panel: filled markers for push epochs, hollow for repair ones, and
+    on the forget-probability panel the holdout's probability dotted."""
+    colour, marker = STYLE.get(name, ("#7f7f7f", "o"))
+    linestyle = SEED_LINESTYLES[index % len(SEED_LINESTYLES)] if name == SEEDED_METHOD else "-"
+    points = [(p["epoch"], p[key], p.get("phase")) for p in probes if p.get(key) is not None]
+    if not points:
+        return
+    xs = [x for x, _, _ in points]
+    ys = [max(y, FLOOR) if log else y for _, y, _ in points]
+    ax.plot(xs, ys, color=colour, alpha=0.8, linewidth=1.2, linestyle=linestyle, label=run_label)
+    for x, y, (_, _, phase) in zip(xs, ys, points):
+        ax.scatter(
+            x,
+            y,
+            s=22,
+            marker=marker,
+            zorder=3,
+            edgecolors=colour,
+            facecolors="none" if phase == "repair" else colour,
+        )
+    if key == "forget_prob":
+        holdout = [(p["epoch"], p["holdout_prob"]) for p in probes if p.get("holdout_prob") is not None]
+        if holdout:
+            ax.plot(*zip(*holdout), color=colour, alpha=0.5, linewidth=0.8, linestyle=":")

@@ -46,6 +46,7 @@ No record text is ever logged: progress lines carry stage names, counts, seconds
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -77,20 +78,7 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     target_dir, target = bench.train("target", bench.data.train)
     retrain_dir, retrain = bench.train("retrain", bench.data.retrain)
 
-    memo = Memo(
-        config.resume_dir,
-        {
-            "code": source_digest(),
-            "split": config.split,
-            "authors": config.authors,
-            "recipe": config.recipe,
-            "seed": config.seed,
-            "probes": config.probes,
-            "target": target_dir.name,
-            "retrain": retrain_dir.name,
-        },
-        log,
-    )
+    memo = _memo(config, target_dir, retrain_dir, log)
     retrain.update(memo.run("retrain", {}, partial(_evaluate_retrain, bench, retrain_dir)))
     bench.retrained_ratios = retrain.pop("forget_truth_ratios")
     bench.reference_auc = retrain["metrics"].get("mia_mink_auc")
@@ -105,17 +93,7 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     seeds = list(range(config.seed, config.seed + config.seeds))
     unlearn = partial(_unlearn, memo, bench, target_dir)
     methods = _run_methods(bench, unlearn, memo, target_dir, retrain_dir, target, retrain, seeds)
-    sweeps: dict[str, dict[str, dict]] = {}
-    for param, values in config.sweeps.items():
-        for value in values:
-            label = f"{SEEDED_METHOD} {param}={value:g}"
-            entry = unlearn(
-                label,
-                config.method_config(SEEDED_METHOD, **{SWEEPS[param]: value}),
-                steer=config.steers(SEEDED_METHOD),
-                probes=False,
-            )
-            sweeps.setdefault(param, {})[f"{value:g}"] = entry
+    sweeps = _run_sweeps(config, unlearn)
 
     report = {
         "split": config.split,
@@ -139,6 +117,42 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     report["total_wall_s"] = seconds_since(started)
     log(f"done in {report['total_wall_s']:.0f} s; load average {load_before} -> {report['load_average']['end']}")
     return report
+
+
+def _memo(config: BenchConfig, target_dir: Path, retrain_dir: Path, log: Log) -> Memo:
+    """The resume memo, keyed by the code, the benchmark's settings and the two trained models: a part
+    done under the same key is read back instead of run again."""
+    return Memo(
+        config.resume_dir,
+        {
+            "code": source_digest(),
+            "split": config.split,
+            "authors": config.authors,
+            "recipe": config.recipe,
+            "seed": config.seed,
+            "probes": config.probes,
+            "target": target_dir.name,
+            "retrain": retrain_dir.name,
+        },
+        log,
+    )
+
+
+def _run_sweeps(config: BenchConfig, unlearn: Callable[..., dict]) -> dict[str, dict[str, dict]]:
+    """The seeded method once per swept value of each parameter, without the robustness probes:
+    {param: {value: entry}}."""
+    sweeps: dict[str, dict[str, dict]] = {}
+    for param, values in config.sweeps.items():
+        for value in values:
+            label = f"{SEEDED_METHOD} {param}={value:g}"
+            entry = unlearn(
+                label,
+                config.method_config(SEEDED_METHOD, **{SWEEPS[param]: value}),
+                steer=config.steers(SEEDED_METHOD),
+                probes=False,
+            )
+            sweeps.setdefault(param, {})[f"{value:g}"] = entry
+    return sweeps
 
 
 def _evaluate_retrain(bench: TofuBench, retrain_dir: Path) -> dict:

@@ -288,21 +288,10 @@ class TofuBench:
         The per-epoch privacy probes run either way (`steer` False: recorded only); their
         likelihood passes are inside `wall_s`, as a deployed schedule would pay them."""
         from benchmarks.peak_rss import PeakRss
-        from grin_core.scoring.pass_timing import forward_backward_seconds
         from grin_core.unlearning.unlearn import unlearn
 
         model, tokenizer = self.fresh(target)
-        self.log(
-            f"{name}: unlearning ({unlearn_config.method}, "
-            f"{'full-parameter' if unlearn_config.full_parameter else f'p={unlearn_config.p_percent}%'}, "
-            f"lr {unlearn_config.learning_rate:g}, seed {unlearn_config.seed}, "
-            + (
-                f"privacy schedule to AUC {self.target_auc:.3f} +- {unlearn_config.auc_margin:g} within "
-                f"{unlearn_config.max_epochs} epochs)"
-                if steer
-                else f"{unlearn_config.epochs} epochs)"
-            )
-        )
+        self.log(f"{name}: unlearning ({run_description(unlearn_config, steer, self.target_auc)})")
         with PeakRss() as rss:
             started = time.perf_counter()
             result = unlearn(
@@ -328,19 +317,7 @@ class TofuBench:
             "config": unlearn_config.to_dict(),
         }
         if result.mask is not None:
-            fresh, _ = self.load(target)
-            fwd_bwd = forward_backward_seconds(
-                fresh,
-                tokenizer,
-                [*self.data.forget, *self.unlearn_retain],
-                batch_size=unlearn_config.scoring_batch_size,
-                max_length=unlearn_config.max_length,
-            )
-            del fresh
-            entry["fwd_bwd_s"] = round(fwd_bwd, 3)
-            entry["scoring_over_fwd_bwd"] = round(entry["scoring_s"] / fwd_bwd, 3)
-            entry["mask"] = {k: result.mask_stats[k] for k in ("k", "n_eligible", "p_percent")}
-            entry["mask"]["by_kind"] = {kind: group["selected"] for kind, group in result.mask_stats["by_kind"].items()}
+            entry.update(self.mask_cost(target, tokenizer, result, unlearn_config))
         self.log(
             f"{name}: {wall_s:.1f} s ("
             + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items())
@@ -359,6 +336,28 @@ class TofuBench:
         elif relearn_sweep:
             entry["relearn_sweep"] = self.relearn_sweep(model, tokenizer)
         return entry
+
+    def mask_cost(self, target: Path, tokenizer, result, unlearn_config) -> dict:
+        """A masked run's scoring against one forward+backward pass over the same records (timed on a
+        fresh copy of the target) and the mask's size, overall and by kind of weight."""
+        from grin_core.scoring.pass_timing import forward_backward_seconds
+
+        fresh, _ = self.load(target)
+        fwd_bwd = forward_backward_seconds(
+            fresh,
+            tokenizer,
+            [*self.data.forget, *self.unlearn_retain],
+            batch_size=unlearn_config.scoring_batch_size,
+            max_length=unlearn_config.max_length,
+        )
+        del fresh
+        mask = {k: result.mask_stats[k] for k in ("k", "n_eligible", "p_percent")}
+        mask["by_kind"] = {kind: group["selected"] for kind, group in result.mask_stats["by_kind"].items()}
+        return {
+            "fwd_bwd_s": round(fwd_bwd, 3),
+            "scoring_over_fwd_bwd": round(result.timings.get("scoring_s") / fwd_bwd, 3),
+            "mask": mask,
+        }
 
     def grun(self, name: str, target: Path, grun_config, steer: bool) -> dict:
         """GRUN from a fresh copy of the target, measured as GRIN is; then a second request (the first
@@ -492,3 +491,19 @@ def schedule_summary(probes: Sequence[Mapping], target_auc: float, unlearn_confi
         "final_mia_auc": last["mia_auc"] if last else None,
         "ended_in_band": None if last is None else low <= last["mia_auc"] <= high,
     }
+
+
+def run_description(unlearn_config, steer: bool, target_auc: float) -> str:
+    """How a run is set up, for the log: method, mask size or full-parameter, learning rate, seed, and the
+    privacy schedule's target or the fixed epochs."""
+    return (
+        f"{unlearn_config.method}, "
+        f"{'full-parameter' if unlearn_config.full_parameter else f'p={unlearn_config.p_percent}%'}, "
+        f"lr {unlearn_config.learning_rate:g}, seed {unlearn_config.seed}, "
+        + (
+            f"privacy schedule to AUC {target_auc:.3f} +- {unlearn_config.auc_margin:g} within "
+            f"{unlearn_config.max_epochs} epochs"
+            if steer
+            else f"{unlearn_config.epochs} epochs"
+        )
+    )

@@ -19,10 +19,19 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from infra.errors import ParentMovedError
+from policy.gate import GateDecision
+from tasks.contracts import EvalOutcome
 from tasks.dispatch import run_ml_stage
 from tasks.evaluate import evaluate_rebuilt
 from tasks.purge import purge_after_run
-from tasks.rebuild import gate_rebuild, lines_due, plan_rebuild, purge_rebuild_scratch, register_exact
+from tasks.rebuild import (
+    RebuildPlan,
+    gate_rebuild,
+    lines_due,
+    plan_rebuild,
+    purge_rebuild_scratch,
+    register_exact,
+)
 from tasks.train import TrainOutcome, train_target
 
 
@@ -41,49 +50,13 @@ def rebuild_line(model: str = "*", recipe: dict[str, Any] | None = None) -> list
         plan = plan_rebuild(model, recipe)
         if not plan.covers:
             return [{"model": model, "outcome": "nothing_to_do", "reason": "no ticket waits for exact deletion"}]
-        trained: TrainOutcome = run_ml_stage(
-            train_target,
-            label=f"rebuild-{model}",
-            manifest=plan.manifest,
-            model_config=plan.architecture,
-            train_config=plan.recipe,
-        )
-        evaluated = run_ml_stage(
-            evaluate_rebuilt,
-            label=model,
-            checkpoint=trained.checkpoint,
-            eval_suite=plan.eval_suite,
-            deleted=plan.deleted,
-        )
+        trained, evaluated = _train_and_evaluate(model, plan)
         decision = gate_rebuild(model, plan, evaluated.metrics)
-        summary = {
-            "model": model,
-            "rebuilt_from_version": plan.parent_version,
-            "covers": plan.covers,
-            "manifest_sha256": plan.manifest.sha256,
-            "manifest_count": plan.manifest_count,
-            "train_s": trained.train_s,
-            "epochs": trained.epochs,
-            "eval_s": evaluated.seconds,
-            "metrics": evaluated.metrics,
-            "gate": decision.model_dump(mode="json"),
-        }
+        summary = _summary(model, plan, trained, evaluated, decision)
         if not decision.passed:
             return [{**summary, "outcome": "gate_failed", "reason": decision.reason}]
         try:
-            version = register_exact(
-                model,
-                plan,
-                trained.checkpoint,
-                evaluated.metrics,
-                decision,
-                {
-                    "train_s": trained.train_s,
-                    "epochs": trained.epochs,
-                    "final_loss": trained.final_loss,
-                    "worker_pid": trained.worker.pid,
-                },
-            )
+            version = _register(model, plan, trained, evaluated, decision)
         except ParentMovedError as exc:
             return [{**summary, "outcome": "discarded", "reason": f"{exc}; the next rebuild covers them"}]
         purge_after_run(f"rebuild-{model}", [], "", superseded=True)  # the covered versions, past their grace
@@ -97,3 +70,61 @@ def rebuild_line(model: str = "*", recipe: dict[str, Any] | None = None) -> list
         ]
     finally:
         purge_rebuild_scratch(model)
+
+
+def _train_and_evaluate(model: str, plan: RebuildPlan) -> tuple[TrainOutcome, EvalOutcome]:
+    """The line's recipe trained from scratch on the plan's manifest, then evaluated on the line's suite
+    (and the deleted records, for the privacy rows): two ML stages."""
+    trained: TrainOutcome = run_ml_stage(
+        train_target,
+        label=f"rebuild-{model}",
+        manifest=plan.manifest,
+        model_config=plan.architecture,
+        train_config=plan.recipe,
+    )
+    evaluated = run_ml_stage(
+        evaluate_rebuilt,
+        label=model,
+        checkpoint=trained.checkpoint,
+        eval_suite=plan.eval_suite,
+        deleted=plan.deleted,
+    )
+    return trained, evaluated
+
+
+def _summary(
+    model: str, plan: RebuildPlan, trained: TrainOutcome, evaluated: EvalOutcome, decision: GateDecision
+) -> dict[str, Any]:
+    """What the rebuild did, whatever its outcome: what it covers, its cost, its metrics and its gate."""
+    return {
+        "model": model,
+        "rebuilt_from_version": plan.parent_version,
+        "covers": plan.covers,
+        "manifest_sha256": plan.manifest.sha256,
+        "manifest_count": plan.manifest_count,
+        "train_s": trained.train_s,
+        "epochs": trained.epochs,
+        "eval_s": evaluated.seconds,
+        "metrics": evaluated.metrics,
+        "gate": decision.model_dump(mode="json"),
+    }
+
+
+def _register(
+    model: str, plan: RebuildPlan, trained: TrainOutcome, evaluated: EvalOutcome, decision: GateDecision
+) -> int:
+    """The rebuilt checkpoint as a version of method `exact`, with its training's record; raises
+    ParentMovedError when tickets answered meanwhile moved the serving version."""
+    return register_exact(
+        model,
+        plan,
+        trained.checkpoint,
+        evaluated.metrics,
+        decision,
+        {
+            "train_s": trained.train_s,
+            "epochs": trained.epochs,
+            "final_loss": trained.final_loss,
+            "worker_pid": trained.worker.pid,
+        },
+    )

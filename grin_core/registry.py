@@ -1,4 +1,5 @@
-"""Named extension points: an unlearning objective, a probe, a metric name is one entry of a `Registry`.
+"""Named extension points: an unlearning objective, a probe, an attack, a metric name, a gate check
+(policy/gate_registry.py) is one entry of a `Registry`.
 
 OpenUnlearning's habit (`TRAINER_REGISTRY`, `METRICS_REGISTRY`): a new method or probe is a module
 plus one registration line, and an unknown name raises with the known ones instead of falling into

@@ -172,68 +172,66 @@ def verify(*, session: Session, expect: ChainHead | Sequence[ChainHead] | None =
 
 
 def _walk(session: Session, expect: ChainHead | Sequence[ChainHead] | None) -> ChainCheck:
+    """Every record in id order against its predecessor and its own fields, then the pinned heads."""
     expected_id, expected_prev, count = 1, GENESIS_HASH, 0
     pins = [] if expect is None else [expect] if isinstance(expect, ChainHead) else list(expect)
-    by_id: dict[int, list[ChainHead]] = {}
+    by_id: dict[int | None, list[ChainHead]] = {}
     for pin in pins:
         by_id.setdefault(pin.id, []).append(pin)  # a pin by hash alone waits under None
     seen: set[int] = set()  # id() of every pin found in the chain
     rows = session.execute(select(AuditRecord).order_by(AuditRecord.id).execution_options(yield_per=1000))
     for record in rows.scalars():
         count += 1
-        if record.id != expected_id:
-            return ChainCheck(False, count, expected_prev, record.id, f"missing record: expected id {expected_id}")
-        if record.prev_hash != expected_prev:
-            return ChainCheck(
-                False,
-                count,
-                expected_prev,
-                record.id,
-                "broken link: prev_hash is not the previous hash",
-            )
-        recomputed = record_hash(
-            id=record.id,
-            created_at=record.created_at,
-            kind=record.kind,
-            ticket_id=record.ticket_id,
-            payload=record.payload,
-            prev_hash=record.prev_hash,
-        )
-        if recomputed != record.hash:
-            return ChainCheck(False, count, expected_prev, record.id, "hash mismatch: the record was altered")
-        for pin in by_id.get(record.id, ()):
-            if record.hash != pin.hash:
-                return ChainCheck(
-                    False,
-                    count,
-                    expected_prev,
-                    record.id,
-                    "rewritten: the record at the pinned head has another hash",
-                )
-            seen.add(id(pin))
-        for pin in by_id.get(None, ()):
-            if record.hash == pin.hash:
-                seen.add(id(pin))
+        fault = _record_fault(record, expected_id, expected_prev) or _pin_fault(record, by_id, seen)
+        if fault is not None:
+            return ChainCheck(False, count, expected_prev, record.id, fault)
         expected_id, expected_prev = record.id + 1, record.hash
+    truncated = _truncation(pins, seen, count)
+    if truncated is not None:
+        return ChainCheck(False, count, expected_prev, *truncated)
+    return ChainCheck(True, count, expected_prev)
+
+
+def _record_fault(record: AuditRecord, expected_id: int, expected_prev: str) -> str | None:
+    """Why a record does not follow its predecessor or does not hash to itself; None when it holds."""
+    if record.id != expected_id:
+        return f"missing record: expected id {expected_id}"
+    if record.prev_hash != expected_prev:
+        return "broken link: prev_hash is not the previous hash"
+    recomputed = record_hash(
+        id=record.id,
+        created_at=record.created_at,
+        kind=record.kind,
+        ticket_id=record.ticket_id,
+        payload=record.payload,
+        prev_hash=record.prev_hash,
+    )
+    if recomputed != record.hash:
+        return "hash mismatch: the record was altered"
+    return None
+
+
+def _pin_fault(record: AuditRecord, by_id: Mapping[int | None, list[ChainHead]], seen: set[int]) -> str | None:
+    """A pin at this record's id with another hash is a rewrite; every pin this record matches goes into `seen`."""
+    for pin in by_id.get(record.id, ()):
+        if record.hash != pin.hash:
+            return "rewritten: the record at the pinned head has another hash"
+        seen.add(id(pin))
+    for pin in by_id.get(None, ()):
+        if record.hash == pin.hash:
+            seen.add(id(pin))
+    return None
+
+
+def _truncation(pins: list[ChainHead], seen: set[int], count: int) -> tuple[int | None, str] | None:
+    """(the pin's id, why) for the first pin, fewest records first, that the walked chain lost; None if none."""
     for pin in sorted(pins, key=lambda p: p.count):
         if pin.hash != GENESIS_HASH and id(pin) not in seen:
             pinned = f"record {pin.id}, {pin.count} records" if pin.id else f"hash {pin.hash[:16]}"
-            return ChainCheck(
-                False,
-                count,
-                expected_prev,
-                pin.id,
-                f"truncated: the pinned head ({pinned}) is gone; the chain holds {count}",
-            )
+            return pin.id, f"truncated: the pinned head ({pinned}) is gone; the chain holds {count}"
         if count < pin.count:
-            return ChainCheck(
-                False,
-                count,
-                expected_prev,
-                pin.id,
-                f"truncated: {count} records, fewer than the {pin.count} pinned",
-            )
-    return ChainCheck(True, count, expected_prev)
+            return pin.id, f"truncated: {count} records, fewer than the {pin.count} pinned"
+    return None
 
 
 def _check_tickets(session: Session, chain: ChainCheck) -> ChainCheck:

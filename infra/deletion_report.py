@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from infra import audit, queue
-from infra.db.models import ModelAlias, ModelVersion, RegisteredModel
+from infra.db.models import AuditRecord, ModelAlias, ModelVersion, RegisteredModel, Ticket
 from infra.exact_deletion import deletion_kinds
 from infra.ticket_status import TicketStatus
 from policy.metric_names import HEADLINE_METRICS
@@ -73,57 +73,21 @@ def build_report(ticket_id: int, *, session: Session) -> DeletionReport:
     ticket = queue.get_ticket(ticket_id, session=session)
     records = audit.records(session=session, ticket_id=ticket_id)
     evidence = next((r for r in records if r.kind in ("unlearning.registered", "unlearning.nothing_to_forget")), None)
-    ended = next(
-        (
-            r
-            for r in records
-            if r.kind == "ticket.transition"
-            and r.payload.get("to") in (TicketStatus.completed, TicketStatus.rejected, TicketStatus.needs_review)
-        ),
-        None,
-    )
+    ended = _ending(records)
     payload = evidence.payload if evidence else {}
-    decision = payload.get("gate") or payload.get("decision") or {}
     version = session.get(ModelVersion, ticket.result_version_id) if ticket.result_version_id else None
-    aliases = session.scalars(
-        select(ModelAlias).join(ModelAlias.model).where(RegisteredModel.name == ticket.model_name)
-    )
-    line = session.scalars(
-        select(ModelVersion).join(ModelVersion.model).where(RegisteredModel.name == ticket.model_name)
-    ).all()
     head_now = audit.head(session=session)
-    if ticket.status != TicketStatus.completed:
-        outcome = ticket.status.value
-    else:
-        outcome = "forgotten: new version" if version is not None else "nothing to forget"
     return DeletionReport(
-        ticket_id=ticket.id,
-        status=ticket.status.value,
-        outcome=outcome,
-        filed_at=ticket.created_at,
+        **_request_fields(ticket),
+        outcome=_outcome(ticket, version),
         finished_at=ended.created_at if ended else None,
-        requested_by=ticket.requested_by,
-        legal_basis=ticket.legal_basis,
-        due_date=ticket.due_date.isoformat() if ticket.due_date else None,
-        subject_sha256=audit.sha256_hex(ticket.subject),
-        request_sha256=ticket.request_sha256,
-        method=ticket.method.value,
-        model=ticket.model_name,
-        model_ref=ticket.model_ref,
         parent_version=payload.get("parent_version") or payload.get("version"),
         version=version.version if version else None,
         checkpoint_sha256=version.checkpoint_sha256 if version else payload.get("checkpoint_sha256"),
         base_checkpoint_sha256=version.base_checkpoint_sha256 if version else None,
         threat_model=payload.get("threat_model"),
-        serving={a.alias: a.version.version for a in aliases},
-        versions_holding_deleted_data=sorted(v.version for v in line if ticket.id in (v.holds_deleted_data_of or [])),
-        purged_versions=sorted(v.version for v in line if v.purged_at is not None),
-        gate_passed=decision.get("passed"),
-        gate_reason=decision.get("reason"),
-        relearn_probe=payload.get("relearn_probe"),
-        checks=[ReportCheck(**{k: c.get(k) for k in ReportCheck.model_fields}) for c in decision.get("checks", [])],
-        before=payload.get("metrics_before") or payload.get("metrics") or {},
-        after=payload.get("metrics_after") or {},
+        **_line_fields(ticket, session),
+        **_gate_fields(payload),
         evidence_record_id=evidence.id if evidence else None,
         chain_head_at_completion={"id": ended.id, "hash": ended.hash} if ended else None,
         chain_head_now={"id": head_now.id, "hash": head_now.hash, "count": head_now.count},
@@ -134,6 +98,66 @@ def build_report(ticket_id: int, *, session: Session) -> DeletionReport:
         ],
         deletion=deletion_kinds(ticket_id, session=session),
     )
+
+
+def _ending(records: list[AuditRecord]) -> AuditRecord | None:
+    """The transition that ended the ticket (completed, rejected or sent to review), if it has ended."""
+    ends = (TicketStatus.completed, TicketStatus.rejected, TicketStatus.needs_review)
+    return next((r for r in records if r.kind == "ticket.transition" and r.payload.get("to") in ends), None)
+
+
+def _outcome(ticket: Ticket, version: ModelVersion | None) -> str:
+    if ticket.status != TicketStatus.completed:
+        return ticket.status.value
+    return "forgotten: new version" if version is not None else "nothing to forget"
+
+
+def _request_fields(ticket: Ticket) -> dict[str, Any]:
+    """What was asked, by whom and on what basis, against which model: the subject by its hash only."""
+    return {
+        "ticket_id": ticket.id,
+        "status": ticket.status.value,
+        "filed_at": ticket.created_at,
+        "requested_by": ticket.requested_by,
+        "legal_basis": ticket.legal_basis,
+        "due_date": ticket.due_date.isoformat() if ticket.due_date else None,
+        "subject_sha256": audit.sha256_hex(ticket.subject),
+        "request_sha256": ticket.request_sha256,
+        "method": ticket.method.value,
+        "model": ticket.model_name,
+        "model_ref": ticket.model_ref,
+    }
+
+
+def _line_fields(ticket: Ticket, session: Session) -> dict[str, Any]:
+    """The ticket's model line now: the version each alias serves, the versions that still hold the
+    ticket's data and the versions purged."""
+    aliases = session.scalars(
+        select(ModelAlias).join(ModelAlias.model).where(RegisteredModel.name == ticket.model_name)
+    )
+    line = session.scalars(
+        select(ModelVersion).join(ModelVersion.model).where(RegisteredModel.name == ticket.model_name)
+    ).all()
+    return {
+        "serving": {a.alias: a.version.version for a in aliases},
+        "versions_holding_deleted_data": sorted(
+            v.version for v in line if ticket.id in (v.holds_deleted_data_of or [])
+        ),
+        "purged_versions": sorted(v.version for v in line if v.purged_at is not None),
+    }
+
+
+def _gate_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    """The gate's decision and the metrics before and after, from the evidence record's payload."""
+    decision = payload.get("gate") or payload.get("decision") or {}
+    return {
+        "gate_passed": decision.get("passed"),
+        "gate_reason": decision.get("reason"),
+        "relearn_probe": payload.get("relearn_probe"),
+        "checks": [ReportCheck(**{k: c.get(k) for k in ReportCheck.model_fields}) for c in decision.get("checks", [])],
+        "before": payload.get("metrics_before") or payload.get("metrics") or {},
+        "after": payload.get("metrics_after") or {},
+    }
 
 
 def deletion_summary(report: DeletionReport) -> str:
@@ -164,6 +188,30 @@ def report_sections(report: DeletionReport) -> list[tuple[str, list[tuple[str, s
         ("Request (sha256)", r.request_sha256),
         ("Deletion", deletion_summary(r)),
     ]
+    model = _model_rows(r)
+    gate = [["check", "value", "limit", "passed"]] + [
+        [c.name, _num(c.value), _num(c.limit), "yes" if c.passed else "NO"] for c in r.checks
+    ]
+    metrics = [["metric", "before", "after"]] + [
+        [m, _num(r.before.get(m)), _num(r.after.get(m))] for m in HEADLINE_METRICS if m in r.before or m in r.after
+    ]
+    evidence = _evidence_rows(r)
+    timeline = [["at", "from", "to"]] + [[t["at"][:19], t["from"] or "", t["to"] or ""] for t in r.timeline]
+    verdict = "passed" if r.gate_passed else ("failed" if r.gate_passed is False else "not run")
+    gate_title = f"Evaluation gate: {verdict}" + (f" ({r.gate_reason})" if r.gate_passed is False else "")
+    return [
+        ("Request", request),
+        ("Models", model),
+        (gate_title, gate),
+        ("Metrics (before -> after)", metrics),
+        ("Evidence", evidence),
+        ("Timeline", timeline),
+    ]
+
+
+def _model_rows(r: DeletionReport) -> list[tuple[str, str]]:
+    """The model line's rows: the versions involved, what serves now, what still holds the data, and
+    (GRUN) the unchanged base its intervention applies to."""
     model = [
         ("Model", r.model),
         ("Filed against", r.model_ref),
@@ -182,13 +230,12 @@ def report_sections(report: DeletionReport) -> list[tuple[str, list[tuple[str, s
         ]
     probe = {True: "on", False: "OFF: switched off by the line's policy", None: "not recorded"}[r.relearn_probe]
     model.append(("Relearning probe (fine-tune on half the forget set, measure the other half)", probe))
-    gate = [["check", "value", "limit", "passed"]] + [
-        [c.name, _num(c.value), _num(c.limit), "yes" if c.passed else "NO"] for c in r.checks
-    ]
-    metrics = [["metric", "before", "after"]] + [
-        [m, _num(r.before.get(m)), _num(r.after.get(m))] for m in HEADLINE_METRICS if m in r.before or m in r.after
-    ]
-    evidence = [
+    return model
+
+
+def _evidence_rows(r: DeletionReport) -> list[tuple[str, str]]:
+    """Where the evidence is in the audit chain: its record and the chain's head then and now."""
+    return [
         ("Evidence audit record", str(r.evidence_record_id) if r.evidence_record_id else "–"),
         (
             "Chain head when the ticket ended",
@@ -197,17 +244,6 @@ def report_sections(report: DeletionReport) -> list[tuple[str, list[tuple[str, s
             else "–",
         ),
         ("Chain head now", f"#{r.chain_head_now['id']} {r.chain_head_now['hash']}"),
-    ]
-    timeline = [["at", "from", "to"]] + [[t["at"][:19], t["from"] or "", t["to"] or ""] for t in r.timeline]
-    verdict = "passed" if r.gate_passed else ("failed" if r.gate_passed is False else "not run")
-    gate_title = f"Evaluation gate: {verdict}" + (f" ({r.gate_reason})" if r.gate_passed is False else "")
-    return [
-        ("Request", request),
-        ("Models", model),
-        (gate_title, gate),
-        ("Metrics (before -> after)", metrics),
-        ("Evidence", evidence),
-        ("Timeline", timeline),
     ]
 
 

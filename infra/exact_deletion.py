@@ -96,17 +96,44 @@ def register_exact(
         model_name, new, session=session, alias=alias, rule=AliasRule.if_on_parent, actor=actor
     ).version
     superseded = registry.mark_superseded(version, covers, session=session)
+    _audit_rebuild(
+        model_name,
+        version,
+        new,
+        covers,
+        trained_from=hparams.get("trained_from"),
+        gate=gate,
+        superseded=superseded,
+        actor=actor,
+        session=session,
+    )
+    return version
+
+
+def _audit_rebuild(
+    model_name: str,
+    version: ModelVersion,
+    new: NewVersion,
+    covers: Sequence[int],
+    *,
+    trained_from: Any,
+    gate: Mapping[str, Any],
+    superseded: list[int],
+    actor: str,
+    session: Session,
+) -> None:
+    """The rebuilt version's `REBUILT` record, then one `COVERED` record per ticket it deletes exactly."""
     audit.append(
         REBUILT,
         {
             "model": model_name,
             "version": version.version,
-            "parent_version": parent.version,
-            "checkpoint_sha256": checkpoint_sha256,
-            "training_manifest_uri": manifest_uri,
-            "training_manifest_sha256": manifest_sha256,
+            "parent_version": new.parent.version,
+            "checkpoint_sha256": new.checkpoint_sha256,
+            "training_manifest_uri": new.training_manifest_uri,
+            "training_manifest_sha256": new.training_manifest_sha256,
             "covers_ticket_ids": sorted(covers),
-            "trained_from": hparams.get("trained_from"),
+            "trained_from": trained_from,
             "gate_passed": gate.get("passed"),
             "versions_superseded": superseded,
             "actor": actor,
@@ -119,14 +146,13 @@ def register_exact(
             {
                 "model": model_name,
                 "version": version.version,
-                "checkpoint_sha256": checkpoint_sha256,
-                "training_manifest_sha256": manifest_sha256,
+                "checkpoint_sha256": new.checkpoint_sha256,
+                "training_manifest_sha256": new.training_manifest_sha256,
                 "detail": f"exact deletion in v{version.version}",
             },
             session=session,
             ticket_id=ticket_id,
         )
-    return version
 
 
 def deletion_kinds(ticket_id: int, *, session: Session) -> list[dict[str, Any]]:

@@ -1,32 +1,20 @@
 """The evaluation gate's decision on a candidate: each check, and one human-readable reason.
 
-Ratios compare the candidate with its parent version, so a policy (gate_policy.py) stays
-meaningful across models whose absolute scores differ. Pure: metrics in, a decision out.
+The checks are the registered ones (gate_checks/, gate_registry.py), their thresholds a policy's
+(gate_policy.py). Pure: metrics in, a decision out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
 from grin_core.metrics import names as m
+from policy.gate_check import GateCheck, bound_check
+from policy.gate_checks import GATE_CHECKS
 from policy.gate_policy import GatePolicy
-
-
-class GateCheck(BaseModel):
-    """One threshold compared with one metric; `limit` is the bound the value had to meet."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    metric: str
-    value: float | None
-    limit: float | None
-    passed: bool
-    detail: str
-    # Which way a failure points the ladder: "stronger" unlearning, "weaker", or None (neither).
-    asks: str | None = None
+from policy.gate_registry import GateInputs
 
 
 class GateDecision(BaseModel):
@@ -39,284 +27,41 @@ class GateDecision(BaseModel):
     checks: list[GateCheck]
 
 
-def _check(
-    name: str,
-    metric: str,
-    value: float | None,
-    limit: float | None,
-    label: str,
-    *,
-    at_most: bool,
-    asks: str | None = "default",
-) -> GateCheck:
-    """`value` must be at most (or at least) `limit`; a metric that was not measured fails.
-
-    By default a failed forget bound asks for stronger unlearning and a failed retain / utility
-    bound for weaker."""
-    m.check(metric)  # a check reads a metric some evaluation reports
-    if asks == "default":
-        asks = "stronger" if metric.startswith("forget") else "weaker"
-    if value is None or limit is None:
-        detail, ok = f"{label} was not measured", False
-    else:
-        ok = value <= limit if at_most else value >= limit
-        sign = ("≤" if ok else ">") if at_most else ("≥" if ok else "<")
-        detail = f"{label} {value:.4f} {sign} {limit:.4f}"
-    return GateCheck(
-        name=name, metric=metric, value=value, limit=limit, passed=ok, detail=detail, asks=None if ok else asks
-    )
-
-
 def decide(
     policy: GatePolicy,
     before: Mapping[str, float],
     after: Mapping[str, float],
     origin: Mapping[str, float] | None = None,
+    *,
+    checks: Iterable[str] | None = None,
 ) -> GateDecision:
-    """Forget metrics must fall below absolute and parent-relative bounds; retain and utility must hold.
+    """Forget metrics must fall below absolute and parent-relative bounds; retain and utility must hold;
+    the forget set must look to the privacy checks like data the model never saw.
 
     `before` are the parent version's metrics on the same suite, `after` the candidate's, `origin`
     the line's first version's (as recorded when it was first unlearned; the parent's own when it
     is the origin). Given an origin, retain and utility must also stay above a fraction of its
-    numbers, so a line of tickets cannot erode the model one parent-relative step at a time. Keyword
-    and utility checks apply when the suite measures them (a ticket without key phrases has no
-    keyword accuracy); forget and retain ROUGE-L are always required.
+    numbers. `checks` names the registered checks to run (gate_checks/; default every one, in
+    registration order); an unknown name raises with the known ones.
     """
-    forget, retain = after.get(m.FORGET_ROUGEL), after.get(m.RETAIN_ROUGEL)
-    checks = [
-        _check("forget_rougeL_abs", m.FORGET_ROUGEL, forget, policy.forget_rougeL_max, "forget ROUGE-L", at_most=True),
-        _check(
-            "forget_rougeL_rel",
-            m.FORGET_ROUGEL,
-            forget,
-            _times(policy.forget_rougeL_max_ratio, before.get(m.FORGET_ROUGEL)),
-            "forget ROUGE-L vs parent",
-            at_most=True,
-        ),
-        _check(
-            "retain_rougeL_rel",
-            m.RETAIN_ROUGEL,
-            retain,
-            _times(policy.retain_rougeL_min_ratio, before.get(m.RETAIN_ROUGEL)),
-            "retain ROUGE-L vs parent",
-            at_most=False,
-        ),
-    ]
-    if m.FORGET_KEYWORD_ACC in before or m.FORGET_KEYWORD_ACC in after:
-        keywords = after.get(m.FORGET_KEYWORD_ACC)
-        checks += [
-            _check(
-                "forget_keyword_acc_abs",
-                m.FORGET_KEYWORD_ACC,
-                keywords,
-                policy.forget_keyword_acc_max,
-                "forget keyword accuracy",
-                at_most=True,
-            ),
-            _check(
-                "forget_keyword_acc_rel",
-                m.FORGET_KEYWORD_ACC,
-                keywords,
-                _times(policy.forget_keyword_acc_max_ratio, before.get(m.FORGET_KEYWORD_ACC)),
-                "forget keyword accuracy vs parent",
-                at_most=True,
-            ),
-        ]
-    if m.MODEL_UTILITY in before or m.MODEL_UTILITY in after:
-        checks.append(
-            _check(
-                "model_utility_rel",
-                m.MODEL_UTILITY,
-                after.get(m.MODEL_UTILITY),
-                _times(policy.model_utility_min_ratio, before.get(m.MODEL_UTILITY)),
-                "model utility vs parent",
-                at_most=False,
-            )
-        )
-    if origin is not None:
-        checks += _origin_checks(policy, origin, after)
-    checks += privacy_checks(policy, after)
-    failed = [c for c in checks if not c.passed]
-    reason = (
-        "passed: " + "; ".join(c.detail for c in checks)
-        if not failed
-        else "failed: " + "; ".join(c.detail for c in failed)
-    )
-    return GateDecision(passed=not failed, reason=reason, checks=checks)
+    return _decision(run_checks(GateInputs(policy, before, after, origin), checks))
 
 
-def _origin_checks(policy: GatePolicy, origin: Mapping[str, float], after: Mapping[str, float]) -> list[GateCheck]:
-    checks = [
-        _check(
-            "retain_rougeL_origin",
-            m.RETAIN_ROUGEL,
-            after.get(m.RETAIN_ROUGEL),
-            _times(policy.retain_rougeL_min_origin_ratio, origin.get(m.RETAIN_ROUGEL)),
-            "retain ROUGE-L vs origin",
-            at_most=False,
-        )
-    ]
-    if m.MODEL_UTILITY in origin or m.MODEL_UTILITY in after:
-        checks.append(
-            _check(
-                "model_utility_origin",
-                m.MODEL_UTILITY,
-                after.get(m.MODEL_UTILITY),
-                _times(policy.model_utility_min_origin_ratio, origin.get(m.MODEL_UTILITY)),
-                "model utility vs origin",
-                at_most=False,
-            )
-        )
+def run_checks(inputs: GateInputs, names: Iterable[str] | None = None) -> list[GateCheck]:
+    """The checks of the named rules (every registered one by default, in registration order); an unknown
+    name raises before any check runs. A rule that needs the holdout is skipped when it was not measured."""
+    rules = [GATE_CHECKS[name] for name in (GATE_CHECKS.names() if names is None else names)]
+    checks: list[GateCheck] = []
+    for rule in rules:
+        if rule.needs_holdout and not inputs.holdout_measured:
+            continue
+        checks += rule.run(inputs)
     return checks
 
 
 def non_member_auc(policy: GatePolicy) -> float:
     """The AUC a model that never saw the forget set would give against this line's holdout."""
     return 0.5 if policy.mia_reference_auc is None else policy.mia_reference_auc
-
-
-PROBES = {  # metric key -> label; each is checked when the evaluation measured it
-    m.FORGET_PARAPHRASE_ROUGEL: "forget ROUGE-L on paraphrased questions",
-    m.FORGET_FORMAT_MAX_ROUGEL: "forget ROUGE-L, worst other prompt format",
-    m.FORGET_INT8_ROUGEL: "forget ROUGE-L of int8 fake-quantised weights",
-    m.FORGET_INT4_ROUGEL: "forget ROUGE-L of int4 fake-quantised weights",
-}
-
-
-ATTACK_LABELS = {"loss": "loss", "zlib": "zlib", "mink": "Min-K%", "minkpp": "Min-K%++"}  # metrics/attacks.py
-
-
-def attack_level(policy: GatePolicy, after: Mapping[str, float], attack: str) -> tuple[float, str]:
-    """An attack's non-member level and where it comes from: measured on the candidate (never-seen
-    calibration records against the holdout), else the line's recorded level (the loss attack), else 0.5."""
-    if m.NONMEMBER_AUC[attack] in after:
-        return after[m.NONMEMBER_AUC[attack]], "never-seen records"
-    if attack == "loss" and policy.mia_reference_auc is not None:
-        return policy.mia_reference_auc, "the line's calibration"
-    return 0.5, "no calibration data"
-
-
-def attack_checks(policy: GatePolicy, after: Mapping[str, float]) -> list[GateCheck]:
-    """Each attack's forget-vs-holdout AUC in a two-sided band around its own non-member level: above
-    asks for stronger unlearning (the forget set is still recognised), below for weaker (over-unlearned:
-    the forget set stands out the other way)."""
-    checks = []
-    for attack, metric in m.ATTACK_AUC.items():
-        if metric not in after or attack not in policy.attacks:
-            continue
-        level, source = attack_level(policy, after, attack)
-        prefix = "mia" if attack == "loss" else f"mia_{attack}"  # the loss attack's checks keep their names
-        label = f"{ATTACK_LABELS[attack]} attack AUC (level {level:.3f}, {source})"
-        checks += [
-            _check(
-                f"{prefix}_auc_high",
-                metric,
-                after[metric],
-                min(level + policy.mia_auc_band, 1.0),
-                label,
-                at_most=True,
-                asks="stronger",
-            ),
-            _check(
-                f"{prefix}_auc_low",
-                metric,
-                after[metric],
-                max(level - policy.mia_auc_band, 0.0),
-                f"{label}, over-unlearning",
-                at_most=False,
-                asks="weaker",
-            ),
-        ]
-    return checks
-
-
-def mean_prob_ratio_bound(policy: GatePolicy, after: Mapping[str, float]) -> float:
-    """The policy's bound on the mean forget/holdout probability ratio, or twice what never-seen records
-    show when that is more (a line whose holdout is harder than its training-like data)."""
-    return max(policy.forget_holdout_mean_prob_ratio_max, 2 * after.get(m.NONMEMBER_PROB_RATIO, 0.0))
-
-
-def relearn_bound(policy: GatePolicy, after: Mapping[str, float]) -> tuple[float, str]:
-    """Forget ROUGE-L after relearning may exceed never-seen records' under the same attack by the
-    policy's margin; without those, the policy's absolute bound."""
-    if m.RELEARN_NONMEMBER_ROUGEL in after:
-        return after[m.RELEARN_NONMEMBER_ROUGEL] + policy.relearn_rougeL_margin, "never-seen records + margin"
-    return policy.relearn_rougeL_max, "absolute bound"
-
-
-def privacy_checks(policy: GatePolicy, after: Mapping[str, float]) -> list[GateCheck]:
-    """Every membership attack in a band around its non-member level, forget vs holdout probability
-    (typical and mean), and the robustness probes. Without a holdout measurement: one failing check
-    saying privacy was not checked, unless the policy waives it."""
-    if m.MIA_AUC not in after:
-        return (
-            []
-            if policy.privacy_waived
-            else [
-                GateCheck(
-                    name="privacy_checked",
-                    metric=m.MIA_AUC,
-                    value=None,
-                    limit=None,
-                    passed=False,
-                    detail="privacy not checked: the eval suite has no holdout (non-member) part",
-                    asks=None,
-                )
-            ]
-        )
-    checks = attack_checks(policy, after)
-    if m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO in after:
-        checks.append(
-            _check(
-                "forget_prob_vs_holdout",
-                m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO,
-                after[m.FORGET_HOLDOUT_TYPICAL_PROB_RATIO],
-                policy.forget_holdout_prob_ratio_max,
-                "forget/holdout typical answer probability",
-                at_most=True,
-                asks="stronger",
-            )
-        )
-    if m.FORGET_HOLDOUT_PROB_RATIO in after:
-        checks.append(
-            _check(
-                "forget_mean_prob_vs_holdout",
-                m.FORGET_HOLDOUT_PROB_RATIO,
-                after[m.FORGET_HOLDOUT_PROB_RATIO],
-                mean_prob_ratio_bound(policy, after),
-                "forget/holdout mean answer probability (a few likely answers dominate it)",
-                at_most=True,
-                asks="stronger",
-            )
-        )
-    for key, label in PROBES.items():
-        if key in after:
-            checks.append(_check(f"probe_{key}", key, after[key], policy.probe_rougeL_max, label, at_most=True))
-    if m.RELEARN_FORGET_ROUGEL in after:
-        bound, source = relearn_bound(policy, after)
-        checks.append(
-            _check(
-                "probe_relearn",
-                m.RELEARN_FORGET_ROUGEL,
-                after[m.RELEARN_FORGET_ROUGEL],
-                bound,
-                f"forget ROUGE-L after relearning half ({source})",
-                at_most=True,
-                asks="stronger",
-            )
-        )
-    if m.FORGET_SAMPLED_BEST_ROUGEL in after:
-        checks.append(
-            _check(
-                "probe_sampled",
-                m.FORGET_SAMPLED_BEST_ROUGEL,
-                after[m.FORGET_SAMPLED_BEST_ROUGEL],
-                policy.sampled_rougeL_max,
-                "forget best-of-N sampled ROUGE-L",
-                at_most=True,
-            )
-        )
-    return checks
 
 
 def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDecision | None:
@@ -329,7 +74,7 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
     Unlearning such a set could only damage the model, so no version is registered.
     """
     checks = [
-        _check(
+        bound_check(
             "never_learned_rougeL",
             m.FORGET_ROUGEL,
             before.get(m.FORGET_ROUGEL),
@@ -340,7 +85,7 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
     ]
     if m.FORGET_KEYWORD_ACC in before:
         checks.append(
-            _check(
+            bound_check(
                 "never_learned_keyword_acc",
                 m.FORGET_KEYWORD_ACC,
                 before[m.FORGET_KEYWORD_ACC],
@@ -351,7 +96,7 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
         )
     if m.MIA_AUC in before:
         checks.append(
-            _check(
+            bound_check(
                 "never_learned_mia_auc",
                 m.MIA_AUC,
                 before[m.MIA_AUC],
@@ -366,7 +111,7 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
         ratio = before[m.FORGET_PROB] / before[m.HOLDOUT_PROB]
     if ratio is not None:
         checks.append(
-            _check(
+            bound_check(
                 "never_learned_prob",
                 m.FORGET_HOLDOUT_PROB_RATIO,
                 ratio,
@@ -378,10 +123,6 @@ def nothing_to_forget(policy: GatePolicy, before: Mapping[str, float]) -> GateDe
     if not all(c.passed for c in checks):
         return None
     return GateDecision(passed=True, reason="nothing to forget: " + "; ".join(c.detail for c in checks), checks=checks)
-
-
-def _times(ratio: float, value: float | None) -> float | None:
-    return None if value is None else ratio * value
 
 
 def rebuild_decision(
@@ -397,7 +138,11 @@ def rebuild_decision(
         return GateDecision(
             passed=True, checks=[], reason="passed: the line's origin recorded no metrics to hold the rebuild to"
         )
-    checks = _origin_checks(policy, origin, after)
+    return _decision(run_checks(GateInputs(policy, {}, after, origin), ("origin",)))
+
+
+def _decision(checks: list[GateCheck]) -> GateDecision:
+    """Passed when every check passed; the reason lists every check, or only the failed ones."""
     failed = [c for c in checks if not c.passed]
     reason = (
         "passed: " + "; ".join(c.detail for c in checks)

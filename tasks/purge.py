@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from grin_core.data.records import RecordFormatError, forget_keys, parse_qa_records, text_key
 from infra import audit, queue
-from infra.db.models import ModelAlias, ModelVersion
+from infra.db.models import ModelAlias, ModelVersion, Ticket
 from infra.errors import InvalidRequestError, ObjectNotFoundError, UnsupportedURIError
 from infra.settings import Settings, get_settings
 from infra.storage import ObjectStore, locate, open_store
@@ -158,14 +158,9 @@ def purge_forget_copies(
     settings = settings or get_settings()
     store = open_store(settings)
     wanted = set(ticket_ids)
-    with sessions(settings).begin() as session:
-        tickets = [queue.get_ticket(i, session=session) for i in sorted(wanted)]
-        inbox = {t.id: ([*t.forget_uris, *([t.keywords_uri] if t.keywords_uri else [])], t.status) for t in tickets}
+    tickets, inbox = _tickets_and_inbox(wanted, settings)
     runs = list(run_ids) if run_ids is not None else _runs_of(store, wanted)
-    forget = [r for t in tickets for uri in t.forget_uris for r in _records_at(uri, settings)]
-    for run in runs:
-        forget += _records_at(store.uri(f"scratch/{run}/forget.jsonl"), settings)
-    keys = forget_keys(forget)
+    keys = _forget_text_keys(tickets, runs, store, settings)
 
     deleted = _run_objects_to_delete(store, runs, keys, crashed=run_ids is None)
     scratch = [k for run in runs for k in store.list(f"scratch/{run}/")]
@@ -184,6 +179,40 @@ def purge_forget_copies(
         "inbox_objects": len(inbox_deleted),
         "progress_objects": len(progress),
     }
+    _audit_purge(settings, wanted, runs, actor, keys, deleted, scratch, inbox_deleted, inbox_kept, counts)
+    return counts
+
+
+def _tickets_and_inbox(wanted: set[int], settings: Settings) -> tuple[list[Ticket], dict[int, tuple[list[str], Any]]]:
+    """The tickets, and each one's requester objects (forget and keywords URIs) with its status."""
+    with sessions(settings).begin() as session:
+        tickets = [queue.get_ticket(i, session=session) for i in sorted(wanted)]
+        inbox = {t.id: ([*t.forget_uris, *([t.keywords_uri] if t.keywords_uri else [])], t.status) for t in tickets}
+    return tickets, inbox
+
+
+def _forget_text_keys(tickets: list[Ticket], runs: list[str], store: ObjectStore, settings: Settings) -> set[str]:
+    """The `text_key`s of every forget question and answer: the tickets' own objects and the runs'
+    forget snapshots (a ticket's objects may be gone already)."""
+    forget = [r for t in tickets for uri in t.forget_uris for r in _records_at(uri, settings)]
+    for run in runs:
+        forget += _records_at(store.uri(f"scratch/{run}/forget.jsonl"), settings)
+    return forget_keys(forget)
+
+
+def _audit_purge(
+    settings: Settings,
+    wanted: set[int],
+    runs: list[str],
+    actor: str,
+    keys: set[str],
+    deleted: dict[str, str | None],
+    scratch: list[str],
+    inbox_deleted: list[str],
+    inbox_kept: dict[int, str],
+    counts: dict[str, int],
+) -> None:
+    """One `ticket.forget_copies_purged` record: what went, by key and hash only, never the text."""
     with sessions(settings).begin() as session:
         audit.append(
             "ticket.forget_copies_purged",
@@ -201,7 +230,6 @@ def purge_forget_copies(
             },
             session=session,
         )
-    return counts
 
 
 def _run_objects_to_delete(store, runs: list[str], keys, *, crashed: bool) -> dict[str, str | None]:

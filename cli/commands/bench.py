@@ -223,69 +223,85 @@ def _rebuild_line(console, report: dict) -> None:
         )
 
 
-def _summary(console, report: dict) -> None:
-    from rich.table import Table
+_COLUMNS = (
+    "model",
+    "forget Q",
+    "utility",
+    "forget R-L",
+    "retain R-L",
+    "loss AUC",
+    "zlib AUC",
+    "Min-K AUC",
+    "Min-K++ AUC",
+    "mean p ratio",
+    "privleak",
+    "relearn R-L",
+    "epochs",
+    "FLOPs / retrain",
+    "wall s",
+    "state MiB",
+)
 
-    def fmt(value, spec=".3f") -> str:
-        return "-" if value is None else format(value, spec)
+
+def _summary(console, report: dict) -> None:
+    console.print(_results_table(report))
+    _rebuild_line(console, report)
+    _verdicts(console, report)
+
+
+def _fmt(value, spec=".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _cell(entry: dict, key: str, spec: str = ".3f", part: str = "metrics") -> str:
+    """The value (a seeded method's mean), with its std over seeds when there are several."""
+    value = _fmt((entry.get(part) or {}).get(key), spec)
+    std = entry.get("std") or {}
+    seeded = len(entry.get("seeds", [])) > 1 and key in std
+    return value + (f" ±{std[key]:{spec}}" if seeded else "")
+
+
+def _results_table(report: dict):
+    """One row per model (the target, then each method), one column per headline number."""
+    from rich.table import Table
 
     calibration = report.get("calibration") or {}
     table = Table(
         title=f"TOFU {report['split']}, {report['authors']} authors"
         + (f"; non-member AUC {calibration['auc']:.3f}" if calibration.get("auc") is not None else "")
     )
-    columns = (
-        "model",
-        "forget Q",
-        "utility",
-        "forget R-L",
-        "retain R-L",
-        "loss AUC",
-        "zlib AUC",
-        "Min-K AUC",
-        "Min-K++ AUC",
-        "mean p ratio",
-        "privleak",
-        "relearn R-L",
-        "epochs",
-        "FLOPs / retrain",
-        "wall s",
-        "state MiB",
-    )
-    for column in columns:
+    for column in _COLUMNS:
         table.add_column(column, justify="left" if column == "model" else "right")
+    for name, entry in [("target", report["target"]), *report["methods"].items()]:
+        table.add_row(*_row(report, name, entry))
+    return table
 
-    def cell(entry: dict, key: str, spec: str = ".3f", part: str = "metrics") -> str:
-        """The value (a seeded method's mean), with its std over seeds when there are several."""
-        value = fmt((entry.get(part) or {}).get(key), spec)
-        std = entry.get("std") or {}
-        seeded = len(entry.get("seeds", [])) > 1 and key in std
-        return value + (f" ±{std[key]:{spec}}" if seeded else "")
 
-    rows = [("target", report["target"]), *report["methods"].items()]
-    for name, entry in rows:
-        state = entry.get("state_bytes", {}).get("total") if entry.get("state_bytes") else None
-        n_seeds = len(entry.get("seeds", []))
-        table.add_row(
-            name + (f" (mean of {n_seeds})" if n_seeds > 1 else ""),
-            cell(entry, "forget_quality", ".3g"),
-            cell(entry, "model_utility"),
-            cell(entry, "forget_rougeL"),
-            cell(entry, "retain_rougeL"),
-            cell(entry, "mia_auc"),
-            cell(entry, "mia_zlib_auc"),
-            cell(entry, "mia_mink_auc"),
-            cell(entry, "mia_minkpp_auc"),
-            cell(entry, "forget_holdout_prob_ratio", ".2f"),
-            cell(entry, "privleak", ".1f"),
-            cell(entry, "relearn_forget_rougeL", part="robustness"),
-            fmt(entry.get("epochs_run"), ".0f"),
-            fmt(report["ratios"].get("flops_over_retrain", {}).get(name), ".3f"),
-            fmt(entry.get("wall_s"), ".1f"),
-            fmt(state and state / 2**20, ".1f"),
-        )
-    console.print(table)
-    _rebuild_line(console, report)
+def _row(report: dict, name: str, entry: dict) -> tuple[str, ...]:
+    state = entry.get("state_bytes", {}).get("total") if entry.get("state_bytes") else None
+    n_seeds = len(entry.get("seeds", []))
+    return (
+        name + (f" (mean of {n_seeds})" if n_seeds > 1 else ""),
+        _cell(entry, "forget_quality", ".3g"),
+        _cell(entry, "model_utility"),
+        _cell(entry, "forget_rougeL"),
+        _cell(entry, "retain_rougeL"),
+        _cell(entry, "mia_auc"),
+        _cell(entry, "mia_zlib_auc"),
+        _cell(entry, "mia_mink_auc"),
+        _cell(entry, "mia_minkpp_auc"),
+        _cell(entry, "forget_holdout_prob_ratio", ".2f"),
+        _cell(entry, "privleak", ".1f"),
+        _cell(entry, "relearn_forget_rougeL", part="robustness"),
+        _fmt(entry.get("epochs_run"), ".0f"),
+        _fmt(report["ratios"].get("flops_over_retrain", {}).get(name), ".3f"),
+        _fmt(entry.get("wall_s"), ".1f"),
+        _fmt(state and state / 2**20, ".1f"),
+    )
+
+
+def _verdicts(console, report: dict) -> None:
+    """Each target's value and verdict, then the acceptance on the seeded method's mean and per seed."""
     for name, target in report["targets"].items():
         console.print(
             f"{name}: {target['value']} -> {'met' if target['met'] else 'NOT met' if target['met'] is False else 'n/a'}"

@@ -39,6 +39,7 @@ from grin_core.scoring.noise import inject_noise
 from grin_core.unlearning.forget_retain import (
     ROW_COLUMN,
     ForgetRetainTrainer,
+    ScheduledRun,
     forget_retain_datasets,
     run_scheduled,
 )
@@ -194,44 +195,6 @@ class UnlearnResult:
         }
 
 
-def _prepare(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    forget_records: Sequence[Mapping[str, str]],
-    retain_records: Sequence[Mapping[str, str]],
-    config: UnlearnConfig,
-    mask: Mask | None,
-    progress: bool,
-    timings: dict[str, float],
-    meter: FlopMeter | None = None,
-) -> tuple[Mask | None, Dataset, Dataset]:
-    """Before training, in this order: the mask (scored unless given; none in full mode), the datasets
-    with the objective's reference pass (before noise), and the noise on the selected weights."""
-    if config.full_parameter:
-        mask = None
-    elif mask is None:
-        started = time.perf_counter()
-        with stage_meter(meter, "scoring"):
-            mask = score_and_select(model, tokenizer, forget_records, retain_records, config, progress)
-        timings["scoring_s"] = time.perf_counter() - started
-    with stage_meter(meter, "reference"):
-        forget, retain = forget_retain_datasets(
-            model,
-            tokenizer,
-            forget_records,
-            retain_records,
-            config.method,
-            config,
-            timings,
-            mixed_precision=config.mixed_precision,
-        )
-    if mask is not None and config.sigma2 > 0:
-        started = time.perf_counter()
-        inject_noise(model, mask, config.sigma2, config.seed)
-        timings["noise_s"] = time.perf_counter() - started
-    return mask, forget, retain
-
-
 def unlearn(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -270,51 +233,146 @@ def unlearn(
     `fingerprint`) to continue from; the result equals an uninterrupted run's (tests/core/test_resume.py).
     """
     set_seed(config.seed)
+    records = _Records(forget_records, retain_records, holdout_records, calibration_records)
+    saving = _Saving(checkpoint_dir, checkpoint_every_s, resume_from, fingerprint)
     timings: dict[str, float] = {}
     meter = FlopMeter.of(model)
     with meter.attached(model):
-        with meter.stage("nonmember"):
-            levels, profiles = _nonmember(
-                model, tokenizer, forget_records, holdout_records, calibration_records, config, timings
-            )
-        mask, forget, retain = _prepare(
-            model, tokenizer, forget_records, retain_records, config, mask, progress, timings, meter
-        )
-        trainer = UnlearnTrainer(
-            model,
-            config,
-            forget,
-            retain,
-            tokenizer,
-            mask=mask,
-            callbacks=callbacks,
-            progress=progress,
-            scheduled=bool(holdout_records) and steer,
-            checkpoint_dir=checkpoint_dir,
-            fingerprint=fingerprint,
-        )
-        trainer.profiles = profiles and ProfileTargets(profiles, len(forget))
-        trainer.flop_meter = meter
-        saving = [SaveAtIntervals(checkpoint_every_s)] if checkpoint_dir is not None else []
+        prepared = _before_training(model, tokenizer, records, config, mask, progress, timings, meter)
+        trainer = _trainer(model, tokenizer, config, prepared, records, meter, saving, callbacks, progress, steer)
         with meter.stage("training"):
-            run = run_scheduled(
-                trainer,
-                tokenizer,
-                forget_records,
-                retain_records,
-                holdout_records,
-                target_auc=levels.aucs["loss"] if levels else target_auc,
-                steer=steer,
-                after_schedule=saving,
-                resume_from=resume_from,
-                levels=levels and levels.aucs,
-                nonmember_prob_ratio=levels and levels.mean_prob_ratio,
-                calibration_records=calibration_records,
-            )
+            run = _train_scheduled(trainer, tokenizer, records, prepared.levels, saving, target_auc, steer)
     timings["training_s"] = run.training_s
+    return _result(model, trainer, run, timings, prepared.levels, meter)
+
+
+@dataclass(frozen=True)
+class _Records:
+    """The records one run reads: what to forget and what to keep, and the never-seen holdout and
+    calibration records the privacy schedule measures against (None without)."""
+
+    forget: Sequence[Mapping[str, str]]
+    retain: Sequence[Mapping[str, str]]
+    holdout: Sequence[Mapping[str, str]] | None
+    calibration: Sequence[Mapping[str, str]] | None
+
+
+@dataclass(frozen=True)
+class _Saving:
+    """A run's progress checkpoints (resume.py): where (None: nowhere), how many seconds apart, and the
+    checkpoint of the same run (`fingerprint`) it continues from."""
+
+    checkpoint_dir: str | None
+    every_s: float
+    resume_from: str | None
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What training starts from: the mask (None in full mode), the datasets, and the never-seen levels
+    and profiles measured before anything changed the model."""
+
+    mask: Mask | None
+    forget: Dataset
+    retain: Dataset
+    levels: NonMemberLevels | None
+    profiles: NonMemberProfiles | None
+
+
+def _before_training(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: _Records,
+    config: UnlearnConfig,
+    mask: Mask | None,
+    progress: bool,
+    timings: dict[str, float],
+    meter: FlopMeter,
+) -> _Prepared:
+    """The non-member levels and profiles first (the model still unchanged), then `_prepare`."""
+    with meter.stage("nonmember"):
+        levels, profiles = _nonmember(
+            model, tokenizer, records.forget, records.holdout, records.calibration, config, timings
+        )
+    mask, forget, retain = _prepare(
+        model, tokenizer, records.forget, records.retain, config, mask, progress, timings, meter
+    )
+    return _Prepared(mask, forget, retain, levels, profiles)
+
+
+def _trainer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    config: UnlearnConfig,
+    prepared: _Prepared,
+    records: _Records,
+    meter: FlopMeter,
+    saving: _Saving,
+    callbacks: Sequence[TrainerCallback],
+    progress: bool,
+    steer: bool,
+) -> UnlearnTrainer:
+    """GRIN's trainer over the prepared datasets and mask, for the schedule's budget when it steers, with
+    the never-seen profiles a `profiles` objective pulls toward and the meter that counts its FLOPs."""
+    trainer = UnlearnTrainer(
+        model,
+        config,
+        prepared.forget,
+        prepared.retain,
+        tokenizer,
+        mask=prepared.mask,
+        callbacks=callbacks,
+        progress=progress,
+        scheduled=bool(records.holdout) and steer,
+        checkpoint_dir=saving.checkpoint_dir,
+        fingerprint=saving.fingerprint,
+    )
+    trainer.profiles = prepared.profiles and ProfileTargets(prepared.profiles, len(prepared.forget))
+    trainer.flop_meter = meter
+    return trainer
+
+
+def _train_scheduled(
+    trainer: UnlearnTrainer,
+    tokenizer: PreTrainedTokenizerBase,
+    records: _Records,
+    levels: NonMemberLevels | None,
+    saving: _Saving,
+    target_auc: float,
+    steer: bool,
+) -> ScheduledRun:
+    """Train under the privacy schedule, aimed at the measured loss-attack level when there is one
+    (`target_auc` otherwise), saving progress when a checkpoint directory is given."""
+    return run_scheduled(
+        trainer,
+        tokenizer,
+        records.forget,
+        records.retain,
+        records.holdout,
+        target_auc=levels.aucs["loss"] if levels else target_auc,
+        steer=steer,
+        after_schedule=[SaveAtIntervals(saving.every_s)] if saving.checkpoint_dir is not None else [],
+        resume_from=saving.resume_from,
+        levels=levels and levels.aucs,
+        nonmember_prob_ratio=levels and levels.mean_prob_ratio,
+        calibration_records=records.calibration,
+    )
+
+
+def _result(
+    model: PreTrainedModel,
+    trainer: UnlearnTrainer,
+    run: ScheduledRun,
+    timings: dict[str, float],
+    levels: NonMemberLevels | None,
+    meter: FlopMeter,
+) -> UnlearnResult:
+    """The model, the trainer's config and mask, and what the run measured and cost."""
+    mask = trainer.mask
     return UnlearnResult(
         model=model,
-        config=config,
+        config=trainer.config,
         mask=mask,
         mask_stats=mask.stats() if mask is not None else None,
         timings={k: round(v, 3) for k, v in timings.items()},
@@ -326,6 +384,44 @@ def unlearn(
         levels=levels and levels.to_dict(),
         flops=meter.summary(),
     )
+
+
+def _prepare(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    forget_records: Sequence[Mapping[str, str]],
+    retain_records: Sequence[Mapping[str, str]],
+    config: UnlearnConfig,
+    mask: Mask | None,
+    progress: bool,
+    timings: dict[str, float],
+    meter: FlopMeter | None = None,
+) -> tuple[Mask | None, Dataset, Dataset]:
+    """Before training, in this order: the mask (scored unless given; none in full mode), the datasets
+    with the objective's reference pass (before noise), and the noise on the selected weights."""
+    if config.full_parameter:
+        mask = None
+    elif mask is None:
+        started = time.perf_counter()
+        with stage_meter(meter, "scoring"):
+            mask = score_and_select(model, tokenizer, forget_records, retain_records, config, progress)
+        timings["scoring_s"] = time.perf_counter() - started
+    with stage_meter(meter, "reference"):
+        forget, retain = forget_retain_datasets(
+            model,
+            tokenizer,
+            forget_records,
+            retain_records,
+            config.method,
+            config,
+            timings,
+            mixed_precision=config.mixed_precision,
+        )
+    if mask is not None and config.sigma2 > 0:
+        started = time.perf_counter()
+        inject_noise(model, mask, config.sigma2, config.seed)
+        timings["noise_s"] = time.perf_counter() - started
+    return mask, forget, retain
 
 
 def _nonmember(

@@ -14,7 +14,7 @@ def test_an_unknown_metric_raises_with_the_known_ones():
 
 
 def test_the_probes_default_keys_and_the_gate_and_report_names_are_known():
-    from policy.gate import PROBES
+    from policy.gate_checks.probes import PROBES
     from policy.metric_names import HEADLINE_METRICS
 
     assert PROBE_KEYS | set(PROBES) | set(HEADLINE_METRICS) <= names.METRICS
@@ -28,7 +28,7 @@ def test_the_probes_default_keys_and_the_gate_and_report_names_are_known():
 
 
 def test_a_gate_check_on_an_unknown_metric_raises():
-    from policy.gate import _check
+    from policy.gate_check import bound_check
 
     with pytest.raises(names.UnknownMetricError):
-        _check("typo", "forget_rouge", 0.1, 0.4, "forget ROUGE-L", at_most=True)
+        bound_check("typo", "forget_rouge", 0.1, 0.4, "forget ROUGE-L", at_most=True)
