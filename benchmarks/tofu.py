@@ -94,6 +94,7 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
     unlearn = partial(_unlearn, memo, bench, target_dir)
     methods = _run_methods(bench, unlearn, memo, target_dir, retrain_dir, target, retrain, seeds)
     sweeps = _run_sweeps(config, unlearn)
+    base = _base_part(bench, memo)
 
     report = {
         "split": config.split,
@@ -110,6 +111,7 @@ def run_tofu_bench(config: BenchConfig, log: Log = lambda line: None, command: s
         "retrain": retrain,
         "methods": methods,
         "sweeps": sweeps,
+        **({"base": base} if base is not None else {}),
     }
     report["ratios"], report["targets"] = headline(report)
     report["acceptance"] = acceptance_summary(report)
@@ -153,6 +155,20 @@ def _run_sweeps(config: BenchConfig, unlearn: Callable[..., dict]) -> dict[str, 
             )
             sweeps.setdefault(param, {})[f"{value:g}"] = entry
     return sweeps
+
+
+def _base_part(bench: TofuBench, memo: Memo) -> dict | None:
+    """The un-fine-tuned base's own numbers (no probes), last: what the pretrained model brought before it
+    saw any author. None for a from-scratch recipe."""
+    if bench.recipe.base is None:
+        return None
+
+    def evaluate() -> dict:
+        model, tokenizer = bench.load(bench.base_dir())
+        metrics, eval_s, _ = bench.evaluate("base", model, tokenizer)
+        return {"source": bench.recipe.base, "checkpoint": bench.base_dir().name, "metrics": metrics, "eval_s": eval_s}
+
+    return memo.run("base", {}, evaluate)
 
 
 def _evaluate_retrain(bench: TofuBench, retrain_dir: Path) -> dict:

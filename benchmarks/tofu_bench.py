@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from math import nan
 from pathlib import Path
 
-from benchmarks.recipes import RECIPES
-from benchmarks.tofu_config import BenchConfig, Log
+from benchmarks.recipes import RECIPES, Recipe
+from benchmarks.tofu_config import REPO_ROOT, BenchConfig, Log
 
 REPORTED = (
     "forget_rougeL",
@@ -43,13 +43,11 @@ class TofuBench:
 
     def __init__(self, config: BenchConfig, log: Log) -> None:
         from grin_core.data.tofu import TofuSubset, load_eval_suite, load_tofu
-        from grin_core.models.tiny_llama import TinyLlamaConfig
-        from grin_core.models.train import TrainConfig
 
         self.config, self.log = config, log
-        recipe = RECIPES[config.recipe]
-        self.model_config = TinyLlamaConfig(**recipe.model)
-        self.train_config = TrainConfig(**{"seed": config.seed, **recipe.train})
+        self.recipe = recipe = RECIPES[config.recipe]
+        self.model_config, self.train_config = _configs(recipe, config.seed)
+        self._base_dir: Path | None = None
         self.subset = TofuSubset(config.authors, config.split, recipe.n_general)
         self.data = load_tofu(self.subset, config.data_dir)
         self.suite = load_eval_suite(self.subset, config.data_dir)
@@ -92,14 +90,16 @@ class TofuBench:
         """Train (or reuse) a model; `train_s` is the original training time either way."""
         from benchmarks.peak_rss import PeakRss
         from grin_core.models.checkpoint import load_grin_config
-        from grin_core.models.train import train_or_load
 
         cache = Path(self.config.cache_dir)
+        if self.recipe.base is not None:
+            self.base_dir()  # dequantised (once) before the clock starts: it is no part of training
         before = {p.name for p in cache.iterdir()} if cache.is_dir() else set()
-        self.log(f"{name}: training on {len(records)} QA (or reusing the cache in {cache})")
+        how = "training" if self.recipe.base is None else "fine-tuning the base"
+        self.log(f"{name}: {how} on {len(records)} QA (or reusing the cache in {cache})")
         started = time.perf_counter()
         with PeakRss() as rss:
-            path = train_or_load(records, self.model_config, self.train_config, cache, progress=False)
+            path = self.build(records, cache)
         cached = path.name in before
         recorded = load_grin_config(path)
         history = recorded.get("history", [])
@@ -115,7 +115,7 @@ class TofuBench:
             "n_records": len(records),
             "checkpoint": path.name,
             "throughput": self.throughput(path, records, history, recorded.get("device", "cpu")),
-            "config": {"model": self.model_config.to_dict(), "train": self.train_config.to_dict()},
+            "config": self.model_recipe(),
         }
         mfu = summary["throughput"].get("mfu")
         self.log(
@@ -125,6 +125,38 @@ class TofuBench:
             + (f", MFU {mfu:.1%}" if mfu is not None else "")
         )
         return path, summary
+
+    def build(self, records: Sequence[Mapping], cache: Path) -> Path:
+        """The recipe's model of `records`: trained from scratch, or its base fine-tuned (both cached)."""
+        if self.recipe.base is None:
+            from grin_core.models.train import train_or_load
+
+            return train_or_load(records, self.model_config, self.train_config, cache, progress=False)
+        from grin_core.models.finetune import finetune_or_load
+
+        return finetune_or_load(records, self.base_dir(), self.train_config, cache, progress=False)
+
+    def base_dir(self) -> Path:
+        """The recipe's base as a checkpoint: a GGUF dequantised once into the model cache (by its sha256)."""
+        if self._base_dir is None:
+            from grin_core.models.gguf_base import base_checkpoint
+
+            source = Path(self.recipe.base)
+            source = source if source.is_absolute() else REPO_ROOT / source
+            started = time.perf_counter()
+            self._base_dir = base_checkpoint(source, self.config.cache_dir, self.recipe.prompt_template)
+            self.log(f"base: {source.name} -> {self._base_dir.name} in {seconds_since(started):.0f} s")
+        return self._base_dir
+
+    def model_recipe(self) -> dict:
+        """How the models were built: the from-scratch model and schedule, or the base and its fine-tuning."""
+        if self.recipe.base is None:
+            return {"model": self.model_config.to_dict(), "train": self.train_config.to_dict()}
+        return {
+            "base": self.recipe.base,
+            "base_checkpoint": self.base_dir().name,
+            "finetune": self.train_config.to_dict(),
+        }
 
     def throughput(
         self, checkpoint: Path, records: Sequence[Mapping], history: Sequence[Mapping], device_name: str
@@ -139,8 +171,8 @@ class TofuBench:
             history,
             lengths,
             matmul_params(model),
-            self.model_config.num_hidden_layers,
-            self.model_config.hidden_size,
+            model.config.num_hidden_layers,
+            model.config.hidden_size,
             device_name,
             self.train_config.batch_size,
         )
@@ -446,6 +478,19 @@ class TofuBench:
             "wall_s": wall_s,
             "first_forget_after_second": {k: metrics[k] for k in keys},
         }
+
+
+def _configs(recipe: Recipe, seed: int) -> tuple:
+    """(model config, training config) of a recipe: TinyLlamaConfig + TrainConfig from scratch, or no model
+    config (the base's own) + FinetuneConfig for a recipe with a base."""
+    if recipe.base is not None:
+        from grin_core.models.finetune import FinetuneConfig
+
+        return None, FinetuneConfig(**{"seed": seed, **recipe.train})
+    from grin_core.models.tiny_llama import TinyLlamaConfig
+    from grin_core.models.train import TrainConfig
+
+    return TinyLlamaConfig(**recipe.model), TrainConfig(**{"seed": seed, **recipe.train})
 
 
 def retrain_state(checkpoint: Path, records: Sequence[Mapping], batch_size: int, lr: float) -> tuple[dict, int]:

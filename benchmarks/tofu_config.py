@@ -57,6 +57,8 @@ class BenchConfig:
             raise ValueError("retrain follows the recipe; it has no unlearning learning rate")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
+        if self.epochs is None and RECIPES[self.recipe].unlearn_epochs is not None:
+            object.__setattr__(self, "epochs", RECIPES[self.recipe].unlearn_epochs)  # the recipe's budget
         if self.epochs is not None and self.epochs < 1:
             raise ValueError("epochs must be >= 1")
         if self.seeds < 1:

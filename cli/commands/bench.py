@@ -97,7 +97,13 @@ Probes = Annotated[
 LearningRates = Annotated[
     list[str] | None, typer.Option(help="Override a method's learning rate, repeatable: npo=1e-4.")
 ]
-Recipe = Annotated[str, typer.Option(help="Target/retrain recipe: cpu (default) or tiny (seconds; for tests).")]
+Recipe = Annotated[
+    str,
+    typer.Option(
+        help="Target/retrain recipe: cpu (default), gpu, smollm2 (SmolLM2-135M-Instruct fine-tuned; "
+        "make smollm2 first) or tiny (seconds; for tests)."
+    ),
+]
 DataDir = Annotated[Path | None, typer.Option(help="TOFU files (default: $GRIN_TOFU_DIR or ../shared/data/tofu).")]
 CacheDir = Annotated[
     Path | None, typer.Option(help="Trained-model cache (default: .grin/cache/models in the repository).")
